@@ -1,0 +1,88 @@
+# Everything a fresh machine (Debian, root) needs is installed by these targets.
+#   make run    the main job: a container run through the CLI on an embedded containerd
+#   make test   the whole suite against a private containerd
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := .build
+ROOTFS := $(BUILD)/rootfs
+# A short path: unix socket paths are limited to 108 bytes.
+CTRD_DIR := /tmp/supervisor-test-$(shell id -u)-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
+APT_PACKAGES := containerd runc busybox-static \
+	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
+	golang-github-gogo-protobuf-dev
+
+.PHONY: all deps system-deps venv rootfs protos test unit lint typecheck run bench bench-check clean
+
+all: test
+
+system-deps:
+	missing=""
+	for p in $(APT_PACKAGES); do
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"
+	done
+	if [ -n "$$missing" ]; then
+	  echo "installing:$$missing"
+	  export DEBIAN_FRONTEND=noninteractive
+	  apt-get update -qq
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,protos]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: system-deps venv
+
+rootfs: system-deps
+	scripts/mkrootfs.sh $(ROOTFS)
+
+protos: deps
+	PYTHON=$(PY) protos/generate.sh supervisor/_proto
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+# The suite runs against one private containerd started here and always
+# stopped afterwards; tests that kill containerd start their own.
+test: deps rootfs
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	scripts/containerd-private.sh start $(CTRD_DIR)
+	rc=0
+	SUPERVISOR_TEST_ADDRESS=$(CTRD_DIR)/containerd.sock \
+	SUPERVISOR_TEST_ROOTFS=$(CURDIR)/$(ROOTFS) \
+	  $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?
+	scripts/containerd-private.sh stop $(CTRD_DIR)
+	exit $$rc
+
+unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+run: deps rootfs
+	$(PY) -m supervisor demo --rootfs $(ROOTFS) --state-dir $(BUILD)/embedded
+
+bench: deps rootfs
+	scripts/containerd-private.sh start $(CTRD_DIR)-bench
+	rc=0
+	$(PY) -m benchmarks --address $(CTRD_DIR)-bench/containerd.sock \
+	  --rootfs $(ROOTFS) --out bench-results/latest.json || rc=$$?
+	scripts/containerd-private.sh stop $(CTRD_DIR)-bench
+	exit $$rc
+
+bench-check: venv
+	$(PY) -m benchmarks.check bench-results/latest.json
+
+clean:
+	rm -rf $(BUILD) bench-results .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Regenerates supervisor/_proto from containerd's own .proto files, as Debian's
+# golang-github-containerd-{containerd,cgroups}-dev packages install them.
+#
+#   protos/generate.sh OUT_DIR      (make protos calls it with supervisor/_proto)
+#
+# The generator versions are pinned in pyproject.toml's `protos` extra; a test
+# regenerates into a temporary directory and diffs against the committed copy.
+set -euo pipefail
+out=${1:?usage: generate.sh OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+G=${GOCODE:-/usr/share/gocode/src}
+C=$G/github.com/containerd/containerd
+python=${PYTHON:-python3}
+
+# The protoc plugin is looked up on PATH; it lives next to the interpreter.
+PATH="$(dirname "$(command -v "$python")"):$PATH"
+
+files=(
+  "$C/api/services/containers/v1/containers.proto"
+  "$C/api/services/tasks/v1/tasks.proto"
+  "$C/api/services/events/v1/events.proto"
+  "$C/api/services/version/v1/version.proto"
+  "$C/api/events/task.proto"
+  "$C/api/events/container.proto"
+  "$C/api/types/task/task.proto"
+  "$C/api/types/mount.proto"
+  "$C/api/types/metrics.proto"
+  "$C/api/types/descriptor.proto"
+  "$C/runtime/v2/runc/options/oci.proto"
+  "$G/github.com/containerd/cgroups/stats/v1/metrics.proto"
+  "$G/github.com/containerd/cgroups/v2/stats/metrics.proto"
+  "$here/extra/grpc/health/v1/health.proto"
+)
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$python" -m grpc_tools.protoc \
+  -I"$G" -I"$G/github.com/gogo/protobuf" -I"$G/github.com/gogo/protobuf/protobuf" -I"$here/extra" \
+  --python_betterproto2_out="$tmp" \
+  --python_betterproto2_opt=client_generation=async \
+  "${files[@]}" >/dev/null 2>"$tmp.log" || { cat "$tmp.log" >&2; exit 1; }
+# betterproto2-compiler 0.10.1 keeps its template's
+# `from google.protobuf.descriptor import Descriptor` wherever a message is itself
+# named Descriptor (containerd.types), which would pull in Google's protobuf
+# runtime for nothing; the class defined below it shadows the import anyway.
+grep -rl '^from google.protobuf.descriptor import' "$tmp" | xargs -r sed -i '/^from google.protobuf.descriptor import/d'
+# The generator also writes a py.typed of its own; the package root has one.
+rm -f "$tmp/py.typed"
+rm -rf "$out"
+mkdir -p "$(dirname "$out")"
+cp -r "$tmp" "$out"

@@ -1,0 +1,1 @@
+"""supervisor: an asyncio supervisor for containerd."""

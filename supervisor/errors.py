@@ -1,0 +1,95 @@
+"""The one error hierarchy of :mod:`supervisor`.
+
+::
+
+    SupervisorError
+    ├── NotFound             the container, task or process does not exist
+    ├── AlreadyExists        the id is taken
+    ├── InvalidArgument      bad input: rejected before anything was created
+    ├── FailedPrecondition   the object is in the wrong state for the call
+    ├── Unavailable          containerd cannot be reached (or went away mid-call)
+    ├── Cancelled            containerd cancelled the call on its side
+    ├── DeadlineExceeded     a call ran past its deadline
+    └── Unknown              anything containerd reported that fits nowhere else
+
+Every gRPC status from containerd becomes exactly one of these at the transport
+boundary (``supervisor.backends``), with containerd's own message kept; callers
+never see grpclib's ``GRPCError``.  Each error carries the ids it concerns, when
+the call had them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "Cancelled",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "SupervisorError",
+    "Unavailable",
+    "Unknown",
+]
+
+
+class SupervisorError(Exception):
+    """Root of every error this library raises on purpose.
+
+    Attributes:
+        message: what went wrong, containerd's own words where it said something.
+        container_id: the container the failing call was about, if any.
+        process_id: the exec id (or the container id for an init process), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        container_id: str | None = None,
+        process_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.container_id = container_id
+        self.process_id = process_id
+
+    def __str__(self) -> str:
+        where = []
+        if self.container_id is not None:
+            where.append(f"container={self.container_id}")
+        if self.process_id is not None and self.process_id != self.container_id:
+            where.append(f"process={self.process_id}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class NotFound(SupervisorError):
+    """The container, task or process does not exist (any more)."""
+
+
+class AlreadyExists(SupervisorError):
+    """An object with this id exists already."""
+
+
+class InvalidArgument(SupervisorError):
+    """The input was rejected; nothing was created or changed."""
+
+
+class FailedPrecondition(SupervisorError):
+    """The object is not in a state that allows the call (e.g. a task still exists)."""
+
+
+class Unavailable(SupervisorError):
+    """containerd could not be reached, or the connection broke during the call."""
+
+
+class Cancelled(SupervisorError):
+    """containerd cancelled the call on its side."""
+
+
+class DeadlineExceeded(SupervisorError):
+    """The call did not finish before its deadline."""
+
+
+class Unknown(SupervisorError):
+    """containerd reported an error that maps to no more specific class."""
