@@ -28,6 +28,7 @@ files=(
   "$C/api/types/metrics.proto"
   "$C/api/types/descriptor.proto"
   "$C/runtime/v2/runc/options/oci.proto"
+  "$C/runtime/linux/runctypes/runc.proto"
   "$G/github.com/containerd/cgroups/stats/v1/metrics.proto"
   "$G/github.com/containerd/cgroups/v2/stats/metrics.proto"
   "$here/extra/grpc/health/v1/health.proto"
