@@ -93,3 +93,27 @@ class DeadlineExceeded(SupervisorError):
 
 class Unknown(SupervisorError):
     """containerd reported an error that maps to no more specific class."""
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """What a task group raised, without the group around it.
+
+    Task groups wrap what their tasks raise; callers of this library should
+    see a :class:`SupervisorError` itself.  A group whose members are all
+    SupervisorErrors (say, the two ends of one broken connection) yields its
+    first; a single member of any kind yields that member; anything else is
+    left as it is.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            pending[:0] = list(item.exceptions)
+        else:
+            leaves.append(item)
+    if len(leaves) == 1 or all(isinstance(e, SupervisorError) for e in leaves):
+        return leaves[0]
+    return exc

@@ -1,0 +1,174 @@
+"""Small frozen values that cross the transport boundary.
+
+The backends decode containerd's messages into these at the edge, so the domain
+objects (and the caller) never see a generated protobuf class.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "ContainerRecord",
+    "CpuStats",
+    "ExitStatus",
+    "MemoryStats",
+    "PidsStats",
+    "ProcessInfo",
+    "ProcessState",
+    "Stats",
+    "StdioPaths",
+    "TaskEvent",
+    "TaskRecord",
+    "Topic",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a process ended.
+
+    Attributes:
+        exit_code: the process's exit code; ``128 + signal`` when killed by a
+            signal (137 for SIGKILL); 255 when containerd lost track of it.
+        exited_at: when it exited, as containerd recorded it (UTC).
+        oom_killed: whether any process of the container was OOM-killed since
+            the container's task last started (only the init process's status
+            carries it; see :class:`supervisor.EventInfo`).
+    """
+
+    exit_code: int
+    exited_at: datetime | None = None
+    oom_killed: bool = False
+
+
+class ProcessState(enum.Enum):
+    """containerd's view of a process."""
+
+    UNKNOWN = "unknown"
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    PAUSING = "pausing"
+
+
+@dataclass(frozen=True, slots=True)
+class StdioPaths:
+    """Where the shim finds a process's stdio; empty string for none."""
+
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    """A container as containerd stores it."""
+
+    id: str
+    spec: dict[str, Any]
+    runtime: str
+    labels: dict[str, str]
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task's (or exec's) state as containerd reports it."""
+
+    container_id: str
+    process_id: str
+    pid: int
+    state: ProcessState
+    stdio: StdioPaths
+    exit_status: ExitStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """One process in a task's pid list."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    """Memory of the container's cgroup, in bytes."""
+
+    usage: int
+    limit: int
+    max_usage: int = 0
+    failcnt: int = 0
+    cache: int = 0
+    rss: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CpuStats:
+    """CPU time of the container's cgroup, in nanoseconds."""
+
+    total_usage: int
+    kernel_usage: int = 0
+    user_usage: int = 0
+    per_cpu_usage: tuple[int, ...] = ()
+    throttled_periods: int = 0
+    throttled_time: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PidsStats:
+    """Process count of the container's cgroup."""
+
+    current: int
+    limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A sample of a task's cgroup metrics (cgroup v1 or v2, decoded alike)."""
+
+    memory: MemoryStats
+    cpu: CpuStats
+    pids: PidsStats
+    read_at: datetime | None = None
+    cgroup_version: int = 1
+    blkio_service_bytes: tuple[tuple[str, int], ...] = field(default=())
+
+
+class Topic(enum.Enum):
+    """The task event topics containerd publishes."""
+
+    CREATE = "/tasks/create"
+    START = "/tasks/start"
+    EXIT = "/tasks/exit"
+    DELETE = "/tasks/delete"
+    OOM = "/tasks/oom"
+    EXEC_ADDED = "/tasks/exec-added"
+    EXEC_STARTED = "/tasks/exec-started"
+    PAUSED = "/tasks/paused"
+    RESUMED = "/tasks/resumed"
+    IO = "/tasks/io"
+    CHECKPOINTED = "/tasks/checkpointed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One task event off containerd's stream, decoded at the edge.
+
+    ``process_id`` is the exec id for an exec, the container id for the init
+    process; an OOM event names only the container.
+    """
+
+    namespace: str
+    topic: Topic
+    container_id: str
+    process_id: str
+    pid: int = 0
+    exit_code: int = 0
+    exited_at: datetime | None = None
+    timestamp: datetime | None = None

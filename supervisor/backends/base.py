@@ -1,0 +1,109 @@
+"""The seam between the domain objects and a way of reaching containerd.
+
+A :class:`Transport` is bound to one containerd namespace and speaks in the
+library's own values (:mod:`supervisor._types`), never in generated protobuf
+classes; every failure it raises is a :class:`supervisor.errors.SupervisorError`.
+The containerd-over-grpclib implementation is :mod:`supervisor.backends.containerd`;
+unit tests may supply a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._types import (
+    ContainerRecord,
+    ExitStatus,
+    ProcessInfo,
+    Stats,
+    StdioPaths,
+    TaskEvent,
+    TaskRecord,
+)
+
+__all__ = ["Sync", "Transport", "EventStream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Our own marker event, seen on the stream once the subscription is live."""
+
+    token: str
+
+
+EventStream = AsyncGenerator["TaskEvent | Sync", None]
+
+
+class Transport(Protocol):
+    """What the domain objects need from containerd, for one namespace."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+    async def version(self) -> str: ...
+
+    # containers
+    async def create_container(
+        self,
+        container_id: str,
+        spec: Mapping[str, Any],
+        *,
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        labels: Mapping[str, str],
+    ) -> None: ...
+
+    async def get_container(self, container_id: str) -> ContainerRecord: ...
+
+    async def list_containers(self) -> list[ContainerRecord]: ...
+
+    async def delete_container(self, container_id: str) -> None: ...
+
+    # tasks and processes
+    async def create_task(self, container_id: str, stdio: StdioPaths) -> int: ...
+
+    async def exec(
+        self, container_id: str, exec_id: str, spec: Mapping[str, Any], stdio: StdioPaths
+    ) -> None: ...
+
+    async def start(self, container_id: str, exec_id: str) -> int: ...
+
+    async def kill(self, container_id: str, exec_id: str, signal: int, all: bool) -> None: ...
+
+    async def wait(self, container_id: str, exec_id: str) -> ExitStatus: ...
+
+    async def delete_task(self, container_id: str) -> ExitStatus: ...
+
+    async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus: ...
+
+    async def get_task(self, container_id: str, exec_id: str = "") -> TaskRecord: ...
+
+    async def list_tasks(self) -> list[TaskRecord]: ...
+
+    async def pause(self, container_id: str) -> None: ...
+
+    async def resume(self, container_id: str) -> None: ...
+
+    async def pids(self, container_id: str) -> list[ProcessInfo]: ...
+
+    async def stats(self, container_id: str) -> Stats: ...
+
+    async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None: ...
+
+    async def resize(self, container_id: str, exec_id: str, width: int, height: int) -> None: ...
+
+    async def close_stdin(self, container_id: str, exec_id: str) -> None: ...
+
+    # events
+    def subscribe(self) -> AbstractAsyncContextManager[EventStream]:
+        """This namespace's task events, plus :class:`Sync` markers from :meth:`sync`."""
+        ...
+
+    async def sync(self, token: str) -> None:
+        """Publish a :class:`Sync` marker that every live subscription will see."""
+        ...
