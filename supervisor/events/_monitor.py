@@ -1,0 +1,233 @@
+"""The one event subscription of a client, kept alive through containerd
+restarts, and what it does with each event.
+
+Lifecycle of a subscription::
+
+    subscribe -> publish a sync marker -> read until the marker comes back
+      (the subscription is now provably live) -> reconcile (only after a
+      break: ask containerd how every process we saw running is doing, and
+      report the exits we missed) -> read events until the stream breaks
+      -> back off -> subscribe again ...
+
+containerd keeps no event log, so exits published while we were not
+subscribed are found by the reconciliation; exits seen both ways, or sent
+twice by containerd after its restart, are dropped by the tracker.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .. import errors
+from .._config import Timeouts, backoff
+from .._log import get_logger
+from .._types import ProcessState, TaskEvent, TaskRecord, Topic
+from ..backends.base import Sync, Transport
+from ._queue import Queue
+from ._tracker import LOST_EXIT_CODE, ExitTracker
+from ._types import Backend, EventInfo, EventType
+
+__all__ = ["EventMonitor"]
+
+_log = get_logger("events")
+
+_DELIVERED: dict[Topic, EventType] = {
+    Topic.CREATE: EventType.CREATE,
+    Topic.START: EventType.START,
+    Topic.OOM: EventType.OOM,
+    Topic.EXEC_ADDED: EventType.EXEC_ADDED,
+    Topic.EXEC_STARTED: EventType.EXEC_STARTED,
+    Topic.PAUSED: EventType.PAUSED,
+    Topic.RESUMED: EventType.RESUMED,
+}
+
+
+class EventMonitor:
+    """Feeds the tracker (and the application's backend, if any) from the stream."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        tracker: ExitTracker,
+        *,
+        backend: Backend | None,
+        queue: Queue | None,
+        timeouts: Timeouts,
+    ) -> None:
+        self._transport = transport
+        self._tracker = tracker
+        self._backend = backend
+        self._queue = queue
+        self._timeouts = timeouts
+        self.subscriptions = 0
+        self.live = False
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe and keep subscribing; report started once the first
+        subscription is live, or raise if that first attempt fails."""
+        pauses = backoff(self._timeouts.resubscribe_initial, self._timeouts.resubscribe_max)
+        first = True
+        while True:
+            try:
+                async with self._transport.subscribe() as stream:
+                    await self._sync(stream)
+                    self.subscriptions += 1
+                    if not first:
+                        await self._reconcile()
+                        _log.info(
+                            "events.resubscribed",
+                            namespace=self._transport.namespace,
+                            subscriptions=self.subscriptions,
+                        )
+                    self.live = True
+                    if first:
+                        first = False
+                        task_status.started()
+                    pauses = backoff(
+                        self._timeouts.resubscribe_initial, self._timeouts.resubscribe_max
+                    )
+                    async for item in stream:
+                        if isinstance(item, TaskEvent):
+                            self.handle(item)
+                _log.warning("events.stream_ended", namespace=self._transport.namespace)
+            except (
+                errors.Unavailable,
+                errors.Cancelled,
+                errors.DeadlineExceeded,
+                errors.Unknown,
+            ) as exc:
+                if first:
+                    raise
+                if self.live:
+                    _log.warning(
+                        "events.stream_broken", namespace=self._transport.namespace, error=str(exc)
+                    )
+            self.live = False
+            await anyio.sleep(next(pauses))
+
+    async def _sync(self, stream: Any) -> None:
+        # Until our own marker comes back we cannot know containerd has
+        # registered the subscription, and a marker published before that is
+        # simply lost: so publish again, with back-off, until one returns.
+        # Events read meanwhile are real and are handled.
+        token = uuid.uuid4().hex
+        try:
+            await self._sync_once(stream, token)
+        except BaseExceptionGroup as group:
+            raise errors.unwrap_group(group) from None
+
+    async def _sync_once(self, stream: Any, token: str) -> None:
+        with anyio.fail_after(self._timeouts.sync):
+            async with anyio.create_task_group() as tg:
+
+                async def publish() -> None:
+                    for pause in backoff(0.005, 0.5):
+                        await self._transport.sync(token)
+                        await anyio.sleep(pause)
+
+                tg.start_soon(publish)
+                async for item in stream:
+                    if isinstance(item, Sync):
+                        if item.token == token:
+                            tg.cancel_scope.cancel()
+                            return
+                    elif isinstance(item, TaskEvent):
+                        self.handle(item)
+        raise errors.Unavailable("event stream ended before it was live")
+
+    def handle(self, event: TaskEvent) -> None:
+        """Apply one event to the tracker and pass it on to the backend."""
+        topic = event.topic
+        tracker = self._tracker
+        cid = event.container_id
+        if topic is Topic.EXIT:
+            self._exited(
+                cid, event.process_id, event.pid, event.exit_code, event.exited_at, event.timestamp
+            )
+            return
+        if topic is Topic.START:
+            tracker.task_started(cid, event.pid)
+        elif topic is Topic.EXEC_STARTED:
+            tracker.started(cid, event.process_id, event.pid)
+        elif topic is Topic.OOM:
+            tracker.oom(cid)
+        elif topic is Topic.DELETE:
+            tracker.forget(cid, event.process_id)
+            return
+        kind = _DELIVERED.get(topic)
+        if kind is not None:
+            self._deliver(
+                kind, EventInfo(cid, event.process_id, event.pid, timestamp=event.timestamp)
+            )
+
+    def _exited(
+        self, cid: str, process_id: str, pid: int, code: int, at: Any, timestamp: Any = None
+    ) -> None:
+        status = self._tracker.exited(cid, process_id, pid, code, at)
+        if status is None:
+            _log.debug("events.duplicate_exit", container_id=cid, process_id=process_id, pid=pid)
+            return
+        _log.info(
+            "process.exit",
+            container_id=cid,
+            process_id=process_id,
+            pid=pid,
+            exit_code=status.exit_code,
+            oom_killed=status.oom_killed,
+        )
+        self._deliver(
+            EventType.EXIT,
+            EventInfo(cid, process_id, pid, status.exit_code, status.exited_at, status.oom_killed),
+        )
+
+    def _deliver(self, kind: EventType, info: EventInfo) -> None:
+        if self._backend is None or self._queue is None:
+            return
+        self._queue.append(
+            info.container_id,
+            functools.partial(self._backend.process_event, info.container_id, kind, info),
+        )
+
+    async def _reconcile(self) -> None:
+        """Report every exit that happened while we were not subscribed."""
+        running = self._tracker.running()
+        if not running:
+            return
+        tasks: dict[str, TaskRecord] = {
+            t.container_id: t for t in await self._transport.list_tasks()
+        }
+        missed = 0
+        for cid, process_id, pid in running:
+            task = tasks.get(cid)
+            record: TaskRecord | None
+            if process_id == cid:
+                record = task if task is not None and task.pid == pid else None
+            elif task is None:
+                record = None
+            else:
+                try:
+                    record = await self._transport.get_task(cid, process_id)
+                except errors.NotFound:
+                    record = None
+                if record is not None and record.pid != pid:
+                    record = None
+            if record is None:
+                # Gone without a trace: containerd lost it (or someone deleted it).
+                self._exited(cid, process_id, pid, LOST_EXIT_CODE, None)
+                missed += 1
+            elif record.state is ProcessState.STOPPED and record.exit_status is not None:
+                self._exited(
+                    cid, process_id, pid, record.exit_status.exit_code, record.exit_status.exited_at
+                )
+                missed += 1
+        _log.info(
+            "events.reconciled",
+            namespace=self._transport.namespace,
+            checked=len(running),
+            exits=missed,
+        )

@@ -1,0 +1,167 @@
+"""Which processes the client knows of, how they ended, and who waits for them.
+
+One slot per process instance: keyed by container id and process id (the exec
+id, or the container id for the init process), and told apart from an earlier
+instance of the same ids by its pid.  The tracker decides whether an exit is
+news (the first for that instance) or a duplicate, which is what makes EXIT
+exactly-once when it reaches us both off the stream and from a reconciliation,
+or twice from containerd itself after a restart.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+import anyio
+
+from .._types import ExitStatus
+
+__all__ = ["ExitTracker", "Slot"]
+
+# Exit code used when containerd no longer knows a process we saw running.
+LOST_EXIT_CODE = 255
+# How many finished instances to remember, to drop exits that arrive late.
+_RECENT = 4096
+
+
+class Slot:
+    """One process instance: its pid once started, its exit once known."""
+
+    __slots__ = ("pid", "status", "_done")
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.status: ExitStatus | None = None
+        self._done: anyio.Event | None = None
+
+    def _resolve(self, status: ExitStatus) -> None:
+        self.status = status
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> ExitStatus:
+        """Until the instance has exited; cancellable, nothing to clean up."""
+        while self.status is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+        return self.status
+
+
+class _Container:
+    __slots__ = ("oom_killed", "processes")
+
+    def __init__(self) -> None:
+        self.oom_killed = False
+        self.processes: dict[str, Slot] = {}
+
+
+class ExitTracker:
+    """The client's memory of process instances.  Not thread-safe: it lives on
+    the event loop that owns the connection."""
+
+    def __init__(self) -> None:
+        self._containers: dict[str, _Container] = {}
+        # (container, process, pid) of instances already finished and forgotten.
+        self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(c.processes) for c in self._containers.values())
+
+    def watch(self, container_id: str, process_id: str) -> Slot:
+        """The slot for a process about to be created or just loaded."""
+        container = self._containers.get(container_id)
+        if container is None:
+            container = self._containers[container_id] = _Container()
+        slot = container.processes.get(process_id)
+        if slot is None:
+            slot = container.processes[process_id] = Slot()
+        return slot
+
+    def started(self, container_id: str, process_id: str, pid: int) -> Slot:
+        """A process instance is running with ``pid`` (from Start or an event)."""
+        slot = self.watch(container_id, process_id)
+        if slot.pid != pid:
+            if slot.pid and slot.status is not None:
+                self._remember(container_id, process_id, slot.pid)
+            slot.pid = pid
+            if slot.status is not None:
+                # A new instance under the same ids; its waiters start afresh.
+                slot.status = None
+                slot._done = None
+        return slot
+
+    def task_started(self, container_id: str, pid: int) -> None:
+        """The init process (re)started: the OOM flag counts from here."""
+        self.started(container_id, container_id, pid)
+        self._containers[container_id].oom_killed = False
+
+    def oom(self, container_id: str) -> None:
+        container = self._containers.get(container_id)
+        if container is None:
+            container = self._containers[container_id] = _Container()
+        container.oom_killed = True
+
+    def oom_killed(self, container_id: str) -> bool:
+        container = self._containers.get(container_id)
+        return container is not None and container.oom_killed
+
+    def exited(
+        self,
+        container_id: str,
+        process_id: str,
+        pid: int,
+        exit_code: int,
+        exited_at: datetime | None,
+    ) -> ExitStatus | None:
+        """Record an exit; return its status if it is news, ``None`` if a duplicate."""
+        if (container_id, process_id, pid) in self._recent:
+            return None
+        oom = process_id == container_id and self.oom_killed(container_id)
+        status = ExitStatus(exit_code, exited_at, oom)
+        slot = self.watch(container_id, process_id)
+        if slot.pid and pid and slot.pid != pid:
+            # A late exit of an earlier instance: news once, never the current one's.
+            self._remember(container_id, process_id, pid)
+            return status
+        if slot.status is not None:
+            return None
+        if pid:
+            slot.pid = pid
+        slot._resolve(status)
+        return status
+
+    def running(self) -> list[tuple[str, str, int]]:
+        """Instances seen started and not yet seen exiting: what a reconcile checks."""
+        return [
+            (cid, pid_name, slot.pid)
+            for cid, container in self._containers.items()
+            for pid_name, slot in container.processes.items()
+            if slot.pid and slot.status is None
+        ]
+
+    def forget(self, container_id: str, process_id: str) -> None:
+        """The process was deleted: drop its slot (and the container's, if last)."""
+        container = self._containers.get(container_id)
+        if container is None:
+            return
+        slot = container.processes.pop(process_id, None)
+        # Only an exit already seen makes later copies duplicates: a process
+        # deleted before its EXIT came off the stream still has that EXIT to deliver.
+        if slot is not None and slot.pid and slot.status is not None:
+            self._remember(container_id, process_id, slot.pid)
+        if not container.processes:
+            del self._containers[container_id]
+
+    def forget_container(self, container_id: str) -> None:
+        container = self._containers.pop(container_id, None)
+        if container is not None:
+            for process_id, slot in container.processes.items():
+                if slot.pid and slot.status is not None:
+                    self._remember(container_id, process_id, slot.pid)
+
+    def _remember(self, container_id: str, process_id: str, pid: int) -> None:
+        self._recent[(container_id, process_id, pid)] = None
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
