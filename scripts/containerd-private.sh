@@ -9,12 +9,18 @@ dir=$(realpath -m "${2:?usage: containerd-private.sh start|stop DIR}")
 sock="$dir/containerd.sock"
 pidfile="$dir/containerd.pid"
 
+# Alive means running: this machine's pid 1 does not reap orphans, so a
+# killed containerd can linger as a zombie that `kill -0` still finds.
+alive() {
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 stop() {
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -39,7 +45,7 @@ TOML
   echo $! > "$pidfile"
   for _ in $(seq 150); do
     if ctr -a "$sock" version >/dev/null 2>&1; then exit 0; fi
-    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    alive "$(cat "$pidfile")" || break
     sleep 0.1
   done
   echo "containerd did not come up; its log:" >&2

@@ -7,10 +7,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "containerd-private.sh"
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie: this machine's pid 1 does not reap orphans."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return False
 
 
 class PrivateContainerd:
@@ -27,11 +40,7 @@ class PrivateContainerd:
             pid = int((self.dir / "containerd.pid").read_text())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if alive(pid) else None
 
     def start(self) -> None:
         subprocess.run([str(SCRIPT), "start", str(self.dir)], check=True)
@@ -48,12 +57,8 @@ class PrivateContainerd:
             # The script started it in the background of a shell that exited,
             # so it is not our child; wait until it is gone.
             for _ in range(200):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+                if not alive(pid):
                     break
-                import time
-
                 time.sleep(0.01)
 
 

@@ -50,8 +50,8 @@ def rootfs() -> str:
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest) -> str:
     """A containerd namespace of the test's own, derived from its name."""
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
-    return f"t-{name[:40]}-{os.getpid() % 10000}"
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    return f"t-{name}-{os.getpid() % 10000}"
 
 
 @pytest.fixture

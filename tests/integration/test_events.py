@@ -1,0 +1,282 @@
+"""The backend hears every task event once, in order per container, also
+across a containerd crash and restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import supervisor
+from supervisor import EventInfo, EventType
+from tests._containerd import PrivateContainerd, short_tmpdir
+from tests.integration.conftest import purge_namespace
+from tests.integration.helpers import read_all
+
+pytestmark = pytest.mark.asyncio
+
+
+class Recorder:
+    """A Backend that keeps every event and lets tests wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, EventType, EventInfo]] = []
+        self._changed = anyio.Event()
+
+    async def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        self.events.append((container_id, event, info))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def of(self, container_id: str) -> list[tuple[EventType, EventInfo]]:
+        return [(e, i) for c, e, i in self.events if c == container_id]
+
+    def exits(self) -> Counter[tuple[str, str]]:
+        return Counter((c, i.process_id) for c, e, i in self.events if e is EventType.EXIT)
+
+    async def wait_for(self, pred: object, timeout: float = 20) -> None:
+        assert callable(pred)
+        with anyio.fail_after(timeout):
+            while not pred():
+                await self._changed.wait()
+
+
+async def test_backend_hears_the_lifecycle_in_order(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        spec = supervisor.default_spec(["sleep", "60"], rootfs)
+        container = await client.new_container("ordered", spec)
+        task = await container.new_task()
+        await task.start()
+        proc = await task.exec("e1", supervisor.process_spec(["sh", "-c", "exit 4"]))
+        await proc.start()
+        assert (await proc.wait()).exit_code == 4
+        await proc.delete()
+        await task.pause()
+        await task.resume()
+        await task.kill(signal.SIGKILL)
+        assert (await task.wait()).exit_code == 137
+        await rec.wait_for(lambda: rec.exits()[("ordered", "ordered")] == 1)
+        await task.delete()
+        await container.delete()
+    kinds = [(e, i.process_id) for e, i in rec.of("ordered")]
+    assert kinds == [
+        (EventType.CREATE, "ordered"),
+        (EventType.START, "ordered"),
+        (EventType.EXEC_ADDED, "e1"),
+        (EventType.EXEC_STARTED, "e1"),
+        (EventType.EXIT, "e1"),
+        (EventType.PAUSED, "ordered"),
+        (EventType.RESUMED, "ordered"),
+        (EventType.EXIT, "ordered"),
+    ]
+    exits = {i.process_id: i for e, i in rec.of("ordered") if e is EventType.EXIT}
+    assert exits["e1"].exit_code == 4 and exits["e1"].pid == proc.pid
+    assert exits["ordered"].exit_code == 137 and exits["ordered"].pid == task.pid
+    assert exits["ordered"].exited_at is not None
+
+
+async def test_oom_event_then_exit_carrying_it_and_cleared_on_restart(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        spec = supervisor.default_spec(["sleep", "60"], rootfs, memory_limit=16 << 20)
+        container = await client.new_container("oomy", spec)
+        task = await container.new_task()
+        await task.start()
+        # An exec is OOM-killed; the init process is not, yet the container's flag is set.
+        hog = await task.exec(
+            "hog",
+            supervisor.process_spec(["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=64"]),
+        )
+        await hog.start()
+        with anyio.fail_after(30):
+            await hog.wait()
+        await rec.wait_for(lambda: any(e is EventType.OOM for e, _ in rec.of("oomy")))
+        await hog.delete()
+        await task.kill(signal.SIGKILL)
+        status = await task.wait()
+        assert status.oom_killed
+        await rec.wait_for(lambda: rec.exits()[("oomy", "oomy")] == 1)
+        init_exit = [i for e, i in rec.of("oomy") if e is EventType.EXIT and i.process_id == "oomy"]
+        assert init_exit[0].oom_killed
+        assert (await task.delete()).oom_killed
+        # the next run of the same container starts with the flag cleared
+        task = await container.new_task()
+        await task.start()
+        await task.kill(signal.SIGKILL)
+        assert not (await task.wait()).oom_killed
+        await task.delete()
+        await container.delete()
+
+
+async def test_other_namespaces_are_never_delivered(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    other = namespace[:60] + "-other"
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ):
+        async with supervisor.connect(
+            containerd_address, namespace=other, state_dir=state_dir
+        ) as noisy:
+            spec = supervisor.default_spec(["true"], rootfs)
+            c = await noisy.new_container("elsewhere", spec)
+            t = await c.new_task()
+            await t.start()
+            await t.wait()
+            await t.delete()
+            await c.delete()
+    await purge_namespace(containerd_address, other)
+    assert rec.events == []
+
+
+async def test_exit_exactly_once_for_many_containers(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+
+        async def one(i: int) -> None:
+            spec = supervisor.default_spec(["sh", "-c", f"exit {i}"], rootfs)
+            c = await client.new_container(f"many-{i}", spec)
+            t = await c.new_task()
+            await t.start()
+            assert (await t.wait()).exit_code == i
+            await t.delete()
+            await c.delete()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(one, i)
+        await rec.wait_for(lambda: len(rec.exits()) == 20)
+        await anyio.sleep(0.3)  # a duplicate would arrive about now
+    assert rec.exits() == Counter({(f"many-{i}", f"many-{i}"): 1 for i in range(20)})
+    for i in range(20):
+        (code,) = [inf.exit_code for e, inf in rec.of(f"many-{i}") if e is EventType.EXIT]
+        assert code == i
+
+
+@pytest.fixture
+def own_containerd() -> Iterator[PrivateContainerd]:
+    """A containerd of this test's own: it gets killed."""
+    directory = short_tmpdir("sv-crash-")
+    ctrd = PrivateContainerd(directory)
+    ctrd.start()
+    try:
+        yield ctrd
+    finally:
+        if ctrd.pid is None:
+            ctrd.start()
+        ctrd.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_exits_during_a_containerd_crash_are_delivered_once(
+    own_containerd: PrivateContainerd, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    # runc keeps state per namespace under /run/containerd/runc, shared by
+    # every containerd on the machine: a namespace of this run's own.
+    ns = f"crash-{os.getpid()}-{int(time.time())}"
+    async with supervisor.connect(
+        own_containerd.address, namespace=ns, backend=rec, state_dir=state_dir
+    ) as client:
+        tasks = {}
+        # a: exits while containerd is down (sleep 1); b: killed after the
+        # restart; c: exits before the crash; d: exec exiting during the outage.
+        for name, args in (
+            ("a", ["sh", "-c", "sleep 1; exit 21"]),
+            ("b", ["sleep", "300"]),
+            ("c", ["sh", "-c", "exit 23"]),
+        ):
+            container = await client.new_container(name, supervisor.default_spec(args, rootfs))
+            task = await container.new_task()
+            await task.start()
+            tasks[name] = (container, task)
+        d = await tasks["b"][1].exec("d", supervisor.process_spec(["sh", "-c", "sleep 1; exit 24"]))
+        await d.start()
+        assert (await tasks["c"][1].wait()).exit_code == 23
+        await rec.wait_for(lambda: rec.exits()[("c", "c")] == 1)
+
+        own_containerd.kill(signal.SIGKILL)
+        await anyio.sleep(2.5)  # a and d exit while nobody listens
+        own_containerd.start()
+
+        with anyio.fail_after(30):
+            assert (await tasks["a"][1].wait()).exit_code == 21
+            assert (await d.wait()).exit_code == 24
+        await rec.wait_for(lambda: rec.exits()[("a", "a")] == 1 and rec.exits()[("b", "d")] == 1)
+        # the same client keeps working: a new container, and b still manageable
+        await tasks["b"][1].kill(signal.SIGKILL)
+        assert (await tasks["b"][1].wait()).exit_code == 137
+        container = await client.new_container("after", supervisor.default_spec(["true"], rootfs))
+        task = await container.new_task()
+        await task.start()
+        assert (await task.wait()).exit_code == 0
+        tasks["after"] = (container, task)
+        await rec.wait_for(
+            lambda: rec.exits()[("b", "b")] == 1 and rec.exits()[("after", "after")] == 1
+        )
+        await anyio.sleep(1)  # give the shims' retried publishes time to show up twice
+        await d.delete()
+        for container, task in tasks.values():
+            await task.delete()
+            await container.delete()
+    assert rec.exits() == Counter(
+        {("a", "a"): 1, ("b", "b"): 1, ("c", "c"): 1, ("b", "d"): 1, ("after", "after"): 1}
+    )
+    codes = {(c, i.process_id): i.exit_code for c, e, i in rec.events if e is EventType.EXIT}
+    assert codes == {
+        ("a", "a"): 21,
+        ("b", "b"): 137,
+        ("c", "c"): 23,
+        ("b", "d"): 24,
+        ("after", "after"): 0,
+    }
+
+
+async def test_per_container_order_survives_concurrency(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+
+        async def one(i: int) -> None:
+            spec = supervisor.default_spec(["sh", "-c", "echo hi"], rootfs)
+            c = await client.new_container(f"o{i}", spec)
+            t = await c.new_task()
+            await t.start()
+            await read_all(t.stdout)
+            await t.wait()
+            await t.delete()
+            await c.delete()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(one, i)
+        await rec.wait_for(lambda: len(rec.exits()) == 10)
+    per: dict[str, list[EventType]] = defaultdict(list)
+    for c, e, _ in rec.events:
+        per[c].append(e)
+    for i in range(10):
+        assert per[f"o{i}"] == [EventType.CREATE, EventType.START, EventType.EXIT]
