@@ -1,0 +1,1 @@
+"""Benchmarks against a private containerd: ``make bench`` (``python -m benchmarks``)."""

@@ -1,0 +1,127 @@
+"""``python -m benchmarks --address SOCK --rootfs DIR --out FILE``: run every
+benchmark against a private containerd, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from benchmarks.lifecycle import collect, ratio
+
+MIN_RPCS = {
+    "create": 1,
+    "start": 1,
+    "stats": 1,
+    "exec (whole life)": 3,
+    "kill": 1,
+    "wait": 0,
+    "delete (task + container)": 2,
+    "lifecycle (create..delete)": 5,
+}
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    lc = results.get("lifecycle_seconds", {})
+    if lc:
+        lines.append("lifecycle of /bin/true (create, start, wait, delete), ms per container")
+        lines.append(
+            f"  {'in flight':<10} {'library':>9} {'floor':>9} {'ctr':>9} "
+            f"{'lib/floor':>10} {'lib/ctr':>9}"
+        )
+        for n in (1, 10, 50):
+            lib, flo, ctr = (lc.get(f"{w}/{n}") for w in ("library", "floor", "ctr"))
+            cells = [f"{v * 1000:9.1f}" if v else f"{'-':>9}" for v in (lib, flo, ctr)]
+            r1 = f"{lib / flo:10.3f}" if lib and flo else f"{'-':>10}"
+            r2 = f"{lib / ctr:9.3f}" if lib and ctr else f"{'-':>9}"
+            lines.append(f"  {n:<10} {' '.join(cells)} {r1} {r2}")
+    ex = results.get("exec_seconds", {})
+    if ex:
+        lines.append("exec of /bin/true in a running container, ms per exec")
+        for n in (1, 10):
+            lib, flo, ctr = (ex.get(f"{w}/{n}") for w in ("library", "floor", "ctr"))
+            cells = [f"{v * 1000:9.1f}" if v else f"{'-':>9}" for v in (lib, flo, ctr)]
+            r1 = f"{lib / flo:10.3f}" if lib and flo else f"{'-':>10}"
+            lines.append(f"  {n:<10} {' '.join(cells)} {r1}")
+    cpu = results.get("cpu_seconds_per_lifecycle", {})
+    if cpu:
+        lines.append("Python CPU per lifecycle (process time), ms")
+        for n in (1, 10, 50):
+            lib, flo = cpu.get(f"library/{n}"), cpu.get(f"floor/{n}")
+            if lib and flo:
+                lines.append(
+                    f"  {n:<10} library {lib * 1000:6.2f}  floor {flo * 1000:6.2f}  "
+                    f"ratio {lib / flo:5.2f}"
+                )
+    mem = results.get("memory_bytes_per_live_container")
+    if mem is not None:
+        lines.append(f"Python memory per live container: {mem / 1024:.1f} KiB")
+    rpcs = results.get("rpcs", {})
+    if rpcs:
+        lines.append("RPCs per operation (counted on the channel), with the minimum")
+        for op, count in rpcs.items():
+            methods = ", ".join(f"{k}×{v}" for k, v in results["rpc_methods"][op].items())
+            lines.append(f"  {op:<28} {count:>3}  (min {MIN_RPCS.get(op, '?')})  {methods}")
+    q = results.get("queue")
+    if q:
+        lines.append(
+            "keyed queue, no-op jobs per second: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in q.items() if isinstance(v, (int, float)))
+        )
+    lat = results.get("event_latency")
+    if lat:
+        lines.append(
+            f"event-to-callback latency over {lat['events']} events: "
+            f"median {lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--rootfs", required=True)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/latest.json"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="fewer (<1) or more lifecycles")
+    parser.add_argument("--only", action="append", help="run only these sections")
+    args = parser.parse_args()
+    # Same logging cost for library and floor: none rendered.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    results = anyio.run(
+        lambda: collect(
+            str(Path(args.address).resolve()),
+            str(Path(args.rootfs).resolve()),
+            rounds=args.rounds,
+            scale=args.scale,
+            only=set(args.only) if args.only else None,
+        )
+    )
+    results["ratios"] = {
+        "lifecycle library/floor at 1": ratio(results, "lifecycle_seconds", "library/1", "floor/1"),
+        "lifecycle library/floor at 10": ratio(
+            results, "lifecycle_seconds", "library/10", "floor/10"
+        ),
+        "lifecycle library/floor at 50": ratio(
+            results, "lifecycle_seconds", "library/50", "floor/50"
+        ),
+        "lifecycle library/ctr at 1": ratio(results, "lifecycle_seconds", "library/1", "ctr/1"),
+        "exec library/floor at 1": ratio(results, "exec_seconds", "library/1", "floor/1"),
+    }
+    results["min_rpcs"] = MIN_RPCS
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    print(table(results))
+    print(f"(written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
