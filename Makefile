@@ -70,8 +70,11 @@ test: deps rootfs
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# The main job: an embedded containerd (supervisor.Daemon) started for the
+# run, a busybox container through the command, its output streamed live.
 run: deps rootfs
-	$(PY) -m supervisor demo --rootfs $(ROOTFS) --state-dir $(BUILD)/embedded
+	$(PY) -m supervisor run --embedded $(BUILD)/embedded --rootfs $(ROOTFS) --rm --id demo \
+	  --log-level info -- sh -c 'for i in 1 2 3 4 5; do echo "tick $$i from $$(hostname)"; sleep 0.3; done'
 
 bench: deps rootfs
 	scripts/containerd-private.sh start $(CTRD_DIR)-bench

@@ -10,7 +10,10 @@ Where things live::
     _spec.py        default_spec()/process_spec() and spec checks
     _bundle.py      the per-container directory (user-namespace ownership)
     _ids.py         container/exec id validation
-    _config.py      Timeouts and back-off
+    _config.py      Timeouts, DaemonTimeouts and back-off
+    _daemon.py      Daemon: an embedded containerd, started, watched, restarted
+    _daemon_config.py  DaemonConfig and the atomically swapped ConfigStore
+    _runtimes.py    Runtime definitions and their wrapper scripts
     errors.py       the one error hierarchy
     backends/       transports: containerd over grpclib (the only grpclib user)
     events/         keyed ordered Queue, event monitor, exit tracker, Backend protocol
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 from . import errors
 from ._client import DEFAULT_RUNTIME, Client, connect, default_state_dir
-from ._config import Timeouts
+from ._config import DaemonTimeouts, Timeouts
 from ._container import Container
+from ._daemon import Daemon
+from ._daemon_config import ConfigStore, DaemonConfig, ResolvedConfig
 from ._process import Process
+from ._runtimes import ResolvedRuntime, Runtime
 from ._spec import default_spec, process_spec
 from ._task import Task
 from ._types import (
@@ -48,6 +54,14 @@ __all__ = [
     "Container",
     "Task",
     "Process",
+    # the embedded containerd and its runtimes
+    "Daemon",
+    "DaemonTimeouts",
+    "DaemonConfig",
+    "ConfigStore",
+    "ResolvedConfig",
+    "Runtime",
+    "ResolvedRuntime",
     # values
     "ExitStatus",
     "Stats",

@@ -26,7 +26,9 @@ import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import errors
+from ._cli_daemon import add_parser as add_daemon_parser
 from ._client import Client, connect
+from ._daemon import Daemon
 from ._process import Process
 from ._spec import default_spec, process_spec
 from ._types import ExitStatus
@@ -43,9 +45,19 @@ def configure_logging(level: str, fmt: str) -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    verbose = level.lower() == "debug"
+
+    def quiet_containerd(_: Any, method: str, event: Any) -> Any:
+        # containerd and its shims log every plugin load and signal loop at
+        # info; on a terminal that drowns the container's own output.
+        if not verbose and event.get("event") == "containerd.log" and method in ("debug", "info"):
+            raise structlog.DropEvent
+        return event
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            quiet_containerd,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
@@ -147,10 +159,10 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
         async with connect(args.address, namespace=args.namespace, state_dir=args.state_dir) as c:
             yield c
         return
-    from ._daemon import Daemon
-
     base = Path(embedded)
-    async with Daemon(base / "root", base / "state") as daemon:
+    # containerd's own chatter (plugin loading, shim clean-up) would drown
+    # the container's output; errors still come through.
+    async with Daemon(base / "root", base / "state", log_level="error") as daemon:
         async with connect(
             daemon.address,
             namespace=args.namespace,
@@ -345,10 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="JSON lines")
     events.set_defaults(func=cmd_events)
 
-    with contextlib.suppress(ImportError):
-        from ._cli_daemon import add_parser as add_daemon_parser
-
-        add_daemon_parser(sub, common)
+    add_daemon_parser(sub, common)
     return parser
 
 
@@ -360,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.state_dir = None
     # Paths become absolute here, before the loop runs: containerd and the
     # embedded daemon resolve them from other working directories.
-    for name in ("rootfs", "embedded", "state_dir"):
+    for name in ("rootfs", "embedded", "state_dir", "dir", "root", "state", "config"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(args, name, type(value)(os.path.abspath(value)))

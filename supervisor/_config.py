@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Timeouts", "backoff"]
+__all__ = ["DaemonTimeouts", "Timeouts", "backoff"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,32 @@ class Timeouts:
     resubscribe_initial: float = 0.02
     resubscribe_max: float = 1.0
     sync: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonTimeouts:
+    """How the embedded containerd is started, watched and stopped, in seconds.
+
+    Attributes:
+        start: how long a new containerd may take to answer its health check.
+        stop: how long containerd may take to exit on SIGTERM before SIGKILL.
+        health_interval: pause between health checks of a running containerd.
+        health_timeout: deadline of one health check.
+        health_failures: consecutive failed checks after which a containerd
+            that is alive but not answering is killed and replaced.
+        restart_initial: first pause before starting a replacement.
+        restart_max: longest pause between restart attempts.
+        stable: a containerd healthy this long resets the restart back-off.
+    """
+
+    start: float = 10.0
+    stop: float = 10.0
+    health_interval: float = 0.5
+    health_timeout: float = 1.0
+    health_failures: int = 2
+    restart_initial: float = 0.05
+    restart_max: float = 5.0
+    stable: float = 30.0
 
 
 def backoff(initial: float, maximum: float, factor: float = 2.0) -> Iterator[float]:

@@ -1,0 +1,78 @@
+"""``supervisor daemon``: run the embedded containerd in the foreground.
+
+SIGINT or SIGTERM stops it (containerd gets SIGTERM, running containers'
+shims are left alone); SIGHUP reloads ``--config``. A reload that fails keeps
+the configuration in force and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import errors
+from ._daemon import Daemon
+from ._daemon_config import DaemonConfig
+from ._log import get_logger
+
+_log = get_logger("cli.daemon")
+
+
+def _load(path: Path | None) -> DaemonConfig:
+    return DaemonConfig() if path is None else DaemonConfig.load(path)
+
+
+async def cmd_daemon(args: argparse.Namespace) -> int:
+    config_file: Path | None = args.config
+    config = _load(config_file)
+    base = Path(args.dir)
+    async with Daemon(
+        args.root or base / "root",
+        args.state or base / "state",
+        binary=args.binary,
+        log_level=args.containerd_log_level,
+        config=config,
+    ) as daemon:
+        # Printed, not only logged: scripts wait for this line to connect.
+        print(f"containerd ready at {daemon.address} (pid {daemon.pid})", flush=True)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum != signal.SIGHUP:
+                    _log.info("daemon.signal", signal=signal.Signals(signum).name)
+                    break
+                if config_file is None:
+                    _log.info("daemon.reload_skipped", reason="no --config given")
+                    continue
+                try:
+                    daemon.reload(_load(config_file))
+                except (errors.SupervisorError, OSError) as exc:
+                    _log.error("daemon.reload_failed", path=str(config_file), error=str(exc))
+    return 0
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``daemon`` subcommand to the ``supervisor`` command's parser."""
+    p = sub.add_parser(
+        "daemon",
+        parents=[common],
+        help="run an embedded containerd in the foreground (SIGHUP reloads --config)",
+    )
+    p.add_argument(
+        "--dir",
+        default="/var/lib/containerd-supervisor",
+        help="base directory; root and state default to DIR/root and DIR/state",
+    )
+    p.add_argument("--root", type=Path, help="containerd's root directory")
+    p.add_argument("--state", type=Path, help="config, socket, pid file and containerd state")
+    p.add_argument("--binary", default="containerd", help="the containerd executable")
+    p.add_argument("--config", type=Path, help="TOML: runtimes, default_runtime, log_level")
+    p.add_argument(
+        "--containerd-log-level",
+        choices=["trace", "debug", "info", "warn", "error"],
+        help="containerd's own log level (default: the config's log_level)",
+    )
+    p.set_defaults(func=cmd_daemon)

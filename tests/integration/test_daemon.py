@@ -1,0 +1,382 @@
+"""The embedded containerd: each test runs Daemons of its own on its own
+directories (never the suite's shared containerd), kills them in the ways
+containerd dies in production, and checks the same client goes on working."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import structlog
+
+import supervisor
+from supervisor import Daemon, DaemonConfig, DaemonTimeouts, Runtime, errors
+from tests._containerd import REPO, alive, short_tmpdir
+from tests.integration.test_events import Recorder
+
+pytestmark = pytest.mark.asyncio
+
+FAST = DaemonTimeouts(health_interval=0.2, health_timeout=0.5, health_failures=2, stop=5)
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    directory = short_tmpdir("sv-dmn-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def ns() -> str:
+    # runc keeps per-namespace state under /run/containerd/runc, shared by
+    # every containerd on the machine: a namespace of this test run's own.
+    return f"dmn-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def containerds_on(config: Path) -> list[int]:
+    """Live containerd processes started with ``config``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd") and str(config).encode() in argv:
+            if alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+async def wait_until(predicate: object, timeout: float, what: str) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    assert callable(predicate)
+    started = time.monotonic()
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def sleeper(
+    client: supervisor.Client, rootfs: str, cid: str, **kw: object
+) -> tuple[supervisor.Container, supervisor.Task]:
+    container = await client.new_container(
+        cid,
+        supervisor.default_spec(["sleep", "300"], rootfs),
+        **kw,  # type: ignore[arg-type]
+    )
+    task = await container.new_task()
+    await task.start()
+    return container, task
+
+
+async def finish(container: supervisor.Container, task: supervisor.Task) -> int:
+    await task.kill(signal.SIGKILL)
+    status = await task.wait()
+    await task.delete()
+    await container.delete()
+    return status.exit_code
+
+
+async def test_start_answer_stop_leaves_no_containerd(base: Path) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            pid = daemon.pid
+            assert pid is not None and alive(pid)
+            assert daemon.restarts == 0
+            assert Path(daemon.pid_file).read_text().strip() == str(pid)
+            config = daemon.config_path.read_text()
+            assert (
+                '"io.containerd.grpc.v1.cri"' in config.split("disabled_plugins")[1].split("\n")[0]
+            )
+            assert daemon.debug_address in config
+            async with supervisor.connect(daemon.address, namespace="x", events=False) as c:
+                assert (await c.version()).startswith("1.")
+            assert containerds_on(daemon.config_path) == [pid]
+            # containerd's own lines arrive with their own level
+            await wait_until(
+                lambda: any(
+                    e.get("msg", "").startswith("containerd successfully booted") for e in logs
+                ),
+                5,
+                "containerd's boot line",
+            )
+    assert not alive(pid)
+    assert containerds_on(daemon.config_path) == []
+    assert not daemon.pid_file.exists()
+    assert daemon.pid is None
+    booted = [e for e in logs if e.get("msg", "").startswith("containerd successfully booted")]
+    assert booted[0]["log_level"] == "info" and booted[0]["event"] == "containerd.log"
+    assert any(e["event"] == "daemon.stopped" for e in logs)
+
+
+async def test_sigkill_under_load_same_client_recovers(base: Path, ns: str, rootfs: str) -> None:
+    rec = Recorder()
+    async with (
+        Daemon(base / "root", base / "state", timeouts=FAST) as daemon,
+        supervisor.connect(
+            daemon.address, namespace=ns, backend=rec, state_dir=base / "sv"
+        ) as client,
+    ):
+        running = [await sleeper(client, rootfs, f"load-{i}") for i in range(4)]
+        quick = await client.new_container(
+            "quick", supervisor.default_spec(["sh", "-c", "sleep 0.5; exit 7"], rootfs)
+        )
+        quick_task = await quick.new_task()
+        await quick_task.start()
+        old = daemon.pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)  # quick exits while containerd is down or coming back
+        took = await wait_until(
+            lambda: daemon.restarts == 1 and daemon.pid not in (None, old), 5, "a new containerd"
+        )
+        print(f"new containerd after {took:.3f}s")
+        # the same client: the exit that happened meanwhile, then every
+        # container still manageable, then new work
+        with anyio.fail_after(20):
+            assert (await quick_task.wait()).exit_code == 7
+        await quick_task.delete()
+        await quick.delete()
+        _, task0 = running[0]
+        probe = await task0.exec("probe", supervisor.process_spec(["sh", "-c", "exit 3"]))
+        await probe.start()
+        assert (await probe.wait()).exit_code == 3
+        await probe.delete()
+        assert len(await task0.pids()) >= 1
+        for container, task in running:
+            assert await finish(container, task) == 137
+        fresh, fresh_task = await sleeper(client, rootfs, "after-crash")
+        assert await finish(fresh, fresh_task) == 137
+        await rec.wait_for(lambda: len(rec.exits()) == 7)
+        assert set(rec.exits().values()) == {1}
+        assert daemon.restarts == 1
+
+
+async def test_sigstop_is_noticed_and_replaced(base: Path, ns: str, rootfs: str) -> None:
+    async with (
+        Daemon(base / "root", base / "state", timeouts=FAST) as daemon,
+        supervisor.connect(daemon.address, namespace=ns, state_dir=base / "sv") as client,
+    ):
+        container, task = await sleeper(client, rootfs, "stopped-daemon")
+        old = daemon.pid
+        assert old is not None
+        os.kill(old, signal.SIGSTOP)
+        try:
+            took = await wait_until(lambda: daemon.restarts == 1, 15, "a replacement")
+        finally:
+            if alive(old):
+                os.kill(old, signal.SIGCONT)
+        print(f"hung containerd replaced after {took:.3f}s")
+        assert not alive(old)  # killed, not left stopped beside its successor
+        assert containerds_on(daemon.config_path) == [daemon.pid]
+        with anyio.fail_after(20):
+            assert await finish(container, task) == 137
+
+
+async def test_stale_socket_and_pid_file(base: Path) -> None:
+    state = base / "state"
+    state.mkdir(parents=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(state / "containerd.sock"))
+    stale.close()  # the file stays, nobody listens: what a SIGKILL leaves
+    # A pid file naming a live process that is not our containerd (pids get
+    # reused): it must be neither adopted nor harmed.
+    bystander = subprocess.Popen(["sleep", "60"])  # noqa: ASYNC220 - only a fork; a pid to guard
+    try:
+        (state / "containerd.pid").write_text(f"{bystander.pid}\n")
+        async with Daemon(base / "root", state, timeouts=FAST) as daemon:
+            assert daemon.pid not in (None, bystander.pid)
+            async with supervisor.connect(daemon.address, namespace="x", events=False) as c:
+                await c.version()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+    # and a pid file naming a process that is gone
+    (state / "containerd.pid").write_text("999999999\n")
+    async with Daemon(base / "root", state, timeouts=FAST) as daemon:
+        assert daemon.pid is not None and alive(daemon.pid)
+
+
+async def test_adopts_containerd_left_by_a_dead_supervisor(base: Path) -> None:
+    # A supervisor process that dies without leaving its context: its
+    # containerd lives on, orphaned, as after a crash of the embedding daemon.
+    script = textwrap.dedent(
+        f"""
+        import os, anyio
+        from supervisor import Daemon
+        async def main():
+            async with Daemon({str(base / "root")!r}, {str(base / "state")!r}) as d:
+                print("PID", d.pid, flush=True)
+                os._exit(0)
+        anyio.run(main)
+        """
+    )
+    with anyio.fail_after(60):
+        out = await anyio.run_process([sys.executable, "-c", script], cwd=REPO)
+    (line,) = [ln for ln in out.stdout.decode().splitlines() if ln.startswith("PID ")]
+    orphan = int(line.split()[1])
+    try:
+        assert alive(orphan)
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            assert daemon.pid == orphan and daemon.restarts == 0
+            async with supervisor.connect(daemon.address, namespace="x", events=False) as c:
+                await c.version()
+                # moby adopts and then never notices the adopted one dying
+                os.kill(orphan, signal.SIGKILL)
+                await wait_until(lambda: daemon.restarts == 1, 5, "the adopted one replaced")
+                assert daemon.pid not in (None, orphan)
+                with anyio.fail_after(10):
+                    while True:
+                        try:
+                            await c.version()
+                            break
+                        except errors.Unavailable:
+                            await anyio.sleep(0.05)
+            config = daemon.config_path
+        assert containerds_on(config) == []
+    finally:
+        if alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+
+
+async def test_bad_binary_is_a_typed_error_and_leaves_nothing(base: Path) -> None:
+    with pytest.raises(errors.InvalidArgument, match="not found"):
+        async with Daemon(base / "root", base / "state", binary="/nonexistent/containerd"):
+            pass
+    assert not (base / "state" / "containerd.pid").exists()
+    with pytest.raises(errors.Unavailable, match="did not answer"):
+        async with Daemon(
+            base / "root", base / "state", binary="/bin/false", timeouts=DaemonTimeouts(start=2)
+        ):
+            pass
+    too_long = base / ("x" * 120)
+    with pytest.raises(errors.InvalidArgument, match="longer than a unix socket"):
+        async with Daemon(base / "root", too_long):
+            pass
+    assert not too_long.exists()
+
+
+def recording_runc(directory: Path) -> tuple[Path, Path]:
+    """A runc that notes every call (its arguments) before running the real one."""
+    record = directory / "calls.log"
+    path = directory / "recording-runc"
+    real = shutil.which("runc")
+    path.write_text(f'#!/bin/sh\necho "$*" >> {record}\nexec {real} "$@"\n')
+    path.chmod(0o755)
+    return path, record
+
+
+async def test_container_keeps_its_runtime_across_reloads(base: Path, ns: str, rootfs: str) -> None:
+    tools = base / "tools"
+    tools.mkdir()
+    path, record = recording_runc(tools)
+    traced = Runtime("traced", path=str(path), args=("--log-format", "json"))
+    with_traced = DaemonConfig(runtimes={"traced": traced}, default_runtime="traced")
+    async with Daemon(base / "root", base / "state", config=with_traced, timeouts=FAST) as d:
+        r = d.runtime()
+        assert r.name == "traced" and r.script is not None and r.script.exists()
+        script = r.script
+        assert r.options == {"binary_name": str(script)}
+        async with supervisor.connect(d.address, namespace=ns, state_dir=base / "sv") as client:
+            container, task = await sleeper(
+                client, rootfs, "traced-1", runtime=r.shim, runtime_options=r.options
+            )
+            assert "--log-format json create" in record.read_text()
+            # A reload that drops the runtime, many times over.
+            for _ in range(5):
+                d.reload(DaemonConfig())
+                d.reload(with_traced)
+            d.reload(DaemonConfig())
+            with pytest.raises(errors.NotFound):
+                d.runtime("traced")
+            assert script.exists() and script.read_bytes() == r.script.read_bytes()
+            # The container still runs through its script: exec goes via runc.
+            calls = record.read_text().count("\n")
+            probe = await task.exec("p", supervisor.process_spec(["true"]))
+            await probe.start()
+            assert (await probe.wait()).exit_code == 0
+            await probe.delete()
+            assert record.read_text().count("--log-format json exec") == 1
+            assert record.read_text().count("\n") > calls
+            assert await finish(container, task) == 137
+    # Same config again: the same path, the file not rewritten.
+    inode = script.stat().st_ino
+    async with Daemon(base / "root", base / "state", config=with_traced, timeouts=FAST) as d:
+        assert d.runtime("traced").script == script
+        assert script.stat().st_ino == inode
+    # A start whose config has no such runtime cleans the stale script.
+    async with Daemon(base / "root", base / "state", timeouts=FAST) as d:
+        assert not script.exists()
+        assert list(d.wrapper_dir.iterdir()) == []
+
+
+async def test_cli_daemon_runs_reloads_and_stops(base: Path, tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text('log_level = "info"\n')
+    # Blocking reads of its pipes are fine here: nothing else runs on the loop.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "daemon",
+            "--dir",
+            str(base),
+            "--config",
+            str(config),
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("containerd ready at"), ready
+        address = ready.split()[3]
+        async with supervisor.connect(address, namespace="x", events=False) as c:
+            await c.version()
+        config.write_text('default_runtime = "runc"\n[runtimes.extra]\nargs = ["--debug"]\n')
+        proc.send_signal(signal.SIGHUP)
+        await anyio.sleep(0.5)
+        config.write_text("not = [valid")
+        await anyio.sleep(0.5)
+        proc.send_signal(signal.SIGHUP)
+        await anyio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    events = Counter(
+        line.split('"event": "')[1].split('"')[0]
+        for line in err.splitlines()
+        if '"event": "' in line
+    )
+    assert events["config.reload"] == 1, err
+    assert events["daemon.reload_failed"] == 1, err
+    assert events["daemon.stopped"] == 1, err
+    assert containerds_on(base / "state" / "containerd.toml") == []

@@ -1,0 +1,41 @@
+"""containerd's logfmt lines, parsed and forwarded with their level."""
+
+from __future__ import annotations
+
+import structlog
+
+from supervisor._daemon_log import forward_line, parse_logfmt
+
+
+def test_parse_quoted_bare_and_escaped_values() -> None:
+    line = (
+        'time="2026-11-25T19:10:53.394Z" level=warning msg="cleanup warnings time=\\"x\\" a b" '
+        "id=demo empty= path=/run/x"
+    )
+    assert parse_logfmt(line) == {
+        "time": "2026-11-25T19:10:53.394Z",
+        "level": "warning",
+        "msg": 'cleanup warnings time="x" a b',
+        "id": "demo",
+        "empty": "",
+        "path": "/run/x",
+    }
+
+
+def test_forward_keeps_level_and_renames_reserved_keys() -> None:
+    log = structlog.get_logger("supervisor.containerd")
+    with structlog.testing.capture_logs() as logs:
+        forward_line(log, 'time="t" level=error msg="boom" event=x error="bad thing"\n')
+        forward_line(log, 'time="t" level=debug msg=quiet\n')
+        forward_line(log, 'time="t" level=fatal msg=dead\n')
+        forward_line(log, "panic: runtime error: index out of range\n")
+        forward_line(log, "   \n")
+    assert [(e["log_level"], e.get("msg")) for e in logs] == [
+        ("error", "boom"),
+        ("debug", "quiet"),
+        ("critical", "dead"),
+        ("warning", None),
+    ]
+    assert logs[0]["containerd_event"] == "x" and logs[0]["error"] == "bad thing"
+    assert logs[0]["containerd_time"] == "t" and logs[0]["event"] == "containerd.log"
+    assert logs[3]["line"] == "panic: runtime error: index out of range"
