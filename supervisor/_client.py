@@ -20,6 +20,7 @@ from ._config import Timeouts
 from ._container import Container
 from ._ids import validate_id
 from ._log import get_logger
+from ._runtimes import DEFAULT_RUNTIME
 from ._spec import checked_spec
 from .backends.base import Transport
 from .events._monitor import EventMonitor
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "connect", "default_state_dir", "DEFAULT_RUNTIME"]
 
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
 _log = get_logger("client")
 
