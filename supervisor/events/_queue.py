@@ -56,13 +56,16 @@ class Queue:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        tg, self._tg = self._tg, None
+        tg = self._tg
         assert tg is not None
         if exc is not None:
             tg.cancel_scope.cancel()
         try:
+            # _tg stays set while we wait: jobs running now may append more
+            # (a handler scheduling its follow-up), and those must run too.
             return await tg.__aexit__(exc_type, exc, tb)
         finally:
+            self._tg = None
             self._pending.clear()
 
     def append(self, key: str, fn: Job) -> None:

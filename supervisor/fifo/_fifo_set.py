@@ -35,9 +35,9 @@ __all__ = ["FifoSet"]
 _NB = os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _make_dirs(directory: Path) -> list[Path]:
-    """mkdir -p with mode 0700 on every level made; returns the levels made."""
-    made: list[Path] = []
+def _make_dirs(directory: Path, made: list[Path]) -> None:
+    """mkdir -p with mode 0700 on every level made, recording each level in
+    ``made`` as it is made, so a failure midway still says what to remove."""
     missing: list[Path] = []
     d = directory
     while not d.exists():
@@ -49,7 +49,6 @@ def _make_dirs(directory: Path) -> list[Path]:
         except FileExistsError:
             continue
         made.append(d)
-    return made
 
 
 def _mkfifo(path: Path) -> None:
@@ -102,20 +101,18 @@ class FifoSet:
         made_dirs: list[Path] = []
         fifos = None
         try:
-            made_dirs = _make_dirs(directory)
+            _make_dirs(directory, made_dirs)
             fifos = cls(directory, name, terminal, made_dirs)
             fifos._open(stdin=stdin)
-        except OSError as exc:
+        except BaseException as exc:
             if fifos is not None:
                 fifos.remove()
             else:
                 for d in reversed(made_dirs):
                     with contextlib.suppress(OSError):
                         d.rmdir()
-            raise errors.Unknown(f"cannot make stdio FIFOs in {directory}: {exc}") from exc
-        except BaseException:
-            if fifos is not None:
-                fifos.remove()
+            if isinstance(exc, OSError):
+                raise errors.Unknown(f"cannot make stdio FIFOs in {directory}: {exc}") from exc
             raise
         return fifos
 
@@ -126,9 +123,14 @@ class FifoSet:
         return path
 
     def _reader(self, path: Path) -> FdReceiveStream:
-        stream = FdReceiveStream(os.open(path, os.O_RDONLY | _NB))
-        self._keepalive.append(os.open(path, os.O_WRONLY | _NB))
-        return stream
+        fd = os.open(path, os.O_RDONLY | _NB)
+        try:
+            self._keepalive.append(os.open(path, os.O_WRONLY | _NB))
+        except BaseException:
+            # Not yet owned by a stream that close() would find.
+            os.close(fd)
+            raise
+        return FdReceiveStream(fd)
 
     def _open(self, *, stdin: bool) -> None:
         if stdin:
