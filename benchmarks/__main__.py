@@ -72,8 +72,10 @@ def table(results: dict[str, Any]) -> str:
     q = results.get("queue")
     if q:
         lines.append(
-            "keyed queue, no-op jobs per second: "
-            + ", ".join(f"{k} {v:,.0f}" for k, v in q.items() if isinstance(v, (int, float)))
+            f"keyed queue, no-op jobs per second ({q.get('jobs', 0):,.0f} jobs, "
+            f"{q.get('keys', 0):,.0f} keys): "
+            # Only the rates: the parameters next to them are not jobs/s.
+            + ", ".join(f"{k} {v:,.0f}" for k, v in q.items() if "jobs_per_s" in k)
         )
     lat = results.get("event_latency")
     if lat:

@@ -276,7 +276,11 @@ class Daemon:
         self._runner = asyncio.get_running_loop().create_task(
             self._run(), name=f"supervisor-daemon:{self._state}"
         )
-        await self._ready.wait()
+        try:
+            await self._ready.wait()
+        except BaseException:  # cancelled while starting: stop what began
+            await self._shutdown()
+            raise
         if self._error is not None:
             await self._shutdown()
             raise self._error

@@ -380,3 +380,15 @@ async def test_cli_daemon_runs_reloads_and_stops(base: Path, tmp_path: Path) -> 
     assert events["daemon.reload_failed"] == 1, err
     assert events["daemon.stopped"] == 1, err
     assert containerds_on(base / "state" / "containerd.toml") == []
+
+
+async def test_cancelled_while_starting_leaves_no_containerd(base: Path) -> None:
+    daemon = Daemon(base / "root", base / "state", timeouts=FAST)
+    with anyio.move_on_after(0.01) as scope:
+        async with daemon:
+            await anyio.sleep(30)
+    assert scope.cancelled_caught
+    with anyio.fail_after(10):
+        while containerds_on(daemon.config_path):
+            await anyio.sleep(0.05)
+    assert not daemon.pid_file.exists()
