@@ -7,7 +7,6 @@ round so that the shared machine's noise hits them alike.
 from __future__ import annotations
 
 import collections
-import contextlib
 import gc
 import shutil
 import statistics
@@ -23,6 +22,7 @@ import anyio
 from grpclib.events import SendRequest, listen
 
 import supervisor
+from benchmarks.bench_queue import bench_queue_throughput
 from benchmarks.floor import Floor
 
 TRUE = ["/bin/true"]
@@ -297,10 +297,7 @@ class Bench:
         self.results["memory_bytes_per_live_container"] = (after - before) / live
 
     async def queue(self) -> None:
-        with contextlib.suppress(ImportError):
-            from benchmarks.bench_queue import bench_queue_throughput
-
-            self.results["queue"] = await bench_queue_throughput()
+        self.results["queue"] = await bench_queue_throughput()
 
     async def event_latency(self, events: int = 1000) -> None:
         """From containerd publishing a task event to the backend's callback."""
