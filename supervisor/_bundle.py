@@ -18,7 +18,14 @@ from typing import Any
 
 from .errors import InvalidArgument
 
-__all__ = ["BUNDLE_LABEL", "bundle_path", "prepare_bundle", "remove_bundle", "remapped_root"]
+__all__ = [
+    "BUNDLE_LABEL",
+    "bundle_path",
+    "prepare_bundle",
+    "remove_bundle",
+    "remove_namespace_level",
+    "remapped_root",
+]
 
 BUNDLE_LABEL = "io.containerd-supervisor.bundle"
 
@@ -72,18 +79,42 @@ def _mkdir_owned(path: Path, owner: tuple[int, int] | None) -> bool:
 
 
 def prepare_bundle(path: Path, owner: tuple[int, int] | None) -> None:
-    """Create the bundle directory and its namespace level; the state root
-    itself only needs to be traversable (0711)."""
-    root = path.parent.parent
-    root.mkdir(mode=0o711, parents=True, exist_ok=True)
-    _mkdir_owned(path.parent, owner)
-    if not _mkdir_owned(path, owner):
+    """Create the bundle directory, and its namespace level if missing; the
+    state root itself only needs to be traversable (0711).
+
+    The common case is one ``mkdir``: on a busy host every directory
+    operation contends for the parent's lock with containerd's own writes.
+    """
+    try:
+        made = _mkdir_owned(path, owner)
+    except FileNotFoundError:
+        root = path.parent.parent
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        _mkdir_owned(path.parent, owner)
+        made = _mkdir_owned(path, owner)
+    if not made:
         # A leftover of a container deleted behind our back: start it clean.
         shutil.rmtree(path, ignore_errors=True)
         _mkdir_owned(path, owner)
 
 
 def remove_bundle(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a container's bundle directory (empty once its processes are
+    deleted; anything else left in it goes too)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_namespace_level(state_dir: Path, namespace: str) -> None:
+    """Remove the namespace levels of ``state_dir`` that no container uses
+    any more; a client does this once, when it closes, not per container."""
     with contextlib.suppress(OSError):
-        path.parent.rmdir()  # only succeeds once the namespace has no containers left
+        for level in state_dir.iterdir():
+            name = level.name
+            if name == namespace or name.startswith(f"{namespace}."):
+                with contextlib.suppress(OSError):
+                    level.rmdir()  # only succeeds when empty

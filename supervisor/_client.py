@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import errors
-from ._bundle import BUNDLE_LABEL, bundle_path, prepare_bundle, remapped_root, remove_bundle
+from ._bundle import (
+    BUNDLE_LABEL,
+    bundle_path,
+    prepare_bundle,
+    remapped_root,
+    remove_bundle,
+    remove_namespace_level,
+)
 from ._cleanup import undo_if_cancelled
 from ._config import Timeouts
 from ._container import Container
@@ -298,6 +305,7 @@ class _Connection:
                 await asyncio.wait([self._runner])
             if self._transport is not None:
                 await self._transport.aclose()
+            remove_namespace_level(self._state_dir, self._namespace)
 
 
 def connect(

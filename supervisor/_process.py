@@ -105,6 +105,10 @@ class Process:
         """
         client = self.container._client
         cid = self.container.id
+        if not self._exec_id and client._tracker is not None:
+            # Before the call: an OOM of the new instance may be reported
+            # before Start even returns, and must not be wiped afterwards.
+            client._tracker.reset_oom(cid)
         pid = await client._transport.start(cid, self._exec_id)
         self._pid = pid
         self._started = True

@@ -8,7 +8,6 @@ library does not model it, it only reads the few fields it needs (``process``,
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -177,6 +176,16 @@ def default_spec(
     return spec
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (what a spec is), several times faster
+    than :func:`copy.deepcopy`, which pays for a memo and for arbitrary types."""
+    if isinstance(value, Mapping):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_copy(v) for v in value]
+    return value
+
+
 def checked_spec(spec: object) -> dict[str, Any]:
     """A private deep copy of ``spec`` after the checks every create applies.
 
@@ -188,7 +197,7 @@ def checked_spec(spec: object) -> dict[str, Any]:
     process = spec.get("process")
     if not isinstance(process, Mapping):
         raise InvalidArgument("spec has no 'process' mapping")
-    return copy.deepcopy(dict(spec))
+    return {str(k): _json_copy(v) for k, v in spec.items()}
 
 
 def checked_process(process: object) -> dict[str, Any]:
@@ -198,4 +207,4 @@ def checked_process(process: object) -> dict[str, Any]:
     args = process.get("args")
     if not isinstance(args, Sequence) or isinstance(args, str) or not args:
         raise InvalidArgument("process spec needs a non-empty 'args' list")
-    return copy.deepcopy(dict(process))
+    return {str(k): _json_copy(v) for k, v in process.items()}

@@ -9,7 +9,7 @@ unit tests may supply a fake.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from .._types import (
     StdioPaths,
     TaskEvent,
     TaskRecord,
+    Topic,
 )
 
 __all__ = ["Sync", "Transport", "EventStream"]
@@ -100,8 +101,11 @@ class Transport(Protocol):
     async def close_stdin(self, container_id: str, exec_id: str) -> None: ...
 
     # events
-    def subscribe(self) -> AbstractAsyncContextManager[EventStream]:
-        """This namespace's task events, plus :class:`Sync` markers from :meth:`sync`."""
+    def subscribe(
+        self, topics: Collection[Topic] | None = None
+    ) -> AbstractAsyncContextManager[EventStream]:
+        """This namespace's task events (only ``topics`` if given, filtered by
+        containerd), plus :class:`Sync` markers from :meth:`sync`."""
         ...
 
     async def sync(self, token: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -530,15 +530,18 @@ class ContainerdTransport:
     # -- events ---------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[EventStream]:
+    async def subscribe(
+        self, topics: Collection[Topic] | None = None
+    ) -> AsyncIterator[EventStream]:
         ns = self._namespace
         # containerd delivers every namespace's events unless filtered; filters
         # in one request are OR-ed, the comma inside one is an AND.
+        if topics is None:
+            wanted = [f'namespace=="{ns}",topic~="^/tasks/"']
+        else:
+            wanted = [f'namespace=="{ns}",topic=="{t.value}"' for t in topics]
         request = pb_eventsvc.SubscribeRequest(
-            filters=[
-                f'namespace=="{ns}",topic~="^/tasks/"',
-                f'namespace=="{ns}",topic=="{SYNC_TOPIC}"',
-            ]
+            filters=[*wanted, f'namespace=="{ns}",topic=="{SYNC_TOPIC}"']
         )
         stream = self._decoded(request)
         try:

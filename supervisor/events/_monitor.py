@@ -46,6 +46,12 @@ _DELIVERED: dict[Topic, EventType] = {
     Topic.RESUMED: EventType.RESUMED,
 }
 
+# What the tracker needs when no backend listens: exits resolve waits, OOM
+# sets oom_killed, deletes drop slots of processes deleted by somebody else.
+# Leaving out create/start (the largest messages) halves the events a
+# lifecycle costs to decode; Process.start clears the OOM flag itself.
+_TRACKER_TOPICS = (Topic.EXIT, Topic.OOM, Topic.DELETE)
+
 
 class EventMonitor:
     """Feeds the tracker (and the application's backend, if any) from the stream."""
@@ -74,7 +80,8 @@ class EventMonitor:
         first = True
         while True:
             try:
-                async with self._transport.subscribe() as stream:
+                topics = None if self._backend is not None else _TRACKER_TOPICS
+                async with self._transport.subscribe(topics) as stream:
                     await self._sync(stream)
                     self.subscriptions += 1
                     if not first:

@@ -97,6 +97,12 @@ class ExitTracker:
         self.started(container_id, container_id, pid)
         self._containers[container_id].oom_killed = False
 
+    def reset_oom(self, container_id: str) -> None:
+        """The init process is about to start anew: no OOM counts yet."""
+        container = self._containers.get(container_id)
+        if container is not None:
+            container.oom_killed = False
+
     def oom(self, container_id: str) -> None:
         container = self._containers.get(container_id)
         if container is None:

@@ -187,6 +187,34 @@ async def test_oom_is_reported_in_exit_status(client: supervisor.Client, rootfs:
     assert status.exit_code == 137
 
 
+async def test_oom_flag_without_a_backend_set_by_an_exec_and_cleared_on_restart(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # A client without a backend subscribes to exit/oom/delete only: the
+    # flag must still be set by any process's OOM and cleared by a new start.
+    spec = supervisor.default_spec(["sleep", "60"], rootfs, memory_limit=16 << 20)
+    container = await client.new_container("oom-nb", spec)
+    task = await container.new_task()
+    await task.start()
+    hog = await task.exec(
+        "hog", supervisor.process_spec(["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=64"])
+    )
+    await hog.start()
+    with anyio.fail_after(30):
+        assert (await hog.wait()).exit_code == 137
+    await hog.delete()
+    await task.kill(signal.SIGKILL)
+    assert (await task.wait()).oom_killed
+    await task.delete()
+    task = await container.new_task()
+    await task.start()
+    await task.kill(signal.SIGKILL)
+    status = await task.wait()
+    assert status.exit_code == 137 and not status.oom_killed
+    await task.delete()
+    await container.delete()
+
+
 async def test_terminal_mode_and_resize(client: supervisor.Client, rootfs: str) -> None:
     spec = supervisor.default_spec(["sh", "-c", "sleep 0.5; stty size"], rootfs, terminal=True)
     container = await client.new_container("tty", spec)
