@@ -44,6 +44,15 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{qv:,.0f}" if qv else "n/a",
         )
     )
+    rec = r.get("daemon_recovery", {})
+    rv = rec.get("sigkill_to_client_answer_median_s")
+    out.append(
+        (
+            "a working client within 2 s of a containerd crash",
+            rv is not None and rv <= 2.0,
+            f"{rv:.3f} s" if rv is not None else "n/a",
+        )
+    )
     return out
 
 

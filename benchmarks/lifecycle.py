@@ -307,6 +307,11 @@ class Bench:
             self.address, self.rootfs, events=events, state_dir=self.tmp / "lat"
         )
 
+    async def daemon_recovery(self) -> None:
+        from benchmarks.daemon_recovery import measure_daemon_recovery
+
+        self.results["daemon_recovery"] = await measure_daemon_recovery(self.rootfs)
+
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -329,6 +334,7 @@ async def collect(
         "memory": bench.memory,
         "queue": bench.queue,
         "latency": bench.event_latency,
+        "daemon": bench.daemon_recovery,
     }
     try:
         for name, step in steps.items():
