@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import errors
+from ._background import Background
 from ._bundle import (
     BUNDLE_LABEL,
     bundle_path,
@@ -199,12 +199,9 @@ class Client:
 class _Connection:
     """What :func:`connect` returns: an async context manager yielding a Client.
 
-    The event machinery (subscription, keyed queue) runs in one runner task
-    that this object starts on entry and always awaits on exit.  It is not a
-    task group around the caller's ``yield`` on purpose: pytest-asyncio runs a
-    fixture's setup and teardown in different tasks, and a cancel scope cannot
-    be left from another task than the one that entered it, so holding one
-    across ``yield`` would make the client unusable from such fixtures.
+    The event machinery (subscription, keyed queue) runs in a
+    :class:`~supervisor._background.Background` task, so the client can be
+    opened and closed from different tasks (pytest-asyncio fixtures do).
     """
 
     def __init__(
@@ -223,11 +220,8 @@ class _Connection:
         self._timeouts = timeouts
         self._events = events
         self._transport: ContainerdTransport | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._background = Background(f"supervisor-events:{namespace}")
         self._client: Client | None = None
-        self._error: BaseException | None = None
 
     async def __aenter__(self) -> Client:
         from .backends.containerd import ContainerdTransport
@@ -243,12 +237,7 @@ class _Connection:
                     transport, state_dir=self._state_dir, tracker=None, timeouts=self._timeouts
                 )
             else:
-                self._runner = asyncio.get_running_loop().create_task(
-                    self._run(transport), name=f"supervisor-events:{self._namespace}"
-                )
-                await self._ready.wait()
-                if self._error is not None:
-                    raise self._error
+                await self._background.start(lambda: self._run(transport))
         except BaseException:
             await self._shutdown()
             raise
@@ -264,8 +253,9 @@ class _Connection:
     ) -> None:
         await self._shutdown()
         _log.info("client.closed", address=self._address, namespace=self._namespace)
-        if self._error is not None and exc is None:
-            raise self._error
+        error = self._background.error
+        if error is not None and exc is None:
+            raise error
 
     async def _run(self, transport: ContainerdTransport) -> None:
         try:
@@ -286,23 +276,21 @@ class _Connection:
                     timeouts=self._timeouts,
                     monitor=monitor,
                 )
-                self._ready.set()
-                await self._stop.wait()
+                self._background.ready()
+                await self._background.until_stopped()
                 tg.cancel_scope.cancel()
-        except BaseException as exc:  # handed to the owner, which re-raises it
-            exc = errors.unwrap_group(exc)
-            if not isinstance(exc, asyncio.CancelledError):
-                self._error = exc
-                if self._ready.is_set():
-                    _log.error("events.monitor_failed", namespace=self._namespace, exc_info=exc)
-        finally:
-            self._ready.set()
+        except Exception as exc:
+            if self._background.up:  # before that, connect() itself raises it
+                _log.error(
+                    "events.monitor_failed",
+                    namespace=self._namespace,
+                    exc_info=errors.unwrap_group(exc),
+                )
+            raise
 
     async def _shutdown(self) -> None:
-        self._stop.set()
+        await self._background.stop()
         with anyio.CancelScope(shield=True):
-            if self._runner is not None:
-                await asyncio.wait([self._runner])
             if self._transport is not None:
                 await self._transport.aclose()
             remove_namespace_level(self._state_dir, self._namespace)

@@ -36,6 +36,7 @@ import anyio
 import anyio.abc
 
 from . import errors
+from ._background import Background
 from ._config import DaemonTimeouts, backoff
 from ._daemon_config import ConfigStore, DaemonConfig
 from ._daemon_log import forward_line
@@ -189,10 +190,7 @@ class Daemon:
         self._child: _Child | None = None
         self._restarts = 0
         self._health = HealthChecker(str(self.address))
-        self._runner: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._error: BaseException | None = None
+        self._background = Background(f"supervisor-daemon:{self._state}")
         self._log_reader = _LogFollower(self._state / "containerd.log")
 
     # -- what callers read ---------------------------------------------------
@@ -267,23 +265,13 @@ class Daemon:
             raise errors.InvalidArgument(
                 f"socket path {self.address!r} is longer than a unix socket allows"
             )
-        if self._runner is not None:
+        if self._store is not None:
             raise errors.FailedPrecondition("a Daemon can be entered once")
         self._prepare()
-        # The watchdog runs in one runner task, not in a task group around the
-        # caller's block: pytest-asyncio (and some frameworks) enter and leave
-        # an async context manager from different tasks.
-        self._runner = asyncio.get_running_loop().create_task(
-            self._run(), name=f"supervisor-daemon:{self._state}"
-        )
-        try:
-            await self._ready.wait()
-        except BaseException:  # cancelled while starting: stop what began
-            await self._shutdown()
-            raise
-        if self._error is not None:
-            await self._shutdown()
-            raise self._error
+        # The watchdog runs in a Background task, not in a task group around
+        # the caller's block: some callers (pytest-asyncio fixtures) enter and
+        # leave from different tasks.
+        await self._background.start(self._run)
         return self
 
     async def __aexit__(
@@ -292,14 +280,10 @@ class Daemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown()
-
-    async def _shutdown(self) -> None:
-        self._stop.set()
-        with anyio.CancelScope(shield=True):
-            if self._runner is not None:
-                await asyncio.wait([self._runner])
-            self._health.close()
+        await self._background.stop()
+        error = self._background.error
+        if error is not None and exc is None:
+            raise error
 
     def _prepare(self) -> None:
         for directory in (self._root, self._state, self._state / "daemon"):
@@ -340,25 +324,24 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._log_reader.follow)
-                try:
-                    child = await self._adopt(tg)
-                    if child is None:
-                        child = await self._start(tg)
-                except BaseException as exc:
-                    self._error = errors.unwrap_group(exc)
-                    tg.cancel_scope.cancel()
-                    return
+                child = await self._adopt(tg)
+                if child is None:
+                    child = await self._start(tg)
                 self._child = child
-                self._ready.set()
+                self._background.ready()
                 tg.start_soon(self._watch, tg)
-                await self._stop.wait()
+                await self._background.until_stopped()
                 tg.cancel_scope.cancel()
+        except Exception as exc:
+            if self._background.up:  # before that, entering the context raises it
+                _log.error("daemon.watchdog_failed", exc_info=errors.unwrap_group(exc))
+            raise
         finally:
-            self._ready.set()
             with anyio.CancelScope(shield=True):
                 await self._stop_child()
                 self._log_reader.drain()
                 self._log_reader.close()
+                self._health.close()
 
     # -- starting and adopting -----------------------------------------------------
 

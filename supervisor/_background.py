@@ -1,0 +1,90 @@
+"""Background work owned by an async context manager that may be entered and
+left from different tasks.
+
+pytest-asyncio runs a fixture's setup and teardown in different tasks, and so
+do some frameworks' lifespans. A cancel scope (an anyio task group) cannot be
+left from another task than the one that entered it, so an owner cannot hold
+a task group across its caller's block. Instead the owner's machinery runs in
+one task of its own, started on entry and always awaited on exit; inside that
+task it is ordinary structured concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from . import errors
+
+__all__ = ["Background"]
+
+
+class Background:
+    """One owned task: ``await start(body)`` on entry, ``await stop()`` on exit.
+
+    ``body`` calls :meth:`ready` once it is up, then awaits
+    :meth:`until_stopped`, then winds down. What it raises before
+    :meth:`ready` comes out of :meth:`start`; what it raises after is kept in
+    :attr:`error` for the owner to report.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._up = False
+        self.error: BaseException | None = None
+
+    async def start(self, body: Callable[[], Awaitable[None]]) -> None:
+        """Run ``body`` in its own task; return once it is ready.
+
+        Raises:
+            whatever ``body`` raised before it was ready (the task is gone by
+            then); if the caller is cancelled meanwhile, the body is stopped
+            first.
+        """
+        if self._task is not None:
+            raise errors.FailedPrecondition(f"{self._name} was started already")
+        self._task = asyncio.get_running_loop().create_task(self._main(body), name=self._name)
+        try:
+            await self._ready.wait()
+        except BaseException:
+            await self.stop()
+            raise
+        if not self._up and self.error is not None:
+            await self.stop()
+            raise self.error
+
+    def ready(self) -> None:
+        """Called by the body: it is up, :meth:`start` may return."""
+        self._up = True
+        self._ready.set()
+
+    @property
+    def up(self) -> bool:
+        """True once the body called :meth:`ready`."""
+        return self._up
+
+    async def until_stopped(self) -> None:
+        """Awaited by the body: returns when the owner calls :meth:`stop`."""
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Ask the body to wind down and wait until it has, even if cancelled."""
+        self._stop.set()
+        if self._task is not None:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([self._task])
+
+    async def _main(self, body: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await body()
+        except BaseException as exc:  # the owner reads it; nothing is lost
+            exc = errors.unwrap_group(exc)
+            if not isinstance(exc, asyncio.CancelledError):
+                self.error = exc
+        finally:
+            self._ready.set()
