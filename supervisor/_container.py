@@ -159,6 +159,9 @@ class Container:
             raise errors.FailedPrecondition(
                 "cannot delete a container with a task", container_id=cid
             )
-        await client._transport.delete_container(cid)
-        client._forget_container(self)
+        # Shielded: a delete cancelled after containerd acted would otherwise
+        # leave the bundle directory behind with nothing to say it is stale.
+        with anyio.CancelScope(shield=True):
+            await client._transport.delete_container(cid)
+            client._forget_container(self)
         _log.info("container.delete", container_id=cid)

@@ -198,17 +198,21 @@ class Process:
         # Read before the call: containerd's TaskDelete event can reach the
         # tracker (and drop the container's state) before the call returns.
         oom = self._oom_killed()
-        try:
-            if self._exec_id:
-                status = await client._transport.delete_process(cid, self._exec_id)
-            else:
-                status = await client._transport.delete_task(cid)
-        except errors.NotFound:
+        # Shielded (each RPC has its deadline): a delete cancelled after
+        # containerd acted would otherwise keep the stdio fds and FIFOs of a
+        # process that no longer exists. A cancellation lands right after.
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._exec_id:
+                    status = await client._transport.delete_process(cid, self._exec_id)
+                else:
+                    status = await client._transport.delete_task(cid)
+            except errors.NotFound:
+                self._release()
+                raise
             self._release()
-            raise
         if not oom and self._slot is not None and self._slot.status is not None:
             oom = self._slot.status.oom_killed
-        self._release()
         _log.info(
             "process.delete", container_id=cid, process_id=self.id, exit_code=status.exit_code
         )
