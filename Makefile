@@ -16,7 +16,7 @@ APT_PACKAGES := containerd runc busybox-static \
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-gogo-protobuf-dev
 
-.PHONY: all deps system-deps venv rootfs protos test unit lint typecheck run bench bench-check clean
+.PHONY: all deps system-deps venv rootfs protos test unit lint typecheck run bench bench-check profile clean
 
 all: test
 
@@ -82,6 +82,15 @@ bench: deps rootfs
 	$(PY) -m benchmarks --address $(CTRD_DIR)-bench/containerd.sock \
 	  --rootfs $(ROOTFS) --out bench-results/latest.json || rc=$$?
 	scripts/containerd-private.sh stop $(CTRD_DIR)-bench
+	exit $$rc
+
+# Where the library's time goes in a lifecycle (pyinstrument call tree).
+profile: deps rootfs
+	scripts/containerd-private.sh start $(CTRD_DIR)-prof
+	rc=0
+	$(PY) -m benchmarks.profile --address $(CTRD_DIR)-prof/containerd.sock \
+	  --rootfs $(ROOTFS) || rc=$$?
+	scripts/containerd-private.sh stop $(CTRD_DIR)-prof
 	exit $$rc
 
 bench-check: venv
