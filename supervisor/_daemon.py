@@ -401,10 +401,18 @@ class Daemon:
         finally:
             os.close(log_fd)
         child = _Child(process.pid, process)
-        _atomic_write(self.pid_file, f"{process.pid}\n".encode())
-        tg.start_soon(self._watch_exit, child)
         started = time.monotonic()
-        if await self._wait_ready(child):
+        try:
+            _atomic_write(self.pid_file, f"{process.pid}\n".encode())
+            tg.start_soon(self._watch_exit, child)
+            ready = await self._wait_ready(child)
+        except BaseException:
+            # Cancelled (the loop shutting down) or the pid file unwritable:
+            # a child nobody tracks yet must not outlive us.
+            with anyio.CancelScope(shield=True):
+                await self._kill(child)
+            raise
+        if ready:
             _log.info(
                 "daemon.started",
                 pid=child.pid,
@@ -485,8 +493,11 @@ class Daemon:
         if not child.exited.is_set():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
+            # Waited on directly, not through child.exited: the task that
+            # sets it may be cancelled already.
             with anyio.move_on_after(10):
-                await child.exited.wait()
+                await _wait_for(child)
+                child.exited.set()
         self._health.close()
 
     async def _stop_child(self) -> None:

@@ -392,3 +392,27 @@ async def test_cancelled_while_starting_leaves_no_containerd(base: Path) -> None
         while containerds_on(daemon.config_path):
             await anyio.sleep(0.05)
     assert not daemon.pid_file.exists()
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.02, 0.5])
+async def test_loop_shutdown_mid_start_or_run_leaves_no_containerd(
+    base: Path, delay: float
+) -> None:
+    # asyncio.run() cancels every task still running when main() returns:
+    # the watchdog's own task too, at whatever point it has reached.
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from supervisor import Daemon
+        async def enter():
+            async with Daemon({str(base / "root")!r}, {str(base / "state")!r}):
+                await asyncio.sleep(3600)
+        async def main():
+            asyncio.get_running_loop().create_task(enter())
+            await asyncio.sleep({delay})
+        asyncio.run(main())
+        """
+    )
+    with anyio.fail_after(60):
+        await anyio.run_process([sys.executable, "-c", script], cwd=REPO)
+    assert containerds_on(base / "state" / "containerd.toml") == []
