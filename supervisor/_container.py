@@ -123,10 +123,16 @@ class Container:
             raise
         if tracker is not None:
             slot = tracker.started(cid, cid, record.pid)
-            if record.exit_status is not None:
-                tracker.exited(
-                    cid, cid, record.pid, record.exit_status.exit_code, record.exit_status.exited_at
-                )
+            status = record.exit_status
+            if status is not None:
+                if client._monitor is not None:
+                    # Exited while nobody here listened: the backend hears it
+                    # now, once (the tracker drops a copy from the stream).
+                    client._monitor.found_exited(
+                        cid, cid, record.pid, status.exit_code, status.exited_at
+                    )
+                else:
+                    tracker.exited(cid, cid, record.pid, status.exit_code, status.exited_at)
         task = Task(self, cid, pid=record.pid, fifos=None, slot=slot)
         task._started = record.pid != 0
         self._task = task

@@ -172,6 +172,12 @@ class EventMonitor:
                 kind, EventInfo(cid, event.process_id, event.pid, timestamp=event.timestamp)
             )
 
+    def found_exited(self, cid: str, process_id: str, pid: int, code: int, at: Any) -> None:
+        """A process found stopped when loaded (it exited while no client of
+        this process listened, e.g. across the application's own restart):
+        one EXIT for it, as if it had come off the stream."""
+        self._exited(cid, process_id, pid, code, at)
+
     def _exited(
         self, cid: str, process_id: str, pid: int, code: int, at: Any, timestamp: Any = None
     ) -> None:

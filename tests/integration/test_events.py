@@ -280,3 +280,39 @@ async def test_per_container_order_survives_concurrency(
         per[c].append(e)
     for i in range(10):
         assert per[f"o{i}"] == [EventType.CREATE, EventType.START, EventType.EXIT]
+
+
+async def test_exits_while_the_application_was_away_are_delivered_on_load(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    # The embedding application restarts: one client closes with tasks
+    # running, a new one connects later and loads what it left.
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as first:
+        for cid, script in (("gone", "sleep 0.3; exit 9"), ("stays", "sleep 2; exit 4")):
+            container = await first.new_container(
+                cid, supervisor.default_spec(["sh", "-c", script], rootfs)
+            )
+            await (await container.new_task()).start()
+    await anyio.sleep(1)  # "gone" exits while no client is connected
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as second:
+        tasks = {}
+        for container in await second.containers():
+            tasks[container.id] = await container.task()
+            await container.task()  # loading twice must not report twice
+        assert (await tasks["gone"].wait()).exit_code == 9
+        await rec.wait_for(lambda: rec.exits()[("gone", "gone")] == 1)
+        with anyio.fail_after(20):
+            assert (await tasks["stays"].wait()).exit_code == 4
+        await rec.wait_for(lambda: rec.exits()[("stays", "stays")] == 1)
+        await anyio.sleep(0.3)  # a duplicate would show up about now
+        for cid, task in tasks.items():
+            await task.delete()
+            await (await second.load_container(cid)).delete()
+    assert rec.exits() == Counter({("gone", "gone"): 1, ("stays", "stays"): 1})
+    codes = {c: i.exit_code for c, e, i in rec.events if e is EventType.EXIT}
+    assert codes == {"gone": 9, "stays": 4}
