@@ -52,6 +52,8 @@ _containerd_log = get_logger("containerd")
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 _LOG_TAIL = 20
+# Our level names (Python's) in logrus' words; logrus refuses "critical".
+_CONTAINERD_LEVELS = {"warning": "warn", "critical": "fatal"}
 # CRI is kubelet's business, not ours; the snapshotters need kernel modules
 # or filesystems this kind of host rarely has, and only add warnings at boot.
 _DISABLED_PLUGINS = (
@@ -314,7 +316,7 @@ class Daemon:
                 "",
                 "[debug]",
                 f"  address = {q(self.debug_address)}",
-                f"  level = {q(self._log_level)}",
+                f"  level = {q(_CONTAINERD_LEVELS.get(self._log_level, self._log_level))}",
                 "",
             ]
         )

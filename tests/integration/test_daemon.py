@@ -416,3 +416,11 @@ async def test_loop_shutdown_mid_start_or_run_leaves_no_containerd(
     with anyio.fail_after(60):
         await anyio.run_process([sys.executable, "-c", script], cwd=REPO)
     assert containerds_on(base / "state" / "containerd.toml") == []
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical"])
+async def test_every_config_log_level_starts_containerd(base: Path, level: str) -> None:
+    # Our level names are Python's; containerd (logrus) refuses "critical".
+    config = DaemonConfig(log_level=level)
+    async with Daemon(base / "root", base / "state", config=config, timeouts=FAST) as daemon:
+        assert daemon.pid is not None and daemon.restarts == 0
