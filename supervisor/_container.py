@@ -12,7 +12,7 @@ from ._cleanup import undo_if_cancelled
 from ._log import get_logger
 from ._process import Process
 from ._task import Task, stdio_paths
-from .fifo import FifoSet
+from .fifo import open_stdio
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -82,7 +82,7 @@ class Container:
                 f"{bool(process.get('terminal'))}",
                 container_id=cid,
             )
-        fifos = FifoSet.create(self.bundle_dir, "init", stdin=stdin, terminal=terminal)
+        fifos = await open_stdio(self.bundle_dir, "init", stdin=stdin, terminal=terminal)
         tracker = client._tracker
         slot = tracker.watch(cid, cid) if tracker is not None else None
         try:

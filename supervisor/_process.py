@@ -15,7 +15,7 @@ from ._types import ExitStatus
 if TYPE_CHECKING:
     from ._container import Container
     from .events._tracker import Slot
-    from .fifo import FifoSet
+    from .fifo import StdioSet
 
 __all__ = ["ExitStatus", "Process"]
 
@@ -40,7 +40,7 @@ class Process:
         process_id: str,
         *,
         pid: int,
-        fifos: FifoSet | None,
+        fifos: StdioSet | None,
         slot: Slot | None,
     ) -> None:
         self.container = container
@@ -85,7 +85,7 @@ class Process:
         """The process's standard input, if it was asked for (``stdin=True``)."""
         return self._fifos_or_raise().stdin
 
-    def _fifos_or_raise(self) -> FifoSet:
+    def _fifos_or_raise(self) -> StdioSet:
         if self._fifos is None:
             raise errors.FailedPrecondition(
                 "no stdio attached to this process",

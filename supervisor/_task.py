@@ -14,14 +14,14 @@ from ._log import get_logger
 from ._process import Process
 from ._spec import checked_process
 from ._types import ProcessInfo, Stats, StdioPaths
-from .fifo import FifoSet
+from .fifo import StdioSet, open_stdio
 
 __all__ = ["Task"]
 
 _log = get_logger("task")
 
 
-def stdio_paths(fifos: FifoSet) -> StdioPaths:
+def stdio_paths(fifos: StdioSet) -> StdioPaths:
     return StdioPaths(
         stdin=fifos.stdin_path or "",
         stdout=fifos.stdout_path,
@@ -103,7 +103,7 @@ class Task(Process):
         spec = checked_process(process_spec)
         spec["terminal"] = terminal
         client = self.container._client
-        fifos = FifoSet.create(
+        fifos = await open_stdio(
             self.container.bundle_dir, f"exec.{exec_id}", stdin=stdin, terminal=terminal
         )
         tracker = client._tracker
