@@ -293,9 +293,7 @@ class Daemon:
         self._store = ConfigStore(self._initial_config, self.wrapper_dir)
         # Stale wrappers only go at start: a running container may still exec
         # through any script written by an earlier config of this process.
-        removed = clean_stale_wrappers(self.wrapper_dir, keep=self._store.wrapper_paths())
-        if removed:
-            _log.info("daemon.stale_wrappers_removed", paths=[str(p) for p in removed])
+        clean_stale_wrappers(self.wrapper_dir, keep=self._store.wrapper_paths())  # logs them
         self._write_config()
 
     def _write_config(self) -> None:
