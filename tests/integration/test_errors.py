@@ -58,6 +58,30 @@ async def test_bad_specs(client: supervisor.Client, spec: object) -> None:
     assert await client.containers() == []
 
 
+@pytest.mark.parametrize(
+    "poison", [{1, 2}, object(), float("nan"), b"bytes"], ids=["set", "object", "nan", "bytes"]
+)
+async def test_spec_values_json_cannot_carry_are_refused_before_anything_is_made(
+    client: supervisor.Client, rootfs: str, state_dir: Path, poison: object
+) -> None:
+    spec = supervisor.default_spec(["true"], rootfs)
+    spec["annotations"] = {"x": poison}
+    with pytest.raises(errors.InvalidArgument, match="spec is not JSON"):
+        await client.new_container("poisoned", spec)
+    assert await client.containers() == []
+    assert not (state_dir / client.namespace / "poisoned").exists()
+    container = await client.new_container(
+        "exec-poison", supervisor.default_spec(["sleep", "60"], rootfs)
+    )
+    task = await container.new_task()
+    await task.start()
+    with pytest.raises(errors.InvalidArgument, match="process spec is not JSON"):
+        await task.exec("e", {"args": ["true"], "env": [poison]})
+    assert [p.pid for p in await task.pids()] == [task.pid]
+    await task.delete(force=True)
+    await container.delete()
+
+
 async def test_bad_exec_spec(client: supervisor.Client, rootfs: str) -> None:
     container = await client.new_container(
         "bad-exec", supervisor.default_spec(["sleep", "60"], rootfs)
