@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -99,6 +100,7 @@ class Client:
         runtime: str = DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        replace: bool = False,
     ) -> Container:
         """Create a container in containerd.
 
@@ -110,10 +112,14 @@ class Client:
             runtime_options: the shim's options as a mapping of its options
                 message's fields, e.g. ``{"binary_name": "/usr/bin/crun"}``.
             labels: containerd labels.
+            replace: if a container with this id exists, force-delete its
+                task (SIGKILL to every process) and delete it first, as
+                dockerd does for a leftover of a crash (moby#38346).
 
         Raises:
             InvalidArgument: bad id, spec, labels or options; nothing was created.
-            AlreadyExists: a container with this id exists.
+            AlreadyExists: a container with this id exists (and ``replace`` is
+                false); it is left untouched.
 
         Example::
 
@@ -135,15 +141,27 @@ class Client:
             linux.setdefault("cgroupsPath", f"/{self.namespace}/{id}")
         bundle = bundle_path(self._state_dir, self.namespace, id, owner)
         label_map[BUNDLE_LABEL] = str(bundle)
-        prepare_bundle(bundle, owner)
-        try:
-            with anyio.CancelScope(shield=True):
+        # containerd first, the directory after: until containerd has said the
+        # id is ours, a directory of that name may be a live container's.
+        with anyio.CancelScope(shield=True):
+            try:
                 await self._transport.create_container(
                     id, body, runtime=runtime, runtime_options=runtime_options, labels=label_map
                 )
-        except BaseException:
-            remove_bundle(bundle)
-            raise
+            except errors.AlreadyExists:
+                if not replace:
+                    raise
+                await self._replace(id)
+                await self._transport.create_container(
+                    id, body, runtime=runtime, runtime_options=runtime_options, labels=label_map
+                )
+            try:
+                prepare_bundle(bundle, owner)
+            except BaseException:
+                with anyio.move_on_after(self._timeouts.cleanup):
+                    await self._transport.delete_container(id)
+                remove_bundle(bundle)
+                raise
         container = Container(
             self,
             id,
@@ -156,6 +174,19 @@ class Client:
         _log.info("container.create", container_id=id, runtime=runtime)
         await undo_if_cancelled(container.delete, limit=self._timeouts.cleanup, what="container")
         return container
+
+    async def _replace(self, id: str) -> None:
+        old = await self.load_container(id)
+        try:
+            task = await old.task()
+        except errors.NotFound:
+            pass
+        else:
+            with contextlib.suppress(errors.NotFound):
+                await task.delete(force=True)
+        with contextlib.suppress(errors.NotFound):
+            await old.delete()
+        _log.info("container.replaced", container_id=id)
 
     async def load_container(self, id: str) -> Container:
         """A container that exists in containerd (made by this or another client).

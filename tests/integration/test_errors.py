@@ -203,3 +203,49 @@ async def test_bundle_owned_by_remapped_root(
     await container.delete()
     await plain.delete()
     assert not container.bundle_dir.exists()
+
+
+async def test_already_exists_leaves_the_live_container_untouched(
+    client: supervisor.Client, rootfs: str, state_dir: Path
+) -> None:
+    spec = supervisor.default_spec(["sh", "-c", "read x; echo got $x"], rootfs)
+    container = await client.new_container("dup", spec)
+    task = await container.new_task(stdin=True)
+    await task.start()
+    bundle = container.bundle_dir
+    fifos = sorted(fifo_files(state_dir))
+    assert fifos and all(p.parent == bundle for p in fifos)
+    with pytest.raises(errors.AlreadyExists):
+        await client.new_container("dup", supervisor.default_spec(["true"], rootfs))
+    # its bundle and FIFOs are still there, and it still talks through them
+    assert sorted(fifo_files(state_dir)) == fifos
+    assert task.stdin is not None
+    await task.stdin.send(b"hi\n")
+    with anyio.fail_after(10):
+        assert await task.stdout.receive() == b"got hi\n"
+        assert (await task.wait()).exit_code == 0
+    await task.delete()
+    await container.delete()
+
+
+async def test_replace_force_deletes_what_has_the_id_and_creates_anew(
+    client: supervisor.Client, rootfs: str, state_dir: Path
+) -> None:
+    old = await client.new_container("again", supervisor.default_spec(["sleep", "300"], rootfs))
+    old_task = await old.new_task()
+    await old_task.start()
+    new = await client.new_container(
+        "again", supervisor.default_spec(["sh", "-c", "echo fresh"], rootfs), replace=True
+    )
+    assert new.spec["process"]["args"] == ["sh", "-c", "echo fresh"]
+    with anyio.fail_after(10):
+        assert (await old_task.wait()).exit_code == 137  # the old one was killed
+    task = await new.new_task()
+    await task.start()
+    with anyio.fail_after(10):
+        assert await task.stdout.receive() == b"fresh\n"
+        assert (await task.wait()).exit_code == 0
+    await task.delete()
+    await new.delete()
+    assert await client.containers() == []
+    assert fifo_files(state_dir) == []
