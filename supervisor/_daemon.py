@@ -66,6 +66,8 @@ _DISABLED_PLUGINS = (
 # The log file is emptied once it has been read past this size.
 _LOG_ROTATE = 8 << 20
 _LOG_POLL = 0.1
+# How long a hung containerd gets to write its goroutine dump before SIGKILL.
+_DUMP_GRACE = 0.2
 
 
 def _alive(pid: int) -> bool:
@@ -472,6 +474,8 @@ class Daemon:
                     continue
                 reason = "exited" if child.exited.is_set() else "unresponsive"
             _log.warning("daemon.containerd_down", pid=child.pid, reason=reason)
+            if reason == "unresponsive":
+                await self._dump_stacks(child)
             await self._kill(child)
             self._child = await self._replace(tg, delays)
             self._restarts += 1
@@ -488,6 +492,14 @@ class Daemon:
                 continue
             _log.info("daemon.restarted", pid=child.pid, restarts=self._restarts + 1)
             return child
+
+    async def _dump_stacks(self, child: _Child) -> None:
+        # containerd logs every goroutine's stack on SIGUSR1: the one record
+        # of where a hung containerd was stuck, taken before it is killed.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGUSR1)
+        await anyio.sleep(_DUMP_GRACE)
+        self._log_reader.drain()
 
     async def _kill(self, child: _Child) -> None:
         if not child.exited.is_set():

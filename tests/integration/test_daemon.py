@@ -424,3 +424,27 @@ async def test_every_config_log_level_starts_containerd(base: Path, level: str) 
     config = DaemonConfig(log_level=level)
     async with Daemon(base / "root", base / "state", config=config, timeouts=FAST) as daemon:
         assert daemon.pid is not None and daemon.restarts == 0
+
+
+async def test_an_unanswering_containerd_dumps_its_stacks_before_it_is_replaced(
+    base: Path,
+) -> None:
+    # A hang that leaves the process running (a deadlock inside containerd):
+    # the health verdict is forced to "no answer" while the real process lives.
+    with structlog.testing.capture_logs() as logs:
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            old = daemon.pid
+            real_check = daemon._health.check
+
+            async def check(within: float) -> bool:
+                # Only the first containerd "hangs"; its successor answers.
+                return False if daemon.pid == old else await real_check(within)
+
+            daemon._health.check = check  # type: ignore[method-assign]
+            await wait_until(lambda: daemon.pid not in (None, old), 15, "a replacement")
+            assert not alive(old)  # type: ignore[arg-type]
+            assert daemon.restarts == 1
+    dumps = [e for e in logs if "goroutine stack dump" in str(e.get("msg", ""))]
+    assert dumps, [e["event"] for e in logs]
+    down = [e for e in logs if e["event"] == "daemon.containerd_down"]
+    assert down[0]["reason"] == "unresponsive"
