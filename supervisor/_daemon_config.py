@@ -234,13 +234,20 @@ class ResolvedConfig:
     def runtime(self, name: str | None = None) -> ResolvedRuntime:
         """The runtime called ``name``, or the default runtime for ``None``.
 
+        A name that no runtime has but that reads like a containerd shim
+        (``io.containerd.runhcs.v1``, ``io.containerd.kata.v2``: a dot, no
+        slash) passes through to containerd as that shim, with no options, as
+        dockerd passes it.
+
         Raises:
-            NotFound: no runtime has that name.
+            NotFound: no runtime has that name and it is no shim name.
         """
         key = self.config.default_runtime if name is None else name
         try:
             return self.runtimes[key]
         except KeyError:
+            if "." in key and "/" not in key and not key.startswith("."):
+                return ResolvedRuntime(name=key, shim=key, binary="", script=None)
             raise errors.NotFound(
                 f"unknown runtime {key!r}; known runtimes: {', '.join(sorted(self.runtimes))}"
             ) from None

@@ -173,6 +173,12 @@ def test_store_resolves_stock_and_user_runtimes(wrappers: Path) -> None:
     assert store.wrapper_paths() == frozenset({fast.script})
     with pytest.raises(NotFound, match="unknown runtime 'nope'"):
         cur.runtime("nope")
+    # shim-like names pass through to containerd, as dockerd passes them
+    kata = cur.runtime("io.containerd.kata.v2")
+    assert (kata.shim, kata.script, dict(kata.options)) == ("io.containerd.kata.v2", None, {})
+    for not_a_shim in ("/usr/bin/runc", "../x.y", ".hidden.v2", "a/b.c"):
+        with pytest.raises(NotFound):
+            cur.runtime(not_a_shim)
     with pytest.raises(TypeError):
         cur.runtimes["x"] = fast  # type: ignore[index]
 
