@@ -16,7 +16,8 @@ Where things live::
     _runtimes.py    Runtime definitions and their wrapper scripts
     errors.py       the one error hierarchy
     backends/       transports: containerd over grpclib (the only grpclib user)
-    events/         keyed ordered Queue, event monitor, exit tracker, Backend protocol
+    events/         keyed ordered Queue, event monitor, exit tracker, handled-exit
+                    ledger, Backend protocol
     fifo/           Linux stdio FIFOs as anyio byte streams
     _proto/         generated containerd bindings (make protos)
 """

@@ -31,6 +31,7 @@ from ._log import get_logger
 from ._runtimes import DEFAULT_RUNTIME
 from ._spec import checked_spec
 from .backends.base import Transport
+from .events._ledger import ExitLedger
 from .events._monitor import EventMonitor
 from .events._queue import Queue
 from .events._tracker import ExitTracker
@@ -43,6 +44,13 @@ __all__ = ["Client", "connect", "default_state_dir", "DEFAULT_RUNTIME"]
 
 
 _log = get_logger("client")
+
+
+def _entries(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
 
 
 def default_state_dir() -> Path:
@@ -71,12 +79,14 @@ class Client:
         tracker: ExitTracker | None,
         timeouts: Timeouts,
         monitor: EventMonitor | None = None,
+        ledger: ExitLedger | None = None,
     ) -> None:
         self._transport = transport
         self._state_dir = state_dir
         self._tracker = tracker
         self._timeouts = timeouts
         self._monitor = monitor
+        self._ledger = ledger
 
     @property
     def namespace(self) -> str:
@@ -223,6 +233,8 @@ class Client:
 
     def _forget_container(self, container: Container) -> None:
         remove_bundle(container.bundle_dir)
+        if self._ledger is not None:
+            self._ledger.prune_container(container.id)
         if self._tracker is not None:
             self._tracker.forget_container(container.id)
 
@@ -292,20 +304,28 @@ class _Connection:
         try:
             tracker = ExitTracker()
             async with Queue() as queue, anyio.create_task_group() as tg:
+                ledger = None
+                if self._backend is not None:
+                    ledger = ExitLedger(self._state_dir / ".exits" / self._namespace)
                 monitor = EventMonitor(
                     transport,
                     tracker,
                     backend=self._backend,
                     queue=queue,
                     timeouts=self._timeouts,
+                    ledger=ledger,
                 )
                 await tg.start(monitor.run)
+                if ledger is not None and _entries(ledger.directory):
+                    live = {c.id for c in await transport.list_containers()}
+                    ledger.prune(live)
                 self._client = Client(
                     transport,
                     state_dir=self._state_dir,
                     tracker=tracker,
                     timeouts=self._timeouts,
                     monitor=monitor,
+                    ledger=ledger,
                 )
                 self._background.ready()
                 await self._background.until_stopped()

@@ -243,8 +243,10 @@ class Process:
         self._deleted = True
         if self._fifos is not None:
             self._fifos.remove()
-        tracker = self.container._client._tracker
-        if tracker is not None:
-            tracker.forget(self.container.id, self.id)
+        client = self.container._client
+        if client._tracker is not None:
+            client._tracker.forget(self.container.id, self.id)
+        if client._ledger is not None:
+            client._ledger.forget(self.container.id, self.id)
         if not self._exec_id:
             self.container._task_deleted(self)

@@ -28,6 +28,7 @@ from .._config import Timeouts, backoff
 from .._log import get_logger
 from .._types import ProcessState, TaskEvent, TaskRecord, Topic
 from ..backends.base import Sync, Transport
+from ._ledger import ExitLedger
 from ._queue import Queue
 from ._tracker import LOST_EXIT_CODE, ExitTracker
 from ._types import Backend, EventInfo, EventType
@@ -64,12 +65,14 @@ class EventMonitor:
         backend: Backend | None,
         queue: Queue | None,
         timeouts: Timeouts,
+        ledger: ExitLedger | None = None,
     ) -> None:
         self._transport = transport
         self._tracker = tracker
         self._backend = backend
         self._queue = queue
         self._timeouts = timeouts
+        self._ledger = ledger
         self.subscriptions = 0
         self.live = False
 
@@ -175,7 +178,12 @@ class EventMonitor:
     def found_exited(self, cid: str, process_id: str, pid: int, code: int, at: Any) -> None:
         """A process found stopped when loaded (it exited while no client of
         this process listened, e.g. across the application's own restart):
-        one EXIT for it, as if it had come off the stream."""
+        one EXIT for it, as if it had come off the stream, unless the ledger
+        says an earlier run's backend handled this very exit already."""
+        if self._ledger is not None and self._ledger.handled(cid, process_id, pid, at):
+            self._tracker.exited(cid, process_id, pid, code, at)  # waits resolve, silently
+            _log.debug("events.exit_handled_before", container_id=cid, process_id=process_id)
+            return
         self._exited(cid, process_id, pid, code, at)
 
     def _exited(
@@ -199,12 +207,25 @@ class EventMonitor:
         )
 
     def _deliver(self, kind: EventType, info: EventInfo) -> None:
-        if self._backend is None or self._queue is None:
+        backend, queue, ledger = self._backend, self._queue, self._ledger
+        if backend is None or queue is None:
             return
-        self._queue.append(
-            info.container_id,
-            functools.partial(self._backend.process_event, info.container_id, kind, info),
-        )
+        if kind is not EventType.EXIT or ledger is None:
+            queue.append(
+                info.container_id,
+                functools.partial(backend.process_event, info.container_id, kind, info),
+            )
+            return
+        tracker = self._tracker
+
+        async def handle_exit() -> None:
+            await backend.process_event(info.container_id, kind, info)
+            # Only once handled, and only while the process still exists: an
+            # exit handler that deleted it (the usual thing) needs no record.
+            if tracker.knows(info.container_id, info.process_id, info.pid):
+                ledger.record(info.container_id, info.process_id, info.pid, info.exited_at)
+
+        queue.append(info.container_id, handle_exit)
 
     async def _reconcile(self) -> None:
         """Report every exit that happened while we were not subscribed."""

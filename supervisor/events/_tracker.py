@@ -147,6 +147,12 @@ class ExitTracker:
             if slot.pid and slot.status is None
         ]
 
+    def knows(self, container_id: str, process_id: str, pid: int) -> bool:
+        """True while the instance with ``pid`` has not been deleted."""
+        container = self._containers.get(container_id)
+        slot = container.processes.get(process_id) if container is not None else None
+        return slot is not None and slot.pid == pid
+
     def forget(self, container_id: str, process_id: str) -> None:
         """The process was deleted: drop its slot (and the container's, if last)."""
         container = self._containers.get(container_id)

@@ -316,3 +316,99 @@ async def test_exits_while_the_application_was_away_are_delivered_on_load(
     assert rec.exits() == Counter({("gone", "gone"): 1, ("stays", "stays"): 1})
     codes = {c: i.exit_code for c, e, i in rec.events if e is EventType.EXIT}
     assert codes == {"gone": 9, "stays": 4}
+
+
+class Raising(Recorder):
+    """A backend whose EXIT handler fails (after seeing the event)."""
+
+    async def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        await super().process_event(container_id, event, info)
+        if event is EventType.EXIT:
+            raise RuntimeError("handler bug")
+
+
+async def test_an_exit_handled_before_a_restart_is_not_reported_again(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    ledger = state_dir / ".exits" / namespace
+    first = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=first, state_dir=state_dir
+    ) as client:
+        for cid in ("handled", "failed"):
+            container = await client.new_container(
+                cid, supervisor.default_spec(["sh", "-c", "exit 3"], rootfs)
+            )
+            task = await container.new_task()
+            await task.start()
+            assert (await task.wait()).exit_code == 3
+        await first.wait_for(lambda: len(first.exits()) == 2)
+    # "failed" was never handled: drop its record as if the handler had raised
+    (ledger / "failed@failed").unlink()
+    assert [p.name for p in ledger.iterdir()] == ["handled@handled"]
+    # the application restarts and restores its containers
+    second = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=second, state_dir=state_dir
+    ) as client:
+        for container in await client.containers():
+            task = await container.task()
+            assert (await task.wait()).exit_code == 3
+        await second.wait_for(lambda: len(second.exits()) == 1)
+        await anyio.sleep(0.3)  # a second report would arrive about now
+        assert second.exits() == Counter({("failed", "failed"): 1})
+        for container in await client.containers():
+            await (await container.task()).delete()
+            await container.delete()
+    assert list(ledger.iterdir()) == []  # deletes take the records along
+
+
+async def test_a_raising_handler_leaves_its_exit_to_be_reported_again(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    first = Raising()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=first, state_dir=state_dir
+    ) as client:
+        container = await client.new_container(
+            "boom", supervisor.default_spec(["sh", "-c", "exit 5"], rootfs)
+        )
+        task = await container.new_task()
+        await task.start()
+        await first.wait_for(lambda: first.exits()[("boom", "boom")] == 1)
+    second = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=second, state_dir=state_dir
+    ) as client:
+        task = await (await client.load_container("boom")).task()
+        await second.wait_for(lambda: second.exits()[("boom", "boom")] == 1)
+        await task.delete()
+        await (await client.load_container("boom")).delete()
+
+
+async def test_records_of_containers_deleted_elsewhere_are_pruned(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    ledger = state_dir / ".exits" / namespace
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        container = await client.new_container(
+            "elsewhere", supervisor.default_spec(["true"], rootfs)
+        )
+        task = await container.new_task()
+        await task.start()
+        await rec.wait_for(lambda: len(rec.exits()) == 1)
+    assert [p.name for p in ledger.iterdir()] == ["elsewhere@elsewhere"]
+    # deleted by a client without a backend (or by ctr): no ledger involved
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, events=False, state_dir=state_dir / "other"
+    ) as other:
+        gone = await other.load_container("elsewhere")
+        await (await gone.task()).delete()
+        await gone.delete()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=Recorder(), state_dir=state_dir
+    ):
+        assert list(ledger.iterdir()) == []
