@@ -98,6 +98,12 @@ _UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
     ("cannot delete a running process", errors.FailedPrecondition),
     ("cannot delete running task", errors.FailedPrecondition),
     ("is not running", errors.FailedPrecondition),
+    # pause/resume of a created task; pause/resume/update of a stopped one;
+    # exec into a stopped task; a second start ("cannot ... stopped process")
+    ("in created state", errors.FailedPrecondition),
+    ("a stopped container", errors.FailedPrecondition),
+    ("in a stopped state", errors.FailedPrecondition),
+    ("a stopped process", errors.FailedPrecondition),
     ("process already finished", errors.NotFound),
 )
 

@@ -4,7 +4,9 @@ cancellation tests, against a real containerd)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +62,7 @@ async def test_cancelled_lifecycle_leaves_nothing(
 async def test_cancelled_exec_leaves_nothing(
     client: supervisor.Client, rootfs: str, state_dir: Path, delay: float
 ) -> None:
-    container = await client.new_container(
-        "host", supervisor.default_spec(["sleep", "60"], rootfs)
-    )
+    container = await client.new_container("host", supervisor.default_spec(["sleep", "60"], rootfs))
     task = await container.new_task()
     await task.start()
     fds = open_fds()
@@ -114,3 +114,51 @@ async def test_cancelled_delete_still_releases_everything(
     assert fifo_files(state_dir) == []
     assert not (state_dir / client.namespace / "d").exists()
     assert open_fds() == fds
+
+
+async def test_many_lifecycles_leave_no_residue(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    # Steady state: after many whole lives (with a backend, so the queue,
+    # the ledger and the event path all run), everything is back to where
+    # it started: fds, asyncio tasks, tracker slots, queue keys, files.
+    from tests.integration.test_events import Recorder
+
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+
+        async def life(i: int) -> None:
+            container = await client.new_container(
+                f"r{i}", supervisor.default_spec(["sh", "-c", "echo hi; exec sleep 60"], rootfs)
+            )
+            task = await container.new_task()
+            await task.start()
+            assert await task.stdout.receive() == b"hi\n"
+            proc = await task.exec("e", supervisor.process_spec(["true"]))
+            await proc.start()
+            await proc.wait()
+            await proc.delete()
+            await task.kill(signal.SIGKILL)
+            await task.wait()
+            await task.delete()
+            await container.delete()
+
+        await life(-1)  # lazily made loop and channel resources are not residue
+        await rec.wait_for(lambda: len(rec.exits()) == 2)
+        fds, tasks = open_fds(), len(asyncio.all_tasks())
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(life, i)
+        await rec.wait_for(lambda: len(rec.exits()) == 82)
+        await anyio.sleep(0.2)  # let the queue's per-key workers wind down
+        assert open_fds() == fds
+        assert len(asyncio.all_tasks()) == tasks
+        tracker = client._tracker
+        assert tracker is not None and len(tracker) == 0
+        monitor = client._monitor
+        assert monitor is not None and monitor._queue is not None and len(monitor._queue) == 0
+        assert fifo_files(state_dir) == []
+        assert not any((state_dir / ".exits" / namespace).glob("*"))
+        assert [p for p in (state_dir / namespace).glob("*")] == []

@@ -249,3 +249,28 @@ async def test_replace_force_deletes_what_has_the_id_and_creates_anew(
     await new.delete()
     assert await client.containers() == []
     assert fifo_files(state_dir) == []
+
+
+async def test_state_conflicts_are_failed_precondition(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # containerd 1.6 reports these as UNKNOWN; only its words tell them apart.
+    container = await client.new_container("states", supervisor.default_spec(["true"], rootfs))
+    task = await container.new_task()
+    for op in (task.pause, task.resume):
+        with pytest.raises(errors.FailedPrecondition, match="created state"):
+            await op()
+    await task.start()
+    assert (await task.wait()).exit_code == 0
+    stopped_ops = (
+        task.pause,
+        task.resume,
+        task.start,
+        lambda: task.exec("late", supervisor.process_spec(["true"])),
+        lambda: task.update_resources({"memory": {"limit": 64 << 20}}),
+    )
+    for op in stopped_ops:
+        with pytest.raises(errors.FailedPrecondition, match="stopped"):
+            await op()
+    await task.delete()
+    await container.delete()
