@@ -10,7 +10,6 @@ session fails instead.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -45,13 +44,6 @@ def rootfs() -> str:
     target = REPO / ".build" / "rootfs"
     subprocess.run([str(REPO / "scripts" / "mkrootfs.sh"), str(target)], check=True)
     return str(target)
-
-
-@pytest.fixture
-def namespace(request: pytest.FixtureRequest) -> str:
-    """A containerd namespace of the test's own, derived from its name."""
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    return f"t-{name}-{os.getpid() % 10000}"
 
 
 @pytest.fixture

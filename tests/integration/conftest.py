@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 import pytest_asyncio
 
@@ -30,6 +32,20 @@ async def purge_namespace(address: str, namespace: str) -> None:
                 await task.delete(force=True)
             with contextlib.suppress(errors.NotFound):
                 await container.delete()
+
+
+@pytest_asyncio.fixture
+async def namespace(
+    containerd_address: str, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A containerd namespace of the test's own, derived from its name, and
+    emptied afterwards even when the test failed halfway: a shim left running
+    would outlive the run."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    ns = f"t-{name}-{os.getpid() % 10000}"
+    yield ns
+    with anyio.CancelScope(shield=True), anyio.move_on_after(60):
+        await purge_namespace(containerd_address, ns)
 
 
 @pytest_asyncio.fixture
