@@ -8,6 +8,7 @@ Layout under the two directories given to :class:`Daemon`::
     state_dir/debug.sock       its debug socket
     state_dir/containerd.pid   the pid of the containerd we run or adopted
     state_dir/containerd.log   its output, followed into structlog
+    state_dir/supervisor.lock  held (flock) by the one Daemon running it
     state_dir/daemon/          containerd's state directory
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import sys
@@ -196,6 +198,7 @@ class Daemon:
         self._health = HealthChecker(str(self.address))
         self._background = Background(f"supervisor-daemon:{self._state}")
         self._log_reader = _LogFollower(self._state / "containerd.log")
+        self._lock_fd = -1
 
     # -- what callers read ---------------------------------------------------
 
@@ -292,11 +295,35 @@ class Daemon:
     def _prepare(self) -> None:
         for directory in (self._root, self._state, self._state / "daemon"):
             directory.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self._store = ConfigStore(self._initial_config, self.wrapper_dir)
-        # Stale wrappers only go at start: a running container may still exec
-        # through any script written by an earlier config of this process.
-        clean_stale_wrappers(self.wrapper_dir, keep=self._store.wrapper_paths())  # logs them
-        self._write_config()
+        self._lock()
+        try:
+            self._store = ConfigStore(self._initial_config, self.wrapper_dir)
+            # Stale wrappers only go at start: a running container may still
+            # exec through any script written by an earlier config of ours.
+            clean_stale_wrappers(self.wrapper_dir, keep=self._store.wrapper_paths())  # logs
+            self._write_config()
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _lock(self) -> None:
+        # Two supervisors on one state directory would adopt the same
+        # containerd and then restart it against each other. The kernel drops
+        # the lock when its holder dies, so a crashed one never blocks the next.
+        fd = os.open(self._state / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise errors.FailedPrecondition(
+                f"another supervisor runs the containerd of {self._state}"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)  # closing the only descriptor releases the flock
 
     def _write_config(self) -> None:
         def q(value: str | Path) -> str:
@@ -344,6 +371,7 @@ class Daemon:
                 self._log_reader.drain()
                 self._log_reader.close()
                 self._health.close()
+                self._unlock()
 
     # -- starting and adopting -----------------------------------------------------
 

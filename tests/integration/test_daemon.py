@@ -448,3 +448,17 @@ async def test_an_unanswering_containerd_dumps_its_stacks_before_it_is_replaced(
     assert dumps, [e["event"] for e in logs]
     down = [e for e in logs if e["event"] == "daemon.containerd_down"]
     assert down[0]["reason"] == "unresponsive"
+
+
+async def test_a_second_daemon_on_the_same_state_is_refused(base: Path) -> None:
+    async with Daemon(base / "root", base / "state", timeouts=FAST) as first:
+        pid = first.pid
+        with pytest.raises(errors.FailedPrecondition, match="another supervisor"):
+            async with Daemon(base / "root", base / "state", timeouts=FAST):
+                pass
+        # the refused one touched nothing: same containerd, still answering
+        assert first.pid == pid and first.restarts == 0
+        async with supervisor.connect(first.address, namespace="x", events=False) as c:
+            await c.version()
+    async with Daemon(base / "root", base / "state", timeouts=FAST) as again:
+        assert again.pid is not None
