@@ -16,6 +16,7 @@ import pytest
 import supervisor
 from supervisor import errors
 from tests.integration.conftest import fifo_files, open_fds
+from tests.integration.helpers import Recorder
 
 pytestmark = pytest.mark.asyncio
 
@@ -122,8 +123,6 @@ async def test_many_lifecycles_leave_no_residue(
     # Steady state: after many whole lives (with a backend, so the queue,
     # the ledger and the event path all run), everything is back to where
     # it started: fds, asyncio tasks, tracker slots, queue keys, files.
-    from tests.integration.test_events import Recorder
-
     rec = Recorder()
     async with supervisor.connect(
         containerd_address, namespace=namespace, backend=rec, state_dir=state_dir

@@ -23,7 +23,7 @@ import structlog
 import supervisor
 from supervisor import Daemon, DaemonConfig, DaemonTimeouts, Runtime, errors
 from tests._containerd import REPO, alive, short_tmpdir
-from tests.integration.test_events import Recorder
+from tests.integration.helpers import Recorder
 
 pytestmark = pytest.mark.asyncio
 

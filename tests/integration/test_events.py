@@ -18,34 +18,9 @@ import supervisor
 from supervisor import EventInfo, EventType
 from tests._containerd import PrivateContainerd, short_tmpdir
 from tests.integration.conftest import purge_namespace
-from tests.integration.helpers import read_all
+from tests.integration.helpers import Recorder, read_all
 
 pytestmark = pytest.mark.asyncio
-
-
-class Recorder:
-    """A Backend that keeps every event and lets tests wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, EventType, EventInfo]] = []
-        self._changed = anyio.Event()
-
-    async def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
-        self.events.append((container_id, event, info))
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def of(self, container_id: str) -> list[tuple[EventType, EventInfo]]:
-        return [(e, i) for c, e, i in self.events if c == container_id]
-
-    def exits(self) -> Counter[tuple[str, str]]:
-        return Counter((c, i.process_id) for c, e, i in self.events if e is EventType.EXIT)
-
-    async def wait_for(self, pred: object, timeout: float = 20) -> None:
-        assert callable(pred)
-        with anyio.fail_after(timeout):
-            while not pred():
-                await self._changed.wait()
 
 
 async def test_backend_hears_the_lifecycle_in_order(
