@@ -30,6 +30,7 @@ from ._ids import validate_id
 from ._log import get_logger
 from ._runtimes import DEFAULT_RUNTIME
 from ._spec import checked_spec
+from ._task import Task
 from .backends.base import Transport
 from .events._ledger import ExitLedger
 from .events._monitor import EventMonitor
@@ -214,6 +215,30 @@ class Client:
             self._from_record(r.id, r.spec, r.runtime, r.labels)
             for r in await self._transport.list_containers()
         ]
+
+    async def restore(self) -> list[tuple[Container, Task | None]]:
+        """Every container of the namespace with its task (``None`` if it has
+        none), in two RPCs however many there are: what an application calls
+        after its own restart, where loading each would cost one more RPC per
+        container.
+
+        A task that stopped while nobody listened is reported to the backend
+        now (once, and not at all if an earlier run's backend handled it; see
+        the ledger in the README); its ``wait()`` returns at once.
+        """
+        records = await self._transport.list_containers()
+        tasks = {t.container_id: t for t in await self._transport.list_tasks()}
+        restored: list[tuple[Container, Task | None]] = []
+        for r in records:
+            container = self._from_record(r.id, r.spec, r.runtime, r.labels)
+            record = tasks.get(r.id)
+            if record is None:
+                container._task_known = False
+                restored.append((container, None))
+            else:
+                restored.append((container, container._adopt_task(record)))
+        _log.info("client.restored", namespace=self.namespace, containers=len(restored))
+        return restored
 
     def _from_record(
         self, cid: str, spec: dict[str, Any], runtime: str, labels: dict[str, str]

@@ -16,6 +16,7 @@ from .fifo import open_stdio
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._types import TaskRecord
 
 __all__ = ["Container"]
 
@@ -121,6 +122,14 @@ class Container:
             if tracker is not None and slot is not None and not slot.pid:
                 tracker.forget(cid, cid)
             raise
+        return self._adopt_task(record)
+
+    def _adopt_task(self, record: TaskRecord) -> Task:
+        """A Task for containerd's record of it (loaded or listed)."""
+        client = self._client
+        cid = self.id
+        tracker = client._tracker
+        slot = None
         if tracker is not None:
             slot = tracker.started(cid, cid, record.pid)
             status = record.exit_status

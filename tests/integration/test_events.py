@@ -387,3 +387,44 @@ async def test_records_of_containers_deleted_elsewhere_are_pruned(
         containerd_address, namespace=namespace, backend=Recorder(), state_dir=state_dir
     ):
         assert list(ledger.iterdir()) == []
+
+
+async def test_restore_finds_everything_in_two_rpcs_and_reports_stopped_tasks(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    from grpclib.events import SendRequest, listen
+
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as first:
+        for cid, args in (("runs", ["sleep", "60"]), ("ended", ["sh", "-c", "exit 6"])):
+            container = await first.new_container(cid, supervisor.default_spec(args, rootfs))
+            await (await container.new_task()).start()
+        await first.new_container("idle", supervisor.default_spec(["true"], rootfs))
+        await anyio.sleep(0.3)  # "ended" exits while only a backend-less client is there
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        rpcs: list[str] = []
+
+        async def count(event: SendRequest) -> None:
+            rpcs.append(event.method_name)
+
+        listen(client._transport._channel, SendRequest, count)  # type: ignore[attr-defined]
+        restored = {c.id: (c, t) for c, t in await client.restore()}
+        assert sorted(m.rsplit("/", 1)[-1] for m in rpcs) == ["List", "List"]
+        assert set(restored) == {"runs", "ended", "idle"}
+        assert restored["idle"][1] is None
+        ended, runs = restored["ended"][1], restored["runs"][1]
+        assert ended is not None and runs is not None
+        assert (await ended.wait()).exit_code == 6
+        await rec.wait_for(lambda: rec.exits() == Counter({("ended", "ended"): 1}))
+        await runs.kill(signal.SIGKILL)
+        assert (await runs.wait()).exit_code == 137
+        await rec.wait_for(lambda: rec.exits()[("runs", "runs")] == 1)
+        for container, task in restored.values():
+            if task is not None:
+                await task.delete()
+            await container.delete()  # knows it has no task left: no extra lookup
+    assert rec.exits() == Counter({("ended", "ended"): 1, ("runs", "runs"): 1})
