@@ -109,26 +109,24 @@ class Bench:
                 await self.library_lifecycle(client, "warm-lib")
                 await self.floor_lifecycle(floor, "warm-floor")
                 for r in range(self.rounds):
-                    for n in (1, 10, 50):
+                    for k, n in enumerate((1, 10, 50)):
                         total = self.total(n)
-                        c0 = time.process_time()
-                        rows[f"library/{n}"].append(
-                            await _in_flight(
-                                n,
-                                total,
-                                lambda i, r=r, n=n: self.library_lifecycle(client, f"l{r}-{n}-{i}"),
-                            )
-                        )
-                        cpu[f"library/{n}"].append((time.process_time() - c0) / total)
-                        c0 = time.process_time()
-                        rows[f"floor/{n}"].append(
-                            await _in_flight(
-                                n,
-                                total,
-                                lambda i, r=r, n=n: self.floor_lifecycle(floor, f"f{r}-{n}-{i}"),
-                            )
-                        )
-                        cpu[f"floor/{n}"].append((time.process_time() - c0) / total)
+
+                        async def lib(i: int, r: int = r, n: int = n) -> None:
+                            await self.library_lifecycle(client, f"l{r}-{n}-{i}")
+
+                        async def flo(i: int, r: int = r, n: int = n) -> None:
+                            await self.floor_lifecycle(floor, f"f{r}-{n}-{i}")
+
+                        # Back to back, and which goes first alternates, so
+                        # that drift on the shared machine favours neither.
+                        ways = [("library", lib), ("floor", flo)]
+                        if (r + k) % 2:
+                            ways.reverse()
+                        for way, one in ways:
+                            c0 = time.process_time()
+                            rows[f"{way}/{n}"].append(await _in_flight(n, total, one))
+                            cpu[f"{way}/{n}"].append((time.process_time() - c0) / total)
                         if n <= 10:
                             rows[f"ctr/{n}"].append(
                                 await _in_flight(
@@ -190,14 +188,13 @@ class Bench:
 
             try:
                 k = 0
-                for _ in range(self.rounds):
-                    for n in (1, 10):
+                for r in range(self.rounds):
+                    for j, n in enumerate((1, 10)):
                         total = self.total(n)
-                        for name, fn in (
-                            ("library", lib_exec),
-                            ("floor", floor_exec),
-                            ("ctr", ctr_exec),
-                        ):
+                        ways = [("library", lib_exec), ("floor", floor_exec)]
+                        if (r + j) % 2:  # as for lifecycles: neither always first
+                            ways.reverse()
+                        for name, fn in [*ways, ("ctr", ctr_exec)]:
                             base = k
                             k += total
                             rows[f"{name}/{n}"].append(
@@ -208,6 +205,7 @@ class Bench:
                 await task.delete(force=True)
                 await container.delete()
         self.results["exec_seconds"] = {k: statistics.median(v) for k, v in rows.items()}
+        self.results["exec_rounds"] = dict(rows)
 
     async def rpc_counts(self) -> None:
         """RPCs per operation, counted on the library's own channel."""
@@ -314,6 +312,16 @@ class Bench:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def paired_ratio(results: dict[str, Any], section: str, a: str, b: str) -> float | None:
+    """The median over rounds of a/b within each round: the two ran back to
+    back, so each round's ratio cancels what the machine did that round."""
+    rounds = results.get(section, {})
+    xs, ys = rounds.get(a), rounds.get(b)
+    if not xs or not ys or len(xs) != len(ys):
+        return None
+    return float(statistics.median(x / y for x, y in zip(xs, ys, strict=True)))
 
 
 def ratio(results: dict[str, Any], section: str, a: str, b: str) -> float | None:
