@@ -28,7 +28,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from . import errors
 from ._background import Background
 from ._config import DaemonTimeouts, backoff
 from ._daemon_config import ConfigStore, DaemonConfig
-from ._daemon_log import forward_line
+from ._daemon_log import LogFollower
 from ._log import get_logger
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
 from .backends.health import HealthChecker
@@ -49,11 +48,9 @@ from .backends.health import HealthChecker
 __all__ = ["Daemon"]
 
 _log = get_logger("daemon")
-_containerd_log = get_logger("containerd")
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
-_LOG_TAIL = 20
 # Our level names (Python's) in logrus' words; logrus refuses "critical".
 _CONTAINERD_LEVELS = {"warning": "warn", "critical": "fatal"}
 # CRI is kubelet's business, not ours; the snapshotters need kernel modules
@@ -65,9 +62,6 @@ _DISABLED_PLUGINS = (
     "io.containerd.snapshotter.v1.devmapper",
     "io.containerd.snapshotter.v1.zfs",
 )
-# The log file is emptied once it has been read past this size.
-_LOG_ROTATE = 8 << 20
-_LOG_POLL = 0.1
 # How long a hung containerd gets to write its goroutine dump before SIGKILL.
 _DUMP_GRACE = 0.2
 
@@ -197,7 +191,7 @@ class Daemon:
         self._restarts = 0
         self._health = HealthChecker(str(self.address))
         self._background = Background(f"supervisor-daemon:{self._state}")
-        self._log_reader = _LogFollower(self._state / "containerd.log")
+        self._log_reader = LogFollower(self._state / "containerd.log")
         self._lock_fd = -1
 
     # -- what callers read ---------------------------------------------------
@@ -559,58 +553,6 @@ class Daemon:
                     await _wait_for(child)
         self.pid_file.unlink(missing_ok=True)
         _log.info("daemon.stopped", pid=child.pid, restarts=self._restarts)
-
-
-class _LogFollower:
-    """Follows containerd's log file into structlog, as ``tail -F`` would.
-
-    Polling a file costs one ``read`` per interval; it keeps containerd's
-    output independent of our process, and it follows an adopted containerd
-    just as well as one we started.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tail: deque[str] = deque(maxlen=_LOG_TAIL)
-        self._fd = -1
-        self._pending = b""
-
-    async def follow(self) -> None:
-        while True:
-            self.drain()
-            await anyio.sleep(_LOG_POLL)
-
-    def drain(self) -> None:
-        """Forward every complete line written since the last call."""
-        if self._fd < 0:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return
-            # What an earlier run wrote was forwarded (or not) back then.
-            os.lseek(self._fd, 0, os.SEEK_END)
-        position = os.lseek(self._fd, 0, os.SEEK_CUR)
-        if os.fstat(self._fd).st_size < position:  # emptied under us
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            self._pending = b""
-        while chunk := os.read(self._fd, 1 << 16):
-            self._pending += chunk
-        *lines, self._pending = self._pending.split(b"\n")
-        for raw in lines:
-            line = raw.decode(errors="replace")
-            self.tail.append(line)
-            forward_line(_containerd_log, line)
-        position = os.lseek(self._fd, 0, os.SEEK_CUR)
-        if not self._pending and position > _LOG_ROTATE and os.fstat(self._fd).st_size == position:
-            # containerd appends (O_APPEND), so emptying the file is safe:
-            # its next line lands at offset 0. Everything was read already.
-            os.truncate(self.path, 0)
-            os.lseek(self._fd, 0, os.SEEK_SET)
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
 
 
 async def _wait_for(child: _Child) -> None:

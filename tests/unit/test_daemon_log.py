@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import structlog
 
-from supervisor._daemon_log import forward_line, parse_logfmt
+from supervisor._daemon_log import LogFollower, forward_line, parse_logfmt
 
 
 def test_parse_quoted_bare_and_escaped_values() -> None:
@@ -39,3 +41,26 @@ def test_forward_keeps_level_and_renames_reserved_keys() -> None:
     assert logs[0]["containerd_event"] == "x" and logs[0]["error"] == "bad thing"
     assert logs[0]["containerd_time"] == "t" and logs[0]["event"] == "containerd.log"
     assert logs[3]["line"] == "panic: runtime error: index out of range"
+
+
+def test_follower_forwards_complete_lines_from_where_the_file_ended(tmp_path: Path) -> None:
+    log = tmp_path / "containerd.log"
+    log.write_text('time="t" level=info msg=before-us\n')  # an earlier run's lines
+    follower = LogFollower(log)
+    with structlog.testing.capture_logs() as logs:
+        follower.drain()  # opens at the end: nothing of the earlier run
+        with log.open("a") as f:
+            f.write('time="t" level=warning msg=one\ntime="t" level=error msg=tw')
+        follower.drain()
+        with log.open("a") as f:
+            f.write("o\n")  # the rest of the half-written line
+        follower.drain()
+        log.write_text('time="t" level=info msg=after-truncation\n')  # emptied under us
+        follower.drain()
+    follower.close()
+    assert [(e["log_level"], e["msg"]) for e in logs] == [
+        ("warning", "one"),
+        ("error", "two"),
+        ("info", "after-truncation"),
+    ]
+    assert list(follower.tail)[-1] == 'time="t" level=info msg=after-truncation'
