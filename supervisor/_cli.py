@@ -38,14 +38,18 @@ DEFAULT_ADDRESS = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containe
 DEFAULT_NAMESPACE = os.environ.get("CONTAINERD_NAMESPACE", "default")
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Rendering is the application's choice; this is the command's."""
+def configure_logging(level: str, fmt: str, *, containerd_chatter: bool = False) -> None:
+    """Rendering is the application's choice; this is the command's.
+
+    ``containerd_chatter``: pass containerd's own info lines through even
+    below ``debug`` (``supervisor daemon`` does: containerd is its subject).
+    """
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    verbose = level.lower() == "debug"
+    verbose = containerd_chatter or level.lower() == "debug"
 
     def quiet_containerd(_: Any, method: str, event: Any) -> Any:
         # containerd and its shims log every plugin load and signal loop at
@@ -373,7 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name, None)
         if value is not None:
             setattr(args, name, type(value)(os.path.abspath(value)))
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(
+        args.log_level,
+        args.log_format,
+        containerd_chatter=getattr(args, "containerd_chatter", False),
+    )
     try:
         code: int = anyio.run(args.func, args)
     except errors.SupervisorError as exc:

@@ -75,4 +75,4 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=["trace", "debug", "info", "warn", "error"],
         help="containerd's own log level (default: the config's log_level)",
     )
-    p.set_defaults(func=cmd_daemon)
+    p.set_defaults(func=cmd_daemon, containerd_chatter=True)
