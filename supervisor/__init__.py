@@ -11,14 +11,18 @@ Where things live::
     _bundle.py      the per-container directory (user-namespace ownership)
     _ids.py         container/exec id validation
     _config.py      Timeouts, DaemonTimeouts and back-off
+    _background.py  work owned across tasks (connect() and Daemon use it)
     _daemon.py      Daemon: an embedded containerd, started, watched, restarted
+    _daemon_log.py  containerd's log file followed into structlog
     _daemon_config.py  DaemonConfig and the atomically swapped ConfigStore
     _runtimes.py    Runtime definitions and their wrapper scripts
     errors.py       the one error hierarchy
-    backends/       transports: containerd over grpclib (the only grpclib user)
+    _cli*.py        the `supervisor` command (run/exec/ps/kill/stats/events/daemon)
+    backends/       transports: containerd over grpclib (the only grpclib user),
+                    its health check, the Windows named-pipe channel
     events/         keyed ordered Queue, event monitor, exit tracker, handled-exit
                     ledger, Backend protocol
-    fifo/           Linux stdio FIFOs as anyio byte streams
+    fifo/           stdio: Linux FIFOs, Windows served named pipes; anyio byte streams
     _proto/         generated containerd bindings (make protos)
 """
 
