@@ -47,13 +47,6 @@ __all__ = ["Client", "connect", "default_state_dir", "DEFAULT_RUNTIME"]
 _log = get_logger("client")
 
 
-def _entries(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except OSError:
-        return []
-
-
 def default_state_dir() -> Path:
     """Where the library keeps bundles and FIFOs unless told otherwise."""
     if os.geteuid() == 0:
@@ -341,7 +334,7 @@ class _Connection:
                     ledger=ledger,
                 )
                 await tg.start(monitor.run)
-                if ledger is not None and _entries(ledger.directory):
+                if ledger is not None and ledger.has_records():
                     live = {c.id for c in await transport.list_containers()}
                     ledger.prune(live)
                 self._client = Client(

@@ -125,10 +125,6 @@ class _Child:
     process: asyncio.subprocess.Process | None  # None when adopted
     exited: anyio.Event = field(default_factory=anyio.Event)
 
-    @property
-    def adopted(self) -> bool:
-        return self.process is None
-
 
 class Daemon:
     """An embedded containerd that this object starts, watches and stops.
@@ -462,12 +458,9 @@ class Daemon:
         return False
 
     async def _watch_exit(self, child: _Child) -> None:
-        if child.process is not None:
-            code = await child.process.wait()
-        else:
-            await _wait_exit(child.pid)
-            code = None
+        await _wait_for(child)
         child.exited.set()
+        code = child.process.returncode if child.process is not None else None
         _log.debug("daemon.exited", pid=child.pid, code=code)
 
     # -- watching and replacing ------------------------------------------------------
@@ -547,10 +540,7 @@ class Daemon:
                 await _wait_for(child)
             if _alive(child.pid):
                 _log.warning("daemon.stop_timeout", pid=child.pid, seconds=self._timeouts.stop)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-                with anyio.move_on_after(10):
-                    await _wait_for(child)
+                await self._kill(child)
         self.pid_file.unlink(missing_ok=True)
         _log.info("daemon.stopped", pid=child.pid, restarts=self._restarts)
 

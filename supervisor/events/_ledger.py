@@ -77,6 +77,14 @@ class ExitLedger:
         with contextlib.suppress(OSError):
             self._path(container_id, process_id).unlink()
 
+    def has_records(self) -> bool:
+        """Anything recorded at all (a prune is worth an RPC only then)."""
+        try:
+            with os.scandir(self.directory) as entries:
+                return any(True for _ in entries)
+        except OSError:
+            return False
+
     def prune_container(self, container_id: str) -> None:
         """The container was deleted: none of its exits can be found again."""
         for path in self.directory.glob(f"{container_id}@*"):

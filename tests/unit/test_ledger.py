@@ -15,7 +15,9 @@ AT = datetime(2026, 11, 25, 19, 0, 0, 123456, tzinfo=UTC)
 def test_an_exit_is_handled_only_with_the_same_pid_and_time(tmp_path: Path) -> None:
     ledger = ExitLedger(tmp_path / "ns")
     assert not ledger.handled("c", "c", 10, AT)
+    assert not ledger.has_records()  # no directory yet
     ledger.record("c", "c", 10, AT)
+    assert ledger.has_records()
     assert ledger.handled("c", "c", 10, AT)
     assert not ledger.handled("c", "c", 11, AT)  # a later instance, same ids
     assert not ledger.handled("c", "c", 10, AT.replace(second=1))
