@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 from benchmarks.lifecycle import collect, paired_ratio, ratio
 
@@ -113,10 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     # Same logging cost for library and floor: none rendered.
     # As a production application configures it: filtered, loggers cached.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        cache_logger_on_first_use=True,
-    )
+    logging.getLogger("supervisor").setLevel(logging.WARNING)
     results = anyio.run(
         lambda: collect(
             str(Path(args.address).resolve()),

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import anyio
-import structlog
 from pyinstrument import Profiler
 
 import supervisor
@@ -50,10 +49,7 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=200)
     parser.add_argument("--all-frames", action="store_true", help="grpclib, h2, betterproto too")
     args = parser.parse_args()
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        cache_logger_on_first_use=True,
-    )
+    logging.getLogger("supervisor").setLevel(logging.WARNING)
     state = Path(f"/tmp/sv-profile-{uuid.uuid4().hex[:6]}")
     profiler = anyio.run(
         profile, str(Path(args.address).resolve()), str(Path(args.rootfs).resolve()),

@@ -1,54 +1,79 @@
 """supervisor: an asyncio supervisor for containerd.
 
-Where things live::
+Where things live, by layer (each layer imports only from those below it)::
 
-    _client.py      connect(), Client: one namespace over one grpclib channel
+    cli/            the `supervisor` command, one module per concern
+    daemon/         the embedded containerd: Daemon, its child process and
+                    lock, config store, runtimes and wrapper scripts, log follower
+    ---- the core (never imports daemon/ or cli/) ----
+    _connect.py     connect(): transport + event machinery + Client, owned together
+    _client.py      Client: one namespace; new_container/load/containers/restore
     _container.py   Container: a spec + runtime in containerd, its bundle dir
     _task.py        Task: the init process + pause/resume/exec/stats/update
-    _process.py     Process: start/kill/wait/resize/close_stdin/delete
-    _types.py       frozen values crossing the transport boundary (ExitStatus, Stats...)
+    _process.py     Process: start/kill/wait/resize/close_stdin/delete/status
+    _session.py     Session: what Container, Task and Process share
+    _types.py       frozen values crossing the transport boundary
     _spec.py        default_spec()/process_spec() and spec checks
+    _resources.py   checks on LinuxResources updates
     _bundle.py      the per-container directory (user-namespace ownership)
+    _stdio_files.py names of a process's stdio files
+    _paths.py       owned directories, files opened without following links
     _ids.py         container/exec id validation
-    _config.py      Timeouts, DaemonTimeouts and back-off
-    _background.py  work owned across tasks (connect() and Daemon use it)
-    _daemon.py      Daemon: an embedded containerd, started, watched, restarted
-    _daemon_log.py  containerd's log file followed into structlog
-    _daemon_config.py  DaemonConfig and the atomically swapped ConfigStore
-    _runtimes.py    Runtime definitions and their wrapper scripts
+    _timeouts.py    Timeouts and back-off
+    _log.py         stdlib logging under `supervisor.*` (NullHandler)
     errors.py       the one error hierarchy
-    _cli*.py        the `supervisor` command (run/exec/ps/kill/stats/events/daemon)
-    backends/       transports: containerd over grpclib (the only grpclib user),
-                    its health check, the Windows named-pipe channel
-    events/         keyed ordered Queue, event monitor, exit tracker, handled-exit
-                    ledger, Backend protocol
-    fifo/           stdio: Linux FIFOs, Windows served named pipes; anyio byte streams
+    backends/       transports: the Transport protocol, containerd over grpclib
+                    (the only grpclib user), an in-memory fake, health checks,
+                    the Windows named-pipe channel
+    events/         keyed ordered Queue, event monitor, exit tracker,
+                    handled-exit ledger, Backend protocol
+    fifo/           stdio: Linux FIFOs, Windows served named pipes
     _proto/         generated containerd bindings (make protos)
+
+``import supervisor`` loads the core only: grpclib, the generated bindings,
+the daemon and the command load when first used.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from . import errors
-from ._client import DEFAULT_RUNTIME, Client, connect, default_state_dir
-from ._config import DaemonTimeouts, Timeouts
+from ._client import Client
+from ._connect import connect, default_state_dir
 from ._container import Container
-from ._daemon import Daemon
-from ._daemon_config import ConfigStore, DaemonConfig, ResolvedConfig
 from ._process import Process
-from ._runtimes import ResolvedRuntime, Runtime
 from ._spec import default_spec, process_spec
 from ._task import Task
+from ._timeouts import Timeouts
 from ._types import (
+    DEFAULT_RUNTIME,
     CpuStats,
     ExitStatus,
     MemoryStats,
     PidsStats,
     ProcessInfo,
+    ProcessState,
     Stats,
 )
 from .events import Backend, EventInfo, EventType, Queue
 
+if _TYPE_CHECKING:
+    from .daemon import (
+        ConfigStore,
+        Daemon,
+        DaemonConfig,
+        DaemonTimeouts,
+        ResolvedConfig,
+        ResolvedRuntime,
+        Runtime,
+    )
+
+__version__ = "0.2.0"
+
 __all__ = [
+    "__version__",
     # connecting
     "connect",
     "Client",
@@ -59,7 +84,7 @@ __all__ = [
     "Container",
     "Task",
     "Process",
-    # the embedded containerd and its runtimes
+    # the embedded containerd and its runtimes (loaded on first use)
     "Daemon",
     "DaemonTimeouts",
     "DaemonConfig",
@@ -69,6 +94,7 @@ __all__ = [
     "ResolvedRuntime",
     # values
     "ExitStatus",
+    "ProcessState",
     "Stats",
     "MemoryStats",
     "CpuStats",
@@ -85,3 +111,31 @@ __all__ = [
     # errors
     "errors",
 ]
+
+_DAEMON_NAMES = frozenset(
+    {
+        "ConfigStore",
+        "Daemon",
+        "DaemonConfig",
+        "DaemonTimeouts",
+        "ResolvedConfig",
+        "ResolvedRuntime",
+        "Runtime",
+    }
+)
+
+
+def __getattr__(name: str) -> _Any:
+    # The daemon layer sits above the core and pulls in grpclib (for its
+    # health checks): load it only when one of its names is asked for.
+    if name in _DAEMON_NAMES:
+        from . import daemon
+
+        value = getattr(daemon, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _DAEMON_NAMES)

@@ -1,10 +1,13 @@
 """The per-container directory the library owns (its stdio FIFOs live there).
 
-``<state>/<namespace>/<container id>``, recorded in the container's
-``BUNDLE_LABEL``.  When the spec asks for a user namespace, the container's
-root is some other host uid/gid; the namespace level then becomes
-``<namespace>.<uid>.<gid>`` and, like the bundle itself, is owned by that
-uid/gid, so the remapped root can reach it while other users cannot.
+``<state>/<namespace>/<container id>``, always derived from the state
+directory, the namespace and the validated id (never read back from anything
+containerd stores, which any other client could have written).  When the spec
+asks for a user namespace, the container's root is some other host uid/gid;
+the namespace level then becomes ``<namespace>@<uid>.<gid>`` (``@`` cannot
+occur in a namespace name, so it never meets another namespace's level) and,
+like the bundle itself, is owned by that uid/gid, so the remapped root can
+reach it while other users cannot.
 """
 
 from __future__ import annotations
@@ -16,18 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _paths
 from .errors import InvalidArgument
 
 __all__ = [
-    "BUNDLE_LABEL",
     "bundle_path",
     "prepare_bundle",
     "remove_bundle",
     "remove_namespace_level",
     "remapped_root",
 ]
-
-BUNDLE_LABEL = "io.containerd-supervisor.bundle"
 
 
 def _host_id(mappings: object, kind: str) -> int:
@@ -38,11 +39,14 @@ def _host_id(mappings: object, kind: str) -> int:
         if not isinstance(m, Mapping):
             raise InvalidArgument(f"linux.{kind} entries must be mappings")
         try:
-            container_id, host_id, size = int(m["containerID"]), int(m["hostID"]), int(m["size"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"bad linux.{kind} entry {dict(m)!r}") from exc
+            container_id, host_id, size = m["containerID"], m["hostID"], m["size"]
+        except KeyError as exc:
+            raise InvalidArgument(f"linux.{kind} entry lacks {exc}") from None
+        for v in (container_id, host_id, size):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
+                raise InvalidArgument(f"linux.{kind} entries need integers in 0..2^32-1")
         if container_id <= 0 < container_id + size:
-            return host_id - container_id
+            return int(host_id) - int(container_id)
     raise InvalidArgument(f"linux.{kind} does not map container id 0")
 
 
@@ -52,6 +56,8 @@ def remapped_root(spec: Mapping[str, Any]) -> tuple[int, int] | None:
     if not isinstance(linux, Mapping):
         return None
     namespaces = linux.get("namespaces") or []
+    if not isinstance(namespaces, Sequence):
+        raise InvalidArgument("linux.namespaces must be a list")
     if not any(isinstance(n, Mapping) and n.get("type") == "user" for n in namespaces):
         return None
     return (
@@ -63,7 +69,7 @@ def remapped_root(spec: Mapping[str, Any]) -> tuple[int, int] | None:
 def bundle_path(
     state_dir: Path, namespace: str, container_id: str, owner: tuple[int, int] | None
 ) -> Path:
-    level = namespace if owner is None else f"{namespace}.{owner[0]}.{owner[1]}"
+    level = namespace if owner is None else f"{namespace}@{owner[0]}.{owner[1]}"
     return state_dir / level / container_id
 
 
@@ -89,7 +95,7 @@ def prepare_bundle(path: Path, owner: tuple[int, int] | None) -> None:
         made = _mkdir_owned(path, owner)
     except FileNotFoundError:
         root = path.parent.parent
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        _paths.private_dir(root, 0o711)
         _mkdir_owned(path.parent, owner)
         made = _mkdir_owned(path, owner)
     if not made:
@@ -98,9 +104,12 @@ def prepare_bundle(path: Path, owner: tuple[int, int] | None) -> None:
         _mkdir_owned(path, owner)
 
 
-def remove_bundle(path: Path) -> None:
+def remove_bundle(state_dir: Path, path: Path) -> None:
     """Remove a container's bundle directory (empty once its processes are
-    deleted; anything else left in it goes too)."""
+    deleted; anything else left in it goes too). Never anything outside
+    ``state_dir``."""
+    if path.parent.parent != state_dir or path.is_symlink():
+        return
     try:
         os.rmdir(path)
     except FileNotFoundError:
@@ -115,6 +124,6 @@ def remove_namespace_level(state_dir: Path, namespace: str) -> None:
     with contextlib.suppress(OSError):
         for level in state_dir.iterdir():
             name = level.name
-            if name == namespace or name.startswith(f"{namespace}."):
+            if name == namespace or name.startswith(f"{namespace}@"):
                 with contextlib.suppress(OSError):
                     level.rmdir()  # only succeeds when empty

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import errors
+from ._bundle import remove_bundle
 from ._cleanup import undo_if_cancelled
 from ._log import get_logger
-from ._process import Process
-from ._task import Task, stdio_paths
-from .fifo import open_stdio
+from ._process import create_process
+from ._task import Task
+from ._types import ProcessState
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._session import Session
     from ._types import TaskRecord
 
 __all__ = ["Container"]
@@ -32,29 +33,26 @@ class Container:
         spec: the OCI runtime spec it was created with (a private copy).
         runtime: the containerd shim it runs under, e.g. ``io.containerd.runc.v2``.
         labels: its containerd labels.
-        bundle_dir: the directory the library keeps the container's stdio in.
+        bundle_dir: the directory the library keeps the container's stdio in,
+            derived from the state directory, the namespace and the id.
     """
 
     def __init__(
         self,
-        client: Client,
+        session: Session,
         container_id: str,
         *,
         spec: dict[str, Any],
         runtime: str,
         labels: dict[str, str],
         bundle_dir: Path,
-        task_known: bool | None,
     ) -> None:
-        self._client = client
+        self._session = session
         self.id = container_id
         self.spec = spec
         self.runtime = runtime
         self.labels = labels
         self.bundle_dir = bundle_dir
-        # True: a task made or loaded here is alive; False: none (we made the
-        # container and deleted its tasks ourselves); None: ask containerd.
-        self._task_known = task_known
         self._task: Task | None = None
 
     def __repr__(self) -> str:
@@ -69,37 +67,35 @@ class Container:
         Args:
             stdin: give the init process a standard input stream.
             terminal: run it on a terminal; its output then all comes on stdout.
-                Match the spec's ``process.terminal`` (set here if different).
+                Must match the spec's ``process.terminal``.
 
         Raises:
-            AlreadyExists: the container has a task already.
+            AlreadyExists: the container has a task already (the existing
+                task and its stdio are left untouched).
+            InvalidArgument: ``terminal`` disagrees with the spec.
         """
-        client = self._client
+        session = self._session
+        session.check_open()
         cid = self.id
         process = self.spec.get("process")
-        if isinstance(process, dict) and bool(process.get("terminal")) != terminal:
+        if isinstance(process, dict) and bool(process.get("terminal")) != bool(terminal):
             raise errors.InvalidArgument(
                 f"terminal={terminal} but the spec's process.terminal is "
                 f"{bool(process.get('terminal'))}",
                 container_id=cid,
             )
-        fifos = await open_stdio(self.bundle_dir, "init", stdin=stdin, terminal=terminal)
-        tracker = client._tracker
-        slot = tracker.watch(cid, cid) if tracker is not None else None
-        try:
-            with anyio.CancelScope(shield=True):
-                pid = await client._transport.create_task(cid, stdio_paths(fifos))
-        except BaseException:
-            fifos.remove()
-            if tracker is not None:
-                tracker.forget(cid, cid)
-            raise
-        task = Task(self, cid, pid=pid, fifos=fifos, slot=slot)
+
+        async def create(stdio: Any) -> int:
+            return await session.transport.create_task(cid, stdio)
+
+        pid, fifos, slot = await create_process(
+            session, self.bundle_dir, cid, cid, stdin=stdin, terminal=terminal, create=create
+        )
+        task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot)
         self._task = task
-        self._task_known = True
-        _log.info("task.create", container_id=cid, pid=pid)
+        _log.debug("task.create", container_id=cid, pid=pid)
         await undo_if_cancelled(
-            lambda: task.delete(force=True), limit=client._timeouts.cleanup, what="task"
+            lambda: task.delete(force=True), limit=session.timeouts.cleanup, what="task"
         )
         return task
 
@@ -109,74 +105,70 @@ class Container:
         Raises:
             NotFound: the container has no task.
         """
-        client = self._client
-        cid = self.id
+        session = self._session
         if self._task is not None and not self._task._deleted:
             return self._task
-        tracker = client._tracker
+        tracker = session.tracker
+        cid = self.id
         # Watch before asking, so an exit between the two is not missed.
-        slot = tracker.watch(cid, cid) if tracker is not None else None
+        existed = tracker.has(cid, cid)
+        slot = tracker.watch(cid, cid)
         try:
-            record = await client._transport.get_task(cid)
+            record = await session.transport.get_task(cid)
         except BaseException:
-            if tracker is not None and slot is not None and not slot.pid:
+            if not existed and not slot.pid:
                 tracker.forget(cid, cid)
             raise
         return self._adopt_task(record)
 
     def _adopt_task(self, record: TaskRecord) -> Task:
         """A Task for containerd's record of it (loaded or listed)."""
-        client = self._client
+        session = self._session
         cid = self.id
-        tracker = client._tracker
-        slot = None
-        if tracker is not None:
-            slot = tracker.started(cid, cid, record.pid)
-            status = record.exit_status
-            if status is not None:
-                if client._monitor is not None:
-                    # Exited while nobody here listened: the backend hears it
-                    # now, once (the tracker drops a copy from the stream).
-                    client._monitor.found_exited(
-                        cid, cid, record.pid, status.exit_code, status.exited_at
-                    )
-                else:
-                    tracker.exited(cid, cid, record.pid, status.exit_code, status.exited_at)
-        task = Task(self, cid, pid=record.pid, fifos=None, slot=slot)
-        task._started = record.pid != 0
+        slot = session.tracker.started(cid, cid, record.pid)
+        slot.owned = True
+        status = record.exit_status
+        if status is not None:
+            # Exited while nobody here listened: the backend hears it now,
+            # once (the tracker drops a copy from the stream).
+            session.monitor.found_exited(cid, cid, record.pid, status.exit_code, status.exited_at)
+        task = Task(self, session, cid, pid=record.pid, fifos=None, slot=slot)
+        task._started = record.state is not ProcessState.CREATED
         self._task = task
-        self._task_known = True
         return task
 
-    def _task_deleted(self, task: Process) -> None:
+    def _task_deleted(self, task: Task) -> None:
         if self._task is task:
             self._task = None
-        self._task_known = False
 
     async def delete(self) -> None:
         """Delete the container from containerd and remove its bundle directory.
+
+        Whether the container still has a task is asked of containerd, never
+        assumed: a task made by another client (or one whose create failed
+        only on our side) must not be orphaned.
 
         Raises:
             FailedPrecondition: the container still has a task (delete it first),
                 as containerd's own client refuses too.
             NotFound: no such container.
         """
-        client = self._client
+        session = self._session
+        transport = session.transport
         cid = self.id
-        if self._task_known is None:
-            try:
-                await client._transport.get_task(cid)
-            except errors.NotFound:
-                self._task_known = False
-            else:
-                self._task_known = True
-        if self._task_known:
+        try:
+            await transport.get_task(cid)
+        except errors.NotFound:
+            pass
+        else:
             raise errors.FailedPrecondition(
                 "cannot delete a container with a task", container_id=cid
             )
         # Shielded: a delete cancelled after containerd acted would otherwise
         # leave the bundle directory behind with nothing to say it is stale.
         with anyio.CancelScope(shield=True):
-            await client._transport.delete_container(cid)
-            client._forget_container(self)
-        _log.info("container.delete", container_id=cid)
+            await transport.delete_container(cid)
+            remove_bundle(session.state_dir, self.bundle_dir)
+            session.ledger.prune_container(cid)
+            session.tracker.forget_container(cid)
+        _log.debug("container.delete", container_id=cid)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal as _signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -10,16 +13,81 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import errors
 from ._log import get_logger
-from ._types import ExitStatus
+from ._stdio_files import new_stdio_name
+from ._types import ExitStatus, ProcessState, StdioPaths
+from .fifo import StdioSet, open_stdio
 
 if TYPE_CHECKING:
     from ._container import Container
+    from ._session import Session
     from .events._tracker import Slot
-    from .fifo import StdioSet
 
-__all__ = ["ExitStatus", "Process"]
+__all__ = ["ExitStatus", "Process", "create_process"]
 
 _log = get_logger("process")
+
+# Linux signal numbers run from 1 to SIGRTMAX (64); containerd takes a uint32
+# and would silently truncate anything larger.
+_MAX_SIGNAL = 64
+# Terminal sizes are unsigned 16-bit in the kernel's winsize.
+_MAX_TERMINAL = 0xFFFF
+
+
+def stdio_paths(fifos: StdioSet) -> StdioPaths:
+    return StdioPaths(
+        stdin=fifos.stdin_path or "",
+        stdout=fifos.stdout_path,
+        stderr=fifos.stderr_path or "",
+        terminal=fifos.terminal,
+    )
+
+
+async def create_process(
+    session: Session,
+    bundle_dir: Path,
+    container_id: str,
+    process_id: str,
+    *,
+    stdin: bool,
+    terminal: bool,
+    create: Callable[[StdioPaths], Awaitable[int]],
+) -> tuple[int, StdioSet, Slot]:
+    """The shared skeleton of creating a task or an exec: stdio first, a
+    tracker slot before containerd can report an exit, the create RPC
+    shielded (we must learn whether containerd made it), and on failure only
+    what this attempt made is removed."""
+    init = process_id == container_id
+    tracker = session.tracker
+    name = new_stdio_name(process_id, init=init)
+    fifos = await open_stdio(bundle_dir, name, stdin=stdin, terminal=terminal)
+    existed = tracker.has(container_id, process_id)
+    slot = tracker.watch(container_id, process_id, owned=True)
+    try:
+        with anyio.CancelScope(shield=True):
+            pid = await create(stdio_paths(fifos))
+    except BaseException:
+        fifos.remove()
+        if not existed:
+            tracker.forget(container_id, process_id)
+        raise
+    return pid, fifos, slot
+
+
+def _check_signal(value: object, container_id: str, process_id: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.InvalidArgument(
+            f"signal must be an int, not {type(value).__name__}",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    number = int(value)
+    if not 1 <= number <= _MAX_SIGNAL:
+        raise errors.InvalidArgument(
+            f"signal {number} is out of range (1..{_MAX_SIGNAL})",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    return number
 
 
 class Process:
@@ -37,13 +105,15 @@ class Process:
     def __init__(
         self,
         container: Container,
+        session: Session,
         process_id: str,
         *,
         pid: int,
         fifos: StdioSet | None,
-        slot: Slot | None,
+        slot: Slot,
     ) -> None:
         self.container = container
+        self._session = session
         self.id = process_id
         self._exec_id = "" if process_id == container.id else process_id
         self._pid = pid
@@ -99,70 +169,122 @@ class Process:
     async def start(self) -> None:
         """Start the process.
 
+        Cancelling a start leaves the process either not started (and
+        :meth:`start` may be called again) or started with working stdio.
+        An exec whose start fails is deleted with its stdio (a created exec
+        that can never run would only leak).
+
         Raises:
             NotFound: the process (or its task) is gone.
             FailedPrecondition: it already started.
+            CommandNotFound: its executable does not exist in the container.
+            CommandNotExecutable: its executable cannot be run.
         """
-        client = self.container._client
+        session = self._session
+        transport = session.transport
         cid = self.container.id
-        if not self._exec_id and client._tracker is not None:
+        if self._started:
+            raise errors.FailedPrecondition(
+                "the process was started already (it is running or stopped)",
+                container_id=cid,
+                process_id=self.id,
+            )
+        if not self._exec_id:
             # Before the call: an OOM of the new instance may be reported
             # before Start even returns, and must not be wiped afterwards.
-            client._tracker.reset_oom(cid)
-        pid = await client._transport.start(cid, self._exec_id)
-        self._pid = pid
-        self._started = True
-        tracker = client._tracker
-        if tracker is not None:
-            self._slot = tracker.started(cid, self.id, pid)
-        if self._fifos is not None:
-            self._fifos.started()
-        _log.info("process.start", container_id=cid, process_id=self.id, pid=pid)
-        if self._stdin_close_pending:
-            self._stdin_close_pending = False
-            await client._transport.close_stdin(cid, self._exec_id)
+            session.tracker.reset_oom(cid)
+        # Shielded: once containerd may have started the process, our side
+        # must follow (pid, the slot, our FIFO ends), or its stdout would
+        # never reach end-of-file.
+        with anyio.CancelScope(shield=True):
+            try:
+                pid = await transport.start(cid, self._exec_id)
+            except errors.SupervisorError:
+                if self._exec_id and not self._deleted:
+                    await self._discard_failed_exec()
+                raise
+            self._pid = pid
+            self._started = True
+            self._slot = session.tracker.started(cid, self.id, pid)
+            self._slot.owned = True
+            if self._fifos is not None:
+                self._fifos.started()
+            _log.debug("process.start", container_id=cid, process_id=self.id, pid=pid)
+            if self._stdin_close_pending:
+                self._stdin_close_pending = False
+                await transport.close_stdin(cid, self._exec_id)
+
+    async def _discard_failed_exec(self) -> None:
+        with anyio.move_on_after(self._session.timeouts.cleanup):
+            with contextlib.suppress(errors.SupervisorError):
+                status = await self._session.transport.delete_process(
+                    self.container.id, self._exec_id
+                )
+                self._session.tracker.resolve_deleted(self.container.id, self.id, status)
+        self._release(ExitStatus(255))
+
+    async def status(self) -> ProcessState:
+        """containerd's view of the process now: created, running, paused, stopped.
+
+        Raises:
+            NotFound: the process is gone.
+        """
+        record = await self._session.transport.get_task(self.container.id, self._exec_id)
+        return record.state
 
     async def kill(self, signal: int = _signal.SIGTERM, *, all: bool = False) -> None:
         """Send ``signal`` to the process (with ``all=True``: to every process of the task).
 
         Raises:
+            InvalidArgument: not a signal number (1 to 64).
             NotFound: the process is gone.
         """
-        await self.container._client._transport.kill(
-            self.container.id, self._exec_id, int(signal), all
-        )
-        _log.debug(
-            "process.kill",
-            container_id=self.container.id,
-            process_id=self.id,
-            signal=int(signal),
-            all=all,
-        )
+        cid = self.container.id
+        number = _check_signal(signal, cid, self.id)
+        await self._session.transport.kill(cid, self._exec_id, number, bool(all))
+        _log.debug("process.kill", container_id=cid, process_id=self.id, signal=number, all=all)
 
     async def wait(self) -> ExitStatus:
         """Until the process exits; its :class:`ExitStatus`.
 
         Resolved from the client's event stream, so any number of waiters cost
         no extra connection or call.  Cancelling a wait leaves the process, and
-        later waits on it, unaffected.
+        later waits on it, unaffected.  A process deleted without ever
+        running resolves its waiters with the status containerd gave.
+
+        Raises:
+            Closed: the client closed before the exit was known.
         """
-        slot = self._slot
-        if slot is not None:
-            return await slot.wait()
-        client = self.container._client
-        status = await client._transport.wait(self.container.id, self._exec_id)
-        return status
+        session = self._session
+        if session.events or self._slot.status is not None or self._deleted:
+            return await self._slot.wait()
+        cid = self.container.id
+        status = await session.transport.wait(cid, self._exec_id)
+        tracker = session.tracker
+        recorded = tracker.exited(cid, self.id, self._pid, status.exit_code, status.exited_at)
+        return recorded if recorded is not None else await self._slot.wait()
 
     async def resize(self, width: int, height: int) -> None:
-        """Resize the process's terminal (only with ``terminal=True``)."""
-        if width <= 0 or height <= 0:
+        """Resize the process's terminal (only with ``terminal=True``).
+
+        Raises:
+            InvalidArgument: not two ints in 1..65535.
+        """
+        for value in (width, height):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise errors.InvalidArgument(
+                    f"terminal size must be ints, not {type(value).__name__}",
+                    container_id=self.container.id,
+                    process_id=self.id,
+                )
+        if not (0 < width <= _MAX_TERMINAL and 0 < height <= _MAX_TERMINAL):
             raise errors.InvalidArgument(
                 f"bad terminal size {width}x{height}",
                 container_id=self.container.id,
                 process_id=self.id,
             )
-        await self.container._client._transport.resize(
-            self.container.id, self._exec_id, width, height
+        await self._session.transport.resize(
+            self.container.id, self._exec_id, int(width), int(height)
         )
 
     async def close_stdin(self) -> None:
@@ -171,10 +293,11 @@ class Process:
         Safe before :meth:`start`: the shim is told once the process exists
         (telling it earlier would leave an exec hanging).
         """
+        transport = self._session.transport
         if self._fifos is not None and self._fifos.stdin is not None:
             await self._fifos.stdin.aclose()
         if self._started:
-            await self.container._client._transport.close_stdin(self.container.id, self._exec_id)
+            await transport.close_stdin(self.container.id, self._exec_id)
         else:
             self._stdin_close_pending = True
 
@@ -191,9 +314,10 @@ class Process:
             FailedPrecondition: the process is still running (without ``force``).
             NotFound: it was deleted already (its stdio is released anyway).
         """
+        session = self._session
+        transport = session.transport
         if force:
             await self._force_stop()
-        client = self.container._client
         cid = self.container.id
         # Read before the call: containerd's TaskDelete event can reach the
         # tracker (and drop the container's state) before the call returns.
@@ -204,16 +328,16 @@ class Process:
         with anyio.CancelScope(shield=True):
             try:
                 if self._exec_id:
-                    status = await client._transport.delete_process(cid, self._exec_id)
+                    status = await transport.delete_process(cid, self._exec_id)
                 else:
-                    status = await client._transport.delete_task(cid)
+                    status = await transport.delete_task(cid)
             except errors.NotFound:
-                self._release()
+                self._release(ExitStatus(255))
                 raise
-            self._release()
-        if not oom and self._slot is not None and self._slot.status is not None:
+            self._release(status)
+        if not oom and self._slot.status is not None:
             oom = self._slot.status.oom_killed
-        _log.info(
+        _log.debug(
             "process.delete", container_id=cid, process_id=self.id, exit_code=status.exit_code
         )
         return ExitStatus(status.exit_code, status.exited_at, oom)
@@ -221,32 +345,31 @@ class Process:
     def _oom_killed(self) -> bool:
         if self._exec_id:
             return False
-        if self._slot is not None and self._slot.status is not None:
+        if self._slot.status is not None:
             return self._slot.status.oom_killed
-        tracker = self.container._client._tracker
-        return tracker is not None and tracker.oom_killed(self.container.id)
+        return self._session.tracker.oom_killed(self.container.id)
 
     async def _force_stop(self) -> None:
-        transport = self.container._client._transport
+        transport = self._session.transport
         cid = self.container.id
-        timeout = self.container._client._timeouts.cleanup
         try:
             await transport.kill(cid, self._exec_id, _signal.SIGKILL, not self._exec_id)
         except (errors.NotFound, errors.FailedPrecondition):
             return
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(self._session.timeouts.cleanup):
             await self.wait()
 
-    def _release(self) -> None:
+    def _release(self, status: ExitStatus) -> None:
         if self._deleted:
             return
         self._deleted = True
         if self._fifos is not None:
             self._fifos.remove()
-        client = self.container._client
-        if client._tracker is not None:
-            client._tracker.forget(self.container.id, self.id)
-        if client._ledger is not None:
-            client._ledger.forget(self.container.id, self.id)
+        session = self._session
+        cid = self.container.id
+        # Waiters of a process that never ran would otherwise wait forever.
+        session.tracker.resolve_deleted(cid, self.id, status)
+        session.tracker.forget(cid, self.id)
+        session.ledger.forget(cid, self.id)
         if not self._exec_id:
-            self.container._task_deleted(self)
+            self.container._task_deleted(self)  # type: ignore[arg-type]

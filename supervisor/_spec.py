@@ -177,17 +177,40 @@ def default_spec(
     return spec
 
 
-_LEAVES = (str, int, bool, type(None))
+_LEAVES = (int, bool, type(None))
+# Deeper than any real spec; deep enough input is refused here rather than
+# by a RecursionError (a self-referencing mapping would never end).
+_MAX_DEPTH = 48
+_INT_RANGE = (-(1 << 63), (1 << 64) - 1)
 
 
-def _copy(value: Any, where: str) -> Any:
+def _text(value: str, where: str) -> str:
+    # Lone surrogates cannot be sent as UTF-8: JSON would turn them into
+    # U+FFFD on containerd's side, silently changing the argument.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(f"{where} holds text that is not valid UTF-8: {value!r}") from exc
+    return value
+
+
+def _copy(value: Any, where: str, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise InvalidArgument(f"{where} is nested deeper than {_MAX_DEPTH} levels")
     # Exact type checks first: a spec is plain dicts, lists and scalars, and
     # the Mapping ABC check costs more than the copy itself.
     kind = type(value)
+    if kind is str:
+        return _text(value, where)
     if kind is dict:
-        return {_key(k, where): _copy(v, where) for k, v in value.items()}
+        return {_key(k, where): _copy(v, where, depth + 1) for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [_copy(v, where) for v in value]
+        return [_copy(v, where, depth + 1) for v in value]
+    if kind is int:
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise InvalidArgument(f"{where} holds {value}, beyond a 64-bit integer")
+        return value
     if kind in _LEAVES:
         return value  # immutable: shared, not duplicated, as deepcopy would
     if kind is float:
@@ -195,57 +218,127 @@ def _copy(value: Any, where: str) -> Any:
             return value
         raise InvalidArgument(f"{where} is not JSON: {value!r} is not a finite number")
     if isinstance(value, Mapping):
-        return {_key(k, where): _copy(v, where) for k, v in value.items()}
+        return {_key(k, where): _copy(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_copy(v, where) for v in value]
+        return [_copy(v, where, depth + 1) for v in value]
     # Subclasses of the scalars (an IntEnum, a str subclass) go as JSON
     # would send them: as the plain value.
     if isinstance(value, str):
-        return str(value)
+        return _text(str(value), where)
+    if isinstance(value, bool):
+        return bool(value)
     if isinstance(value, int):
-        return int(value)
+        return _copy(int(value), where, depth)
     if isinstance(value, float):
-        return _copy(float(value), where)
+        return _copy(float(value), where, depth)
     raise InvalidArgument(f"{where} is not JSON: a {kind.__name__} cannot be sent")
 
 
 def _key(key: object, where: str) -> str:
     if isinstance(key, str):
-        return key
+        return _text(key, where)
     raise InvalidArgument(f"{where} is not JSON: a {type(key).__name__} key cannot be sent")
 
 
-def _json_copy(value: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """A private deep copy of ``value``, refusing what JSON cannot carry.
+def json_copy(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A private deep copy of ``value``, refusing what JSON cannot carry
+    faithfully (non-JSON types, lone surrogates, integers beyond 64 bits,
+    nesting deeper than any spec needs).
 
-    2.5x faster than :func:`copy.deepcopy` on a default spec (22 vs 56 us)
-    and, like it, shares the immutable leaves instead of duplicating them:
-    a JSON round trip was fast too but made every string anew, doubling the
-    memory each live container's spec costs.
+    Like :func:`copy.deepcopy` it shares the immutable leaves instead of
+    duplicating them, so a live container's spec costs its size once.
     """
-    copied: dict[str, Any] = _copy(value, what)
+    try:
+        copied: dict[str, Any] = _copy(value, what)
+    except RecursionError as exc:  # a pathological Mapping subclass
+        raise InvalidArgument(f"{what} is nested too deeply") from exc
     return copied
+
+
+def _check_linux(spec: Mapping[str, Any]) -> None:
+    linux = spec.get("linux")
+    if linux is None:
+        return
+    if not isinstance(linux, Mapping):
+        raise InvalidArgument("spec.linux must be a mapping")
+    namespaces = linux.get("namespaces")
+    if namespaces is not None:
+        if not isinstance(namespaces, list):
+            raise InvalidArgument("spec.linux.namespaces must be a list")
+        for i, ns in enumerate(namespaces):
+            if not isinstance(ns, Mapping) or not isinstance(ns.get("type"), str):
+                raise InvalidArgument(f"spec.linux.namespaces[{i}] needs a string 'type'")
+    for key in ("uidMappings", "gidMappings"):
+        mappings = linux.get(key)
+        if mappings is None:
+            continue
+        if not isinstance(mappings, list):
+            raise InvalidArgument(f"spec.linux.{key} must be a list")
+        for i, m in enumerate(mappings):
+            if not isinstance(m, Mapping):
+                raise InvalidArgument(f"spec.linux.{key}[{i}] must be a mapping")
+            for field in ("containerID", "hostID", "size"):
+                v = m.get(field)
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
+                    raise InvalidArgument(
+                        f"spec.linux.{key}[{i}].{field} must be an integer in 0..2^32-1"
+                    )
 
 
 def checked_spec(spec: object) -> dict[str, Any]:
     """A private deep copy of ``spec`` after the checks every create applies.
 
     Raises:
-        InvalidArgument: not a mapping, or without a ``process`` mapping.
+        InvalidArgument: not a mapping, without a ``process`` mapping, or
+            with a field of the wrong type (the field is named).
     """
     if not isinstance(spec, Mapping):
         raise InvalidArgument(f"spec must be a mapping, not {type(spec).__name__}")
-    process = spec.get("process")
+    body = json_copy(spec, "spec")
+    _check_process(body.get("process"), "spec.process")
+    _check_linux(body)
+    return body
+
+
+def _check_process(process: object, where: str) -> None:
     if not isinstance(process, Mapping):
-        raise InvalidArgument("spec has no 'process' mapping")
-    return _json_copy(spec, "spec")
+        raise InvalidArgument(f"{where} must be a mapping")
+    args = process.get("args")
+    if args is not None and (
+        not isinstance(args, list) or not all(isinstance(a, str) for a in args)
+    ):
+        raise InvalidArgument(f"{where}.args must be a list of strings")
+    env = process.get("env")
+    if env is not None and (not isinstance(env, list) or not all(isinstance(e, str) for e in env)):
+        raise InvalidArgument(f"{where}.env must be a list of strings")
+    cwd = process.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise InvalidArgument(f"{where}.cwd must be a string")
 
 
 def checked_process(process: object) -> dict[str, Any]:
     """Like :func:`checked_spec` for an exec's process spec."""
     if not isinstance(process, Mapping):
         raise InvalidArgument(f"process spec must be a mapping, not {type(process).__name__}")
-    args = process.get("args")
-    if not isinstance(args, Sequence) or isinstance(args, str) or not args:
+    body = json_copy(process, "process spec")
+    _check_process(body, "process spec")
+    if not body.get("args"):
         raise InvalidArgument("process spec needs a non-empty 'args' list")
-    return _json_copy(process, "process spec")
+    return body
+
+
+def inherited_process(spec: Mapping[str, Any], args: object) -> dict[str, Any]:
+    """The container's own process settings with ``args`` in place of its
+    command: what ``docker exec`` runs (env, cwd, user, capabilities,
+    rlimits, apparmor and the like all inherited)."""
+    if isinstance(args, str | bytes) or not isinstance(args, list | tuple) or not args:
+        raise InvalidArgument("exec args must be a non-empty sequence of strings")
+    if not all(isinstance(a, str) for a in args):
+        raise InvalidArgument("exec args must be strings")
+    base = spec.get("process")
+    body = json_copy(base if isinstance(base, Mapping) else {}, "process spec")
+    body["args"] = [_text(a, "exec args") for a in args]
+    body.pop("consoleSize", None)
+    body.setdefault("cwd", "/")
+    body.setdefault("user", {"uid": 0, "gid": 0})
+    return body

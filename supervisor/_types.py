@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "DEFAULT_RUNTIME",
     "ContainerRecord",
     "CpuStats",
     "ExitStatus",
@@ -25,6 +26,10 @@ __all__ = [
     "TaskRecord",
     "Topic",
 ]
+
+
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
+"""The containerd shim a container runs under unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

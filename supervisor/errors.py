@@ -6,7 +6,10 @@
     ├── NotFound             the container, task or process does not exist
     ├── AlreadyExists        the id is taken
     ├── InvalidArgument      bad input: rejected before anything was created
+    │   ├── CommandNotFound      the process's executable does not exist
+    │   └── CommandNotExecutable the process's executable cannot be run
     ├── FailedPrecondition   the object is in the wrong state for the call
+    │   └── Closed               the client was closed
     ├── Unavailable          containerd cannot be reached (or went away mid-call)
     ├── Cancelled            containerd cancelled the call on its side
     ├── DeadlineExceeded     a call ran past its deadline
@@ -23,6 +26,9 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "Cancelled",
+    "Closed",
+    "CommandNotExecutable",
+    "CommandNotFound",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -75,8 +81,20 @@ class InvalidArgument(SupervisorError):
     """The input was rejected; nothing was created or changed."""
 
 
+class CommandNotFound(InvalidArgument):
+    """The process's executable was not found in the container."""
+
+
+class CommandNotExecutable(InvalidArgument):
+    """The process's executable exists but cannot be run (permissions, format)."""
+
+
 class FailedPrecondition(SupervisorError):
     """The object is not in a state that allows the call (e.g. a task still exists)."""
+
+
+class Closed(FailedPrecondition):
+    """The client (or the object's client) was closed; nothing more can be done through it."""
 
 
 class Unavailable(SupervisorError):

@@ -23,9 +23,10 @@ from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
+from .. import _paths
 from .._log import get_logger
 
-__all__ = ["ExitLedger"]
+__all__ = ["ExitLedger", "NullLedger"]
 
 _log = get_logger("events")
 
@@ -48,11 +49,9 @@ class ExitLedger:
     ) -> None:
         """The backend has handled this exit."""
         path = self._path(container_id, process_id)
-        tmp = path.with_name(f".{path.name}.tmp")
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp.write_text(_identity(pid, exited_at))
-            os.replace(tmp, path)
+            _paths.private_dir(self.directory)
+            _paths.write_new(path, _identity(pid, exited_at).encode())
         except OSError as exc:
             # Not fatal: the exit is reported again after a restart.
             _log.warning(
@@ -67,10 +66,10 @@ class ExitLedger:
     ) -> bool:
         """True if this very exit (same pid and exit time) was handled before."""
         try:
-            text = self._path(container_id, process_id).read_text()
+            data = _paths.read_small(self._path(container_id, process_id))
         except OSError:
             return False
-        return text == _identity(pid, exited_at)
+        return data == _identity(pid, exited_at).encode()
 
     def forget(self, container_id: str, process_id: str) -> None:
         """The process was deleted: its exit can never be found again."""
@@ -106,3 +105,32 @@ class ExitLedger:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+
+class NullLedger(ExitLedger):
+    """The ledger of a client without a backend: nothing is handled, nothing kept."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(os.devnull))
+
+    def record(
+        self, container_id: str, process_id: str, pid: int, exited_at: datetime | None
+    ) -> None:
+        pass
+
+    def handled(
+        self, container_id: str, process_id: str, pid: int, exited_at: datetime | None
+    ) -> bool:
+        return False
+
+    def forget(self, container_id: str, process_id: str) -> None:
+        pass
+
+    def has_records(self) -> bool:
+        return False
+
+    def prune_container(self, container_id: str) -> None:
+        pass
+
+    def prune(self, containers: Collection[str]) -> int:
+        return 0

@@ -24,11 +24,11 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .. import errors
-from .._config import Timeouts, backoff
 from .._log import get_logger
+from .._timeouts import Timeouts, backoff
 from .._types import ProcessState, TaskEvent, TaskRecord, Topic
 from ..backends.base import Sync, Transport
-from ._ledger import ExitLedger
+from ._ledger import ExitLedger, NullLedger
 from ._queue import Queue
 from ._tracker import LOST_EXIT_CODE, ExitTracker
 from ._types import Backend, EventInfo, EventType
@@ -72,9 +72,17 @@ class EventMonitor:
         self._backend = backend
         self._queue = queue
         self._timeouts = timeouts
-        self._ledger = ledger
+        self._ledger = ledger if ledger is not None else NullLedger()
         self.subscriptions = 0
         self.live = False
+
+    @property
+    def tracker(self) -> ExitTracker:
+        return self._tracker
+
+    @property
+    def ledger(self) -> ExitLedger:
+        return self._ledger
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe and keep subscribing; report started once the first
@@ -136,7 +144,8 @@ class EventMonitor:
             async with anyio.create_task_group() as tg:
 
                 async def publish() -> None:
-                    for pause in backoff(0.005, 0.5):
+                    t = self._timeouts
+                    for pause in backoff(t.sync_publish_initial, t.sync_publish_max):
                         await self._transport.sync(token)
                         await anyio.sleep(pause)
 
@@ -167,7 +176,14 @@ class EventMonitor:
         elif topic is Topic.OOM:
             tracker.oom(cid)
         elif topic is Topic.DELETE:
-            tracker.forget(cid, event.process_id)
+            if event.process_id == cid:
+                # The task is gone, and every exec with it: none of their
+                # exits can be found again, by this client or after a restart.
+                tracker.forget_container(cid, finished_only=True)
+                self._ledger.prune_container(cid)
+            elif tracker.exited_known(cid, event.process_id):
+                tracker.forget(cid, event.process_id)
+                self._ledger.forget(cid, event.process_id)
             return
         kind = _DELIVERED.get(topic)
         if kind is not None:
@@ -180,7 +196,7 @@ class EventMonitor:
         this process listened, e.g. across the application's own restart):
         one EXIT for it, as if it had come off the stream, unless the ledger
         says an earlier run's backend handled this very exit already."""
-        if self._ledger is not None and self._ledger.handled(cid, process_id, pid, at):
+        if self._ledger.handled(cid, process_id, pid, at):
             self._tracker.exited(cid, process_id, pid, code, at)  # waits resolve, silently
             _log.debug("events.exit_handled_before", container_id=cid, process_id=process_id)
             return
@@ -210,7 +226,7 @@ class EventMonitor:
         backend, queue, ledger = self._backend, self._queue, self._ledger
         if backend is None or queue is None:
             return
-        if kind is not EventType.EXIT or ledger is None:
+        if kind is not EventType.EXIT:
             queue.append(
                 info.container_id,
                 functools.partial(backend.process_event, info.container_id, kind, info),

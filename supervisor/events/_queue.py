@@ -36,9 +36,21 @@ class Queue:
         # leaving waits for every job appended, including jobs appended by jobs
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, drain_timeout: float | None = None, high_water: int = 1000) -> None:
+        """
+        Args:
+            drain_timeout: on leaving, how long the pending jobs may take
+                before they are cancelled (and that is logged); ``None``
+                waits for them however long they take.
+            high_water: a key with more jobs than this pending is logged,
+                once until it drains.
+        """
         self._pending: dict[str, deque[Job]] = {}
         self._tg: TaskGroup | None = None
+        self._drain_timeout = drain_timeout
+        self._high_water = high_water
+        self._flooded: set[str] = set()
+        self._idle: anyio.Event | None = None
 
     def __len__(self) -> int:
         """How many keys have jobs pending or running (idle keys are dropped)."""
@@ -60,6 +72,8 @@ class Queue:
         assert tg is not None
         if exc is not None:
             tg.cancel_scope.cancel()
+        elif self._drain_timeout is not None and self._pending:
+            tg.start_soon(self._bound_drain, self._drain_timeout, tg)
         try:
             # _tg stays set while we wait: jobs running now may append more
             # (a handler scheduling its follow-up), and those must run too.
@@ -83,6 +97,9 @@ class Queue:
         jobs = self._pending.get(key)
         if jobs is not None:
             jobs.append(fn)
+            if len(jobs) > self._high_water and key not in self._flooded:
+                self._flooded.add(key)
+                _log.warning("queue.high_water", key=key, pending=len(jobs))
             return
         self._pending[key] = deque((fn,))
         tg.start_soon(self._drain, key, name=f"queue:{key}")
@@ -105,3 +122,17 @@ class Queue:
         finally:
             if self._pending.get(key) is jobs and not jobs:
                 del self._pending[key]
+                self._flooded.discard(key)
+                if not self._pending and self._idle is not None:
+                    self._idle.set()
+
+    async def _bound_drain(self, limit: float, tg: TaskGroup) -> None:
+        with anyio.move_on_after(limit):
+            while self._pending:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+            return
+        _log.error(
+            "queue.drain_timeout", keys=sorted(self._pending)[:20], seconds=limit
+        )
+        tg.cancel_scope.cancel()

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import anyio
 
+from .. import errors
 from .._types import ExitStatus
 
 __all__ = ["ExitTracker", "Slot"]
@@ -26,13 +27,21 @@ _RECENT = 4096
 
 
 class Slot:
-    """One process instance: its pid once started, its exit once known."""
+    """One process instance: its pid once started, its exit once known.
 
-    __slots__ = ("pid", "status", "_done")
+    ``owned`` slots belong to a Process object of this client and live until
+    it deletes the process; the others (processes another client made, seen
+    on the stream) are dropped as soon as their exit is known, since nothing
+    tells us when they are deleted.
+    """
+
+    __slots__ = ("pid", "status", "owned", "closed", "_done")
 
     def __init__(self) -> None:
         self.pid = 0
         self.status: ExitStatus | None = None
+        self.owned = False
+        self.closed = False
         self._done: anyio.Event | None = None
 
     def _resolve(self, status: ExitStatus) -> None:
@@ -40,9 +49,20 @@ class Slot:
         if self._done is not None:
             self._done.set()
 
+    def _close(self) -> None:
+        self.closed = True
+        if self._done is not None:
+            self._done.set()
+
     async def wait(self) -> ExitStatus:
-        """Until the instance has exited; cancellable, nothing to clean up."""
+        """Until the instance has exited; cancellable, nothing to clean up.
+
+        Raises:
+            Closed: the client closed before the exit was known.
+        """
         while self.status is None:
+            if self.closed:
+                raise errors.Closed("the client was closed before the process exited")
             if self._done is None:
                 self._done = anyio.Event()
             await self._done.wait()
@@ -65,19 +85,39 @@ class ExitTracker:
         self._containers: dict[str, _Container] = {}
         # (container, process, pid) of instances already finished and forgotten.
         self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._closed = False
 
     def __len__(self) -> int:
         return sum(len(c.processes) for c in self._containers.values())
 
-    def watch(self, container_id: str, process_id: str) -> Slot:
-        """The slot for a process about to be created or just loaded."""
+    def watch(self, container_id: str, process_id: str, *, owned: bool = False) -> Slot:
+        """The slot for a process about to be created or just loaded
+        (``owned``: by a Process object of this client)."""
         container = self._containers.get(container_id)
         if container is None:
             container = self._containers[container_id] = _Container()
         slot = container.processes.get(process_id)
         if slot is None:
             slot = container.processes[process_id] = Slot()
+            if self._closed:
+                slot.closed = True
+        if owned:
+            slot.owned = True
         return slot
+
+    def close(self) -> None:
+        """The client closed: every wait still pending raises Closed."""
+        self._closed = True
+        for container in self._containers.values():
+            for slot in container.processes.values():
+                slot._close()
+
+    def resolve_deleted(self, container_id: str, process_id: str, status: ExitStatus) -> None:
+        """A process was deleted before its exit came: its waiters get ``status``."""
+        container = self._containers.get(container_id)
+        slot = container.processes.get(process_id) if container is not None else None
+        if slot is not None and slot.status is None:
+            slot._resolve(status)
 
     def started(self, container_id: str, process_id: str, pid: int) -> Slot:
         """A process instance is running with ``pid`` (from Start or an event)."""
@@ -136,6 +176,10 @@ class ExitTracker:
         if pid:
             slot.pid = pid
         slot._resolve(status)
+        if not slot.owned and process_id != container_id:
+            # Another client's exec: nothing will say when it is deleted, so
+            # keep only the bounded memory of its exit, not a slot.
+            self.forget(container_id, process_id)
         return status
 
     def running(self) -> list[tuple[str, str, int]]:
@@ -153,6 +197,21 @@ class ExitTracker:
         slot = container.processes.get(process_id) if container is not None else None
         return slot is not None and slot.pid == pid
 
+    def exited_known(self, container_id: str, process_id: str) -> bool:
+        """True if the process's current instance has a known exit."""
+        container = self._containers.get(container_id)
+        slot = container.processes.get(process_id) if container is not None else None
+        return slot is not None and slot.status is not None
+
+    def has(self, container_id: str, process_id: str) -> bool:
+        """True if a slot exists for the process (any instance)."""
+        container = self._containers.get(container_id)
+        return container is not None and process_id in container.processes
+
+    def containers(self) -> int:
+        """How many containers have slots (for leak checks)."""
+        return len(self._containers)
+
     def forget(self, container_id: str, process_id: str) -> None:
         """The process was deleted: drop its slot (and the container's, if last)."""
         container = self._containers.get(container_id)
@@ -166,12 +225,20 @@ class ExitTracker:
         if not container.processes:
             del self._containers[container_id]
 
-    def forget_container(self, container_id: str) -> None:
-        container = self._containers.pop(container_id, None)
-        if container is not None:
-            for process_id, slot in container.processes.items():
-                if slot.pid and slot.status is not None:
-                    self._remember(container_id, process_id, slot.pid)
+    def forget_container(self, container_id: str, *, finished_only: bool = False) -> None:
+        """Drop the container's slots (``finished_only``: keep the ones a
+        Process of ours still waits on, e.g. of a task made since)."""
+        container = self._containers.get(container_id)
+        if container is None:
+            return
+        for process_id, slot in list(container.processes.items()):
+            if finished_only and slot.owned and slot.status is None:
+                continue
+            del container.processes[process_id]
+            if slot.pid and slot.status is not None:
+                self._remember(container_id, process_id, slot.pid)
+        if not container.processes:
+            del self._containers[container_id]
 
     def _remember(self, container_id: str, process_id: str, pid: int) -> None:
         self._recent[(container_id, process_id, pid)] = None

@@ -154,10 +154,10 @@ async def test_many_lifecycles_leave_no_residue(
         await anyio.sleep(0.2)  # let the queue's per-key workers wind down
         assert open_fds() == fds
         assert len(asyncio.all_tasks()) == tasks
-        tracker = client._tracker
-        assert tracker is not None and len(tracker) == 0
-        monitor = client._monitor
-        assert monitor is not None and monitor._queue is not None and len(monitor._queue) == 0
+        session = client._session
+        assert len(session.tracker) == 0
+        queue = session.monitor._queue
+        assert queue is not None and len(queue) == 0
         assert fifo_files(state_dir) == []
         assert not any((state_dir / ".exits" / namespace).glob("*"))
         assert [p for p in (state_dir / namespace).glob("*")] == []

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-import structlog
 
 import supervisor
 from supervisor import Daemon, DaemonConfig, DaemonTimeouts, Runtime, errors
 from tests._containerd import REPO, alive, short_tmpdir
+from tests._logs import capture_logs
 from tests.integration.helpers import Recorder
 
 pytestmark = pytest.mark.asyncio
@@ -94,7 +94,7 @@ async def finish(container: supervisor.Container, task: supervisor.Task) -> int:
 
 
 async def test_start_answer_stop_leaves_no_containerd(base: Path) -> None:
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
             pid = daemon.pid
             assert pid is not None and alive(pid)
@@ -433,7 +433,7 @@ async def test_an_unanswering_containerd_dumps_its_stacks_before_it_is_replaced(
 ) -> None:
     # A hang that leaves the process running (a deadlock inside containerd):
     # the health verdict is forced to "no answer" while the real process lives.
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
             old = daemon.pid
             real_check = daemon._health.check

@@ -196,7 +196,7 @@ async def test_bundle_owned_by_remapped_root(
     st = os.stat(container.bundle_dir)
     assert (st.st_uid, st.st_gid) == (100000, 200000)
     assert st.st_mode & 0o777 == 0o700
-    assert container.bundle_dir.parent.name == f"{client.namespace}.100000.200000"
+    assert container.bundle_dir.parent.name == f"{client.namespace}@100000.200000"
     plain = await client.new_container("plain", supervisor.default_spec(["true"], rootfs))
     st = os.stat(plain.bundle_dir)
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700)

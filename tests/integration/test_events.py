@@ -411,7 +411,7 @@ async def test_restore_finds_everything_in_two_rpcs_and_reports_stopped_tasks(
         async def count(event: SendRequest) -> None:
             rpcs.append(event.method_name)
 
-        listen(client._transport._channel, SendRequest, count)  # type: ignore[attr-defined]
+        listen(client._session.raw_transport._channel, SendRequest, count)  # type: ignore[attr-defined]
         restored = {c.id: (c, t) for c, t in await client.restore()}
         assert sorted(m.rsplit("/", 1)[-1] for m in rpcs) == ["List", "List"]
         assert set(restored) == {"runs", "ended", "idle"}

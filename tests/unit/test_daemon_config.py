@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from supervisor._daemon_config import ConfigStore, DaemonConfig, ResolvedConfig
-from supervisor._runtimes import DEFAULT_RUNTIME, SHIM_V1, SHIM_V2, STOCK_RUNTIMES, Runtime
+from supervisor.daemon._config import ConfigStore, DaemonConfig, ResolvedConfig
+from supervisor.daemon._runtimes import DEFAULT_RUNTIME, SHIM_V1, SHIM_V2, STOCK_RUNTIMES, Runtime
 from supervisor.errors import InvalidArgument, NotFound
 
 FULL = """
@@ -209,7 +209,7 @@ def test_invalid_reload_leaves_current_intact(
     def no_space(*args: Any, **kwargs: Any) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("supervisor._runtimes.write_wrapper", no_space)
+    monkeypatch.setattr("supervisor.daemon._runtimes.write_wrapper", no_space)
     with pytest.raises(OSError, match="No space"):
         store.reload(DaemonConfig.from_toml("[runtimes.new]\nargs = ['--x']"))
     assert store.current is before

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import structlog
-
-from supervisor._daemon_log import LogFollower, forward_line, parse_logfmt
+from supervisor._log import get_logger
+from supervisor.daemon._log_follower import LogFollower, forward_line, parse_logfmt
+from tests._logs import capture_logs
 
 
 def test_parse_quoted_bare_and_escaped_values() -> None:
@@ -25,8 +25,8 @@ def test_parse_quoted_bare_and_escaped_values() -> None:
 
 
 def test_forward_keeps_level_and_renames_reserved_keys() -> None:
-    log = structlog.get_logger("supervisor.containerd")
-    with structlog.testing.capture_logs() as logs:
+    log = get_logger("containerd")
+    with capture_logs() as logs:
         forward_line(log, 'time="t" level=error msg="boom" event=x error="bad thing"\n')
         forward_line(log, 'time="t" level=debug msg=quiet\n')
         forward_line(log, 'time="t" level=fatal msg=dead\n')
@@ -47,7 +47,7 @@ def test_follower_forwards_complete_lines_from_where_the_file_ended(tmp_path: Pa
     log = tmp_path / "containerd.log"
     log.write_text('time="t" level=info msg=before-us\n')  # an earlier run's lines
     follower = LogFollower(log)
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         follower.drain()  # opens at the end: nothing of the earlier run
         with log.open("a") as f:
             f.write('time="t" level=warning msg=one\ntime="t" level=error msg=tw')

@@ -21,7 +21,7 @@ import pytest
 
 from supervisor import errors
 from supervisor._bundle import bundle_path
-from supervisor._task import stdio_paths
+from supervisor._process import stdio_paths
 from supervisor.fifo import FdReceiveStream, FdSendStream, FifoSet
 
 DEADLINE = 5.0

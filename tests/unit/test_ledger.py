@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
-
 from supervisor.events._ledger import ExitLedger
+from tests._logs import capture_logs
 
 AT = datetime(2026, 11, 25, 19, 0, 0, 123456, tzinfo=UTC)
 
@@ -50,7 +49,7 @@ def test_a_failed_write_is_logged_not_raised(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     ledger = ExitLedger(blocker / "ns")
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         ledger.record("c", "c", 1, AT)
     assert [e["event"] for e in logs] == ["events.ledger_write_failed"]
     assert not ledger.handled("c", "c", 1, AT)

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.lowlevel
 import pytest
-from structlog.testing import capture_logs
 
 from supervisor.events import Queue
+from tests._logs import capture_logs
 
 # Every test that could deadlock on a regression runs under this deadline, so
 # a broken queue fails the test instead of hanging the session.

@@ -12,7 +12,7 @@ import pytest
 
 from supervisor._proto.containerd.linux import runc as pb_runc_v1
 from supervisor._proto.containerd.runc import v1 as pb_runc
-from supervisor._runtimes import (
+from supervisor.daemon._runtimes import (
     DEFAULT_RUNTIME,
     SHIM_OPTION_FIELDS,
     SHIM_V1,

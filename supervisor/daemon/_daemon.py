@@ -7,7 +7,7 @@ Layout under the two directories given to :class:`Daemon`::
     state_dir/containerd.sock  its gRPC socket (``Daemon.address``)
     state_dir/debug.sock       its debug socket
     state_dir/containerd.pid   the pid of the containerd we run or adopted
-    state_dir/containerd.log   its output, followed into structlog
+    state_dir/containerd.log   its output, followed into logging
     state_dir/supervisor.lock  held (flock) by the one Daemon running it
     state_dir/daemon/          containerd's state directory
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
@@ -36,14 +36,15 @@ from types import TracebackType
 import anyio
 import anyio.abc
 
-from . import errors
-from ._background import Background
-from ._config import DaemonTimeouts, backoff
-from ._daemon_config import ConfigStore, DaemonConfig
-from ._daemon_log import LogFollower
-from ._log import get_logger
+from .. import errors
+from .._background import Background
+from .._log import get_logger
+from .._timeouts import backoff
+from ..backends.health import HealthChecker
+from ._config import ConfigStore, DaemonConfig
+from ._log_follower import LogFollower
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
-from .backends.health import HealthChecker
+from ._timeouts import DaemonTimeouts
 
 __all__ = ["Daemon"]
 
@@ -150,7 +151,7 @@ class Daemon:
             runtime wrapper scripts live.
         binary: the containerd executable.
         log_level: containerd's log level; its lines are forwarded to
-            structlog's ``supervisor.containerd`` logger at their own level.
+            the ``supervisor.containerd`` logger at their own level.
         config: runtimes and defaults (see :class:`DaemonConfig`).
         timeouts: start, stop, health-check and restart timings.
 

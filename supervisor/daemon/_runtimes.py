@@ -33,9 +33,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import errors
-from ._ids import validate_id
-from ._log import get_logger
+from .. import errors
+from .._ids import validate_id
+from .._log import get_logger
+from .._types import DEFAULT_RUNTIME
 
 __all__ = [
     "DEFAULT_BINARY",
@@ -53,7 +54,7 @@ __all__ = [
     "write_wrapper",
 ]
 
-SHIM_V2 = "io.containerd.runc.v2"
+SHIM_V2 = DEFAULT_RUNTIME
 SHIM_V1 = "io.containerd.runtime.v1.linux"
 
 DEFAULT_BINARY = "runc"
@@ -225,9 +226,6 @@ STOCK_RUNTIMES: Mapping[str, Runtime] = MappingProxyType(
     }
 )
 """The runtimes that always exist; user runtimes may not reuse these names."""
-
-DEFAULT_RUNTIME = SHIM_V2
-"""The runtime used when neither the request nor the configuration names one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import errors
-from ._log import get_logger
+from .. import errors
+from .._log import get_logger
 from ._runtimes import (
     DEFAULT_BINARY,
     DEFAULT_RUNTIME,

@@ -14,10 +14,9 @@ from typing import Any
 
 import anyio
 
-from . import errors
-from ._daemon import Daemon
-from ._daemon_config import DaemonConfig
-from ._log import get_logger
+from .. import errors
+from .._log import get_logger
+from ..daemon import Daemon, DaemonConfig
 
 _log = get_logger("cli.daemon")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import re
 import signal
@@ -19,59 +18,23 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-from . import errors
-from ._cli_daemon import add_parser as add_daemon_parser
-from ._client import Client, connect
-from ._daemon import Daemon
-from ._process import Process
-from ._spec import default_spec, process_spec
-from ._types import ExitStatus
-from .events import EventInfo, EventType
+from .. import errors
+from .._client import Client
+from .._connect import connect
+from .._process import Process
+from .._spec import default_spec, process_spec
+from .._types import ExitStatus
+from ..daemon import Daemon
+from ..events import EventInfo, EventType
+from ._daemon import add_parser as add_daemon_parser
+from ._logging import configure_logging
 
 DEFAULT_ADDRESS = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containerd.sock")
 DEFAULT_NAMESPACE = os.environ.get("CONTAINERD_NAMESPACE", "default")
-
-
-def configure_logging(level: str, fmt: str, *, containerd_chatter: bool = False) -> None:
-    """Rendering is the application's choice; this is the command's.
-
-    ``containerd_chatter``: pass containerd's own info lines through even
-    below ``debug`` (``supervisor daemon`` does: containerd is its subject).
-    """
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    verbose = containerd_chatter or level.lower() == "debug"
-
-    def quiet_containerd(_: Any, method: str, event: Any) -> Any:
-        # containerd and its shims log every plugin load and signal loop at
-        # info; on a terminal that drowns the container's own output.
-        if not verbose and event.get("event") == "containerd.log" and method in ("debug", "info"):
-            raise structlog.DropEvent
-        return event
-
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            quiet_containerd,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 def parse_size(text: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from ._log import get_logger
+from .._log import get_logger
 
 __all__ = ["LogFollower", "forward_line", "parse_logfmt"]
 
@@ -31,7 +31,7 @@ _LOG_POLL = 0.1
 _PAIR = re.compile(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 _ESCAPE = re.compile(r"\\(.)")
 
-# logrus level -> structlog method; anything unknown is kept at info.
+# logrus level -> logging method; anything unknown is kept at info.
 _LEVELS = {
     "trace": "debug",
     "debug": "debug",
@@ -43,7 +43,7 @@ _LEVELS = {
     "panic": "critical",
 }
 
-# Keys structlog or our own output already uses for something else.
+# Keys our own records already uses for something else.
 _RESERVED = {"event", "level", "logger", "timestamp", "exc_info"}
 
 
@@ -84,7 +84,7 @@ def forward_line(logger: Any, line: str) -> None:
 
 
 class LogFollower:
-    """Follows containerd's log file into structlog, as ``tail -F`` would.
+    """Follows containerd's log file into logging, as ``tail -F`` would.
 
     Polling a file costs one ``read`` per interval; it keeps containerd's
     output independent of our process, and it follows an adopted containerd

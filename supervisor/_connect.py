@@ -1,0 +1,254 @@
+"""``connect()``: a transport, the event machinery and a Client, owned together."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+
+from . import _paths, errors
+from ._background import Background
+from ._bundle import remove_namespace_level
+from ._client import Client
+from ._ids import validate_id
+from ._log import get_logger
+from ._session import Session
+from ._timeouts import Timeouts
+from .backends.base import Transport
+from .events._ledger import ExitLedger, NullLedger
+from .events._monitor import EventMonitor
+from .events._queue import Queue
+from .events._tracker import ExitTracker
+from .events._types import Backend
+
+__all__ = ["connect", "default_state_dir"]
+
+_log = get_logger("client")
+
+
+def default_state_dir() -> Path:
+    """Where the library keeps bundles and FIFOs unless told otherwise:
+    ``/run/containerd-supervisor`` for root, ``$XDG_RUNTIME_DIR/containerd-supervisor``
+    for other users when set, else a per-user directory under the temporary
+    directory (whose owner and mode are checked before use)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and geteuid() == 0:
+        return Path("/run/containerd-supervisor")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "containerd-supervisor"
+    uid = geteuid() if geteuid is not None else os.getpid()
+    return Path(tempfile.gettempdir()) / f"containerd-supervisor-{uid}"
+
+
+def _open_transport(address: str, namespace: str, timeouts: Timeouts) -> Transport:
+    # grpclib and the generated bindings load here, on first use, not with
+    # `import supervisor`.
+    from .backends.containerd import ContainerdTransport
+
+    return ContainerdTransport.open(
+        address, namespace, rpc_timeout=timeouts.rpc, failure_yield=timeouts.failure_yield
+    )
+
+
+class _Connection:
+    """What :func:`connect` returns: an async context manager yielding a Client.
+
+    The event machinery (subscription, keyed queue) runs in a
+    :class:`~supervisor._background.Background` task, so the client can be
+    opened and closed from different tasks (pytest-asyncio fixtures do).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        namespace: str,
+        backend: Backend | None,
+        state_dir: Path,
+        timeouts: Timeouts,
+        events: bool,
+        transport: Transport | None,
+    ) -> None:
+        self._address = address
+        self._namespace = namespace
+        self._backend = backend
+        self._state_dir = state_dir
+        self._timeouts = timeouts
+        self._events = events
+        self._given_transport = transport
+        self._transport: Transport | None = None
+        self._background = Background(f"supervisor-events:{namespace}")
+        self._session: Session | None = None
+        self._entered = False
+
+    def _new_session(self, transport: Transport, monitor: EventMonitor | None = None) -> Session:
+        tracker = monitor.tracker if monitor is not None else ExitTracker()
+        ledger = monitor.ledger if monitor is not None else NullLedger()
+        if monitor is None:
+            monitor = EventMonitor(
+                transport, tracker, backend=None, queue=None, timeouts=self._timeouts, ledger=ledger
+            )
+        return Session(
+            raw_transport=transport,
+            tracker=tracker,
+            monitor=monitor,
+            ledger=ledger,
+            timeouts=self._timeouts,
+            state_dir=self._state_dir,
+            events=self._events,
+        )
+
+    async def __aenter__(self) -> Client:
+        if self._entered:
+            raise errors.FailedPrecondition("a connection can be entered once")
+        self._entered = True
+        try:
+            _paths.private_dir(self._state_dir, 0o711)
+        except OSError as exc:
+            raise errors.FailedPrecondition(
+                f"cannot use state directory {self._state_dir}: {exc}"
+            ) from exc
+        transport = self._given_transport or _open_transport(
+            self._address, self._namespace, self._timeouts
+        )
+        self._transport = transport
+        try:
+            with anyio.fail_after(self._timeouts.connect):
+                if not self._events:
+                    await transport.version()  # fail early, as the subscription would
+                    self._session = self._new_session(transport)
+                else:
+                    await self._background.start(lambda: self._run(transport))
+        except TimeoutError:
+            await self._shutdown()
+            raise errors.Unavailable(
+                f"containerd at {self._address} did not answer within "
+                f"{self._timeouts.connect}s; is it running?"
+            ) from None
+        except BaseException:
+            await self._shutdown()
+            raise
+        assert self._session is not None
+        _log.info("client.connected", address=self._address, namespace=self._namespace)
+        return Client(self._session)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+        _log.info("client.closed", address=self._address, namespace=self._namespace)
+        error = self._background.error
+        if error is not None and exc is None:
+            raise error
+
+    async def _run(self, transport: Transport) -> None:
+        try:
+            tracker = ExitTracker()
+            queue = Queue(drain_timeout=self._timeouts.handler)
+            async with queue, anyio.create_task_group() as tg:
+                ledger: ExitLedger = NullLedger()
+                if self._backend is not None:
+                    ledger = ExitLedger(self._state_dir / ".exits" / self._namespace)
+                monitor = EventMonitor(
+                    transport,
+                    tracker,
+                    backend=self._backend,
+                    queue=queue,
+                    timeouts=self._timeouts,
+                    ledger=ledger,
+                )
+                await tg.start(monitor.run)
+                if ledger.has_records():
+                    live = {c.id for c in await transport.list_containers()}
+                    ledger.prune(live)
+                self._session = self._new_session(transport, monitor)
+                self._background.ready()
+                await self._background.until_stopped()
+                tg.cancel_scope.cancel()
+        except Exception as exc:
+            if self._background.up:  # before that, connect() itself raises it
+                _log.error(
+                    "events.monitor_failed",
+                    namespace=self._namespace,
+                    exc_info=errors.unwrap_group(exc),
+                )
+            raise
+
+    async def _shutdown(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        await self._background.stop()
+        with anyio.CancelScope(shield=True):
+            if self._transport is not None:
+                await self._transport.aclose()
+            remove_namespace_level(self._state_dir, self._namespace)
+
+
+def connect(
+    address: str,
+    *,
+    namespace: str,
+    backend: Backend | None = None,
+    transport: Transport | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    timeouts: Timeouts | None = None,
+    events: bool = True,
+) -> AbstractAsyncContextManager[Client]:
+    """Connect to containerd; use as ``async with connect(...) as client``.
+
+    The :class:`Client` is bound to ``namespace``.  One grpclib channel carries
+    every call; one event subscription (kept alive through containerd
+    restarts) resolves every :meth:`Process.wait` and feeds ``backend``.
+    Leaving the context, also by cancellation, closes both and waits (at most
+    ``timeouts.handler``) for the backend's pending events; every call made
+    through the client afterwards raises :class:`~supervisor.errors.Closed`.
+    Safe to enter and leave from different tasks (as pytest-asyncio fixtures do).
+
+    Args:
+        address: containerd's socket path (a named pipe path on Windows).
+        namespace: the containerd namespace to act in.
+        backend: hears the namespace's task events (see :class:`supervisor.Backend`).
+        transport: use this :class:`~supervisor.backends.base.Transport` instead
+            of grpclib (e.g. :class:`supervisor.backends.fake.FakeTransport` in
+            unit tests); it must be bound to ``namespace``. ``address`` is then
+            only used in messages. The connection closes it on exit.
+        state_dir: where bundles and FIFOs go (default :func:`default_state_dir`);
+            it must belong to this user and not be writable by others.
+        timeouts: see :class:`supervisor.Timeouts`.
+        events: subscribe to events (default).  Without, waits use containerd's
+            Wait call and ``backend`` must be ``None``.
+
+    Raises:
+        InvalidArgument: bad namespace, or a backend without events.
+        FailedPrecondition: the state directory is not this user's own.
+        Unavailable: containerd does not answer (within ``timeouts.connect``).
+
+    Example::
+
+        async with supervisor.connect("/run/containerd/containerd.sock",
+                                      namespace="example") as client:
+            print(await client.version())
+    """
+    validate_id(namespace, kind="namespace")
+    if backend is not None and not events:
+        raise errors.InvalidArgument("a backend needs events=True")
+    if transport is not None and transport.namespace != namespace:
+        raise errors.InvalidArgument(
+            f"the transport is bound to namespace {transport.namespace!r}, not {namespace!r}"
+        )
+    return _Connection(
+        address,
+        namespace,
+        backend,
+        Path(state_dir).absolute() if state_dir is not None else default_state_dir(),
+        timeouts or Timeouts(),
+        events,
+        transport,
+    )

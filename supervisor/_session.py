@@ -1,0 +1,71 @@
+"""What every object made through one client shares.
+
+A :class:`Session` is made once per :func:`supervisor.connect` and handed to
+the Client, and through it to every Container, Task and Process: the
+transport, the exit tracker, the event monitor, the handled-exit ledger, the
+timeouts and the state directory. It is always complete: a client without
+events still has a tracker (its waits are resolved by containerd's Wait call
+and recorded there) and a ledger that keeps nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import errors
+from ._timeouts import Timeouts
+from .backends.base import Transport
+from .events._ledger import ExitLedger
+from .events._monitor import EventMonitor
+from .events._tracker import ExitTracker
+
+__all__ = ["Session"]
+
+
+@dataclass(eq=False)
+class Session:
+    """One client's shared machinery (see the module docstring).
+
+    Attributes:
+        raw_transport: the way to containerd, for this client's namespace
+            (use :attr:`transport`, which refuses once the client closed).
+        tracker: process instances, their exits and their waiters.
+        monitor: applies events to the tracker and feeds the backend.
+        ledger: exits the backend handled (a :class:`NullLedger` without one).
+        timeouts: every bound the library waits by.
+        state_dir: where bundles, FIFOs and the ledger live.
+        events: True when an event subscription resolves waits; False when
+            each wait asks containerd.
+    """
+
+    raw_transport: Transport
+    tracker: ExitTracker
+    monitor: EventMonitor
+    ledger: ExitLedger
+    timeouts: Timeouts
+    state_dir: Path
+    events: bool
+    closed: bool = field(default=False)
+
+    @property
+    def namespace(self) -> str:
+        return self.raw_transport.namespace
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, while the client is open: every call made through
+        a closed client fails here with one clear error."""
+        if self.closed:
+            raise errors.Closed(f"the client of namespace {self.namespace!r} is closed")
+        return self.raw_transport
+
+    def check_open(self) -> None:
+        """Raise :class:`~supervisor.errors.Closed` once the client has closed."""
+        if self.closed:
+            raise errors.Closed(f"the client of namespace {self.namespace!r} is closed")
+
+    def close(self) -> None:
+        """From now on every call fails with Closed and every wait wakes."""
+        self.closed = True
+        self.tracker.close()

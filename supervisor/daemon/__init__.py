@@ -1,0 +1,28 @@
+"""The embedded containerd: started, watched, restarted and stopped by us.
+
+This layer sits above the core (it may import from it, never the reverse)::
+
+    _daemon.py        Daemon: the lifetime, the watchdog and restarts
+    _child.py         one containerd process: spawning, adopting, waiting, killing
+    _lock.py          one supervisor per state directory (flock)
+    _config.py        DaemonConfig and the atomically swapped ConfigStore
+    _containerd_toml.py  the config file containerd is started with
+    _runtimes.py      Runtime definitions and their wrapper scripts
+    _log_follower.py  containerd's log file followed into `supervisor.containerd`
+    _timeouts.py      DaemonTimeouts
+"""
+
+from ._config import ConfigStore, DaemonConfig, ResolvedConfig
+from ._daemon import Daemon
+from ._runtimes import ResolvedRuntime, Runtime
+from ._timeouts import DaemonTimeouts
+
+__all__ = [
+    "ConfigStore",
+    "Daemon",
+    "DaemonConfig",
+    "DaemonTimeouts",
+    "ResolvedConfig",
+    "ResolvedRuntime",
+    "Runtime",
+]
