@@ -4,7 +4,7 @@ A :class:`Transport` is bound to one containerd namespace and speaks in the
 library's own values (:mod:`supervisor._types`), never in generated protobuf
 classes; every failure it raises is a :class:`supervisor.errors.SupervisorError`.
 The containerd-over-grpclib implementation is :mod:`supervisor.backends.containerd`;
-unit tests may supply a fake.
+:mod:`supervisor.backends.fake` is an in-memory stand-in for unit tests.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ class Transport(Protocol):
     async def pids(self, container_id: str) -> list[ProcessInfo]: ...
 
     async def stats(self, container_id: str) -> Stats: ...
+
+    async def metrics(self, container_ids: Collection[str]) -> dict[str, Stats]:
+        """One sample for each of ``container_ids`` that has a task, in one
+        call (containerd's Metrics takes filters); missing ids are absent."""
+        ...
 
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None: ...
 

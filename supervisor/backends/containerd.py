@@ -406,6 +406,29 @@ class ContainerdTransport:
                 return stats
         raise errors.NotFound("no metrics for the task", container_id=container_id)
 
+    async def metrics(self, container_ids: Collection[str]) -> dict[str, Stats]:
+        wanted = set(container_ids)
+        if not wanted:
+            return {}
+        request = pb_tasks.MetricsRequest(filters=[f"id=={cid}" for cid in sorted(wanted)])
+        reply = await self._call(lambda: self._tasks.metrics(request))
+        samples: dict[str, Stats] = {}
+        for metric in reply.metrics:
+            if metric.id in wanted and metric.data is not None:
+                with map_grpc_errors(metric.id):
+                    stats = decode_stats(metric.data)
+                if metric.timestamp is not None:
+                    stats = Stats(
+                        stats.memory,
+                        stats.cpu,
+                        stats.pids,
+                        metric.timestamp,
+                        stats.cgroup_version,
+                        stats.blkio_service_bytes,
+                    )
+                samples[metric.id] = stats
+        return samples
+
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         request = pb_tasks.UpdateTaskRequest(
             container_id=container_id, resources=_json_any(RESOURCES_TYPE_URL, resources)
