@@ -55,6 +55,7 @@ from ._types import (
     PidsStats,
     ProcessInfo,
     ProcessState,
+    RunResult,
     Stats,
 )
 from .events import Backend, EventInfo, EventType, Queue
@@ -95,6 +96,7 @@ __all__ = [
     # values
     "ExitStatus",
     "ProcessState",
+    "RunResult",
     "Stats",
     "MemoryStats",
     "CpuStats",

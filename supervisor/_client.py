@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import os
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from ._cleanup import undo_if_cancelled
 from ._container import Container
 from ._ids import validate_id
 from ._log import get_logger
+from ._process import Output
 from ._session import Session
 from ._spec import checked_spec
 from ._task import Task
-from ._types import DEFAULT_RUNTIME
+from ._types import DEFAULT_RUNTIME, RunResult
 
 __all__ = ["Client"]
 
@@ -167,6 +169,120 @@ class Client:
         await undo_if_cancelled(container.delete, limit=session.timeouts.cleanup, what="container")
         return container
 
+    @contextlib.asynccontextmanager
+    async def running(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        *,
+        stdin: bool = False,
+        terminal: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        output: Output = "pipe",
+        runtime: str = DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> AsyncIterator[Task]:
+        """A started container for the length of a block: ``async with
+        client.running(id, spec) as task``.
+
+        However the block ends (normally, by an error, or cancelled), the
+        task is killed, waited for and deleted, and then the container, each
+        step bounded by ``timeouts.cleanup``; what containerd still held
+        after that is logged. The arguments are those of
+        :meth:`new_container` and :meth:`Container.new_task`.
+
+        Example::
+
+            async with client.running("web", spec) as task:
+                async for line in task.aiter_lines():
+                    if "ready" in line:
+                        break
+        """
+        container = await self.new_container(
+            id,
+            spec,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            replace=replace,
+        )
+        try:
+            task = await container.new_task(
+                stdin=stdin, terminal=terminal, log_path=log_path, output=output
+            )
+            try:
+                await task.start()
+                yield task
+            finally:
+                await self._bounded(task.delete(force=True), id, "task")
+        finally:
+            await self._bounded(container.delete(), id, "container")
+
+    async def _bounded(self, cleanup: Any, container_id: str, what: str) -> None:
+        limit = self._session.timeouts.cleanup
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(limit) as scope:
+                try:
+                    await cleanup
+                except errors.NotFound:
+                    pass
+                except errors.SupervisorError as exc:
+                    _log.warning(
+                        "cleanup.failed", container_id=container_id, what=what, error=str(exc)
+                    )
+            if scope.cancelled_caught:
+                _log.warning(
+                    "cleanup.timeout", container_id=container_id, what=what, seconds=limit
+                )
+
+    async def run(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - subprocess.run's name and meaning
+        terminal: bool = False,
+        runtime: str = DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> RunResult:
+        """Run a container to its end and return its exit status and output,
+        deleting task and container afterwards: ``subprocess.run`` for
+        containers.
+
+        Args:
+            input: bytes for the process's stdin (then end-of-file).
+            timeout: seconds before the process is killed and
+                :class:`~supervisor.errors.DeadlineExceeded` raised.
+
+        Example::
+
+            result = await client.run("once", supervisor.default_spec(["date"], rootfs))
+            print(result.exit_code, result.stdout.decode())
+        """
+        async with self.running(
+            id,
+            spec,
+            stdin=input is not None,
+            terminal=terminal,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            replace=replace,
+        ) as task:
+            with anyio.move_on_after(timeout) as scope:
+                out, err = await task.communicate(input)
+                status = await task.wait()
+            if scope.cancelled_caught:
+                raise errors.DeadlineExceeded(
+                    f"the process did not end within {timeout}s", container_id=id
+                )
+        return RunResult(status, out, err)
+
     async def _replace(self, id: str) -> None:
         old = await self.load_container(id)
         try:
@@ -206,6 +322,9 @@ class Client:
         A task that stopped while nobody listened is reported to the backend
         now (once, and not at all if an earlier run's backend handled it; see
         ``docs/events.md``); its ``wait()`` returns at once.
+
+        The stdio of live processes is reopened as :meth:`Container.task`
+        does; each exec made through the library costs one more RPC.
         """
         transport = self._session.transport
         records = await transport.list_containers()
@@ -214,7 +333,10 @@ class Client:
         for r in records:
             container = self._from_record(r.id, r.spec, r.runtime, r.labels)
             record = tasks.get(r.id)
-            restored.append((container, None if record is None else container._adopt_task(record)))
+            task = None if record is None else container._adopt_task(record)
+            if task is not None:
+                await container._adopt_execs(task)
+            restored.append((container, task))
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import errors
+from ._attach import attach_stdio, exec_ids_in, remove_exec_fifos
 from ._bundle import remove_bundle
 from ._cleanup import undo_if_cancelled
 from ._log import get_logger
-from ._process import create_process
+from ._process import Output, Process, checked_output, create_process
 from ._task import Task
 from ._types import ProcessState
 
@@ -58,7 +60,14 @@ class Container:
     def __repr__(self) -> str:
         return f"<Container {self.id} runtime={self.runtime}>"
 
-    async def new_task(self, *, stdin: bool = False, terminal: bool = False) -> Task:
+    async def new_task(
+        self,
+        *,
+        stdin: bool = False,
+        terminal: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        output: Output = "pipe",
+    ) -> Task:
         """Create the container's task (its init process), not yet started.
 
         The stdio FIFOs are made and opened before containerd sees the task,
@@ -68,6 +77,13 @@ class Container:
             stdin: give the init process a standard input stream.
             terminal: run it on a terminal; its output then all comes on stdout.
                 Must match the spec's ``process.terminal``.
+            log_path: an absolute path: the shim itself appends the process's
+                stdout and stderr to that file, so no reader is needed, nothing
+                blocks, and the output outlives the application. The task
+                then has no ``stdout``/``stderr`` streams.
+            output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
+                ``task.stderr``, or they fill and block the process) or
+                ``"null"`` (discarded).
 
         Raises:
             AlreadyExists: the container has a task already (the existing
@@ -85,13 +101,23 @@ class Container:
                 container_id=cid,
             )
 
+        path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=cid)
+
         async def create(stdio: Any) -> int:
             return await session.transport.create_task(cid, stdio)
 
         pid, fifos, slot = await create_process(
-            session, self.bundle_dir, cid, cid, stdin=stdin, terminal=terminal, create=create
+            session,
+            self.bundle_dir,
+            cid,
+            cid,
+            stdin=stdin,
+            terminal=terminal,
+            create=create,
+            log_path=path,
+            output=output,
         )
-        task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot)
+        task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=path)
         self._task = task
         _log.debug("task.create", container_id=cid, pid=pid)
         await undo_if_cancelled(
@@ -100,7 +126,12 @@ class Container:
         return task
 
     async def task(self) -> Task:
-        """The container's existing task, loaded from containerd (no stdio attached).
+        """The container's existing task, loaded from containerd.
+
+        The stdio of its live processes (the init process and the execs made
+        through this library) is reopened when the FIFOs are still there:
+        what they wrote while nobody read is read now, in order. Execs are in
+        :attr:`Task.execs`.
 
         Raises:
             NotFound: the container has no task.
@@ -119,7 +150,9 @@ class Container:
             if not existed and not slot.pid:
                 tracker.forget(cid, cid)
             raise
-        return self._adopt_task(record)
+        task = self._adopt_task(record)
+        await self._adopt_execs(task)
+        return task
 
     def _adopt_task(self, record: TaskRecord) -> Task:
         """A Task for containerd's record of it (loaded or listed)."""
@@ -132,10 +165,38 @@ class Container:
             # Exited while nobody here listened: the backend hears it now,
             # once (the tracker drops a copy from the stream).
             session.monitor.found_exited(cid, cid, record.pid, status.exit_code, status.exited_at)
-        task = Task(self, session, cid, pid=record.pid, fifos=None, slot=slot)
+        fifos = attach_stdio(self.bundle_dir, cid, init=True, stdio=record.stdio)
+        task = Task(self, session, cid, pid=record.pid, fifos=fifos, slot=slot)
         task._started = record.state is not ProcessState.CREATED
         self._task = task
         return task
+
+    async def _adopt_execs(self, task: Task) -> None:
+        """The execs this library made in the task, found by their FIFOs in
+        our own bundle directory (containerd cannot list stopped execs)."""
+        session = self._session
+        cid = self.id
+        for exec_id in exec_ids_in(self.bundle_dir):
+            if exec_id in task._execs:
+                continue
+            try:
+                record = await session.transport.get_task(cid, exec_id)
+            except errors.NotFound:
+                # Its process is gone with its task's earlier instance: the
+                # files are ours and nothing will ever read them.
+                remove_exec_fifos(self.bundle_dir, exec_id)
+                continue
+            slot = session.tracker.started(cid, exec_id, record.pid)
+            slot.owned = True
+            fifos = attach_stdio(self.bundle_dir, exec_id, init=False, stdio=record.stdio)
+            proc = Process(self, session, exec_id, pid=record.pid, fifos=fifos, slot=slot)
+            proc._started = record.state is not ProcessState.CREATED
+            task._execs[exec_id] = proc
+            status = record.exit_status
+            if status is not None:
+                session.monitor.found_exited(
+                    cid, exec_id, record.pid, status.exit_code, status.exited_at
+                )
 
     def _task_deleted(self, task: Task) -> None:
         if self._task is task:

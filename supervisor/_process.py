@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal as _signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
     from ._session import Session
     from .events._tracker import Slot
 
-__all__ = ["ExitStatus", "Process", "create_process"]
+__all__ = ["ExitStatus", "Output", "Process", "create_process", "checked_output"]
+
+Output = Literal["pipe", "null"]
+"""Where a process's output goes when no ``log_path`` is given: ``"pipe"``
+(the caller reads :attr:`Process.stdout`) or ``"null"`` (discarded)."""
 
 _log = get_logger("process")
 
@@ -42,6 +47,64 @@ def stdio_paths(fifos: StdioSet) -> StdioPaths:
     )
 
 
+def checked_output(
+    log_path: str | os.PathLike[str] | None,
+    output: object,
+    *,
+    stdin: bool,
+    container_id: str,
+    process_id: str,
+) -> Path | None:
+    """Check where output should go; the log file's path if there is one."""
+    if output not in ("pipe", "null"):
+        raise errors.InvalidArgument(
+            f"output must be 'pipe' or 'null', not {output!r}",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    if log_path is None:
+        if output == "null" and stdin:
+            raise errors.InvalidArgument(
+                "stdin=True cannot be combined with output='null'",
+                container_id=container_id,
+                process_id=process_id,
+            )
+        return None
+    try:
+        path = Path(log_path)
+    except TypeError:
+        raise errors.InvalidArgument(
+            "log_path must be a path", container_id=container_id, process_id=process_id
+        ) from None
+    text = str(path)
+    if not path.is_absolute() or "\0" in text or not text.isprintable():
+        raise errors.InvalidArgument(
+            f"log_path must be an absolute path, not {text!r}",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    if not path.parent.is_dir():
+        raise errors.InvalidArgument(
+            f"log_path's directory {path.parent} does not exist",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    if stdin:
+        raise errors.InvalidArgument(
+            "stdin=True cannot be combined with log_path (the output has no pipe)",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    return path
+
+
+def _file_stdio(path: Path | None, *, terminal: bool) -> StdioPaths:
+    # The shim itself appends stdout and stderr to a file:// URI's file; for
+    # discarded output that file is /dev/null.
+    uri = (path or Path(os.devnull)).as_uri()
+    return StdioPaths(stdout=uri, stderr=uri, terminal=terminal)
+
+
 async def create_process(
     session: Session,
     bundle_dir: Path,
@@ -51,22 +114,30 @@ async def create_process(
     stdin: bool,
     terminal: bool,
     create: Callable[[StdioPaths], Awaitable[int]],
-) -> tuple[int, StdioSet, Slot]:
+    log_path: Path | None = None,
+    output: Output = "pipe",
+) -> tuple[int, StdioSet | None, Slot]:
     """The shared skeleton of creating a task or an exec: stdio first, a
     tracker slot before containerd can report an exit, the create RPC
     shielded (we must learn whether containerd made it), and on failure only
     what this attempt made is removed."""
     init = process_id == container_id
     tracker = session.tracker
-    name = new_stdio_name(process_id, init=init)
-    fifos = await open_stdio(bundle_dir, name, stdin=stdin, terminal=terminal)
+    fifos: StdioSet | None = None
+    if log_path is None and output == "pipe":
+        name = new_stdio_name(process_id, init=init)
+        fifos = await open_stdio(bundle_dir, name, stdin=stdin, terminal=terminal)
+        paths = stdio_paths(fifos)
+    else:
+        paths = _file_stdio(log_path, terminal=terminal)
     existed = tracker.has(container_id, process_id)
     slot = tracker.watch(container_id, process_id, owned=True)
     try:
         with anyio.CancelScope(shield=True):
-            pid = await create(stdio_paths(fifos))
+            pid = await create(paths)
     except BaseException:
-        fifos.remove()
+        if fifos is not None:
+            fifos.remove()
         if not existed:
             tracker.forget(container_id, process_id)
         raise
@@ -100,6 +171,8 @@ class Process:
     Attributes:
         id: the exec id, or the container id for the init process.
         container: the :class:`~supervisor.Container` this process belongs to.
+        log_path: the file the shim writes the process's output to, if it
+            was created with one (it then has no stdout/stderr streams).
     """
 
     def __init__(
@@ -111,8 +184,10 @@ class Process:
         pid: int,
         fifos: StdioSet | None,
         slot: Slot,
+        log_path: Path | None = None,
     ) -> None:
         self.container = container
+        self.log_path = log_path
         self._session = session
         self.id = process_id
         self._exec_id = "" if process_id == container.id else process_id
@@ -157,12 +232,84 @@ class Process:
 
     def _fifos_or_raise(self) -> StdioSet:
         if self._fifos is None:
+            where = (
+                f"its output goes to {self.log_path}"
+                if self.log_path is not None
+                else "no stdio attached to this process"
+            )
             raise errors.FailedPrecondition(
-                "no stdio attached to this process",
+                where, container_id=self.container.id, process_id=self.id
+            )
+        return self._fifos
+
+    async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
+        """Send ``input`` (then end-of-file) to stdin, read stdout and stderr
+        to their end at once (so neither pipe can fill and block the
+        process), and wait for the exit: asyncio's ``communicate``.
+
+        Call it after :meth:`start`. With a terminal, everything arrives on
+        stdout and the second item is empty.
+
+        Returns:
+            ``(stdout, stderr)``.
+
+        Raises:
+            FailedPrecondition: the process has no pipes (a ``log_path`` or
+                ``output="null"``), or ``input`` without ``stdin=True``.
+        """
+        fifos = self._fifos_or_raise()
+        if input is not None and fifos.stdin is None:
+            raise errors.FailedPrecondition(
+                "input given but the process has no stdin (create it with stdin=True)",
                 container_id=self.container.id,
                 process_id=self.id,
             )
-        return self._fifos
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        async def drain(stream: ByteReceiveStream | None, into: list[bytes]) -> None:
+            if stream is None:
+                return
+            with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
+                while True:
+                    into.append(await stream.receive())
+
+        async def feed() -> None:
+            stdin = fifos.stdin
+            if stdin is None:
+                return
+            if input:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await stdin.send(input)
+            await self.close_stdin()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, fifos.stdout, out)
+            tg.start_soon(drain, fifos.stderr, err)
+            tg.start_soon(feed)
+        await self.wait()
+        return b"".join(out), b"".join(err)
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """The process's stdout line by line (UTF-8, undecodable bytes
+        replaced, line endings removed) until it ends.
+
+        Only stdout is read: a process that also writes much to stderr must
+        have it read too (or be created with a terminal, or a ``log_path``).
+        """
+        stream = self._fifos_or_raise().stdout
+        pending = b""
+        while True:
+            try:
+                chunk = await stream.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -371,5 +518,8 @@ class Process:
         session.tracker.resolve_deleted(cid, self.id, status)
         session.tracker.forget(cid, self.id)
         session.ledger.forget(cid, self.id)
+        task = self.container._task
         if not self._exec_id:
             self.container._task_deleted(self)  # type: ignore[arg-type]
+        elif task is not None and task._execs.get(self.id) is self:
+            del task._execs[self.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from . import errors
 from ._cleanup import undo_if_cancelled
 from ._ids import validate_id
 from ._log import get_logger
-from ._process import Process, create_process
+from ._process import Output, Process, checked_output, create_process
 from ._resources import checked_resources
 from ._spec import checked_process, inherited_process
 from ._types import ProcessInfo, Stats, StdioPaths
@@ -35,6 +36,16 @@ class Task(Process):
         status = await task.wait()
         await task.delete()
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._execs: dict[str, Process] = {}
+
+    @property
+    def execs(self) -> Mapping[str, Process]:
+        """The execs made through this object, or found again by
+        :meth:`Container.task`/:meth:`Client.restore`, until deleted."""
+        return dict(self._execs)
 
     async def pause(self) -> None:
         """Freeze every process of the task."""
@@ -73,6 +84,8 @@ class Task(Process):
         *,
         stdin: bool = False,
         terminal: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        output: Output = "pipe",
     ) -> Process:
         """Add a process to the task (created, not started: call :meth:`Process.start`).
 
@@ -85,6 +98,9 @@ class Task(Process):
                 (see :func:`supervisor.process_spec`).
             stdin: give the process a standard input stream.
             terminal: run it on a terminal (stdout carries the terminal's output).
+            log_path: append the process's output to this file (see
+                :meth:`Container.new_task`).
+            output: ``"pipe"`` (default) or ``"null"`` without ``log_path``.
 
         Raises:
             InvalidArgument: bad id or spec (an id equal to the container's
@@ -113,6 +129,7 @@ class Task(Process):
         else:
             spec = inherited_process(self.container.spec, process)
         spec["terminal"] = bool(terminal)
+        path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=exec_id)
         transport = session.transport
 
         async def create(stdio: StdioPaths) -> int:
@@ -127,8 +144,13 @@ class Task(Process):
             stdin=stdin,
             terminal=terminal,
             create=create,
+            log_path=path,
+            output=output,
         )
-        proc = Process(self.container, session, exec_id, pid=0, fifos=fifos, slot=slot)
+        proc = Process(
+            self.container, session, exec_id, pid=0, fifos=fifos, slot=slot, log_path=path
+        )
+        self._execs[exec_id] = proc
         _log.debug("process.exec", container_id=cid, process_id=exec_id)
         await undo_if_cancelled(
             lambda: proc.delete(force=True), limit=session.timeouts.cleanup, what="exec"

@@ -16,6 +16,7 @@ __all__ = [
     "ContainerRecord",
     "CpuStats",
     "ExitStatus",
+    "RunResult",
     "MemoryStats",
     "PidsStats",
     "ProcessInfo",
@@ -48,6 +49,26 @@ class ExitStatus:
     exit_code: int
     exited_at: datetime | None = None
     oom_killed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What :meth:`Client.run` returns: how the container's process ended and
+    everything it wrote.
+
+    Attributes:
+        status: its :class:`ExitStatus`.
+        stdout: all it wrote on stdout (with a terminal: all its output).
+        stderr: all it wrote on stderr.
+    """
+
+    status: ExitStatus
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def exit_code(self) -> int:
+        return self.status.exit_code
 
 
 class ProcessState(enum.Enum):

@@ -1,0 +1,148 @@
+"""Reopening the stdio FIFOs of processes that outlived the application.
+
+The shim keeps both ends of each output FIFO open while its process lives,
+so what the process wrote while nobody read (up to the pipe buffer) waits in
+the FIFO, in order, and a process blocked on a full pipe resumes as soon as a
+new reader drains it. A FIFO is reopened only if containerd's record names
+exactly the path our own naming scheme derives for that process in its
+bundle directory (:mod:`supervisor._stdio_files`), and only if the file is a
+FIFO of ours: the path is never taken from containerd on trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from pathlib import Path
+
+from . import errors
+from ._ids import validate_id
+from ._stdio_files import parse_stdio_path
+from ._types import StdioPaths
+from .fifo import FdReceiveStream, FdSendStream
+
+__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "remove_exec_fifos"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_EXEC_FIFO = re.compile(r"exec\.(?P<id>.+)\.[0-9a-f]{8}-stdout")
+
+
+def _open_fifo(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        geteuid = getattr(os, "geteuid", None)
+        if not stat.S_ISFIFO(st.st_mode) or (geteuid is not None and st.st_uid != geteuid()):
+            raise OSError(f"{path} is not a FIFO of ours")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class AttachedStdio:
+    """Our reopened ends of a live process's FIFOs (the ``StdioSet`` protocol)."""
+
+    def __init__(self, terminal: bool, files: list[Path]) -> None:
+        self.terminal = terminal
+        self.stdin_path: str | None = None
+        self.stdout_path = ""
+        self.stderr_path: str | None = None
+        self.stdin: FdSendStream | None = None
+        self.stdout: FdReceiveStream
+        self.stderr: FdReceiveStream | None = None
+        self._files = files
+        self._removed = False
+
+    def started(self) -> None:
+        """Nothing to do: the process started long ago."""
+
+    def close(self) -> None:
+        for s in (self.stdin, getattr(self, "stdout", None), self.stderr):
+            if s is not None:
+                s.close()
+
+    def remove(self) -> None:
+        self.close()
+        if self._removed:
+            return
+        self._removed = True
+        for path in self._files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def attach_stdio(
+    bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
+) -> AttachedStdio | None:
+    """Reopen the FIFOs containerd's record names, if they are ours; ``None``
+    when they are not (another client's process, a log file, no stdio)."""
+    names = {
+        stream: parse_stdio_path(bundle_dir, process_id, init=init, path=path, stream=stream)
+        for stream, path in (
+            ("stdout", stdio.stdout),
+            ("stderr", stdio.stderr),
+            ("stdin", stdio.stdin),
+        )
+    }
+    prefix = names["stdout"]
+    if prefix is None:
+        return None
+    for stream, path in (("stderr", stdio.stderr), ("stdin", stdio.stdin)):
+        if path and names[stream] != prefix:
+            return None
+    files = [bundle_dir / f"{prefix}-{s}" for s in ("stdin", "stdout", "stderr") if names[s]]
+    attached = AttachedStdio(stdio.terminal, files)
+    try:
+        attached.stdout_path = stdio.stdout
+        attached.stdout = FdReceiveStream(_open_fifo(bundle_dir / f"{prefix}-stdout", os.O_RDONLY))
+        if names["stderr"]:
+            attached.stderr_path = stdio.stderr
+            attached.stderr = FdReceiveStream(
+                _open_fifo(bundle_dir / f"{prefix}-stderr", os.O_RDONLY)
+            )
+        if names["stdin"]:
+            attached.stdin_path = stdio.stdin
+            attached.stdin = FdSendStream(_open_fifo(bundle_dir / f"{prefix}-stdin", os.O_WRONLY))
+    except OSError:
+        attached.close()
+        return None
+    return attached
+
+
+def exec_ids_in(bundle_dir: Path) -> list[str]:
+    """The exec ids whose stdout FIFOs of ours are in ``bundle_dir``."""
+    found: set[str] = set()
+    try:
+        entries = list(os.scandir(bundle_dir))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _EXEC_FIFO.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) and stat.S_ISFIFO(
+                entry.stat(follow_symlinks=False).st_mode
+            ):
+                found.add(validate_id(match.group("id"), kind="exec id"))
+        except (OSError, errors.InvalidArgument):
+            continue
+    return sorted(found)
+
+
+def remove_exec_fifos(bundle_dir: Path, exec_id: str) -> None:
+    """Remove the FIFOs of ``exec_id`` (exactly that id) from ``bundle_dir``."""
+    pattern = re.compile(re.escape(f"exec.{exec_id}.") + r"[0-9a-f]{8}-(?:stdin|stdout|stderr)")
+    try:
+        entries = list(os.scandir(bundle_dir))
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.fullmatch(entry.name):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
