@@ -16,7 +16,7 @@ APT_PACKAGES := containerd runc busybox-static \
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-gogo-protobuf-dev
 
-.PHONY: all deps system-deps venv rootfs protos test unit lint typecheck run bench bench-check profile clean
+.PHONY: all deps system-deps venv rootfs protos test test-cgroup2 unit lint typecheck run bench bench-check profile clean
 
 all: test
 
@@ -66,6 +66,13 @@ test: deps rootfs
 	  $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?
 	scripts/containerd-private.sh stop $(CTRD_DIR)
 	exit $$rc
+
+# The cgroup-touching integration tests on a pure cgroup v2 kernel: a throw-away
+# QEMU VM (TCG) with its own containerd and runc, the guest image cached in
+# .build/cgroup2/ (docs/cgroup2.md). PYTEST_ARGS default to `-m cgroup tests/integration`;
+# CGROUP2_TIMEOUT (1500 s) bounds the whole VM run.
+test-cgroup2: rootfs
+	scripts/cgroup2/run.sh $(PYTEST_ARGS)
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
