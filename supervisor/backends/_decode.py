@@ -10,27 +10,20 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .. import errors
 from .._proto.containerd import events as pb_events
 from .._proto.containerd.services.containers import v1 as pb_containers
 from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.v1 import types as pb_types
-from .._proto.google.protobuf import Any as PbAny
-from .._proto.io.containerd.cgroups import v1 as pb_cg1
-from .._proto.io.containerd.cgroups import v2 as pb_cg2
 from .._types import (
     ContainerRecord,
-    CpuStats,
     ExitStatus,
-    MemoryStats,
-    PidsStats,
     ProcessState,
-    Stats,
     StdioPaths,
     TaskEvent,
     TaskRecord,
     Topic,
 )
+from ._decode_stats import decode_stats
 from .base import Sync
 
 __all__ = [
@@ -107,86 +100,6 @@ def container_record(c: pb_containers.Container) -> ContainerRecord:
         labels=dict(c.labels),
         created_at=c.created_at,
     )
-
-
-def _stats_v1(value: bytes) -> Stats:
-    m = pb_cg1.Metrics.parse(value)
-    mem = m.memory.usage if m.memory is not None else None
-    cpu = m.cpu.usage if m.cpu is not None else None
-    thr = m.cpu.throttling if m.cpu is not None else None
-    blk = m.blkio.io_service_bytes_recursive if m.blkio is not None else []
-    return Stats(
-        memory=MemoryStats(
-            usage=mem.usage if mem else 0,
-            limit=mem.limit if mem else 0,
-            max_usage=mem.max if mem else 0,
-            failcnt=mem.failcnt if mem else 0,
-            cache=m.memory.cache if m.memory is not None else 0,
-            rss=m.memory.rss if m.memory is not None else 0,
-        ),
-        cpu=CpuStats(
-            total_usage=cpu.total if cpu else 0,
-            kernel_usage=cpu.kernel if cpu else 0,
-            user_usage=cpu.user if cpu else 0,
-            per_cpu_usage=tuple(cpu.per_cpu) if cpu else (),
-            throttled_periods=thr.throttled_periods if thr else 0,
-            throttled_time=thr.throttled_time if thr else 0,
-        ),
-        pids=PidsStats(
-            current=m.pids.current if m.pids else 0, limit=m.pids.limit if m.pids else 0
-        ),
-        cgroup_version=1,
-        blkio_service_bytes=tuple((f"{e.major}:{e.minor}:{e.op}", e.value) for e in blk),
-    )
-
-
-def _stats_v2(value: bytes) -> Stats:
-    m = pb_cg2.Metrics.parse(value)
-    mem = m.memory
-    cpu = m.cpu
-    io = m.io.usage if m.io is not None else []
-    return Stats(
-        memory=MemoryStats(
-            usage=mem.usage if mem else 0,
-            limit=mem.usage_limit if mem else 0,
-            failcnt=m.memory_events.oom if m.memory_events is not None else 0,
-            cache=mem.file if mem else 0,
-            rss=mem.anon if mem else 0,
-        ),
-        cpu=CpuStats(
-            total_usage=cpu.usage_usec * 1000 if cpu else 0,
-            kernel_usage=cpu.system_usec * 1000 if cpu else 0,
-            user_usage=cpu.user_usec * 1000 if cpu else 0,
-            throttled_periods=cpu.nr_throttled if cpu else 0,
-            throttled_time=cpu.throttled_usec * 1000 if cpu else 0,
-        ),
-        pids=PidsStats(
-            current=m.pids.current if m.pids else 0, limit=m.pids.limit if m.pids else 0
-        ),
-        cgroup_version=2,
-        blkio_service_bytes=tuple(
-            item
-            for e in io
-            for item in (
-                (f"{e.major}:{e.minor}:Read", e.rbytes),
-                (f"{e.major}:{e.minor}:Write", e.wbytes),
-            )
-        ),
-    )
-
-
-_STATS_DECODERS = {
-    "io.containerd.cgroups.v1.Metrics": _stats_v1,
-    "io.containerd.cgroups.v2.Metrics": _stats_v2,
-}
-
-
-def decode_stats(data: PbAny) -> Stats:
-    """A cgroup v1 or v2 metrics payload as :class:`Stats`."""
-    decoder = _STATS_DECODERS.get(data.type_url.rsplit("/", 1)[-1])
-    if decoder is None:
-        raise errors.Unknown(f"unexpected metrics type {data.type_url!r}")
-    return decoder(data.value)
 
 
 def decode_event(envelope: pb_eventsvc.Envelope) -> TaskEvent | Sync | None:
