@@ -100,6 +100,10 @@ _UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
 def _refine(cls: type[errors.SupervisorError], message: str) -> type[errors.SupervisorError]:
     if cls is not errors.Unknown or not message:
         return cls
+    if "failed to start shim" in message and "file exists" in message:
+        # The loser of two concurrent creates of one container's task: the
+        # winner's shim holds the task's state directory.
+        return errors.AlreadyExists
     if 'exec: "' in message and "no such file or directory" in message:
         return errors.CommandNotFound
     if 'exec: "' in message and "permission denied" in message:
@@ -393,7 +397,17 @@ class ContainerdTransport:
         for metric in reply.metrics:
             if metric.id == container_id and metric.data is not None:
                 with map_grpc_errors(container_id):
-                    return decode_stats(metric.data, metric.timestamp)
+                    stats = decode_stats(metric.data)
+                if metric.timestamp is not None:
+                    stats = Stats(
+                        stats.memory,
+                        stats.cpu,
+                        stats.pids,
+                        metric.timestamp,
+                        stats.cgroup_version,
+                        stats.blkio_service_bytes,
+                    )
+                return stats
         raise errors.NotFound("no metrics for the task", container_id=container_id)
 
     async def metrics(self, container_ids: Collection[str]) -> dict[str, Stats]:
@@ -406,7 +420,17 @@ class ContainerdTransport:
         for metric in reply.metrics:
             if metric.id in wanted and metric.data is not None:
                 with map_grpc_errors(metric.id):
-                    samples[metric.id] = decode_stats(metric.data, metric.timestamp)
+                    stats = decode_stats(metric.data)
+                if metric.timestamp is not None:
+                    stats = Stats(
+                        stats.memory,
+                        stats.cpu,
+                        stats.pids,
+                        metric.timestamp,
+                        stats.cgroup_version,
+                        stats.blkio_service_bytes,
+                    )
+                samples[metric.id] = stats
         return samples
 
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
