@@ -397,17 +397,7 @@ class ContainerdTransport:
         for metric in reply.metrics:
             if metric.id == container_id and metric.data is not None:
                 with map_grpc_errors(container_id):
-                    stats = decode_stats(metric.data)
-                if metric.timestamp is not None:
-                    stats = Stats(
-                        stats.memory,
-                        stats.cpu,
-                        stats.pids,
-                        metric.timestamp,
-                        stats.cgroup_version,
-                        stats.blkio_service_bytes,
-                    )
-                return stats
+                    return decode_stats(metric.data, metric.timestamp)
         raise errors.NotFound("no metrics for the task", container_id=container_id)
 
     async def metrics(self, container_ids: Collection[str]) -> dict[str, Stats]:
@@ -420,17 +410,7 @@ class ContainerdTransport:
         for metric in reply.metrics:
             if metric.id in wanted and metric.data is not None:
                 with map_grpc_errors(metric.id):
-                    stats = decode_stats(metric.data)
-                if metric.timestamp is not None:
-                    stats = Stats(
-                        stats.memory,
-                        stats.cpu,
-                        stats.pids,
-                        metric.timestamp,
-                        stats.cgroup_version,
-                        stats.blkio_service_bytes,
-                    )
-                samples[metric.id] = stats
+                    samples[metric.id] = decode_stats(metric.data, metric.timestamp)
         return samples
 
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
