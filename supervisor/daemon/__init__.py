@@ -5,6 +5,7 @@ This layer sits above the core (it may import from it, never the reverse)::
     _daemon.py        Daemon: the lifetime, the watchdog and restarts
     _child.py         one containerd process: spawning, adopting, waiting, killing
     _lock.py          one supervisor per state directory (flock)
+    _files.py         directories of ours, files opened without following links
     _config.py        DaemonConfig and the atomically swapped ConfigStore
     _containerd_toml.py  the config file containerd is started with
     _runtimes.py      Runtime definitions and their wrapper scripts

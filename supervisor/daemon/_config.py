@@ -18,6 +18,7 @@ lives (see :mod:`supervisor._runtimes`), so an old snapshot stays usable.
 
 from __future__ import annotations
 
+import os
 import threading
 import tomllib
 from collections.abc import Mapping
@@ -44,6 +45,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 """The accepted values of ``log_level``."""
 
 _log = get_logger("config")
+
+# A config file is a few lines; anything this large is the wrong file.
+_MAX_CONFIG = 1 << 20
 
 _TOP_KEYS = frozenset({"default_runtime", "log_level", "runtimes"})
 _RUNTIME_KEYS = frozenset({"shim", "path", "args", "options"})
@@ -178,14 +182,31 @@ class DaemonConfig:
         """Parse a TOML document (see the module's example for the layout).
 
         Raises:
-            InvalidArgument: malformed TOML, an unknown key, a value of the
-                wrong type, or anything the constructor rejects; the message
-                says which key.
+            InvalidArgument: for any bad input, and nothing else: not a
+                string, malformed or too deeply nested TOML, an unknown key,
+                a value of the wrong type, or anything the constructor
+                rejects; the message says which key.
         """
+        if not isinstance(text, str):
+            raise errors.InvalidArgument(f"TOML text must be a string, not {type(text).__name__}")
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise errors.InvalidArgument(f"invalid TOML: {exc}") from exc
+        except RecursionError:
+            # tomllib recurses once per level of nested arrays and tables.
+            raise errors.InvalidArgument("invalid TOML: nested too deeply") from None
+        try:
+            return cls._from_document(doc)
+        except RecursionError:
+            raise errors.InvalidArgument("invalid TOML: nested too deeply") from None
+        except (TypeError, ValueError) as exc:
+            # The checks above are meant to catch every bad value with a
+            # message of their own; whatever slips past is still bad input.
+            raise errors.InvalidArgument(f"invalid configuration: {exc}") from exc
+
+    @classmethod
+    def _from_document(cls, doc: dict[str, Any]) -> DaemonConfig:
         _check_keys(doc, _TOP_KEYS, "the top level")
         tables = _expect(doc.get("runtimes", {}), dict, "[runtimes]")
         runtimes = {name: _runtime_from_table(name, t) for name, t in tables.items()}
@@ -198,15 +219,24 @@ class DaemonConfig:
         )
 
     @classmethod
-    def load(cls, path: Path) -> DaemonConfig:
-        """Read and parse the TOML file at ``path``.
+    def load(cls, path: str | os.PathLike[str]) -> DaemonConfig:
+        """Read and parse the TOML file at ``path`` (at most 1 MiB).
 
         Raises:
-            InvalidArgument: as :meth:`from_toml`, or the file is not UTF-8;
-                the message starts with ``path``.
-            OSError: the file could not be read.
+            InvalidArgument: for any bad input, and nothing else: the file is
+                missing, unreadable, a directory, too large or not UTF-8, or
+                :meth:`from_toml` refuses it; the message starts with ``path``.
         """
-        data = Path(path).read_bytes()
+        if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+            raise errors.InvalidArgument(f"a config path must be a path, not {type(path).__name__}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_CONFIG + 1)
+        except (OSError, TypeError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise errors.InvalidArgument(f"{path}: cannot read the config: {reason}") from exc
+        if len(data) > _MAX_CONFIG:
+            raise errors.InvalidArgument(f"{path}: larger than {_MAX_CONFIG} bytes")
         try:
             return cls.from_toml(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -296,7 +326,7 @@ class ConfigStore:
         self._wrapper_dir = Path(wrapper_dir)
         self._lock = threading.Lock()
         self._current = _resolve_config(config, self._wrapper_dir, 0)
-        self._log_swap("config.load", self._current)
+        self._log_swap("config.load", self._current, initial=True)
 
     @property
     def current(self) -> ResolvedConfig:
@@ -333,8 +363,10 @@ class ConfigStore:
         return frozenset(r.script for r in snapshot.runtimes.values() if r.script is not None)
 
     @staticmethod
-    def _log_swap(event: str, resolved: ResolvedConfig) -> None:
-        _log.info(
+    def _log_swap(event: str, resolved: ResolvedConfig, *, initial: bool = False) -> None:
+        # The first configuration is part of starting up (the daemon says it
+        # started); a reload is what an operator asked for and wants to see.
+        (_log.debug if initial else _log.info)(
             event,
             generation=resolved.generation,
             runtimes=sorted(resolved.runtimes),

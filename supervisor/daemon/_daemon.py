@@ -12,24 +12,22 @@ Layout under the two directories given to :class:`Daemon`::
     state_dir/daemon/          containerd's state directory
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
 
-What we do better than dockerd's supervisor: a containerd that is alive but
-stops answering is killed and replaced, an adopted containerd is watched like
-our own child (its exit is noticed through a pidfd, at once), and a crash is
-noticed the moment the child exits rather than at the next health poll.
+The watchdog: a containerd that exits is noticed the moment it exits (an
+adopted one too, through its pidfd) and replaced with back-off; one that is
+alive but fails ``health_failures`` health checks in a row is asked for its
+goroutine stacks, killed and replaced. A replacement that fails (containerd
+exits at once, a full disk, a log that cannot be opened) is logged and tried
+again, with back-off, until one succeeds or the context is left.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -41,7 +39,11 @@ from .._background import Background
 from .._log import get_logger
 from .._timeouts import backoff
 from ..backends.health import HealthChecker
+from . import _containerd_toml
+from ._child import Child, adopt, spawn
 from ._config import ConfigStore, DaemonConfig
+from ._files import owned_dir
+from ._lock import StateLock
 from ._log_follower import LogFollower
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
 from ._timeouts import DaemonTimeouts
@@ -52,79 +54,28 @@ _log = get_logger("daemon")
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
-# Our level names (Python's) in logrus' words; logrus refuses "critical".
-_CONTAINERD_LEVELS = {"warning": "warn", "critical": "fatal"}
-# CRI is kubelet's business, not ours; the snapshotters need kernel modules
-# or filesystems this kind of host rarely has, and only add warnings at boot.
-_DISABLED_PLUGINS = (
-    "io.containerd.grpc.v1.cri",
-    "io.containerd.snapshotter.v1.aufs",
-    "io.containerd.snapshotter.v1.btrfs",
-    "io.containerd.snapshotter.v1.devmapper",
-    "io.containerd.snapshotter.v1.zfs",
-)
-# How long a hung containerd gets to write its goroutine dump before SIGKILL.
-_DUMP_GRACE = 0.2
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs. A zombie is not alive: pid 1 on some machines
-    never reaps orphans, so a killed containerd can linger as one."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split(":", 1)[1].split()[0]
-    except OSError:
-        return False
-    return False
+def _path_argument(value: object, what: str) -> Path:
+    if isinstance(value, bytes) or not isinstance(value, str | os.PathLike):
+        raise errors.InvalidArgument(f"{what} must be a path, not {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise errors.InvalidArgument(f"{what} must be a str path, not {type(text).__name__}")
+    if not text or "\0" in text:
+        raise errors.InvalidArgument(f"{what} {text!r} is empty or contains a NUL byte")
+    return Path(text).absolute()
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-async def _wait_exit(pid: int) -> None:
-    """Return when ``pid`` (not necessarily our child) has exited.
-
-    A pidfd becomes readable the moment the process exits, reaped or not, so
-    an adopted containerd's crash is seen as fast as our own child's.
-    """
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    except OSError:  # pragma: no cover - kernels before 5.3
-        while _alive(pid):  # noqa: ASYNC110 - no event exists to wait on
-            await anyio.sleep(0.1)
-        return
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-
-    def on_readable() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(fd, on_readable)
-    try:
-        if _alive(pid):
-            await gone
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-@dataclass(eq=False)
-class _Child:
-    """One containerd process, started by us or adopted from a pid file."""
-
-    pid: int
-    process: asyncio.subprocess.Process | None  # None when adopted
-    exited: anyio.Event = field(default_factory=anyio.Event)
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 class Daemon:
@@ -133,32 +84,47 @@ class Daemon:
     Use as ``async with Daemon(root_dir, state_dir) as daemon`` and connect
     clients to :attr:`address`. While the context is open, a containerd that
     exits or stops answering its health check is killed and replaced, with
-    back-off; clients connected to :attr:`address` ride through it by
-    themselves (they reconnect, resubscribe and reconcile missed exits).
+    back-off, for as long as it takes; clients connected to :attr:`address`
+    ride through it by themselves (they reconnect, resubscribe and reconcile
+    missed exits).
 
-    If the pid file names a containerd started with this daemon's config that
-    is still running (left by an earlier process that died), it is adopted and
-    watched the same way instead of starting a second one.
+    If the pid file names a containerd that this daemon would have started
+    (our user, our executable, our command line) and that still runs (left by
+    an earlier process that died), it is adopted and watched the same way
+    instead of starting a second one. Any other process the file names is
+    left alone.
 
     Leaving the context stops containerd with SIGTERM, then SIGKILL after
     ``timeouts.stop`` seconds. Running containers' shims are left alone, as
     dockerd leaves them: the next containerd on the same directories finds
     their tasks again.
 
+    ``root_dir`` and ``state_dir`` (and any parent of them made here, mode
+    0711) must belong to the calling user and be writable by nobody else;
+    files in them are never opened through a symlink.
+
     Args:
         root_dir: containerd's root directory (persistent data).
         state_dir: where the config, socket, pid file, containerd's state and
             runtime wrapper scripts live.
-        binary: the containerd executable.
-        log_level: containerd's log level; its lines are forwarded to
-            the ``supervisor.containerd`` logger at their own level.
+        binary: the containerd executable (a path, or a name found on PATH).
+        log_level: containerd's log level (Python's or logrus' level names;
+            default: the config's); its lines are forwarded to the
+            ``supervisor.containerd`` logger at their own level.
         config: runtimes and defaults (see :class:`DaemonConfig`).
         timeouts: start, stop, health-check and restart timings.
 
-    Raises (on entry):
-        InvalidArgument: the binary does not exist or the socket path is too
-            long for a unix socket.
-        Unavailable: containerd did not come up within ``timeouts.start``.
+    Raises:
+        InvalidArgument: (constructing) an argument of the wrong type or
+            value; (on entry) the binary is missing or cannot be run, or the
+            socket path is too long for a unix socket.
+        FailedPrecondition: (on entry) a directory is not ours or writable by
+            others, a file in the state directory is a symlink, another
+            supervisor runs this state directory, or the directories could
+            not be prepared.
+        Unavailable: (on entry) containerd exited while starting (the message
+            has its exit code and last lines), or did not answer within
+            ``timeouts.start``.
 
     Example::
 
@@ -177,19 +143,35 @@ class Daemon:
         config: DaemonConfig | None = None,
         timeouts: DaemonTimeouts | None = None,
     ) -> None:
-        self._root = Path(root_dir).absolute()
-        self._state = Path(state_dir).absolute()
+        self._root = _path_argument(root_dir, "root_dir")
+        self._state = _path_argument(state_dir, "state_dir")
+        if not isinstance(binary, str) or not binary or "\0" in binary:
+            raise errors.InvalidArgument(f"binary must be a non-empty string, not {binary!r}")
+        if config is not None and not isinstance(config, DaemonConfig):
+            raise errors.InvalidArgument(
+                f"config must be a DaemonConfig, not {type(config).__name__}"
+            )
+        if timeouts is not None and not isinstance(timeouts, DaemonTimeouts):
+            raise errors.InvalidArgument(
+                f"timeouts must be a DaemonTimeouts, not {type(timeouts).__name__}"
+            )
+        if log_level is not None and log_level not in _containerd_toml.CONTAINERD_LEVELS:
+            raise errors.InvalidArgument(
+                f"log_level {log_level!r} is not one of "
+                f"{', '.join(sorted(_containerd_toml.CONTAINERD_LEVELS))}"
+            )
         self._binary = binary
         self._initial_config = config or DaemonConfig()
         self._log_level = log_level or self._initial_config.log_level
         self._timeouts = timeouts or DaemonTimeouts()
+        self._entered = False
         self._store: ConfigStore | None = None
-        self._child: _Child | None = None
+        self._child: Child | None = None
         self._restarts = 0
         self._health = HealthChecker(str(self.address))
         self._background = Background(f"supervisor-daemon:{self._state}")
-        self._log_reader = LogFollower(self._state / "containerd.log")
-        self._lock_fd = -1
+        self._follower = LogFollower(self._state / "containerd.log", self._timeouts.log_poll)
+        self._lock = StateLock(self._state / "supervisor.lock")
 
     # -- what callers read ---------------------------------------------------
 
@@ -210,6 +192,7 @@ class Daemon:
 
     @property
     def pid_file(self) -> Path:
+        """Where the pid of the running containerd is recorded."""
         return self._state / "containerd.pid"
 
     @property
@@ -250,9 +233,18 @@ class Daemon:
         never rewritten and only stale ones are removed, at the next start.
 
         Raises:
-            InvalidArgument: the config is invalid; the current one stays.
+            InvalidArgument: ``config`` is not a DaemonConfig; nothing changes.
+            FailedPrecondition: the daemon was not started, or a wrapper
+                script could not be written; the current config stays.
         """
-        self.config.reload(config)  # logs the swap itself
+        if not isinstance(config, DaemonConfig):
+            raise errors.InvalidArgument(
+                f"config must be a DaemonConfig, not {type(config).__name__}"
+            )
+        try:
+            self.config.reload(config)  # logs the swap itself
+        except OSError as exc:
+            raise errors.FailedPrecondition(f"cannot write a runtime wrapper: {exc}") from exc
 
     # -- lifetime --------------------------------------------------------------
 
@@ -263,13 +255,22 @@ class Daemon:
             raise errors.InvalidArgument(
                 f"socket path {self.address!r} is longer than a unix socket allows"
             )
-        if self._store is not None:
+        if self._entered:
             raise errors.FailedPrecondition("a Daemon can be entered once")
-        self._prepare()
+        try:
+            self._prepare()
+        except OSError as exc:
+            raise errors.FailedPrecondition(f"cannot prepare {self._state}: {exc}") from exc
+        self._entered = True
         # The watchdog runs in a Background task, not in a task group around
         # the caller's block: some callers (pytest-asyncio fixtures) enter and
         # leave from different tasks.
-        await self._background.start(self._run)
+        try:
+            await self._background.start(self._run)
+        except errors.SupervisorError:
+            raise
+        except Exception as exc:
+            raise errors.Unknown(f"the embedded containerd failed to start: {exc!r}") from exc
         return self
 
     async def __aexit__(
@@ -281,72 +282,43 @@ class Daemon:
         await self._background.stop()
         error = self._background.error
         if error is not None and exc is None:
-            raise error
+            if isinstance(error, errors.SupervisorError):
+                raise error
+            raise errors.Unknown(f"the daemon's watchdog failed: {error!r}") from error
 
     def _prepare(self) -> None:
+        # containerd's root and state: 0711 as containerd makes them, so that
+        # shims and containers of other users can reach what they need.
         for directory in (self._root, self._state, self._state / "daemon"):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self._lock()
+            owned_dir(directory, 0o711)
+        self._lock.acquire()
         try:
-            self._store = ConfigStore(self._initial_config, self.wrapper_dir)
+            store = ConfigStore(self._initial_config, self.wrapper_dir)
             # Stale wrappers only go at start: a running container may still
             # exec through any script written by an earlier config of ours.
-            clean_stale_wrappers(self.wrapper_dir, keep=self._store.wrapper_paths())  # logs
-            self._write_config()
+            clean_stale_wrappers(self.wrapper_dir, keep=store.wrapper_paths())
+            _containerd_toml.write(
+                self.config_path,
+                root=self._root,
+                state=self._state / "daemon",
+                address=self.address,
+                debug_address=self.debug_address,
+                log_level=self._log_level,
+            )
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
-
-    def _lock(self) -> None:
-        # Two supervisors on one state directory would adopt the same
-        # containerd and then restart it against each other. The kernel drops
-        # the lock when its holder dies, so a crashed one never blocks the next.
-        fd = os.open(self._state / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise errors.FailedPrecondition(
-                f"another supervisor runs the containerd of {self._state}"
-            ) from None
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, -1
-        if fd >= 0:
-            os.close(fd)  # closing the only descriptor releases the flock
-
-    def _write_config(self) -> None:
-        def q(value: str | Path) -> str:
-            # TOML basic strings share JSON's escapes for what a path can hold.
-            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-        text = "\n".join(
-            [
-                "# Written by containerd-supervisor; rewritten at every start.",
-                "version = 2",
-                f"root = {q(self._root)}",
-                f"state = {q(self._state / 'daemon')}",
-                f"disabled_plugins = [{', '.join(q(p) for p in _DISABLED_PLUGINS)}]",
-                "",
-                "[grpc]",
-                f"  address = {q(self.address)}",
-                "",
-                "[debug]",
-                f"  address = {q(self.debug_address)}",
-                f"  level = {q(_CONTAINERD_LEVELS.get(self._log_level, self._log_level))}",
-                "",
-            ]
-        )
-        _atomic_write(self.config_path, text.encode())
+        self._store = store
 
     async def _run(self) -> None:
+        t = self._timeouts
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._log_reader.follow)
-                child = await self._adopt(tg)
-                if child is None:
-                    child = await self._start(tg)
+                tg.start_soon(self._follower.follow)
+                try:
+                    child = await self._adopt(tg) or await self._start(tg)
+                except OSError as exc:
+                    raise errors.FailedPrecondition(f"cannot start containerd: {exc}") from exc
                 self._child = child
                 self._background.ready()
                 tg.start_soon(self._watch, tg)
@@ -357,81 +329,60 @@ class Daemon:
                 _log.error("daemon.watchdog_failed", exc_info=errors.unwrap_group(exc))
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._stop_child()
-                self._log_reader.drain()
-                self._log_reader.close()
-                self._health.close()
-                self._unlock()
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + t.stop + t.kill
+                try:
+                    await self._stop_child()
+                finally:
+                    self._follower.drain()
+                    self._follower.close()
+                    self._health.close()
+                    self._lock.release()
 
     # -- starting and adopting -----------------------------------------------------
 
-    async def _adopt(self, tg: anyio.abc.TaskGroup) -> _Child | None:
-        try:
-            text = self.pid_file.read_text().strip()
-        except FileNotFoundError:
-            return None
-        pid = int(text) if text.isdigit() else 0
-        # Only a containerd started on *this* config is ours to adopt; a
-        # reused pid belongs to somebody else and must not be touched.
-        argv = _cmdline(pid) if pid > 0 else []
-        ours = (
-            _alive(pid)
-            and bool(argv)
-            and os.path.basename(argv[0]) == os.path.basename(self._binary)
-            and str(self.config_path) in argv
+    async def _adopt(self, tg: anyio.abc.TaskGroup) -> Child | None:
+        child = adopt(
+            self.pid_file, self._binary, self.config_path, poll=self._timeouts.health_interval
         )
-        if not ours:
-            _log.info("daemon.stale_pid_file", pid=text, path=str(self.pid_file))
-            self.pid_file.unlink(missing_ok=True)
+        if child is None:
             return None
-        child = _Child(pid, None)
-        tg.start_soon(self._watch_exit, child)
+        tg.start_soon(child.watch)
         if await self._wait_ready(child):
-            _log.info("daemon.adopted", pid=pid, address=self.address)
+            _log.info("daemon.adopted", pid=child.pid, address=self.address)
             return child
-        _log.warning("daemon.adopted_unresponsive", pid=pid)
-        await self._kill(child)
+        _log.warning("daemon.adopted_unresponsive", pid=child.pid)
+        await self._discard(child)
         return None
 
-    async def _start(self, tg: anyio.abc.TaskGroup) -> _Child:
+    async def _start(self, tg: anyio.abc.TaskGroup) -> Child:
+        t = self._timeouts
         # A socket file left by a killed containerd makes its successor's
-        # listen fail; nobody else can be serving on it (we hold the pid file).
+        # listen fail; nobody else can be serving on it (we hold the lock).
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address)
-        # Output goes to a file, not a pipe: Go programs die of SIGPIPE when
-        # fd 1 or 2 breaks, so a pipe would take containerd down with us and
-        # make adoption after our own crash impossible.
-        log_fd = os.open(self._log_reader.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                self._binary,
-                "--config",
-                str(self.config_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                # Its own session: a terminal's ^C reaches us, and we decide
-                # how containerd stops.
-                start_new_session=True,
-            )
-        except FileNotFoundError as exc:
-            raise errors.InvalidArgument(f"containerd binary {self._binary!r} not found") from exc
-        except PermissionError as exc:
-            raise errors.InvalidArgument(f"containerd binary {self._binary!r}: {exc}") from exc
-        finally:
-            os.close(log_fd)
-        child = _Child(process.pid, process)
+        # The follower takes its place in the log before containerd writes,
+        # so that the lines of a containerd that dies at once are ours to show.
+        self._follower.drain()
+        self._follower.tail.clear()
         started = time.monotonic()
+        child = await spawn(
+            self._binary,
+            self.config_path,
+            self._follower.path,
+            self.pid_file,
+            kill_within=t.kill,
+            poll=t.health_interval,
+        )
         try:
-            _atomic_write(self.pid_file, f"{process.pid}\n".encode())
-            tg.start_soon(self._watch_exit, child)
+            tg.start_soon(child.watch)
             ready = await self._wait_ready(child)
         except BaseException:
-            # Cancelled (the loop shutting down) or the pid file unwritable:
-            # a child nobody tracks yet must not outlive us.
-            with anyio.CancelScope(shield=True):
-                await self._kill(child)
+            # Cancelled (the loop shutting down): a child nobody tracks yet
+            # must not outlive us.
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + t.kill
+                await self._discard(child)
             raise
         if ready:
             _log.info(
@@ -441,28 +392,28 @@ class Daemon:
                 seconds=round(time.monotonic() - started, 3),
             )
             return child
-        await self._kill(child)
-        self._log_reader.drain()
-        tail = "\n".join(self._log_reader.tail)
+        exited = child.exited.is_set()
+        await self._discard(child)
+        self._forget_pid_file()
+        self._follower.drain()
+        tail = "\n".join(self._follower.tail)
+        lines = f"; its last lines:\n{tail}" if tail else "; it wrote nothing"
+        if exited:
+            what = _exit_text(child.returncode)
+            raise errors.Unavailable(f"containerd (pid {child.pid}) {what} while starting{lines}")
         raise errors.Unavailable(
-            f"containerd (pid {child.pid}) did not answer within {self._timeouts.start}s"
-            + (f"; its last lines:\n{tail}" if tail else "")
+            f"containerd (pid {child.pid}) did not answer within {t.start}s{lines}"
         )
 
-    async def _wait_ready(self, child: _Child) -> bool:
-        with anyio.move_on_after(self._timeouts.start):
+    async def _wait_ready(self, child: Child) -> bool:
+        t = self._timeouts
+        with anyio.move_on_after(t.start):
             while not child.exited.is_set():
-                if await self._health.check(self._timeouts.health_timeout):
+                if await self._health.check(t.health_timeout):
                     return True
-                with anyio.move_on_after(0.02):
+                with anyio.move_on_after(t.start_poll):
                     await child.exited.wait()
         return False
-
-    async def _watch_exit(self, child: _Child) -> None:
-        await _wait_for(child)
-        child.exited.set()
-        code = child.process.returncode if child.process is not None else None
-        _log.debug("daemon.exited", pid=child.pid, code=code)
 
     # -- watching and replacing ------------------------------------------------------
 
@@ -489,79 +440,82 @@ class Daemon:
                 if failures < t.health_failures and not child.exited.is_set():
                     continue
                 reason = "exited" if child.exited.is_set() else "unresponsive"
-            _log.warning("daemon.containerd_down", pid=child.pid, reason=reason)
+            _log.warning(
+                "daemon.containerd_down",
+                pid=child.pid,
+                reason=reason,
+                code=child.returncode,
+            )
             if reason == "unresponsive":
                 await self._dump_stacks(child)
-            await self._kill(child)
+            await self._discard(child)
+            self._child = None
             self._child = await self._replace(tg, delays)
             self._restarts += 1
             healthy_since = time.monotonic()
             failures = 0
 
-    async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> _Child:
+    async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> Child:
+        attempt = 0
         while True:
             await anyio.sleep(next(delays))
+            attempt += 1
             try:
                 child = await self._start(tg)
-            except errors.Unavailable as exc:
-                _log.error("daemon.restart_failed", error=str(exc))
+            except Exception as exc:
+                # Whatever failed (containerd exiting at once, a full disk, a
+                # log that cannot be opened, the binary gone mid-upgrade), a
+                # later attempt may succeed: the watchdog must outlive it.
+                _log.error(
+                    "daemon.restart_failed",
+                    attempt=attempt,
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                )
                 continue
             _log.info("daemon.restarted", pid=child.pid, restarts=self._restarts + 1)
             return child
 
-    async def _dump_stacks(self, child: _Child) -> None:
+    async def _dump_stacks(self, child: Child) -> None:
         # containerd logs every goroutine's stack on SIGUSR1: the one record
         # of where a hung containerd was stuck, taken before it is killed.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signal.SIGUSR1)
-        await anyio.sleep(_DUMP_GRACE)
-        self._log_reader.drain()
+        child.signal(signal.SIGUSR1)
+        await anyio.sleep(self._timeouts.dump_grace)
+        self._follower.drain()
 
-    async def _kill(self, child: _Child) -> None:
-        if not child.exited.is_set():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGKILL)
-            # Waited on directly, not through child.exited: the task that
-            # sets it may be cancelled already.
-            with anyio.move_on_after(10):
-                await _wait_for(child)
-                child.exited.set()
+    async def _discard(self, child: Child) -> None:
+        """Kill ``child`` (if it still runs) and let go of it."""
+        if not await child.kill(self._timeouts.kill):
+            _log.error("daemon.kill_timeout", pid=child.pid, seconds=self._timeouts.kill)
+        child.close()
+        # A channel to the old containerd would fail or hang on the new one.
         self._health.close()
+
+    def _forget_pid_file(self) -> None:
+        try:
+            self.pid_file.unlink(missing_ok=True)
+        except OSError as exc:
+            _log.warning("daemon.pid_file_not_removed", path=str(self.pid_file), error=str(exc))
 
     async def _stop_child(self) -> None:
         child = self._child
         self._child = None
         if child is None:
             return
-        if not child.exited.is_set() and _alive(child.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
-            # The watcher tasks were cancelled with the task group: wait here.
-            with anyio.move_on_after(self._timeouts.stop):
-                await _wait_for(child)
-            if _alive(child.pid):
-                _log.warning("daemon.stop_timeout", pid=child.pid, seconds=self._timeouts.stop)
-                await self._kill(child)
-        self.pid_file.unlink(missing_ok=True)
+        t = self._timeouts
+        # The watcher tasks were cancelled with the task group: wait here.
+        child.signal(signal.SIGTERM)
+        if not await child.wait_gone(t.stop):
+            _log.warning("daemon.stop_timeout", pid=child.pid, seconds=t.stop)
+            child.signal(signal.SIGKILL)
+            await child.wait_gone(t.kill)
+        gone = child.exited.is_set()
+        child.close()
+        self._health.close()
+        if not gone:
+            # Still there (stuck in the kernel): its pid file stays, so that
+            # the next Daemon adopts or replaces it rather than start a second.
+            _log.error("daemon.kill_timeout", pid=child.pid, seconds=t.kill)
+            return
+        self._forget_pid_file()
         _log.info("daemon.stopped", pid=child.pid, restarts=self._restarts)
-
-
-async def _wait_for(child: _Child) -> None:
-    if child.process is not None:
-        await child.process.wait()
-    else:
-        await _wait_exit(child.pid)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -373,7 +373,7 @@ def clean_stale_wrappers(directory: Path, keep: Collection[Path]) -> list[Path]:
         removed.append(directory / entry.name)
     removed.sort()
     if removed:
-        _log.info("runtime.wrapper.clean", directory=str(directory), removed=len(removed))
+        _log.debug("runtime.wrapper.clean", directory=str(directory), removed=len(removed))
     return removed
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+
+from .. import errors
 
 __all__ = ["DaemonTimeouts"]
 
@@ -11,11 +14,15 @@ __all__ = ["DaemonTimeouts"]
 class DaemonTimeouts:
     """How the embedded containerd is started, watched and stopped, in seconds.
 
+    Every pause and bound of the daemon comes from here.
+
     Attributes:
         start: how long a new containerd may take to answer its health check.
         stop: how long containerd may take to exit on SIGTERM before SIGKILL.
         kill: how long a SIGKILLed containerd may take to be gone.
-        health_interval: pause between health checks of a running containerd.
+        health_interval: pause between health checks of a running containerd
+            (and, on a kernel without pidfds, between looks at whether an
+            adopted containerd is still there).
         health_timeout: deadline of one health check.
         health_failures: consecutive failed checks after which a containerd
             that is alive but not answering is killed and replaced.
@@ -26,6 +33,11 @@ class DaemonTimeouts:
         dump_grace: how long a hung containerd gets to write its goroutine
             stacks (SIGUSR1) before it is killed.
         log_poll: how often containerd's log file is read.
+
+    Raises:
+        InvalidArgument: a value is not a finite, non-negative number, a
+            bound that must be positive is zero, or ``health_failures`` is not
+            a positive integer.
     """
 
     start: float = 10.0
@@ -40,3 +52,40 @@ class DaemonTimeouts:
     stable: float = 30.0
     dump_grace: float = 0.2
     log_poll: float = 0.1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "health_failures":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise errors.InvalidArgument(
+                        f"health_failures must be a positive integer, not {value!r}"
+                    )
+                continue
+            # bool is an int to Python; a timeout of True is a mistake.
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise errors.InvalidArgument(
+                    f"{f.name} must be a finite number of seconds >= 0, not {value!r}"
+                )
+        # A zero pause would spin the event loop; a zero deadline never succeeds.
+        positive = (
+            "start",
+            "health_interval",
+            "health_timeout",
+            "start_poll",
+            "restart_initial",
+            "log_poll",
+        )
+        for name in positive:
+            if getattr(self, name) == 0:
+                raise errors.InvalidArgument(f"{name} must be more than 0 seconds")
+        if self.restart_max < self.restart_initial:
+            raise errors.InvalidArgument(
+                f"restart_max ({self.restart_max}) is less than restart_initial "
+                f"({self.restart_initial})"
+            )

@@ -260,11 +260,21 @@ async def test_bad_binary_is_a_typed_error_and_leaves_nothing(base: Path) -> Non
         async with Daemon(base / "root", base / "state", binary="/nonexistent/containerd"):
             pass
     assert not (base / "state" / "containerd.pid").exists()
-    with pytest.raises(errors.Unavailable, match="did not answer"):
+    with pytest.raises(errors.Unavailable, match="exited with code 1 while starting"):
         async with Daemon(
             base / "root", base / "state", binary="/bin/false", timeouts=DaemonTimeouts(start=2)
         ):
             pass
+    # one that runs but never answers is killed after timeouts.start
+    silent = base / "silent-containerd"
+    silent.write_text("#!/bin/sh\nexec sleep 60\n")
+    silent.chmod(0o755)
+    with pytest.raises(errors.Unavailable, match="did not answer within 1s"):
+        async with Daemon(
+            base / "root", base / "state", binary=str(silent), timeouts=DaemonTimeouts(start=1)
+        ):
+            pass
+    assert not (base / "state" / "containerd.pid").exists()
     too_long = base / ("x" * 120)
     with pytest.raises(errors.InvalidArgument, match="longer than a unix socket"):
         async with Daemon(base / "root", too_long):

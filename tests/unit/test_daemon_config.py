@@ -148,8 +148,58 @@ def test_load(tmp_path: Path) -> None:
     path.write_bytes(b"log_level = '\xff'")
     with pytest.raises(InvalidArgument, match="not UTF-8"):
         DaemonConfig.load(path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InvalidArgument, match="No such file"):
         DaemonConfig.load(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 5000 + "]" * 5000,
+        "a = " + "{b = " * 3000 + "1" + "}" * 3000,
+        "[runtimes.x]\nargs = " + "[" * 5000 + "]" * 5000,
+    ],
+    ids=["arrays", "inline-tables", "inside-a-runtime"],
+)
+def test_deeply_nested_toml_is_invalid_argument(text: str) -> None:
+    # tomllib recurses once per level: a RecursionError must not escape.
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        DaemonConfig.from_toml(text)
+
+
+def test_from_toml_refuses_what_is_not_text() -> None:
+    with pytest.raises(InvalidArgument, match="must be a string, not bytes"):
+        DaemonConfig.from_toml(b"log_level = 'info'")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="must be a string, not NoneType"):
+        DaemonConfig.from_toml(None)  # type: ignore[arg-type]
+
+
+def test_a_type_or_value_error_inside_is_invalid_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever slips past the checks with a TypeError or ValueError is still
+    # bad input to the caller, never a crash of its own kind.
+    def broken(name: str, table: object) -> Runtime:
+        raise ValueError(f"odd value in {name}")
+
+    monkeypatch.setattr("supervisor.daemon._config._runtime_from_table", broken)
+    with pytest.raises(InvalidArgument, match="odd value in x"):
+        DaemonConfig.from_toml("[runtimes.x]\npath = 'runc'")
+
+
+def test_load_refuses_every_bad_file_with_invalid_argument(tmp_path: Path) -> None:
+    cases = {
+        "missing": tmp_path / "absent.toml",
+        "a directory": tmp_path,
+        "too large": tmp_path / "big.toml",
+        "nested": tmp_path / "nested.toml",
+    }
+    cases["too large"].write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    cases["nested"].write_text("a = " + "[" * 5000 + "]" * 5000)
+    for what, path in cases.items():
+        with pytest.raises(InvalidArgument, match=f"^{path}: ") as info:
+            DaemonConfig.load(path)
+        print(what, info.value)
+    with pytest.raises(InvalidArgument, match="must be a path"):
+        DaemonConfig.load(3)  # type: ignore[arg-type]
 
 
 # -- ResolvedConfig and ConfigStore ----------------------------------------------
