@@ -2,13 +2,16 @@
 
 SIGINT or SIGTERM stops it (containerd gets SIGTERM, running containers'
 shims are left alone); SIGHUP reloads ``--config``. A reload that fails keeps
-the configuration in force and says why.
+the configuration in force and says why (``daemon.reload_failed``); a
+``--config`` that cannot be used at start is one line on stderr and exit
+code 2, before anything is started.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,9 @@ from ..daemon import Daemon, DaemonConfig
 
 _log = get_logger("cli.daemon")
 
+# argparse's exit code for a command line it refuses: a bad --config is one.
+EXIT_BAD_CONFIG = 2
+
 
 def _load(path: Path | None) -> DaemonConfig:
     return DaemonConfig() if path is None else DaemonConfig.load(path)
@@ -27,7 +33,12 @@ def _load(path: Path | None) -> DaemonConfig:
 
 async def cmd_daemon(args: argparse.Namespace) -> int:
     config_file: Path | None = args.config
-    config = _load(config_file)
+    try:
+        config = _load(config_file)
+    except errors.InvalidArgument as exc:
+        message = " ".join(str(exc).split())  # one line, whatever TOML said
+        print(f"supervisor daemon: bad --config: {message}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     base = Path(args.dir)
     async with Daemon(
         args.root or base / "root",
@@ -48,8 +59,14 @@ async def cmd_daemon(args: argparse.Namespace) -> int:
                     continue
                 try:
                     daemon.reload(_load(config_file))
-                except (errors.SupervisorError, OSError) as exc:
-                    _log.error("daemon.reload_failed", path=str(config_file), error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - a bad reload must not end the daemon
+                    # Whatever went wrong, containerd keeps running on the
+                    # configuration in force; the operator reads why.
+                    _log.error(
+                        "daemon.reload_failed",
+                        path=str(config_file),
+                        error=str(exc) or type(exc).__name__,
+                    )
     return 0
 
 
