@@ -51,9 +51,7 @@ def configure_logging(level: str, fmt: str, *, containerd_chatter: bool = False)
     if fmt == "json":
         handler.setFormatter(_Json())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     if not containerd_chatter and level.lower() != "debug":
         handler.addFilter(_QuietContainerd())
     root = logging.getLogger("supervisor")

@@ -1,0 +1,207 @@
+"""``start``, ``stop``, ``rm``, ``kill``, ``pause``, ``unpause``, ``update``:
+acting on existing containers, each named one in turn. One that fails is
+reported and the others are still done; the exit code is then 125."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from .. import errors
+from .._client import Client
+from .._container import Container
+from .._task import Task
+from .._types import ProcessState
+from ._connection import open_client
+from ._errors import EXIT_FAILED, CliError, describe
+from ._logfile import check_log_path
+from ._options import LOG_PATH_LABEL, resources
+from ._run import cleanup, foreground
+
+__all__ = ["kill", "pause", "rm", "start", "stop", "unpause", "update"]
+
+_LIVE = (ProcessState.RUNNING, ProcessState.PAUSED, ProcessState.PAUSING)
+
+
+async def _each(
+    args: argparse.Namespace,
+    action: Callable[[Client, Container], Awaitable[None]],
+    *,
+    observe: bool,
+    quiet: bool = False,
+) -> int:
+    """``action`` on every named container; the ids done are printed."""
+    failed = False
+    async with open_client(args, observe=observe) as client:
+        for cid in args.containers:
+            try:
+                container = await client.load_container(cid)
+                await action(client, container)
+            except errors.Unavailable:
+                raise  # nothing else will work either
+            except (errors.SupervisorError, CliError) as exc:
+                failed = True
+                print(describe(exc, args.address), file=sys.stderr)
+                continue
+            if not quiet:
+                print(cid, flush=True)
+    return EXIT_FAILED if failed else 0
+
+
+async def _task_or_none(container: Container) -> Task | None:
+    try:
+        return await container.task()
+    except errors.NotFound:
+        return None
+
+
+async def _running_task(container: Container) -> Task:
+    task = await _task_or_none(container)
+    if task is None:
+        raise CliError(f"container {container.id} is not running")
+    return task
+
+
+# -- start --------------------------------------------------------------------------
+
+
+def _recorded_log_path(container: Container) -> str | None:
+    path = container.labels.get(LOG_PATH_LABEL)
+    if not path:
+        return None
+    try:
+        return check_log_path(path)
+    except CliError as exc:
+        raise CliError(f"container {container.id}'s recorded log path: {exc.message}") from None
+
+
+def _terminal(container: Container) -> bool:
+    process = container.spec.get("process")
+    return bool(process.get("terminal")) if isinstance(process, dict) else False
+
+
+async def _new_task(container: Container, *, attach: bool, interactive: bool) -> Task:
+    old = await _task_or_none(container)
+    if old is not None:
+        if await old.status() in _LIVE:
+            raise CliError(f"container {container.id} is running already")
+        await old.delete(force=True)  # stopped (or never started): make way for a new one
+    return await container.new_task(
+        stdin=interactive,
+        terminal=_terminal(container),
+        log_path=_recorded_log_path(container),
+        output="pipe" if attach else "null",
+    )
+
+
+async def start(args: argparse.Namespace) -> int:
+    if not args.attach:
+        if args.interactive:
+            raise CliError("-i needs -a: nothing stays to feed stdin")
+
+        async def detached(client: Client, container: Container) -> None:
+            task = await _new_task(container, attach=False, interactive=False)
+            try:
+                await task.start()
+            except BaseException:
+                await cleanup(task.delete(force=True), f"delete the task of {container.id}")
+                raise
+
+        return await _each(args, detached, observe=False)
+    if len(args.containers) != 1:
+        raise CliError("start -a takes one container")
+    async with open_client(args, events=True) as client:
+        container = await client.load_container(args.containers[0])
+        tty = _terminal(container)
+        log_path = _recorded_log_path(container)
+        if args.interactive and log_path is not None:
+            raise CliError("-i cannot be used: the container's output goes to its log file")
+        if tty and args.interactive and not os.isatty(0):
+            raise CliError("the input device is not a TTY")
+        task = await _new_task(container, attach=True, interactive=args.interactive)
+        try:
+            return await foreground(task, interactive=args.interactive, tty=tty, log_path=log_path)
+        finally:
+            await cleanup(task.delete(force=True), f"delete the task of {container.id}")
+
+
+# -- stop, rm, kill -----------------------------------------------------------------
+
+
+async def _stop(task: Task, signal: int, grace: float) -> None:
+    """``signal``, up to ``grace`` seconds for the exit, then SIGKILL; the
+    task is deleted (the container stays)."""
+    state = await task.status()
+    if state in _LIVE or state is ProcessState.CREATED:
+        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+            await task.kill(signal)
+        if state in (ProcessState.PAUSED, ProcessState.PAUSING):
+            # A frozen process cannot act on the signal until thawed.
+            with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+                await task.resume()
+        with anyio.move_on_after(grace):
+            await task.wait()
+    with contextlib.suppress(errors.NotFound):
+        await task.delete(force=True)
+
+
+async def stop(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        task = await _task_or_none(container)
+        if task is not None:
+            await _stop(task, args.signal, args.time)
+
+    return await _each(args, action, observe=False)
+
+
+async def rm(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        task = await _task_or_none(container)
+        if task is not None:
+            if not args.force and await task.status() in _LIVE:
+                raise CliError(f"container {container.id} is running: stop it first, or use rm -f")
+            with contextlib.suppress(errors.NotFound):
+                await task.delete(force=True)
+        await container.delete()
+
+    return await _each(args, action, observe=False)
+
+
+async def kill(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        await (await _running_task(container)).kill(args.signal, all=args.all)
+
+    return await _each(args, action, observe=True)
+
+
+# -- pause, unpause, update ---------------------------------------------------------
+
+
+async def pause(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        await (await _running_task(container)).pause()
+
+    return await _each(args, action, observe=True)
+
+
+async def unpause(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        await (await _running_task(container)).resume()
+
+    return await _each(args, action, observe=True)
+
+
+async def update(args: argparse.Namespace) -> int:
+    body = resources(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit)
+    if not body:
+        raise CliError("update needs --memory, --cpus or --pids-limit")
+
+    async def action(client: Client, container: Container) -> None:
+        await (await _running_task(container)).update_resources(body)
+
+    return await _each(args, action, observe=True)

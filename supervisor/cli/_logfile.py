@@ -1,0 +1,76 @@
+"""Log files written by the shim (``run --log-path``): checked before use,
+opened without following links, printed and followed."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import anyio
+
+from ._errors import CliError
+from ._terminal import write_all
+
+__all__ = ["check_log_path", "follow", "open_log", "print_available"]
+
+_POLL = 0.2
+_CHUNK = 65536
+
+
+def check_log_path(path: str) -> str:
+    """A path the shim may append to: absolute, and if something is there
+    already, a regular file (not a link: the shim would follow it)."""
+    if not os.path.isabs(path) or "\0" in path:
+        raise CliError(f"--log-path {path!r} must be an absolute path")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise CliError(f"--log-path {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CliError(f"--log-path {path} exists and is not a regular file")
+    return path
+
+
+def open_log(path: str) -> int:
+    """Our fd on the log file at ``path``: never through a symlink, never
+    anything but a regular file (a FIFO would block, a device would be read)."""
+    if not os.path.isabs(path):
+        raise CliError(f"the recorded log path {path!r} is not absolute; refusing it")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CliError(f"the log path {path} is a symbolic link; refusing it") from None
+        raise CliError(f"cannot open the log file {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CliError(f"the log path {path} is not a regular file; refusing it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def print_available(fd: int, out: int) -> None:
+    """Copy what the file holds past our position to ``out``; start again
+    from the top if it was truncated under us."""
+    if os.fstat(fd).st_size < os.lseek(fd, 0, os.SEEK_CUR):
+        os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        data = os.read(fd, _CHUNK)
+        if not data:
+            return
+        write_all(out, data)
+
+
+async def follow(fd: int, out: int, done: anyio.Event) -> None:
+    """Keep copying what is appended until ``done`` is set, then copy the rest."""
+    while not done.is_set():
+        print_available(fd, out)
+        with anyio.move_on_after(_POLL):
+            await done.wait()
+    print_available(fd, out)

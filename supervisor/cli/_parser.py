@@ -1,0 +1,429 @@
+"""The command line: global options, every subcommand and its flags.
+
+Building the parser imports argparse and nothing of the library: a
+subcommand's module (and with it grpclib and the generated bindings) is
+loaded only once that subcommand is dispatched (see ``_main``). The daemon
+subcommand's parser belongs to ``_daemon``, which loads the embedded
+containerd's code; it is built only when ``daemon`` is the subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from ._errors import EXIT_FAILED
+
+__all__ = ["Parser", "build_parser", "parse", "parse_cpus", "parse_signal", "parse_size"]
+
+DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TIMEOUT = 10.0
+
+_DESCRIPTION = """\
+Run and manage containers through containerd.
+
+Global options go before the subcommand (as with ctr and nerdctl); --address,
+--namespace, --timeout, --state-dir and the logging options are also taken
+after it.
+
+exit codes: 125 the supervisor or containerd failed (or the command line is
+wrong), 126 the container's command cannot be invoked, 127 it was not found;
+otherwise the container's own exit code.
+"""
+
+_DAEMON_HELP = "run an embedded containerd in the foreground (SIGHUP reloads --config)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviated long options (``--name`` must never be
+    read as ``--namespace``), exiting 125 on a usage error as docker does:
+    2 is a plausible exit code of the container's own command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
+
+
+# -- value types ----------------------------------------------------------------
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?")
+_SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``64m``, ``1.5g``, ``512k``, ``64MiB`` or plain bytes."""
+    match = _SIZE.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 64m, 1g, 512k)")
+    value = int(float(match.group(1)) * _SCALE[match.group(2)])
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
+    return value
+
+
+def parse_signal(text: str) -> int:
+    """``TERM``, ``SIGKILL`` or a number."""
+    if text.isdigit():
+        number = int(text)
+        if not 1 <= number <= 64:
+            raise argparse.ArgumentTypeError(f"signal {number} is out of range (1..64)")
+        return number
+    name = text.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"unknown signal {text!r}") from None
+
+
+def parse_cpus(text: str) -> float:
+    """A number of CPUs, e.g. ``0.5`` or ``2``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number of CPUs {text!r}") from None
+    if not 0.01 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"--cpus must be between 0.01 and 1024, not {text}")
+    return value
+
+
+def parse_pids_limit(text: str) -> int:
+    """A positive process count, or -1 for no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad pids limit {text!r}") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError("--pids-limit must be positive (or -1: no limit)")
+    return value
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"seconds must be positive, not {text}")
+    return value
+
+
+def parse_stop_time(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative, not {text}")
+    return value
+
+
+# -- the parser -----------------------------------------------------------------
+
+
+def _env_default(name: str, fallback: str) -> str:
+    return os.environ.get(name) or fallback
+
+
+def _add_connection(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every subcommand shares. At the top they carry the
+    defaults; after the subcommand they are overrides that are absent unless
+    given (SUPPRESS), so a value given before the subcommand stands."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument(
+        *(("-a",) if top else ()),
+        "--address",
+        metavar="SOCK",
+        default=default(_env_default("CONTAINERD_ADDRESS", DEFAULT_ADDRESS)),
+        help="containerd's socket (default $CONTAINERD_ADDRESS or " + DEFAULT_ADDRESS + ")",
+    )
+    p.add_argument(
+        *(("-n",) if top else ()),
+        "--namespace",
+        metavar="NS",
+        default=default(_env_default("CONTAINERD_NAMESPACE", DEFAULT_NAMESPACE)),
+        help="containerd namespace (default $CONTAINERD_NAMESPACE or " + DEFAULT_NAMESPACE + ")",
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="S",
+        type=parse_seconds,
+        default=default(DEFAULT_TIMEOUT),
+        help=f"seconds to wait for containerd to answer (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default(None),
+        help="where the supervisor keeps bundles and FIFOs "
+        "(default /run/containerd-supervisor for root)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=default("warning"),
+        help="the supervisor's own log lines on stderr (default warning)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        default=default("console"),
+        help="how log lines look (default console)",
+    )
+
+
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table (default) or JSON",
+    )
+    p.add_argument("--json", action="store_true", help="same as --format json")
+
+
+def _command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+
+
+def _process_options(p: argparse.ArgumentParser) -> None:
+    """Options of the process itself, shared by run and exec."""
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set an environment variable (KEY alone: take it from here)",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read KEY=VALUE lines from FILE",
+    )
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="user (and group) to run as")
+    p.add_argument("-i", "--interactive", action="store_true", help="connect stdin")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument(
+        "-d", "--detach", action="store_true", help="start it in the background, print its id"
+    )
+
+
+def _resource_options(p: argparse.ArgumentParser, *, update: bool = False) -> None:
+    p.add_argument("-m", "--memory", type=parse_size, help="memory limit, e.g. 64m")
+    p.add_argument("--cpus", type=parse_cpus, help="CPU limit, e.g. 0.5")
+    p.add_argument(
+        "--pids-limit",
+        type=parse_pids_limit,
+        help="most processes at once" + (" (-1: no limit)" if update else ""),
+    )
+
+
+def build_parser(*, daemon: bool = False) -> Parser:
+    """The whole parser; with ``daemon`` the real ``daemon`` subcommand
+    (which imports the embedded containerd's code), else a placeholder that
+    takes any arguments and only shows in the help listing."""
+    from .. import __version__
+
+    common = Parser(add_help=False)
+    _add_connection(common, top=False)
+
+    parser = Parser(prog="supervisor", description=_DESCRIPTION)
+    _add_connection(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"supervisor {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: str, help: str, description: str | None = None) -> Parser:
+        p: Parser = sub.add_parser(
+            name, parents=[common], help=help, description=description or help
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    run = add(
+        "run",
+        "_run:run",
+        "run a command in a new container",
+        "Run a command in a new container made from a root filesystem directory.\n\n"
+        "The root filesystem is mounted read-only unless --writable is given: the\n"
+        "directory is used in place (no copy-on-write layer), so containers that\n"
+        "share it must not write to it. /tmp is a private tmpfs.\n\n"
+        "The command's exit code is the container's.",
+    )
+    run.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
+    run.add_argument(
+        "--name", "--id", dest="id", metavar="ID", help="container id (default: made up)"
+    )
+    _process_options(run)
+    run.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="SRC:DST[:ro]",
+        help="bind-mount host path SRC at DST",
+    )
+    run.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="type=bind,src=S,dst=D[,ro]",
+        help="a bind or tmpfs mount (type=tmpfs,dst=D)",
+    )
+    _resource_options(run)
+    run.add_argument("--hostname", metavar="NAME", help="hostname (default: the container id)")
+    run.add_argument(
+        "--network",
+        choices=["none", "host"],
+        default="none",
+        help="none: a network namespace of its own with loopback only (default); "
+        "host: the host's network",
+    )
+    rw = run.add_mutually_exclusive_group()
+    rw.add_argument(
+        "--read-only", action="store_true", help="mount the root filesystem read-only (default)"
+    )
+    rw.add_argument(
+        "--writable", action="store_true", help="let the container write to the rootfs directory"
+    )
+    run.add_argument("--rm", action="store_true", help="delete the container when it exits")
+    run.add_argument(
+        "--log-path",
+        metavar="FILE",
+        help="append the container's output to FILE (read it back with 'logs')",
+    )
+    run.add_argument("--runtime", help="containerd shim (default io.containerd.runc.v2)")
+    run.add_argument(
+        "--embedded",
+        metavar="DIR",
+        help="start a containerd of our own under DIR for this run instead of --address",
+    )
+    _command(run)
+
+    ex = add(
+        "exec",
+        "_exec:exec_",
+        "run a command in a running container",
+        "Run a command in a running container, with the container's own environment,\n"
+        "working directory and user unless -e, -w or -u say otherwise.",
+    )
+    ex.add_argument("container")
+    _process_options(ex)
+    ex.add_argument("--exec-id", metavar="ID", help="the process's id (default: made up)")
+    _command(ex)
+
+    start = add("start", "_lifecycle:start", "start a stopped container")
+    start.add_argument("-a", "--attach", action="store_true", help="stream its output and wait")
+    start.add_argument("-i", "--interactive", action="store_true", help="connect stdin (with -a)")
+    start.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    stop = add(
+        "stop",
+        "_lifecycle:stop",
+        "stop running containers",
+        "Send SIGTERM (or --signal), wait up to --time seconds, then SIGKILL.",
+    )
+    stop.add_argument(
+        "-t", "--time", type=parse_stop_time, default=10.0, help="seconds before SIGKILL"
+    )
+    stop.add_argument("-s", "--signal", type=parse_signal, default=int(signal.SIGTERM))
+    stop.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    rm = add("rm", "_lifecycle:rm", "delete containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    kill = add("kill", "_lifecycle:kill", "send a signal to containers")
+    kill.add_argument(
+        "-s", "--signal", type=parse_signal, default=int(signal.SIGKILL), help="default KILL"
+    )
+    kill.add_argument("--all", action="store_true", help="signal every process of the task")
+    kill.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    pause = add("pause", "_lifecycle:pause", "freeze every process of containers")
+    pause.add_argument("containers", nargs="+", metavar="CONTAINER")
+    unpause = add("unpause", "_lifecycle:unpause", "thaw paused containers")
+    unpause.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    update = add("update", "_lifecycle:update", "change a running container's limits")
+    _resource_options(update, update=True)
+    update.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    ps = add("ps", "_show:ps", "list containers")
+    _format_option(ps)
+    ps.add_argument("-q", "--quiet", action="store_true", help="ids only")
+
+    inspect = add("inspect", "_show:inspect", "show containers in detail")
+    _format_option(inspect)
+    inspect.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    stats = add(
+        "stats",
+        "_stats:stats",
+        "live CPU, memory and process counts",
+        "Live CPU %, memory and process counts of running containers (all of them\n"
+        "unless named), refreshed every --interval seconds until interrupted.",
+    )
+    _format_option(stats)
+    stats.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    stats.add_argument(
+        "--interval", type=parse_seconds, default=1.0, help="seconds between samples"
+    )
+    stats.add_argument("containers", nargs="*", metavar="CONTAINER")
+
+    logs = add(
+        "logs",
+        "_show:logs",
+        "print a container's log file",
+        "Print the output of a container run with --log-path.",
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it exits")
+    logs.add_argument("container")
+
+    events = add("events", "_events:events", "print task events as they happen")
+    _format_option(events)
+
+    version = add("version", "_show:version", "the supervisor's and containerd's versions")
+    _format_option(version)
+
+    if daemon:
+        from ._daemon import add_parser as add_daemon_parser
+
+        add_daemon_parser(sub, common)
+    else:
+        # Placeholder: prefix characters nobody types, so it takes whatever
+        # follows; ``parse`` then parses again with the real one.
+        stub = sub.add_parser("daemon", help=_DAEMON_HELP, add_help=False, prefix_chars="\0")
+        stub.add_argument("rest", nargs="*")
+    return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line (exits 0 after --help/--version, 125 on a usage error)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_list)
+    if args.cmd == "daemon":
+        args = build_parser(daemon=True).parse_args(args_list)
+    if getattr(args, "json", False):
+        args.format = "json"
+    command = getattr(args, "command", None)
+    if command and command[0] == "--":
+        args.command = command[1:]
+    return args
