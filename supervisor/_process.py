@@ -514,8 +514,15 @@ class Process:
             self._fifos.remove()
         session = self._session
         cid = self.container.id
-        # Waiters of a process that never ran would otherwise wait forever.
-        session.tracker.resolve_deleted(cid, self.id, status)
+        if self._started and self._pid:
+            # Deleted before its EXIT came off the stream (containerd down,
+            # or the stream behind): this is its exit, reported once.
+            session.monitor.found_exited(
+                cid, self.id, self._pid, status.exit_code, status.exited_at
+            )
+        else:
+            # Waiters of a process that never ran would otherwise wait forever.
+            session.tracker.resolve_deleted(cid, self.id, status)
         session.tracker.forget(cid, self.id)
         session.ledger.forget(cid, self.id)
         task = self.container._task
