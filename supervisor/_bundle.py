@@ -32,22 +32,42 @@ __all__ = [
 
 
 def _host_id(mappings: object, kind: str) -> int:
-    """The host id that container id 0 maps to through ``mappings``."""
-    if not isinstance(mappings, Sequence):
+    """The host id that container id 0 maps to through ``mappings``.
+
+    An unmapped root is refused rather than taken as host root (moby falls
+    back to 0): a user namespace whose root is nobody cannot be what the
+    caller meant, and running its bundle as host root would be the opposite
+    of what a user namespace is for.
+    """
+    if not isinstance(mappings, Sequence) or isinstance(mappings, str):
         raise InvalidArgument(f"linux.{kind} must be a list")
-    for m in mappings:
+    ranges: list[tuple[int, int, int]] = []
+    for i, m in enumerate(mappings):
         if not isinstance(m, Mapping):
-            raise InvalidArgument(f"linux.{kind} entries must be mappings")
+            raise InvalidArgument(f"linux.{kind}[{i}] must be a mapping")
         try:
             container_id, host_id, size = m["containerID"], m["hostID"], m["size"]
         except KeyError as exc:
-            raise InvalidArgument(f"linux.{kind} entry lacks {exc}") from None
+            raise InvalidArgument(f"linux.{kind}[{i}] lacks {exc}") from None
         for v in (container_id, host_id, size):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
-                raise InvalidArgument(f"linux.{kind} entries need integers in 0..2^32-1")
+                raise InvalidArgument(f"linux.{kind}[{i}] needs integers in 0..2^32-1")
+        if size == 0 or container_id + size > 1 << 32 or host_id + size > 1 << 32:
+            raise InvalidArgument(f"linux.{kind}[{i}] is an empty or out-of-range mapping")
+        ranges.append((int(container_id), int(host_id), int(size)))
+    for a in range(len(ranges)):
+        for b in range(a + 1, len(ranges)):
+            (ca, ha, sa), (cb, hb, sb) = ranges[a], ranges[b]
+            if ca < cb + sb and cb < ca + sa:
+                raise InvalidArgument(
+                    f"linux.{kind}[{a}] and [{b}] overlap in their container ids"
+                )
+            if ha < hb + sb and hb < ha + sa:
+                raise InvalidArgument(f"linux.{kind}[{a}] and [{b}] overlap in their host ids")
+    for container_id, host_id, size in ranges:
         if container_id <= 0 < container_id + size:
-            return int(host_id) - int(container_id)
-    raise InvalidArgument(f"linux.{kind} does not map container id 0")
+            return host_id - container_id
+    raise InvalidArgument(f"linux.{kind} does not map container id 0 (the container's root)")
 
 
 def remapped_root(spec: Mapping[str, Any]) -> tuple[int, int] | None:

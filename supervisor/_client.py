@@ -58,6 +58,27 @@ def _checked_labels(labels: Mapping[str, str] | None, container_id: str) -> dict
     return checked
 
 
+# Shims whose options message carries io_uid/io_gid (containerd.runc.v1.Options
+# and the legacy containerd.linux.runc.RuncOptions).
+_RUNC_SHIMS = frozenset(
+    {"io.containerd.runc.v2", "io.containerd.runc.v1", "io.containerd.runtime.v1.linux"}
+)
+
+
+def _remapped_io(
+    runtime: str, options: Mapping[str, Any] | None, owner: tuple[int, int] | None
+) -> Mapping[str, Any] | None:
+    """With a user namespace, the shim must hand the process's stdio pipes to
+    the remapped root (what moby sets), or ``echo hi > /dev/stdout`` inside
+    is refused; the caller's own io_uid/io_gid win."""
+    if owner is None or runtime not in _RUNC_SHIMS:
+        return options
+    merged = dict(options or {})
+    merged.setdefault("io_uid", owner[0])
+    merged.setdefault("io_gid", owner[1])
+    return merged
+
+
 class Client:
     """A connection to containerd bound to one namespace; made by :func:`connect`.
 
@@ -131,6 +152,7 @@ class Client:
         if runtime_options is not None and not isinstance(runtime_options, Mapping):
             raise errors.InvalidArgument("runtime_options must be a mapping", container_id=id)
         owner = remapped_root(body)
+        runtime_options = _remapped_io(runtime, runtime_options, owner)
         linux = body.setdefault("linux", {})
         linux.setdefault("cgroupsPath", f"/{self.namespace}/{id}")
         bundle = bundle_path(session.state_dir, self.namespace, id, owner)

@@ -81,9 +81,7 @@ _STATUS_TO_ERROR: dict[Status, type[errors.SupervisorError]] = {
 _UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
     # runc, when the process's executable cannot be run
     ("executable file not found", errors.CommandNotFound),
-    ("no such file or directory: unknown", errors.CommandNotFound),
     ("exec format error", errors.CommandNotExecutable),
-    ("permission denied: unknown", errors.CommandNotExecutable),
     ("cannot delete a running process", errors.FailedPrecondition),
     ("cannot delete running task", errors.FailedPrecondition),
     ("is not running", errors.FailedPrecondition),
