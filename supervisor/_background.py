@@ -11,12 +11,15 @@ task it is ordinary structured concurrency.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
 from . import errors
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Background"]
 
@@ -33,10 +36,17 @@ class Background:
     def __init__(self, name: str) -> None:
         self._name = name
         self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._stop = asyncio.Event()
+        # Made (and asyncio loaded) on first use, not with `import supervisor`.
+        self._events: tuple[asyncio.Event, asyncio.Event] | None = None
         self._up = False
         self.error: BaseException | None = None
+
+    def _ready_stop(self) -> tuple[asyncio.Event, asyncio.Event]:
+        if self._events is None:
+            import asyncio
+
+            self._events = (asyncio.Event(), asyncio.Event())
+        return self._events
 
     async def start(self, body: Callable[[], Awaitable[None]]) -> None:
         """Run ``body`` in its own task; return once it is ready.
@@ -48,9 +58,12 @@ class Background:
         """
         if self._task is not None:
             raise errors.FailedPrecondition(f"{self._name} was started already")
+        import asyncio
+
+        ready, _ = self._ready_stop()
         self._task = asyncio.get_running_loop().create_task(self._main(body), name=self._name)
         try:
-            await self._ready.wait()
+            await ready.wait()
         except BaseException:
             await self.stop()
             raise
@@ -61,7 +74,7 @@ class Background:
     def ready(self) -> None:
         """Called by the body: it is up, :meth:`start` may return."""
         self._up = True
-        self._ready.set()
+        self._ready_stop()[0].set()
 
     @property
     def up(self) -> bool:
@@ -70,12 +83,14 @@ class Background:
 
     async def until_stopped(self) -> None:
         """Awaited by the body: returns when the owner calls :meth:`stop`."""
-        await self._stop.wait()
+        await self._ready_stop()[1].wait()
 
     async def stop(self) -> None:
         """Ask the body to wind down and wait until it has, even if cancelled."""
-        self._stop.set()
+        self._ready_stop()[1].set()
         if self._task is not None:
+            import asyncio
+
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([self._task])
 
@@ -84,7 +99,7 @@ class Background:
             await body()
         except BaseException as exc:  # the owner reads it; nothing is lost
             exc = errors.unwrap_group(exc)
-            if not isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
                 self.error = exc
         finally:
-            self._ready.set()
+            self._ready_stop()[0].set()
