@@ -51,57 +51,28 @@ import anyio.lowlevel
 
 from .. import errors
 from .._ids import validate_id
+from .._stats import CpuStats, MemoryStats, PidsStats, Stats
 from .._types import (
     ContainerRecord,
-    CpuStats,
     ExitStatus,
-    MemoryStats,
-    PidsStats,
     ProcessInfo,
     ProcessState,
-    Stats,
     StdioPaths,
     TaskEvent,
     TaskRecord,
     Topic,
 )
-from .base import EventStream, Sync
+from .base import EventStream, Sync, Transport
 
 __all__ = ["FakeTransport", "Hold"]
 
 # containerd reports "never exited" as Go's zero time, which decodes to this.
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
-_SIGKILL_EXIT = 128 + 9
+_SIGKILL = 9
+_SIGKILL_EXIT = 128 + _SIGKILL
 
 # The calls fail_next() and hold() can aim at: the Transport protocol's methods.
-_METHODS = frozenset(
-    {
-        "version",
-        "create_container",
-        "get_container",
-        "list_containers",
-        "delete_container",
-        "create_task",
-        "exec",
-        "start",
-        "kill",
-        "wait",
-        "delete_task",
-        "delete_process",
-        "get_task",
-        "list_tasks",
-        "pause",
-        "resume",
-        "pids",
-        "stats",
-        "metrics",
-        "update_resources",
-        "resize",
-        "close_stdin",
-        "subscribe",
-        "sync",
-    }
-)
+_METHODS = frozenset(n for n in vars(Transport) if not n.startswith("_")) - {"namespace", "aclose"}
 
 _LIVE = (ProcessState.RUNNING, ProcessState.PAUSED)
 
@@ -179,6 +150,7 @@ class _Process:
         self.shim_gone = False
         self.stdin_closed = False
         self.size: tuple[int, int] | None = None
+        self.ignored: frozenset[int] = frozenset()
         self._changed: anyio.Event | None = None
 
     @property
@@ -205,6 +177,8 @@ class _Task:
         self.execs: dict[str, _Process] = {}
         self.resources: dict[str, Any] = {}
         self.cpu_ns = 0
+        # Signals a frozen process has not received yet: delivered on resume.
+        self.pending: list[tuple[_Process, int]] = []
 
     def processes(self) -> list[_Process]:
         return [self.init, *self.execs.values()]
@@ -342,6 +316,7 @@ class _Containerd:
         if proc.is_init:
             # The init process is the pid namespace's: its end takes every
             # exec with it, and the shim reports theirs first.
+            task.pending.clear()
             for e in task.execs.values():
                 if e.state in _LIVE:
                     self.stop(namespace, e, _SIGKILL_EXIT)
@@ -427,6 +402,8 @@ class FakeTransport:
 
     async def _after(self, method: str) -> None:
         await self._gate(method, after=True)
+        # The reply travels too: a caller can be cancelled once containerd acted.
+        await anyio.lowlevel.checkpoint()
 
     async def _gate(self, method: str, *, after: bool) -> None:
         holds = self._holds.get(method)
@@ -489,6 +466,16 @@ class FakeTransport:
                 process_id=proc.process_id,
             )
         self._daemon.exit(self._namespace, task, proc, code)
+
+    def ignore(self, container_id: str, process_id: str | None, *signals: int) -> None:
+        """From now on the process survives ``signals`` (as a container's
+        pid 1 without a handler ignores SIGTERM); SIGKILL always kills.
+
+        Raises:
+            NotFound: no such task or exec.
+        """
+        proc = self._lookup(container_id, process_id)[1]
+        proc.ignored = frozenset(signals)
 
     def oom(self, container_id: str) -> None:
         """The kernel OOM-killed a process of the task: a TaskOOM is published
@@ -568,6 +555,12 @@ class FakeTransport:
         """What :meth:`update_resources` last set on the task."""
         task, _ = self._lookup(container_id, None)
         return dict(task.resources)
+
+    def exec_spec(self, container_id: str, exec_id: str) -> dict[str, Any]:
+        """The process spec the exec was created with, as containerd got it."""
+        proc = self._lookup(container_id, exec_id)[1]
+        copied: dict[str, Any] = json.loads(json.dumps(proc.spec or {}))
+        return copied
 
     def terminal_size(
         self, container_id: str, process_id: str | None = None
@@ -757,7 +750,14 @@ class FakeTransport:
             raise errors.FailedPrecondition(
                 "process not created", container_id=container_id, process_id=exec_id
             )
-        elif signal != 0:
+        elif signal == 0 or (signal in proc.ignored and signal != _SIGKILL):
+            pass
+        elif task.paused and not (proc.is_init and (all or signal == _SIGKILL)):
+            # A frozen process takes no signal until it is thawed (cgroup v1,
+            # as on this project's hosts); killing the init process, or
+            # every process (runc thaws the cgroup for that), goes through.
+            task.pending.append((proc, signal))
+        else:
             self._daemon.exit(self._namespace, task, proc, 128 + signal)
         await self._after("kill")
 
@@ -877,6 +877,10 @@ class FakeTransport:
             )
         task.init.state = ProcessState.RUNNING
         self._daemon.event(self._namespace, Topic.RESUMED, container_id)
+        pending, task.pending = task.pending, []
+        for proc, signal in pending:
+            if proc.state in _LIVE and (signal == _SIGKILL or signal not in proc.ignored):
+                self._daemon.exit(self._namespace, task, proc, 128 + signal)
         await self._after("resume")
 
     async def pids(self, container_id: str) -> list[ProcessInfo]:
@@ -895,13 +899,18 @@ class FakeTransport:
         return Stats(
             memory=MemoryStats(
                 usage=live << 20,
-                limit=limit if isinstance(limit, int) and limit > 0 else 0,
+                limit=limit if isinstance(limit, int) and limit > 0 else None,
+                working_set=live << 20,
+                rss=live << 20,
                 max_usage=live << 20,
+                failcnt=0,
             ),
-            cpu=CpuStats(total_usage=task.cpu_ns, user_usage=task.cpu_ns),
+            cpu=CpuStats(total_usage=task.cpu_ns, user_usage=task.cpu_ns, per_cpu_usage=()),
             pids=PidsStats(
-                current=live, limit=pid_limit if isinstance(pid_limit, int) and pid_limit > 0 else 0
+                current=live,
+                limit=pid_limit if isinstance(pid_limit, int) and pid_limit > 0 else None,
             ),
+            cgroup_version=1,
             read_at=_now(),
         )
 

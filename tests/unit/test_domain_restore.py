@@ -1,0 +1,147 @@
+"""The application's own restart: a second client over the same state
+directory finds what the first left, reports each exit the first did not
+handle (once), and none it did."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from supervisor import ProcessState
+from supervisor.backends.fake import FakeTransport
+from tests.unit.conftest import GUARD, Recorder, connect, spec
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _leave_running(fake: FakeTransport, state_dir: Path, *ids: str) -> None:
+    """A first run of the application: containers started, then it goes away."""
+    async with connect(fake, state_dir) as first:
+        for cid in ids:
+            container = await first.new_container(cid, spec())
+            await (await container.new_task()).start()
+
+
+async def test_restore_finds_everything_in_two_calls_and_reports_a_stopped_task_once(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    await _leave_running(fake, state_dir, "runs", "ended")
+    fake.exit("ended", code=6)  # while no client listens
+    again = fake.reopen()
+    async with connect(again, state_dir) as first_without_backend:
+        await first_without_backend.new_container("empty", spec())
+    rec = Recorder()
+    again = fake.reopen()
+    async with connect(again, state_dir, backend=rec) as client:
+        before = again.calls.copy()
+        restored = await client.restore()
+        assert again.calls - before == Counter(list_containers=1, list_tasks=1)
+        by_id = {c.id: t for c, t in restored}
+        assert sorted(by_id) == ["empty", "ended", "runs"]
+        assert by_id["empty"] is None
+        ended, runs = by_id["ended"], by_id["runs"]
+        assert ended is not None and runs is not None
+        with anyio.fail_after(GUARD):
+            assert (await ended.wait()).exit_code == 6
+        await rec.barrier(again, "ended")
+        # restoring or loading again reports nothing new
+        await client.restore()
+        await (await client.load_container("ended")).task()
+        await rec.barrier(again, "ended")
+        assert rec.exits() == Counter({("ended", "ended"): 1})
+        assert runs.pid == fake.processes("runs")["runs"].pid
+        assert await runs.status() is ProcessState.RUNNING
+        fake.exit("runs", code=2)
+        with anyio.fail_after(GUARD):
+            assert (await runs.wait()).exit_code == 2
+        await rec.barrier(again, "runs")
+        assert rec.exits() == Counter({("ended", "ended"): 1, ("runs", "runs"): 1})
+        for container, task in await client.restore():
+            if task is not None:
+                await task.delete()
+            await container.delete()
+    assert fake.is_empty()
+
+
+async def test_an_exit_handled_before_a_restart_is_not_reported_again(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    ledger = state_dir / ".exits" / fake.namespace
+    first = Recorder(fail_exits_of=frozenset({"failed"}))
+    async with connect(fake, state_dir, backend=first) as client:
+        for cid in ("handled", "failed"):
+            container = await client.new_container(cid, spec())
+            task = await container.new_task()
+            await task.start()
+            fake.exit(cid, code=3)
+            with anyio.fail_after(GUARD):
+                assert (await task.wait()).exit_code == 3
+            await first.barrier(fake, cid)
+        assert first.exits() == Counter({("handled", "handled"): 1, ("failed", "failed"): 1})
+    # the handler of "failed" raised: only "handled" is on record
+    assert [p.name for p in ledger.iterdir()] == ["handled@handled"]
+    second = Recorder()
+    again = fake.reopen()
+    async with connect(again, state_dir, backend=second) as client:
+        restored = dict(await client.restore())
+        for task in restored.values():
+            assert task is not None
+            with anyio.fail_after(GUARD):
+                assert (await task.wait()).exit_code == 3
+        for cid in ("handled", "failed"):
+            await second.barrier(again, cid)
+        assert second.exits() == Counter({("failed", "failed"): 1})
+        for container, task in restored.items():
+            assert task is not None
+            await task.delete()
+            await container.delete()
+    assert list(ledger.iterdir()) == []  # deletes take the records along
+    assert fake.is_empty()
+
+
+async def test_an_exit_the_first_run_never_heard_is_reported_by_the_next(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    first = Recorder()
+    async with connect(fake, state_dir, backend=first) as client:
+        container = await client.new_container("pending", spec())
+        task = await container.new_task()
+        await task.start()
+        fake.drop_events(True)  # the exit happens, but this run never hears it
+        fake.exit("pending", code=8)
+    fake.drop_events(False)
+    assert first.exits() == Counter()
+    second = Recorder()
+    again = fake.reopen()
+    async with connect(again, state_dir, backend=second) as client:
+        task = await (await client.load_container("pending")).task()
+        with anyio.fail_after(GUARD):
+            assert (await task.wait()).exit_code == 8
+        await second.barrier(again, "pending")
+        assert second.exits() == Counter({("pending", "pending"): 1})
+        await task.delete()
+        await (await client.load_container("pending")).delete()
+
+
+async def test_records_of_containers_deleted_elsewhere_are_pruned_at_connect(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    ledger = state_dir / ".exits" / fake.namespace
+    rec = Recorder()
+    async with connect(fake, state_dir, backend=rec) as client:
+        container = await client.new_container("elsewhere", spec())
+        task = await container.new_task()
+        await task.start()
+        fake.exit("elsewhere")
+        await rec.barrier(fake, "elsewhere")
+    assert [p.name for p in ledger.iterdir()] == ["elsewhere@elsewhere"]
+    other = fake.reopen()  # another client deletes it, no ledger involved
+    await other.delete_task("elsewhere")
+    await other.delete_container("elsewhere")
+    again = fake.reopen()
+    async with connect(again, state_dir, backend=Recorder()):
+        assert again.calls["list_containers"] == 1
+        assert list(ledger.iterdir()) == []
