@@ -89,6 +89,7 @@ bench: deps rootfs
 	$(PY) -m benchmarks --address $(CTRD_DIR)-bench/containerd.sock \
 	  --rootfs $(ROOTFS) --out bench-results/latest.json || rc=$$?
 	scripts/containerd-private.sh stop $(CTRD_DIR)-bench
+	if [ $$rc -eq 0 ]; then $(PY) -m benchmarks.report bench-results/latest.json > benchmarks/README.md; fi
 	exit $$rc
 
 # Where the library's time goes in a lifecycle (pyinstrument call tree).

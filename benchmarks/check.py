@@ -53,6 +53,23 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{rv:.3f} s" if rv is not None else "n/a",
         )
     )
+    imp = r.get("import_time", {}).get("importtime_supervisor_ms_median")
+    out.append(
+        (
+            "import supervisor < 120 ms (-X importtime, median)",
+            imp is not None and imp < 120,
+            f"{imp:.1f} ms" if imp is not None else "n/a",
+        )
+    )
+    cli = r.get("cli_start", {})
+    ps = next((v for k, v in cli.items() if "supervisor" in k and "median" in k), None)
+    out.append(
+        (
+            "supervisor ps <= 150 ms (median)",
+            isinstance(ps, (int, float)) and ps <= 150,
+            f"{ps:.1f} ms" if isinstance(ps, (int, float)) else "n/a",
+        )
+    )
     return out
 
 
