@@ -47,9 +47,10 @@ async def cmd_daemon(args: argparse.Namespace) -> int:
         log_level=args.containerd_log_level,
         config=config,
     ) as daemon:
-        # Printed, not only logged: scripts wait for this line to connect.
-        print(f"containerd ready at {daemon.address} (pid {daemon.pid})", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            # Printed, not only logged: scripts wait for this line to connect,
+            # or to send SIGHUP, which must find its handler in place.
+            print(f"containerd ready at {daemon.address} (pid {daemon.pid})", flush=True)
             async for signum in signals:
                 if signum != signal.SIGHUP:
                     _log.info("daemon.signal", signal=signal.Signals(signum).name)

@@ -371,5 +371,7 @@ class ConfigStore:
             generation=resolved.generation,
             runtimes=sorted(resolved.runtimes),
             default_runtime=resolved.config.default_runtime,
-            log_level=resolved.config.log_level,
+            # Not "log_level" or "level": renderers use those for the
+            # record's own level, and a field would overwrite it.
+            config_log_level=resolved.config.log_level,
         )

@@ -155,7 +155,9 @@ class Daemon:
             raise errors.InvalidArgument(
                 f"timeouts must be a DaemonTimeouts, not {type(timeouts).__name__}"
             )
-        if log_level is not None and log_level not in _containerd_toml.CONTAINERD_LEVELS:
+        if log_level is not None and (
+            not isinstance(log_level, str) or log_level not in _containerd_toml.CONTAINERD_LEVELS
+        ):
             raise errors.InvalidArgument(
                 f"log_level {log_level!r} is not one of "
                 f"{', '.join(sorted(_containerd_toml.CONTAINERD_LEVELS))}"
@@ -355,7 +357,7 @@ class Daemon:
         await self._discard(child)
         return None
 
-    async def _start(self, tg: anyio.abc.TaskGroup) -> Child:
+    async def _start(self, tg: anyio.abc.TaskGroup, *, replacing: bool = False) -> Child:
         t = self._timeouts
         # A socket file left by a killed containerd makes its successor's
         # listen fail; nobody else can be serving on it (we hold the lock).
@@ -385,7 +387,8 @@ class Daemon:
                 await self._discard(child)
             raise
         if ready:
-            _log.info(
+            # A replacement is announced by the watchdog as daemon.restarted.
+            (_log.debug if replacing else _log.info)(
                 "daemon.started",
                 pid=child.pid,
                 address=self.address,
@@ -461,7 +464,7 @@ class Daemon:
             await anyio.sleep(next(delays))
             attempt += 1
             try:
-                child = await self._start(tg)
+                child = await self._start(tg, replacing=True)
             except Exception as exc:
                 # Whatever failed (containerd exiting at once, a full disk, a
                 # log that cannot be opened, the binary gone mid-upgrade), a

@@ -4,6 +4,7 @@ containerd dies in production, and checks the same client goes on working."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -21,9 +22,11 @@ import pytest
 
 import supervisor
 from supervisor import Daemon, DaemonConfig, DaemonTimeouts, Runtime, errors
+from supervisor.daemon import _child
 from tests._containerd import REPO, alive, short_tmpdir
 from tests._logs import capture_logs
 from tests.integration.helpers import Recorder
+from tests.unit.test_daemon_adopt import NOBODY, Mimic
 
 pytestmark = pytest.mark.asyncio
 
@@ -474,3 +477,218 @@ async def test_a_second_daemon_on_the_same_state_is_refused(base: Path) -> None:
             await c.version()
     async with Daemon(base / "root", base / "state", timeouts=FAST) as again:
         assert again.pid is not None
+
+
+async def test_a_restart_that_fails_is_retried_until_it_succeeds(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk while the replacement's pid file is written, twice: the
+    # watchdog must keep trying, not die with the error until context exit.
+    real_write = _child.write_pid_file
+    failures: list[int] = []
+
+    def full_disk(path: Path, pid: int) -> None:
+        if len(failures) < 2:
+            failures.append(pid)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, pid)
+
+    with capture_logs() as logs:
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            old = daemon.pid
+            assert old is not None
+            monkeypatch.setattr(_child, "write_pid_file", full_disk)
+            os.kill(old, signal.SIGKILL)
+            await wait_until(
+                lambda: daemon.restarts == 1 and daemon.pid not in (None, old), 30, "a new one"
+            )
+            async with supervisor.connect(daemon.address, namespace="x", events=False) as c:
+                await c.version()
+            assert daemon.pid_file.read_text().strip() == str(daemon.pid)
+            # the containerds whose pid file could not be written were killed
+            assert containerds_on(daemon.config_path) == [daemon.pid]
+            assert not any(alive(pid) for pid in failures)
+    failed = [e for e in logs if e["event"] == "daemon.restart_failed"]
+    assert len(failed) == 2, failed
+    assert all("No space left on device" in e["error"] for e in failed)
+    assert [e["attempt"] for e in failed] == [1, 2]
+
+
+async def test_a_log_file_that_cannot_be_opened_is_retried_and_followed_again(base: Path) -> None:
+    with capture_logs() as logs:
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            old = daemon.pid
+            assert old is not None
+            log = base / "state" / "containerd.log"
+            log.unlink()
+            log.mkdir()  # the next containerd's output has nowhere to go
+            os.kill(old, signal.SIGKILL)
+            await wait_until(
+                lambda: any(e["event"] == "daemon.restart_failed" for e in logs), 10, "a failure"
+            )
+            assert daemon.pid is None and daemon.restarts == 0
+            log.rmdir()
+            await wait_until(lambda: daemon.restarts == 1 and daemon.pid is not None, 30, "back")
+            # the new log file is followed from its first line
+            await wait_until(
+                lambda: (
+                    sum(
+                        str(e.get("msg", "")).startswith("containerd successfully booted")
+                        for e in logs
+                    )
+                    == 2
+                ),
+                10,
+                "the new containerd's boot line",
+            )
+    failed = [e for e in logs if e["event"] == "daemon.restart_failed"]
+    assert "containerd.log" in failed[0]["error"]
+
+
+@pytest.mark.parametrize("uid", [0, NOBODY], ids=["same-user", "another-user"])
+async def test_a_process_mimicking_our_containerd_is_neither_adopted_nor_killed(
+    base: Path, uid: int
+) -> None:
+    state = base / "state"
+    state.mkdir(mode=0o711)
+    config = state / "containerd.toml"
+    # Reads exactly like our containerd in ps; its executable is Python.
+    impostor = Mimic(["containerd", "--config", str(config)], uid=uid)
+    try:
+        (state / "containerd.pid").write_text(f"{impostor.pid}\n")
+        with capture_logs() as logs:
+            async with Daemon(base / "root", state, timeouts=FAST) as daemon:
+                assert daemon.pid not in (None, impostor.pid)
+                async with supervisor.connect(daemon.address, namespace="x", events=False) as c:
+                    await c.version()
+                assert daemon.pid_file.read_text().strip() == str(daemon.pid)
+        assert alive(impostor.pid)
+        (stale,) = [e for e in logs if e["event"] == "daemon.stale_pid_file"]
+        expected = f"it runs as uid {uid}" if uid else "its executable is not"
+        assert stale["reason"].startswith(expected), stale
+        assert not any(e["event"] == "daemon.adopted" for e in logs)
+    finally:
+        impostor.stop()
+
+
+async def test_a_containerd_that_exits_while_starting_says_how_and_why(base: Path) -> None:
+    # What a user who cannot run containerd sees: it exits at once.
+    binary = base / "containerd"
+    binary.write_text(
+        "#!/bin/sh\n"
+        'echo \'time="t" level=info msg="starting containerd"\'\n'
+        "echo 'containerd: failed to create root: permission denied' >&2\n"
+        "exit 1\n"
+    )
+    binary.chmod(0o755)
+    with pytest.raises(errors.Unavailable) as info:
+        async with Daemon(base / "root", base / "state", binary=str(binary)):
+            pass
+    message = str(info.value)
+    assert "exited with code 1 while starting" in message, message
+    assert "did not answer" not in message
+    assert "containerd: failed to create root: permission denied" in message
+    assert 'msg="starting containerd"' in message
+    assert not (base / "state" / "containerd.pid").exists()
+
+
+async def test_info_is_for_operators_and_the_rest_is_debug(base: Path) -> None:
+    with capture_logs() as logs:
+        async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
+            daemon.reload(DaemonConfig(log_level="debug"))
+            old = daemon.pid
+            assert old is not None
+            os.kill(old, signal.SIGKILL)
+            await wait_until(lambda: daemon.restarts == 1 and daemon.pid is not None, 10, "back")
+    ours = [e for e in logs if e["logger"] != "supervisor.containerd"]
+    info = [e["event"] for e in ours if e["log_level"] == "info"]
+    assert info == ["daemon.started", "config.reload", "daemon.restarted", "daemon.stopped"], info
+    debug = {e["event"] for e in ours if e["log_level"] == "debug"}
+    assert {"config.load", "daemon.exited"} <= debug, debug
+
+
+def _cli_daemon(base: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: ASYNC220 - only a fork
+        [sys.executable, "-m", "supervisor", "daemon", "--dir", str(base), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _bad_configs(tmp_path: Path) -> dict[str, Path]:
+    cases = {
+        "missing": tmp_path / "absent.toml",
+        "a directory": tmp_path / "confdir",
+        "deeply nested": tmp_path / "nested.toml",
+        "not UTF-8": tmp_path / "latin1.toml",
+        "malformed": tmp_path / "malformed.toml",
+        "unknown key": tmp_path / "unknown.toml",
+    }
+    cases["a directory"].mkdir()
+    cases["deeply nested"].write_text("a = " + "[" * 5000 + "]" * 5000)
+    cases["not UTF-8"].write_bytes(b"log_level = '\xe9'")
+    cases["malformed"].write_text("not = [valid")
+    cases["unknown key"].write_text("colour = 1")
+    return cases
+
+
+async def test_cli_daemon_with_a_bad_config_says_so_in_one_line(base: Path, tmp_path: Path) -> None:
+    for what, config in _bad_configs(tmp_path).items():
+        proc = _cli_daemon(base, "--config", str(config))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, (what, err)
+        assert out == "", (what, out)
+        lines = err.splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, (what, err)
+        assert lines[0].startswith(f"supervisor daemon: bad --config: {config}: "), (what, err)
+        # refused before anything was started or made
+        assert not (base / "state").exists(), what
+
+
+async def test_cli_daemon_keeps_running_through_a_bad_reload(base: Path, tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text('default_runtime = "runc"\n')
+    proc = _cli_daemon(base, "--config", str(config), "--log-format", "json", "--log-level", "info")
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("containerd ready at"), ready
+        address, pid = ready.split()[3], int(ready.split()[5].rstrip(")"))
+        (tmp_path / "bad").mkdir()
+        for bad in _bad_configs(tmp_path / "bad").values():
+            # --config becomes each bad file in turn (or goes missing, or
+            # becomes a directory), and SIGHUP asks for it.
+            config.unlink()
+            if bad.is_dir():
+                config.mkdir()
+            elif bad.exists():
+                config.write_bytes(bad.read_bytes())
+            proc.send_signal(signal.SIGHUP)
+            await anyio.sleep(0.3)
+            assert proc.poll() is None, proc.communicate()
+            if config.is_dir():
+                config.rmdir()
+            config.touch()
+        # the same containerd answers throughout
+        assert alive(pid)
+        async with supervisor.connect(address, namespace="x", events=False) as c:
+            await c.version()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    events = Counter(
+        line.split('"event": "')[1].split('"')[0]
+        for line in err.splitlines()
+        if '"event": "' in line
+    )
+    assert events["daemon.reload_failed"] == 6, err
+    assert events["config.reload"] == 0, err
+    assert events["daemon.restarted"] == 0, err
+    assert events["daemon.stopped"] == 1, err
