@@ -21,9 +21,11 @@ from typing import Any, cast
 from grpclib.client import Channel
 from grpclib.protocol import H2Protocol
 
+from .._platform import WINDOWS_ADDRESS
+
 __all__ = ["NamedPipeChannel", "DEFAULT_PIPE"]
 
-DEFAULT_PIPE = r"\\.\pipe\containerd-containerd"
+DEFAULT_PIPE = WINDOWS_ADDRESS
 
 # Windows' ERROR_PIPE_BUSY: every instance of the pipe is in use; the server
 # makes a new one as soon as it accepts, so a short retry is the documented fix.

@@ -17,6 +17,10 @@ Why each end is opened the way it is:
   also mean a write could never learn that the process is gone (no EPIPE, just
   a pipe that fills forever), so :meth:`started` swaps the fd, in place, for a
   write-only one.
+
+FIFOs are POSIX: on Windows :meth:`FifoSet.create` refuses (the named-pipe
+set is used there), and nothing here reads a POSIX-only attribute of ``os``
+at import time, so the package still imports.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ from ._stream import FdReceiveStream, FdSendStream
 
 __all__ = ["FifoSet"]
 
-_NB = os.O_NONBLOCK | os.O_CLOEXEC
+
+def _nb() -> int:
+    # Read at call time: Windows' os has neither flag, and this module must
+    # still import there.
+    return os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _make_dirs(directory: Path, made: list[Path]) -> None:
@@ -97,7 +105,12 @@ class FifoSet:
         Raises:
             supervisor.errors.Unknown: the files could not be made or opened;
                 nothing is left behind.
+            supervisor.errors.FailedPrecondition: the system has no FIFOs.
         """
+        if not hasattr(os, "mkfifo"):
+            raise errors.FailedPrecondition(
+                "FIFO stdio needs a POSIX system (Windows uses named pipes)"
+            )
         made_dirs: list[Path] = []
         fifos = None
         try:
@@ -123,9 +136,9 @@ class FifoSet:
         return path
 
     def _reader(self, path: Path) -> FdReceiveStream:
-        fd = os.open(path, os.O_RDONLY | _NB)
+        fd = os.open(path, os.O_RDONLY | _nb())
         try:
-            self._keepalive.append(os.open(path, os.O_WRONLY | _NB))
+            self._keepalive.append(os.open(path, os.O_WRONLY | _nb()))
         except BaseException:
             # Not yet owned by a stream that close() would find.
             os.close(fd)
@@ -136,7 +149,7 @@ class FifoSet:
         if stdin:
             path = self._fifo("stdin")
             self.stdin_path = str(path)
-            self.stdin = FdSendStream(os.open(path, os.O_RDWR | _NB))
+            self.stdin = FdSendStream(os.open(path, os.O_RDWR | _nb()))
         self.stdout = self._reader(self._fifo("stdout"))
         if not self.terminal:
             path = self._fifo("stderr")
@@ -153,7 +166,7 @@ class FifoSet:
             # Become a pure writer (see the module docstring); dup2 keeps the
             # fd number, so a concurrent send is not disturbed.
             with contextlib.suppress(OSError):
-                wr = os.open(self.stdin_path, os.O_WRONLY | _NB)
+                wr = os.open(self.stdin_path, os.O_WRONLY | _nb())
                 try:
                     os.dup2(wr, self.stdin.fileno, inheritable=False)
                 finally:

@@ -1,8 +1,8 @@
-"""Windows stdio: named pipes that the shim connects to, our ends as anyio
+r"""Windows stdio: named pipes that the shim connects to, our ends as anyio
 byte streams.
 
 On Windows containerd's shims take stdio as pipe *names*
-(``\\\\.\\pipe\\…``) and connect to them as clients, so the supervisor is the
+(``\\.\pipe\…``) and connect to them as clients, so the supervisor is the
 pipe server: it serves each name before the task exists and accepts exactly
 one connection per name (then stops listening, so nobody else can attach).
 
@@ -11,17 +11,38 @@ stream: an exec's shim connects only at its Start. After it, EOF means the
 process's side is done, which is what the Linux FIFO set's keep-alive end
 achieves there.
 
+Names (:func:`pipe_name`)::
+
+    \\.\pipe\containerd-<container id>-<attempt>-<scope>-<stdin|stdout|stderr>
+
+moby names them ``containerd-<container id>-<process id>-<stream>``. Pipe
+names are one namespace for the whole machine, so that is not enough here:
+
+* ``<scope>`` (12 hex digits of the SHA-256 of the state directory and
+  namespace level) keeps two supervisors, or two namespaces of one, that use
+  the same container id from serving the same name;
+* ``<attempt>`` is the per-attempt name the core gives the FIFOs too
+  (``init.<token>`` or ``exec.<exec id>.<token>``, a fresh random token each
+  time): a refused or losing create never tries to serve the name of the
+  process that holds the id, nor one that is still being torn down (a pipe
+  name lives until its last handle, the shim's included, is closed).
+
+The container and exec ids stay readable, as moby's do, for whoever lists
+``\\.\pipe\``.
+
 The listening itself is asyncio's proactor ``start_serving_pipe``; it is
 passed in as ``serve`` so that everything above it runs, and is tested, on
 Linux against unix sockets. Status: not yet run on Windows (no Windows
-machine in this project's CI).
+machine in this project's CI). Known gap: asyncio serves pipes with the
+default security descriptor, which lets any local user open them for
+reading; one who connects first to a stdout pipe would be taken for the
+shim (see ``docs/windows.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,9 +53,19 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import errors
 
-__all__ = ["NamedPipeSet", "PipeReceiveStream", "PipeSendStream", "Serve", "pipe_name"]
+__all__ = [
+    "PIPE_PREFIX",
+    "NamedPipeSet",
+    "PipeReceiveStream",
+    "PipeSendStream",
+    "Serve",
+    "pipe_name",
+]
 
-_PIPE_PREFIX = "\\\\.\\pipe\\"
+PIPE_PREFIX = "\\\\.\\pipe\\"
+_STREAMS = frozenset({"stdin", "stdout", "stderr"})
+# Windows' limit for the whole name, "\\.\pipe\" included.
+_MAX_PIPE_NAME = 256
 
 
 class _Listener(Protocol):
@@ -59,14 +90,26 @@ async def _proactor_serve(factory: Callable[[], asyncio.BaseProtocol], name: str
 
 
 def pipe_name(directory: Path, name: str, stream: str) -> str:
-    """A machine-wide unique pipe name for one stream of one process.
+    """The pipe name of one ``stream`` of the process whose stdio attempt is
+    ``name``, in the bundle ``directory`` (``<state>/<namespace>/<container id>``).
 
-    Pipe names share one namespace across the machine, so the directory a
-    process's stdio belongs to is hashed in, and a random token keeps a
-    reused id from meeting a pipe that is still being torn down.
+    See the module docstring for the scheme and why it differs from moby's.
+
+    Raises:
+        supervisor.errors.InvalidArgument: the name would be longer than
+            Windows allows (256 characters), or a part could not be part of one.
     """
-    scope = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
-    return f"{_PIPE_PREFIX}containerd-supervisor-{scope}-{name}-{secrets.token_hex(4)}-{stream}"
+    if stream not in _STREAMS:
+        raise errors.InvalidArgument(f"no stdio stream {stream!r}")
+    container_id = directory.name
+    for part in (container_id, name):
+        if not part or "\\" in part or "/" in part:
+            raise errors.InvalidArgument(f"{part!r} cannot be part of a pipe name")
+    scope = hashlib.sha256(str(directory.parent).encode()).hexdigest()[:12]
+    pipe = f"{PIPE_PREFIX}containerd-{container_id}-{name}-{scope}-{stream}"
+    if len(pipe) > _MAX_PIPE_NAME:
+        raise errors.InvalidArgument(f"pipe name {pipe[:40]!r}... is too long for Windows")
+    return pipe
 
 
 class _OneConnection(asyncio.Protocol):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Protocol
 
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
+from .. import _platform
 from ._fifo_set import FifoSet
 
 __all__ = ["StdioSet", "open_stdio"]
@@ -41,8 +41,14 @@ class StdioSet(Protocol):
 
 
 async def open_stdio(directory: Path, name: str, *, stdin: bool, terminal: bool) -> StdioSet:
-    """FIFOs under ``directory`` on Linux, served named pipes on Windows."""
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    """One process's stdio, as :data:`supervisor._platform.PLATFORM` says:
+    FIFOs under ``directory``, or named pipes served for the shim.
+
+    ``name`` must be fresh for each attempt at creating a process (see
+    :func:`supervisor._stdio_files.new_stdio_name`): neither scheme ever
+    reuses, or removes, what another attempt made.
+    """
+    if _platform.PLATFORM.stdio == "named-pipe":
         from ._named_pipes import NamedPipeSet
 
         return await NamedPipeSet.create(directory, name, stdin=stdin, terminal=terminal)

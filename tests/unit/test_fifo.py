@@ -386,3 +386,36 @@ async def test_closing_wakes_a_parked_receive(tmp_path: Path) -> None:
             assert fifos.stdin is not None
             with pytest.raises(anyio.ClosedResourceError):
                 await fifos.stdin.send(b"x")
+
+
+# -- platforms ------------------------------------------------------------------
+
+
+def test_without_fifos_create_refuses_and_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows' os has no mkfifo: the FIFO set must say so, not fail midway.
+    monkeypatch.delattr(os, "mkfifo")
+    with no_fd_leak(), pytest.raises(errors.FailedPrecondition, match="POSIX"):
+        FifoSet.create(tmp_path / "b", "init", stdin=True, terminal=False)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.asyncio
+async def test_open_stdio_builds_what_the_platform_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor import _platform
+    from supervisor.fifo import open_stdio
+
+    monkeypatch.setattr(_platform, "PLATFORM", _platform.detect("linux"))
+    with no_fd_leak():
+        stdio = await open_stdio(tmp_path / "b", "init.0123abcd", stdin=False, terminal=False)
+        assert isinstance(stdio, FifoSet) and _is_fifo(stdio.stdout_path)
+        stdio.remove()
+    monkeypatch.setattr(_platform, "PLATFORM", _platform.detect("win32"))
+    # Named pipes, served through asyncio's proactor loop, which Linux lacks:
+    # reaching that refusal shows the Windows branch was taken.
+    with pytest.raises(errors.FailedPrecondition, match="proactor"):
+        await open_stdio(tmp_path / "b", "init.0123abcd", stdin=False, terminal=False)
+    assert not (tmp_path / "b").exists()
