@@ -156,6 +156,7 @@ class StatsStream:
         self._interval = interval
         self._due: float | None = None  # when this stream's next sample is due
         self._ended = False
+        self._reading = False
 
     def __aiter__(self) -> StatsStream:
         return self
@@ -163,11 +164,18 @@ class StatsStream:
     async def __anext__(self) -> Stats:
         if self._ended:
             raise StopAsyncIteration
+        if self._reading:
+            raise errors.FailedPrecondition(
+                "a stats stream is read by one task at a time", container_id=self._container_id
+            )
+        self._reading = True
         try:
             sample = await self._next()
         except errors.SupervisorError:
             self._ended = True
             raise
+        finally:
+            self._reading = False
         if sample is None:
             self._ended = True
             raise StopAsyncIteration

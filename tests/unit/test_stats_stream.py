@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Collection
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from supervisor import errors
@@ -310,3 +311,24 @@ async def test_bad_intervals_are_refused(interval: object) -> None:
     with pytest.raises(errors.InvalidArgument):
         stats_stream(session, "a", 0, interval)  # type: ignore[arg-type]
     assert session.raw.calls == []
+
+
+async def test_a_second_concurrent_read_of_one_stream_is_refused() -> None:
+    session = StubSession()
+    stream = session.stream("a")
+    refused: list[errors.SupervisorError] = []
+
+    async def second() -> None:
+        try:
+            await stream.__anext__()
+        except errors.FailedPrecondition as exc:
+            refused.append(exc)
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.__anext__)
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(second)
+    assert len(refused) == 1
+    assert len(await _take(stream, 1)) == 1  # the refusal changed nothing
+    assert _idle(session)
