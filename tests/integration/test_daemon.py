@@ -607,9 +607,13 @@ async def test_info_is_for_operators_and_the_rest_is_debug(base: Path) -> None:
     assert {"config.load", "daemon.exited"} <= debug, debug
 
 
-def _cli_daemon(base: Path, *extra: str) -> subprocess.Popen[str]:
+# Root reads any file; without these capabilities, mode 000 stops it too.
+UNPRIVILEGED_READS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def _cli_daemon(base: Path, *extra: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: ASYNC220 - only a fork
-        [sys.executable, "-m", "supervisor", "daemon", "--dir", str(base), *extra],
+        [*prefix, sys.executable, "-m", "supervisor", "daemon", "--dir", str(base), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -625,7 +629,10 @@ def _bad_configs(tmp_path: Path) -> dict[str, Path]:
         "not UTF-8": tmp_path / "latin1.toml",
         "malformed": tmp_path / "malformed.toml",
         "unknown key": tmp_path / "unknown.toml",
+        "unreadable": tmp_path / "unreadable.toml",
     }
+    cases["unreadable"].write_text('log_level = "info"\n')
+    cases["unreadable"].chmod(0)
     cases["a directory"].mkdir()
     cases["deeply nested"].write_text("a = " + "[" * 5000 + "]" * 5000)
     cases["not UTF-8"].write_bytes(b"log_level = '\xe9'")
@@ -636,7 +643,7 @@ def _bad_configs(tmp_path: Path) -> dict[str, Path]:
 
 async def test_cli_daemon_with_a_bad_config_says_so_in_one_line(base: Path, tmp_path: Path) -> None:
     for what, config in _bad_configs(tmp_path).items():
-        proc = _cli_daemon(base, "--config", str(config))
+        proc = _cli_daemon(base, "--config", str(config), prefix=tuple(UNPRIVILEGED_READS))
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, (what, err)
         assert out == "", (what, out)
@@ -650,7 +657,11 @@ async def test_cli_daemon_with_a_bad_config_says_so_in_one_line(base: Path, tmp_
 async def test_cli_daemon_keeps_running_through_a_bad_reload(base: Path, tmp_path: Path) -> None:
     config = tmp_path / "daemon.toml"
     config.write_text('default_runtime = "runc"\n')
-    proc = _cli_daemon(base, "--config", str(config), "--log-format", "json", "--log-level", "info")
+    proc = _cli_daemon(
+        base,
+        *("--config", str(config), "--log-format", "json", "--log-level", "info"),
+        prefix=tuple(UNPRIVILEGED_READS),
+    )
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline()
@@ -665,6 +676,7 @@ async def test_cli_daemon_keeps_running_through_a_bad_reload(base: Path, tmp_pat
                 config.mkdir()
             elif bad.exists():
                 config.write_bytes(bad.read_bytes())
+                config.chmod(bad.stat().st_mode)
             proc.send_signal(signal.SIGHUP)
             await anyio.sleep(0.3)
             assert proc.poll() is None, proc.communicate()
@@ -688,7 +700,7 @@ async def test_cli_daemon_keeps_running_through_a_bad_reload(base: Path, tmp_pat
         for line in err.splitlines()
         if '"event": "' in line
     )
-    assert events["daemon.reload_failed"] == 6, err
+    assert events["daemon.reload_failed"] == 7, err
     assert events["config.reload"] == 0, err
     assert events["daemon.restarted"] == 0, err
     assert events["daemon.stopped"] == 1, err
