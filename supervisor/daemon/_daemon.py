@@ -350,7 +350,13 @@ class Daemon:
         if child is None:
             return None
         tg.start_soon(child.watch)
-        if await self._wait_ready(child):
+        try:
+            ready = await self._wait_ready(child)
+        except BaseException:
+            # Cancelled: it ran before us and runs on, as we found it.
+            child.close()
+            raise
+        if ready:
             _log.info("daemon.adopted", pid=child.pid, address=self.address)
             return child
         _log.warning("daemon.adopted_unresponsive", pid=child.pid)
