@@ -8,8 +8,10 @@ Nothing assumes cgroup v1: the version is read from the filesystem type of
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +45,20 @@ def block_device(directory: Path) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def disk_dir(tmp_path: Path) -> tuple[Path, tuple[int, int]]:
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Iterator[tuple[Path, tuple[int, int]]]:
     """A host directory on a real disk, for a bind mount whose writes reach
     the block layer (the container's /tmp is a tmpfs: no block IO at all)."""
     for candidate in (tmp_path / "io", REPO / ".build" / f"stats-io-{os.getpid()}"):
         candidate.mkdir(parents=True, exist_ok=True)
         device = block_device(candidate)
         if device is not None:
-            return candidate, device
-    raise AssertionError("no directory on a block device to write through")
+            break
+        candidate.rmdir()
+    else:
+        raise AssertionError("no directory on a block device to write through")
+    yield candidate, device
+    shutil.rmtree(candidate, ignore_errors=True)
 
 
 def io_spec(rootfs: str, script: str, host_dir: Path, device: tuple[int, int]) -> dict[str, Any]:
@@ -75,9 +82,9 @@ def io_spec(rootfs: str, script: str, host_dir: Path, device: tuple[int, int]) -
 
 
 async def test_a_busy_task_shows_cpu_memory_block_io_and_network(
-    client: supervisor.Client, rootfs: str, tmp_path: Path
+    client: supervisor.Client, rootfs: str, disk_dir: tuple[Path, tuple[int, int]]
 ) -> None:
-    host_dir, device = disk_dir(tmp_path)
+    host_dir, device = disk_dir
     script = (
         "dd if=/dev/zero of=/tmp/data/io bs=1M count=8 oflag=direct 2>/dev/null;"
         "dd if=/tmp/data/io of=/dev/null bs=1M iflag=direct 2>/dev/null;"
