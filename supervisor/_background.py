@@ -85,14 +85,19 @@ class Background:
         """Awaited by the body: returns when the owner calls :meth:`stop`."""
         await self._ready_stop()[1].wait()
 
-    async def stop(self) -> None:
-        """Ask the body to wind down and wait until it has, even if cancelled."""
+    async def stop(self, limit: float = 60.0) -> None:
+        """Ask the body to wind down and wait until it has, even if cancelled;
+        a body still running after ``limit`` seconds is cancelled (and given
+        ``limit`` more to finish)."""
         self._ready_stop()[1].set()
         if self._task is not None:
             import asyncio
 
             with anyio.CancelScope(shield=True):
-                await asyncio.wait([self._task])
+                done, _ = await asyncio.wait([self._task], timeout=limit)
+                if not done:
+                    self._task.cancel()
+                    await asyncio.wait([self._task], timeout=limit)
 
     async def _main(self, body: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import anyio
 
@@ -10,6 +11,19 @@ from . import errors
 from ._log import get_logger
 
 _log = get_logger("cleanup")
+
+
+@contextmanager
+def shielded(limit: float, what: str) -> Iterator[None]:
+    """Shield a step that must complete once begun (a create whose outcome we
+    must learn, a delete containerd may already have done), with a bound of
+    its own: past ``limit`` seconds it is abandoned as DeadlineExceeded."""
+    with anyio.CancelScope(shield=True):
+        try:
+            with anyio.fail_after(limit):
+                yield
+        except TimeoutError:
+            raise errors.DeadlineExceeded(f"{what} did not finish within {limit}s") from None
 
 
 async def undo_if_cancelled(

@@ -12,7 +12,7 @@ import anyio
 
 from . import errors
 from ._bundle import bundle_path, prepare_bundle, remapped_root, remove_bundle
-from ._cleanup import undo_if_cancelled
+from ._cleanup import shielded, undo_if_cancelled
 from ._container import Container
 from ._ids import validate_id
 from ._log import get_logger
@@ -164,7 +164,7 @@ class Client:
 
         # containerd first, the directory after: until containerd has said the
         # id is ours, a directory of that name may be a live container's.
-        with anyio.CancelScope(shield=True):
+        with shielded(session.timeouts.shield, "creating the container"):
             try:
                 await create()
             except errors.AlreadyExists:

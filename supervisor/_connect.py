@@ -184,7 +184,9 @@ class _Connection:
     async def _shutdown(self) -> None:
         if self._session is not None:
             self._session.close()
-        await self._background.stop()
+        # The body winds down within the handler bound (the queue cancels a
+        # stuck handler) plus the clean-up of the subscription.
+        await self._background.stop(self._timeouts.handler + self._timeouts.cleanup)
         with anyio.CancelScope(shield=True):
             if self._transport is not None:
                 await self._transport.aclose()

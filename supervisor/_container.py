@@ -6,12 +6,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from . import errors
 from ._attach import attach_stdio, exec_ids_in, remove_exec_fifos
 from ._bundle import remove_bundle
-from ._cleanup import undo_if_cancelled
+from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
 from ._process import Output, Process, checked_output, create_process
 from ._task import Task
@@ -137,6 +135,7 @@ class Container:
             NotFound: the container has no task.
         """
         session = self._session
+        session.check_open()
         if self._task is not None and not self._task._deleted:
             return self._task
         tracker = session.tracker
@@ -227,7 +226,7 @@ class Container:
             )
         # Shielded: a delete cancelled after containerd acted would otherwise
         # leave the bundle directory behind with nothing to say it is stale.
-        with anyio.CancelScope(shield=True):
+        with shielded(session.timeouts.shield, "deleting the container"):
             await transport.delete_container(cid)
             remove_bundle(session.state_dir, self.bundle_dir)
             session.ledger.prune_container(cid)

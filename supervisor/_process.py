@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import errors
+from ._cleanup import shielded
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
 from ._types import ExitStatus, ProcessState, StdioPaths
@@ -133,7 +134,7 @@ async def create_process(
     existed = tracker.has(container_id, process_id)
     slot = tracker.watch(container_id, process_id, owned=True)
     try:
-        with anyio.CancelScope(shield=True):
+        with shielded(session.timeouts.shield, "creating the process"):
             pid = await create(paths)
     except BaseException:
         if fifos is not None:
@@ -197,6 +198,8 @@ class Process:
         self._started = False
         self._stdin_close_pending = False
         self._deleted = False
+        if fifos is not None:
+            session.track_stdio(container.id, process_id, fifos)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.container.id}/{self.id} pid={self._pid}>"
@@ -343,12 +346,12 @@ class Process:
         # Shielded: once containerd may have started the process, our side
         # must follow (pid, the slot, our FIFO ends), or its stdout would
         # never reach end-of-file.
-        with anyio.CancelScope(shield=True):
+        with shielded(session.timeouts.shield, "starting the process"):
             try:
                 pid = await transport.start(cid, self._exec_id)
-            except errors.SupervisorError:
+            except errors.SupervisorError as exc:
                 if self._exec_id and not self._deleted:
-                    await self._discard_failed_exec()
+                    await self._discard_failed_exec(exc)
                 raise
             self._pid = pid
             self._started = True
@@ -361,14 +364,18 @@ class Process:
                 self._stdin_close_pending = False
                 await transport.close_stdin(cid, self._exec_id)
 
-    async def _discard_failed_exec(self) -> None:
+    async def _discard_failed_exec(self, error: errors.SupervisorError) -> None:
         with anyio.move_on_after(self._session.timeouts.cleanup):
             with contextlib.suppress(errors.SupervisorError):
-                status = await self._session.transport.delete_process(
-                    self.container.id, self._exec_id
-                )
-                self._session.tracker.resolve_deleted(self.container.id, self.id, status)
-        self._release(ExitStatus(255))
+                await self._session.transport.delete_process(self.container.id, self._exec_id)
+        # What a shell would say of a command that never ran: its waiters
+        # get that, not the zero status containerd reports for a deleted exec.
+        code = 255
+        if isinstance(error, errors.CommandNotFound):
+            code = 127
+        elif isinstance(error, errors.CommandNotExecutable):
+            code = 126
+        self._release(ExitStatus(code))
 
     async def status(self) -> ProcessState:
         """containerd's view of the process now: created, running, paused, stopped.
@@ -406,10 +413,29 @@ class Process:
         if session.events or self._slot.status is not None or self._deleted:
             return await self._slot.wait()
         cid = self.container.id
-        status = await session.transport.wait(cid, self._exec_id)
-        tracker = session.tracker
-        recorded = tracker.exited(cid, self.id, self._pid, status.exit_code, status.exited_at)
-        return recorded if recorded is not None else await self._slot.wait()
+        transport = session.transport
+        result: list[ExitStatus] = []
+
+        async def ask() -> None:
+            status = await transport.wait(cid, self._exec_id)
+            tracker = session.tracker
+            recorded = tracker.exited(cid, self.id, self._pid, status.exit_code, status.exited_at)
+            result.append(recorded if recorded is not None else status)
+            tg.cancel_scope.cancel()
+
+        async def deleted() -> None:
+            # containerd's Wait on an exec deleted before it ran answers only
+            # when the whole task goes: our own delete resolves the slot.
+            result.append(await self._slot.wait())
+            tg.cancel_scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                tg.start_soon(deleted)
+        except BaseExceptionGroup as group:
+            raise errors.unwrap_group(group) from None
+        return result[0]
 
     async def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal (only with ``terminal=True``).
@@ -472,7 +498,7 @@ class Process:
         # Shielded (each RPC has its deadline): a delete cancelled after
         # containerd acted would otherwise keep the stdio fds and FIFOs of a
         # process that no longer exists. A cancellation lands right after.
-        with anyio.CancelScope(shield=True):
+        with shielded(session.timeouts.shield, "deleting the process"):
             try:
                 if self._exec_id:
                     status = await transport.delete_process(cid, self._exec_id)
@@ -503,6 +529,10 @@ class Process:
             await transport.kill(cid, self._exec_id, _signal.SIGKILL, not self._exec_id)
         except (errors.NotFound, errors.FailedPrecondition):
             return
+        # A frozen cgroup holds the signal: thaw it, as dockerd's rm -f does.
+        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+            if (await transport.get_task(cid)).state is ProcessState.PAUSED:
+                await transport.resume(cid)
         with anyio.move_on_after(self._session.timeouts.cleanup):
             await self.wait()
 
@@ -510,10 +540,11 @@ class Process:
         if self._deleted:
             return
         self._deleted = True
-        if self._fifos is not None:
-            self._fifos.remove()
         session = self._session
         cid = self.container.id
+        if self._fifos is not None:
+            self._fifos.remove()
+        session.release_stdio(cid, self.id)
         if self._started and self._pid:
             # Deleted before its EXIT came off the stream (containerd down,
             # or the stream behind): this is its exit, reported once.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import errors
 from ._timeouts import Timeouts
@@ -19,6 +20,9 @@ from .backends.base import Transport
 from .events._ledger import ExitLedger
 from .events._monitor import EventMonitor
 from .events._tracker import ExitTracker
+
+if TYPE_CHECKING:
+    from .fifo import StdioSet
 
 __all__ = ["Session"]
 
@@ -47,6 +51,17 @@ class Session:
     state_dir: Path
     events: bool
     closed: bool = field(default=False)
+    # Every open stdio set per process, whichever object opened it: a process
+    # deleted through one Task or Process object must not leave another
+    # object's fds (and so its FIFOs) open.
+    stdio: dict[tuple[str, str], list[StdioSet]] = field(default_factory=dict)
+
+    def track_stdio(self, container_id: str, process_id: str, stdio: StdioSet) -> None:
+        self.stdio.setdefault((container_id, process_id), []).append(stdio)
+
+    def release_stdio(self, container_id: str, process_id: str) -> None:
+        for stdio in self.stdio.pop((container_id, process_id), ()):
+            stdio.remove()
 
     @property
     def namespace(self) -> str:

@@ -48,6 +48,13 @@ class Timeouts:
     failure_yield: float = 0.001
 
 
+    @property
+    def shield(self) -> float:
+        """The bound of one shielded step (a few calls and their clean-up):
+        even with ``rpc=None`` no shield waits forever."""
+        return 3 * (self.rpc if self.rpc is not None else self.cleanup) + self.cleanup
+
+
 def backoff(initial: float, maximum: float, factor: float = 2.0) -> Iterator[float]:
     """Pauses for retrying: exponential from ``initial`` up to ``maximum``, with
     +-20% jitter so that many clients do not retry in lockstep."""

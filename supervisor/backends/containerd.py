@@ -91,6 +91,11 @@ _UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
     ("a stopped container", errors.FailedPrecondition),
     ("in a stopped state", errors.FailedPrecondition),
     ("a stopped process", errors.FailedPrecondition),
+    ("cannot start a running process", errors.FailedPrecondition),
+    ("cannot resume a running process", errors.FailedPrecondition),
+    ("cannot pause a paused container", errors.FailedPrecondition),
+    ("in a paused state", errors.FailedPrecondition),
+    ("cannot delete a paused process", errors.FailedPrecondition),
     ("process already finished", errors.NotFound),
 )
 

@@ -219,7 +219,15 @@ class EventMonitor:
         )
         self._deliver(
             EventType.EXIT,
-            EventInfo(cid, process_id, pid, status.exit_code, status.exited_at, status.oom_killed),
+            EventInfo(
+                cid,
+                process_id,
+                pid,
+                status.exit_code,
+                status.exited_at,
+                status.oom_killed,
+                timestamp,
+            ),
         )
 
     def _deliver(self, kind: EventType, info: EventInfo) -> None:

@@ -61,11 +61,6 @@ async def test_backend_hears_the_lifecycle_in_order(fake: FakeTransport, state_d
     ] * 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events/_monitor.py EventMonitor._exited() takes the event's timestamp but "
-    "builds the EXIT's EventInfo without it: a streamed EXIT has timestamp=None",
-)
 async def test_an_exit_off_the_stream_carries_its_timestamp(
     fake: FakeTransport, state_dir: Path
 ) -> None:
