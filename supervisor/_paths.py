@@ -49,16 +49,20 @@ def check_owned(path: Path, st: os.stat_result | None = None) -> None:
 
 
 def private_dir(path: Path, mode: int = 0o700) -> Path:
-    """``mkdir -p`` with ``mode`` on every level made; the directory itself
-    (made or found) must pass :func:`check_owned`."""
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        path.parent.mkdir(mode=mode, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, mode)
+    """``mkdir -p`` where every level made gets ``mode`` (``Path.mkdir`` would
+    give parents the umask's) and passes :func:`check_owned`, as the
+    directory itself must, made or found."""
+    missing: list[Path] = []
+    level = path
+    while not os.path.lexists(level) and level != level.parent:
+        missing.append(level)
+        level = level.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            pass  # made meanwhile by someone else: checked like our own
+        check_owned(directory)
     check_owned(path)
     return path
 

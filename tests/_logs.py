@@ -15,13 +15,14 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = dict(getattr(record, "fields", {}) or {})
+        # The record's own keys last: a field of the same name cannot hide them.
         self.events.append(
             {
+                **fields,
                 "log_level": record.levelname.lower(),
                 "logger": record.name,
                 "event": getattr(record, "event", record.getMessage()),
                 "exc_info": bool(record.exc_info),
-                **fields,
             }
         )
 
