@@ -148,6 +148,13 @@ class ExitTracker:
         if container is None:
             container = self._containers[container_id] = _Container()
         container.oom_killed = True
+        # containerd publishes OOM and EXIT from different goroutines of the
+        # shim, so an OOM can come right after the init's EXIT: the exit
+        # status kept for delete() learns of it too.
+        init = container.processes.get(container_id)
+        if init is not None and init.status is not None and not init.status.oom_killed:
+            status = init.status
+            init.status = ExitStatus(status.exit_code, status.exited_at, True)
 
     def oom_killed(self, container_id: str) -> bool:
         container = self._containers.get(container_id)

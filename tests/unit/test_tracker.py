@@ -96,3 +96,14 @@ async def test_waiters_wake_and_cancelled_waits_leave_no_trace() -> None:
         await anyio.sleep(0.01)
         t.exited("c", "c", 10, 9, None)
     assert results == [9, 9, 9]
+
+
+def test_an_oom_just_after_the_init_exit_reaches_its_status() -> None:
+    # The shim publishes OOM and EXIT from different goroutines.
+    t = ExitTracker()
+    t.started("c", "c", 10)
+    first = t.exited("c", "c", 10, 137, None)
+    assert first is not None and not first.oom_killed
+    t.oom("c")
+    slot = t.watch("c", "c")
+    assert slot.status is not None and slot.status.oom_killed
