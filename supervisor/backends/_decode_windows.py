@@ -15,6 +15,7 @@ Only the containerd backend imports this module.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from .. import errors
 from .._proto.containerd.runc import v1 as pb_runc
@@ -79,7 +80,7 @@ def process_summary(pid: int, info: PbAny | None) -> ProcessSummary:
     return ProcessSummary(pid=pid)
 
 
-def _windows_stats(w: WindowsContainerStatistics) -> Stats:
+def _windows_stats(w: WindowsContainerStatistics, read_at: datetime | None) -> Stats:
     cpu = w.processor
     mem = w.memory
     io = w.storage
@@ -124,17 +125,26 @@ def _windows_stats(w: WindowsContainerStatistics) -> Stats:
         ),
         # No cgroup: 0 tells the sample apart from a Linux one.
         cgroup_version=0,
-        read_at=w.timestamp,
+        # HCS's own sampling time when it gave one.
+        read_at=w.timestamp or read_at,
     )
 
 
-def decode_statistics(value: bytes, *, linux: Callable[[bytes], Stats]) -> Stats:
+def decode_statistics(
+    value: bytes,
+    read_at: datetime | None = None,
+    *,
+    linux: Callable[[bytes, datetime | None], Stats],
+) -> Stats:
     """A runhcs ``Statistics`` payload as :class:`Stats`.
 
     Args:
         value: the payload's bytes (``Metric.data.value``).
-        linux: the cgroup v1 decoder, for a Linux container run by runhcs
-            in a utility VM (LCOW); it takes the ``Metrics`` message's bytes.
+        read_at: when containerd took the sample; a Windows sample's own
+            timestamp wins when it has one.
+        linux: the cgroup v1 decoder (``decode_v1``), for a Linux container
+            run by runhcs in a utility VM (LCOW): it takes the ``Metrics``
+            message's bytes and ``read_at``.
 
     Raises:
         supervisor.errors.Unknown: neither kind of container's figures, or
@@ -145,9 +155,9 @@ def decode_statistics(value: bytes, *, linux: Callable[[bytes], Stats]) -> Stats
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, EOFError) as exc:
         raise errors.Unknown(f"runhcs statistics do not decode: {exc}") from exc
     if stats.windows is not None:
-        return _windows_stats(stats.windows)
+        return _windows_stats(stats.windows, read_at)
     if stats.linux is not None:
-        return linux(bytes(stats.linux))
+        return linux(bytes(stats.linux), read_at)
     raise errors.Unknown("runhcs statistics carry neither Windows nor Linux figures")
 
 

@@ -386,11 +386,12 @@ def test_windows_statistics_become_stats() -> None:
         )
     )
 
-    def no_linux(value: bytes) -> Stats:
+    def no_linux(value: bytes, read_at: datetime | None) -> Stats:
         raise AssertionError("a Windows sample went to the Linux decoder")
 
-    stats = decode_statistics(bytes(payload), linux=no_linux)
-    assert stats.read_at == WHEN and stats.cgroup_version == 0
+    later = datetime(2024, 5, 6, 7, 8, 10, tzinfo=UTC)
+    stats = decode_statistics(bytes(payload), later, linux=no_linux)
+    assert stats.read_at == WHEN and stats.cgroup_version == 0  # HCS's own time wins
     assert (stats.cpu.total_usage, stats.cpu.user_usage, stats.cpu.kernel_usage) == (900, 600, 300)
     assert stats.cpu.per_cpu_usage is None
     m = stats.memory
@@ -410,21 +411,38 @@ def test_a_linux_container_under_runhcs_goes_to_the_cgroup_decoder() -> None:
     seen: list[pb_cg1.Metrics] = []
     marker = Stats(MemoryStats(usage=1, limit=None), CpuStats(total_usage=2), PidsStats(3))
 
-    def linux(value: bytes) -> Stats:
+    def linux(value: bytes, read_at: datetime | None) -> Stats:
+        assert read_at == WHEN
         seen.append(pb_cg1.Metrics.parse(value))
         return marker
 
     payload = hcs.Statistics(linux=pb_cg1.Metrics(pids=pb_cg1.PidsStat(current=3, limit=9)))
-    assert decode_statistics(bytes(payload), linux=linux) is marker
+    assert decode_statistics(bytes(payload), WHEN, linux=linux) is marker
     (metrics,) = seen
     assert metrics.pids is not None and (metrics.pids.current, metrics.pids.limit) == (3, 9)
 
 
 def test_statistics_that_say_nothing_or_do_not_decode_are_unknown() -> None:
     with pytest.raises(errors.Unknown, match="neither"):
-        decode_statistics(b"", linux=lambda v: pytest.fail("not reached"))
+        decode_statistics(b"", linux=lambda v, at: pytest.fail("not reached"))
     with pytest.raises(errors.Unknown, match="do not decode"):
-        decode_statistics(b"\x0a\xff\xff", linux=lambda v: pytest.fail("not reached"))
+        decode_statistics(b"\x0a\xff\xff", linux=lambda v, at: pytest.fail("not reached"))
     assert is_statistics("containerd.runhcs.stats.v1.Statistics")
     assert is_statistics("type.googleapis.com/containerd.runhcs.stats.v1.Statistics")
     assert not is_statistics("io.containerd.cgroups.v1.Metrics")
+
+
+def test_a_windows_sample_without_its_own_time_takes_containerds() -> None:
+    payload = hcs.Statistics(windows=hcs.WindowsContainerStatistics(uptime_ns=1))
+    stats = decode_statistics(bytes(payload), WHEN, linux=lambda v, at: pytest.fail("no"))
+    assert stats.read_at == WHEN
+    assert stats.blkio.devices == () and stats.memory.stat == {}
+
+
+def test_an_lcow_sample_through_the_library_cgroup_v1_decoder() -> None:
+    from supervisor.backends._decode_stats import decode_v1
+
+    payload = hcs.Statistics(linux=pb_cg1.Metrics(pids=pb_cg1.PidsStat(current=4, limit=64)))
+    stats = decode_statistics(bytes(payload), WHEN, linux=decode_v1)
+    assert stats.cgroup_version == 1 and stats.read_at == WHEN
+    assert (stats.pids.current, stats.pids.limit) == (4, 64)
