@@ -41,7 +41,9 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp (TMPDIR, so pytest's tmp_path) stays on the root disk: guest-local, thrown
+# away with the snapshot, and a real block device for tests that count block IO.
+mkdir -p /tmp && chmod 1777 /tmp
 # As systemd mounts it on a unified host.
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup ||
   mount -t cgroup2 cgroup2 /sys/fs/cgroup || die "cannot mount cgroup2"
@@ -70,7 +72,7 @@ done
 [ -c "${out:-}" ] && [ -c "${err:-}" ] || die "no virtio-serial ports cg2.out and cg2.err"
 exec >"$out" 2>"$err"
 
-# REPO, ROOTFS, VENV, PYTEST_TIMEOUT and the PYTEST_ARGS array, written by run.sh.
+# REPO, ROOTFS, VENV, PYTEST_TIMEOUT, the PYTEST_ARGS array and GUEST_CMD, written by run.sh.
 # shellcheck disable=SC1091
 . "$JOB/job.sh" || die "cannot read job.sh"
 
@@ -78,7 +80,8 @@ fstype=$(stat -fc %T /sys/fs/cgroup)
 say "kernel $(uname -r); /sys/fs/cgroup is $fstype; controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 [ "$fstype" = cgroup2fs ] || die "/sys/fs/cgroup is $fstype, not cgroup2fs: this is not a cgroup v2 guest"
 awk '$3 == "cgroup" { found = 1 } END { exit !found }' /proc/mounts && die "a cgroup v1 hierarchy is mounted"
-say "$(containerd --version); $(runc --version | head -n1); $(/usr/bin/python3 --version)"
+# The package versions (dpkg-query is quick; each Go binary takes a second or two to start here).
+say "$(dpkg-query -W -f='${Package} ${Version}; ' containerd runc python3)kernel command line: $(cat /proc/cmdline)"
 
 mkdir -p "$REPO"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro cg2repo "$REPO" ||
@@ -97,17 +100,23 @@ say "containerd ready on $CTRD/containerd.sock"
 cd "$REPO" || die "no $REPO"
 export HOME=/root TMPDIR=/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 export SUPERVISOR_TEST_ADDRESS="$CTRD/containerd.sock" SUPERVISOR_TEST_ROOTFS="$ROOTFS"
-say "python -m pytest -p no:cacheprovider ${PYTEST_ARGS[*]}"
-# SIGINT first: pytest then prints where it was stuck and its summary.
-timeout -s INT -k 30 "$PYTEST_TIMEOUT" "$VENV/bin/python" -m pytest -p no:cacheprovider "${PYTEST_ARGS[@]}"
+if [ -n "${GUEST_CMD:-}" ]; then
+  # CGROUP2_GUEST_CMD on the host: a shell command instead of pytest, the venv first on PATH.
+  say "bash -c ${GUEST_CMD@Q}"
+  PATH="$VENV/bin:$PATH" timeout -s INT -k 30 "$PYTEST_TIMEOUT" bash -c "$GUEST_CMD"
+else
+  say "python -m pytest -p no:cacheprovider ${PYTEST_ARGS[*]}"
+  # SIGINT first: pytest then prints where it was stuck and its summary.
+  timeout -s INT -k 30 "$PYTEST_TIMEOUT" "$VENV/bin/python" -m pytest -p no:cacheprovider "${PYTEST_ARGS[@]}"
+fi
 rc=$?
 if [ "$rc" = 124 ]; then
-  say "ERROR: pytest did not finish within $PYTEST_TIMEOUT s in the guest and was interrupted" >&2
+  say "ERROR: the run did not finish within $PYTEST_TIMEOUT s in the guest and was interrupted" >&2
 fi
 if [ "$rc" != 0 ] && [ -f "$CTRD/containerd.log" ]; then
   say "the last lines of containerd's log:" >&2
   tail -n 25 "$CTRD/containerd.log" >&2
 fi
 "$REPO/scripts/containerd-private.sh" stop "$CTRD"
-say "pytest exited with $rc"
+say "exit code $rc"
 finish "$rc"

@@ -7,6 +7,8 @@
 #   CGROUP2_TIMEOUT  seconds for the whole VM run before QEMU is killed (1500)
 #   CGROUP2_MEM      guest memory in MiB (2048)
 #   CGROUP2_SMP      guest CPUs (2)
+#   CGROUP2_GUEST_CMD  a shell command to run in the guest (in the repo, containerd
+#                    up, the venv first on PATH) instead of pytest; for poking around
 # Exit codes besides pytest's: 124 the VM hit CGROUP2_TIMEOUT and was killed;
 # 125 the VM stopped without reporting a result (its console log is shown).
 set -euo pipefail
@@ -47,6 +49,9 @@ ensure_venv() {
 }
 ensure_venv
 "$repo/scripts/mkrootfs.sh" "$rootfs"
+# Bytecode made here, as any run on the host makes it: the guest reads the
+# repository read-only, and compiling there costs seconds under emulation.
+"$venv/bin/python" -m compileall -q -j0 "$repo/supervisor" "$repo/tests" >/dev/null || true
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/cgroup2-run.XXXXXX")
 mkdir -p "$run/job"
@@ -78,6 +83,7 @@ guest_timeout=$((timeout_s > 300 ? timeout_s - 120 : timeout_s * 3 / 5))
   printf 'PYTEST_ARGS=('
   printf '%q ' "$@"
   printf ')\n'
+  printf 'GUEST_CMD=%q\n' "${CGROUP2_GUEST_CMD:-}"
 } >"$run/job/job.sh"
 
 qemu=(
@@ -97,13 +103,15 @@ qemu=(
   -device virtserialport,chardev=cg2err,name=cg2.err
   -device virtio-rng-pci
 )
-log "booting the VM (TCG, $smp CPUs, $mem MiB; timeout ${timeout_s} s): pytest $*"
+what="pytest $*"
+[ -z "${CGROUP2_GUEST_CMD:-}" ] || what="bash -c ${CGROUP2_GUEST_CMD@Q}"
+log "booting the VM (TCG, $smp CPUs, $mem MiB; timeout ${timeout_s} s): $what"
 t0=$SECONDS
 timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null &
 qemu_pid=$!
 tail -n +1 -F -s 0.2 --pid="$qemu_pid" "$run/stdout" 2>/dev/null &
 tails+=($!)
-tail -n +1 -F -s 0.2 --pid="$qemu_pid" "$run/stderr" 2>/dev/null >&2 &
+tail -n +1 -F -s 0.2 --pid="$qemu_pid" "$run/stderr" >&2 2>/dev/null &
 tails+=($!)
 qrc=0
 wait "$qemu_pid" || qrc=$?
@@ -129,5 +137,5 @@ if [ ! -f "$run/job/rc" ]; then
   exit 125
 fi
 rc=$(cat "$run/job/rc")
-log "the VM ran ${elapsed} s; pytest exited with $rc"
+log "the VM ran ${elapsed} s; ${what%% *} exited with $rc"
 exit "$rc"
