@@ -27,9 +27,8 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._bundle import remapped_root
 
@@ -64,8 +63,9 @@ SIGKILL = 9
 SIGTERM = 15
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
+# A NamedTuple, not a dataclass: this module loads with `import supervisor`,
+# and the dataclass machinery costs several times more to build one class.
+class Platform(NamedTuple):
     """The per-platform choices (see the module docstring's table).
 
     Attributes:
