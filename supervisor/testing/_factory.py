@@ -1,0 +1,343 @@
+"""The ``containers`` fixture: start containers in a test, capture their
+output, wait for a line, and have them all gone when the test ends.
+
+Output is read as it comes, by reader tasks the fixture owns (in a
+:class:`~supervisor._background.Background`, since pytest-asyncio sets a
+fixture up and tears it down in different tasks): a container never blocks
+on a full pipe because the test did not read it, and what it printed is
+there for :meth:`RunningContainer.wait_for_line` and for the failure report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from .. import errors
+from .._background import Background
+from .._types import DEFAULT_RUNTIME, ExitStatus
+
+if TYPE_CHECKING:
+    from .. import Client, Container, Task
+
+__all__ = ["Containers", "RunningContainer"]
+
+# What is kept of a container's output: the tail, for the report and for
+# wait_for_line; everything is read, so the container never blocks.
+_KEEP_BYTES = 4 << 20
+_KEEP_LINES = 20_000
+_CLEANUP_TIMEOUT = 30.0
+
+
+class _Output:
+    """A process's output: both streams in arrival order, and complete lines."""
+
+    def __init__(self, streams: int) -> None:
+        self.combined = bytearray()
+        self.by_stream: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.dropped = 0
+        self.lines: list[str] = []
+        self.lines_dropped = 0
+        self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self._open = streams
+        self._changed = anyio.Event()
+
+    @property
+    def ended(self) -> bool:
+        return self._open == 0
+
+    def feed(self, stream: str, data: bytes) -> None:
+        for buffer in (self.combined, self.by_stream[stream]):
+            buffer += data
+            if len(buffer) > _KEEP_BYTES:
+                cut = len(buffer) - _KEEP_BYTES
+                del buffer[:cut]
+                if buffer is self.combined:
+                    self.dropped += cut
+        *complete, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
+        self._add_lines(complete)
+
+    def end(self, stream: str) -> None:
+        rest, self._partial[stream] = self._partial[stream], b""
+        self._add_lines([rest] if rest else [])
+        self._open -= 1
+        self._notify()
+
+    def _add_lines(self, raw: list[bytes]) -> None:
+        if not raw:
+            return
+        self.lines.extend(line.decode(errors="replace").rstrip("\r") for line in raw)
+        if len(self.lines) > _KEEP_LINES:
+            cut = len(self.lines) - _KEEP_LINES
+            del self.lines[:cut]
+            self.lines_dropped += cut
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+
+class RunningContainer:
+    """A container started by :meth:`Containers.run`, with its task and output.
+
+    Attributes:
+        container: the :class:`supervisor.Container`.
+        task: its started :class:`supervisor.Task`. Its ``stdout`` and
+            ``stderr`` are read by the fixture: use :attr:`output` and
+            :meth:`wait_for_line` instead. ``task.stdin`` is there when
+            ``run(..., stdin=True)``.
+        args: the command it runs.
+    """
+
+    def __init__(self, container: Container, task: Task, args: Sequence[str]) -> None:
+        self.container = container
+        self.task = task
+        self.args = list(args)
+        self.exit_status: ExitStatus | None = None
+        streams = 1 if task.stderr is None else 2
+        self._output = _Output(streams)
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    @property
+    def output(self) -> bytes:
+        """stdout and stderr so far, interleaved as they were read."""
+        return bytes(self._output.combined)
+
+    @property
+    def stdout(self) -> bytes:
+        """Standard output so far (with a terminal: all output)."""
+        return bytes(self._output.by_stream["stdout"])
+
+    @property
+    def stderr(self) -> bytes:
+        """Standard error so far."""
+        return bytes(self._output.by_stream["stderr"])
+
+    @property
+    def lines(self) -> list[str]:
+        """Complete lines so far, both streams, decoded as UTF-8 (bad bytes replaced)."""
+        return list(self._output.lines)
+
+    async def wait_for_line(
+        self,
+        pattern: str | re.Pattern[str],
+        timeout: float = 30.0,  # noqa: ASYNC109 - a readiness probe's own bound
+    ) -> re.Match[str]:
+        """Wait until a line of output matches ``pattern`` (``re.search``),
+        counting lines printed before the call too.
+
+        Returns:
+            The match (its groups can carry what the line announced, a port say).
+
+        Raises:
+            DeadlineExceeded: no such line within ``timeout`` seconds.
+            FailedPrecondition: the output ended (the process exited) first.
+            Both messages end with the last lines of output.
+        """
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        seen = 0  # index into the lines ever printed
+        output = self._output
+        with anyio.move_on_after(timeout):
+            while True:
+                start = max(seen - output.lines_dropped, 0)
+                for line in output.lines[start:]:
+                    match = regex.search(line)
+                    if match is not None:
+                        return match
+                seen = output.lines_dropped + len(output.lines)
+                if output.ended:
+                    raise errors.FailedPrecondition(
+                        f"the output of {self.id} ended without a line matching "
+                        f"{regex.pattern!r}{self._tail()}",
+                        container_id=self.id,
+                    )
+                await output.changed()
+        raise errors.DeadlineExceeded(
+            f"no line matching {regex.pattern!r} from {self.id} within {timeout}s{self._tail()}",
+            container_id=self.id,
+        )
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the process to exit (see :meth:`supervisor.Process.wait`)."""
+        self.exit_status = await self.task.wait()
+        return self.exit_status
+
+    def _tail(self, lines: int = 20) -> str:
+        shown = self._output.lines[-lines:]
+        if not shown:
+            return " (no output)"
+        return "; last lines:\n" + "\n".join(f"  {line}" for line in shown)
+
+    def report(self, max_lines: int = 200) -> str:
+        """A few lines for a failure report: the command and its output's tail."""
+        head = f"[{self.id}] {' '.join(self.args)}"
+        if self.exit_status is not None:
+            head += f"  (exit {self.exit_status.exit_code})"
+        text = self.output.decode(errors="replace")
+        lines = text.splitlines()
+        dropped = self._output.dropped > 0 or len(lines) > max_lines
+        body = "\n".join(lines[-max_lines:]) if lines else "(no output)"
+        return f"{head}\n{'[... earlier output dropped ...]' + chr(10) if dropped else ''}{body}"
+
+    async def _pump(self, name: str, stream: ByteReceiveStream | None) -> None:
+        if stream is None:
+            return
+        try:
+            while True:
+                data = await stream.receive()
+                self._output.feed(name, data)
+        except (
+            anyio.EndOfStream,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+            errors.SupervisorError,
+        ):
+            pass
+        finally:
+            self._output.end(name)
+
+
+class Containers:
+    """The ``containers`` fixture: a factory of started, tracked containers.
+
+    Example::
+
+        async def test_server(containers):
+            web = await containers.run(["httpd", "-f", "-v", "-p", "8080"])
+            await web.wait_for_line("started")   # or containers.wait_for_line(web, ...)
+            ...
+
+    Every container it started is killed and deleted when the test ends; its
+    output appears in the report of a failing test.
+    """
+
+    def __init__(
+        self, client: Client, rootfs: Path, labels: Mapping[str, str], test_name: str
+    ) -> None:
+        self._client = client
+        self._rootfs = rootfs
+        self._labels = dict(labels)
+        self._started: list[RunningContainer] = []
+        self._made: list[Container] = []
+        self._background = Background(f"supervisor-pytest-output:{test_name}")
+        self._group: anyio.abc.TaskGroup | None = None
+        self._count = 0
+
+    def __iter__(self) -> Iterator[RunningContainer]:
+        return iter(list(self._started))
+
+    def __len__(self) -> int:
+        return len(self._started)
+
+    async def run(
+        self,
+        args: Sequence[str],
+        *,
+        id: str | None = None,
+        stdin: bool = False,
+        terminal: bool = False,
+        labels: Mapping[str, str] | None = None,
+        runtime: str = DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        **spec_options: Any,
+    ) -> RunningContainer:
+        """Create and start a container running ``args`` in the busybox rootfs.
+
+        Args:
+            args: the command.
+            id: the container id (default: made from the command and a counter).
+            stdin: give the process a stdin pipe (``running.task.stdin``).
+            terminal: run it with a pseudo-terminal.
+            labels: more containerd labels (the session's are always added).
+            runtime, runtime_options: as :meth:`supervisor.Client.new_container`.
+            spec_options: passed to :func:`supervisor.default_spec`
+                (``env``, ``cwd``, ``hostname``, ``memory_limit``, ...).
+
+        Returns:
+            The started container; its output is being captured.
+        """
+        from .. import default_spec
+
+        if self._group is None:
+            raise errors.FailedPrecondition("the containers fixture has been torn down")
+        self._count += 1
+        if id is None:
+            base = re.sub(r"[^a-z0-9]+", "-", Path(args[0]).name.lower()).strip("-") if args else ""
+            id = f"{base or 'c'}-{self._count}"
+        spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **spec_options)
+        container = await self._client.new_container(
+            id,
+            spec,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels={**(labels or {}), **self._labels},
+        )
+        self._made.append(container)
+        task = await container.new_task(stdin=stdin, terminal=terminal)
+        running = RunningContainer(container, task, args)
+        self._started.append(running)
+        self._group.start_soon(running._pump, "stdout", task.stdout)
+        self._group.start_soon(running._pump, "stderr", task.stderr)
+        await task.start()
+        return running
+
+    async def wait_for_line(
+        self,
+        running: RunningContainer,
+        pattern: str | re.Pattern[str],
+        timeout: float = 30.0,  # noqa: ASYNC109 - a readiness probe's own bound
+    ) -> re.Match[str]:
+        """Same as ``running.wait_for_line(pattern, timeout)``."""
+        return await running.wait_for_line(pattern, timeout)
+
+    def report(self) -> str:
+        return "\n\n".join(r.report() for r in self._started)
+
+    # -- the fixture's side --------------------------------------------------
+
+    async def _open(self) -> None:
+        await self._background.start(self._readers)
+
+    async def _readers(self) -> None:
+        async with anyio.create_task_group() as group:
+            self._group = group
+            self._background.ready()
+            await self._background.until_stopped()
+            group.cancel_scope.cancel()
+
+    async def _close(self) -> list[str]:
+        """Kill and delete every container made; problems come back as lines."""
+        problems: list[str] = []
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT) as scope:
+            for running in reversed(self._started):
+                if running.exit_status is None:
+                    with contextlib.suppress(errors.SupervisorError):
+                        await running.task.kill(signal.SIGKILL)
+            for container in reversed(self._made):
+                try:
+                    with contextlib.suppress(errors.NotFound):
+                        task = await container.task()
+                        await task.delete(force=True)
+                    with contextlib.suppress(errors.NotFound):
+                        await container.delete()
+                except errors.SupervisorError as exc:
+                    problems.append(f"cannot remove container {container.id!r}: {exc}")
+        if scope.cancelled_caught:
+            problems.append(f"removing the containers took longer than {_CLEANUP_TIMEOUT}s")
+        await self._background.stop()
+        self._group = None
+        return problems
