@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /init of the cgroup2 lane's initramfs: load the virtio, ext4 and 9p modules,
 # mount the root disk and hand over to /sbin/cg2-init (guest-init.sh) on it.
 # Any failure powers the VM off, and the host reports the console log.

@@ -61,10 +61,15 @@ mkdir -p "$run/job"
 qemu_pid=""
 tails=()
 cleanup() {
+  # qemu_pid is timeout(1)'s, which passes SIGTERM on to QEMU; QEMU itself is
+  # killed outright if it is still there after 10 s.
   if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+    local child
+    child=$(pgrep -P "$qemu_pid" || true)
     kill -TERM "$qemu_pid" 2>/dev/null || true
-    sleep 1
-    kill -KILL "$qemu_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.2; done
+    # shellcheck disable=SC2086
+    kill -KILL $child "$qemu_pid" 2>/dev/null || true
   fi
   if [ ${#tails[@]} -gt 0 ]; then kill "${tails[@]}" 2>/dev/null || true; fi
   cp -f "$run/console.log" "$out/last-console.log" 2>/dev/null || true
@@ -86,6 +91,7 @@ guest_timeout=$((timeout_s > 300 ? timeout_s - 120 : timeout_s * 3 / 5))
   printf 'GUEST_CMD=%q\n' "${CGROUP2_GUEST_CMD:-}"
 } >"$run/job/job.sh"
 
+# shellcheck disable=SC2054 # the commas belong to QEMU's options
 qemu=(
   qemu-system-x86_64
   -accel tcg -cpu qemu64 -smp "$smp" -m "$mem"
