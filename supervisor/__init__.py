@@ -45,6 +45,7 @@ from ._connect import connect, default_state_dir
 from ._container import Container
 from ._process import Process
 from ._spec import default_spec, process_spec
+from ._stats import BlkioStats, NetworkStats
 from ._task import Task
 from ._timeouts import Timeouts
 from ._types import (
@@ -61,6 +62,7 @@ from ._types import (
 from .events import Backend, EventInfo, EventType, Queue
 
 if _TYPE_CHECKING:
+    from ._summary import ProcessSummary
     from .daemon import (
         ConfigStore,
         Daemon,
@@ -101,7 +103,10 @@ __all__ = [
     "MemoryStats",
     "CpuStats",
     "PidsStats",
+    "BlkioStats",
+    "NetworkStats",
     "ProcessInfo",
+    "ProcessSummary",
     # specs
     "default_spec",
     "process_spec",
@@ -130,6 +135,11 @@ _DAEMON_NAMES = frozenset(
 def __getattr__(name: str) -> _Any:
     # The daemon layer sits above the core and pulls in grpclib (for its
     # health checks): load it only when one of its names is asked for.
+    if name == "ProcessSummary":
+        from ._summary import ProcessSummary
+
+        globals()[name] = ProcessSummary
+        return ProcessSummary
     if name in _DAEMON_NAMES:
         from . import daemon
 
@@ -140,4 +150,4 @@ def __getattr__(name: str) -> _Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DAEMON_NAMES)
+    return sorted(set(globals()) | _DAEMON_NAMES | {"ProcessSummary"})

@@ -10,8 +10,8 @@ from typing import Any
 
 import anyio
 
-from . import errors
-from ._bundle import bundle_path, prepare_bundle, remapped_root, remove_bundle
+from . import _platform, errors
+from ._bundle import bundle_path, prepare_bundle, remove_bundle
 from ._cleanup import shielded, undo_if_cancelled
 from ._container import Container
 from ._ids import validate_id
@@ -20,7 +20,7 @@ from ._process import Output
 from ._session import Session
 from ._spec import checked_spec
 from ._task import Task
-from ._types import DEFAULT_RUNTIME, RunResult
+from ._types import RunResult
 
 __all__ = ["Client"]
 
@@ -114,7 +114,7 @@ class Client:
         id: str,
         spec: Mapping[str, Any],
         *,
-        runtime: str = DEFAULT_RUNTIME,
+        runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
@@ -151,10 +151,9 @@ class Client:
         label_map = _checked_labels(labels, id)
         if runtime_options is not None and not isinstance(runtime_options, Mapping):
             raise errors.InvalidArgument("runtime_options must be a mapping", container_id=id)
-        owner = remapped_root(body)
+        owner = _platform.bundle_owner(body)
         runtime_options = _remapped_io(runtime, runtime_options, owner)
-        linux = body.setdefault("linux", {})
-        linux.setdefault("cgroupsPath", f"/{self.namespace}/{id}")
+        _platform.default_spec_section(body, self.namespace, id)
         bundle = bundle_path(session.state_dir, self.namespace, id, owner)
 
         async def create() -> None:
@@ -201,7 +200,7 @@ class Client:
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
-        runtime: str = DEFAULT_RUNTIME,
+        runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
@@ -267,7 +266,7 @@ class Client:
         input: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - subprocess.run's name and meaning
         terminal: bool = False,
-        runtime: str = DEFAULT_RUNTIME,
+        runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
@@ -369,7 +368,7 @@ class Client:
         # of containerd can write labels, and the path decides what we delete.
         validate_id(cid, kind="container id")
         try:
-            owner = remapped_root(spec)
+            owner = _platform.bundle_owner(spec)
         except errors.InvalidArgument:
             owner = None
         bundle = bundle_path(self._session.state_dir, self.namespace, cid, owner)

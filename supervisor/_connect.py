@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 
 import anyio
 
-from . import _paths, errors
+from . import _paths, _platform, errors
 from ._background import Background
 from ._bundle import remove_namespace_level
 from ._client import Client
@@ -35,14 +34,7 @@ def default_state_dir() -> Path:
     ``/run/containerd-supervisor`` for root, ``$XDG_RUNTIME_DIR/containerd-supervisor``
     for other users when set, else a per-user directory under the temporary
     directory (whose owner and mode are checked before use)."""
-    geteuid = getattr(os, "geteuid", None)
-    if geteuid is not None and geteuid() == 0:
-        return Path("/run/containerd-supervisor")
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "containerd-supervisor"
-    uid = geteuid() if geteuid is not None else os.getpid()
-    return Path(tempfile.gettempdir()) / f"containerd-supervisor-{uid}"
+    return _platform.default_state_dir()
 
 
 def _open_transport(address: str, namespace: str, timeouts: Timeouts) -> Transport:

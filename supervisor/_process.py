@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-from . import errors
+from . import _platform, errors
 from ._cleanup import shielded
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
@@ -526,7 +526,7 @@ class Process:
         transport = self._session.transport
         cid = self.container.id
         try:
-            await transport.kill(cid, self._exec_id, _signal.SIGKILL, not self._exec_id)
+            await transport.kill(cid, self._exec_id, _platform.SIGKILL, not self._exec_id)
         except (errors.NotFound, errors.FailedPrecondition):
             return
         # A frozen cgroup holds the signal: thaw it, as dockerd's rm -f does.

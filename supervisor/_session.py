@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import errors
+from ._stats_stream import StatsSampler
 from ._timeouts import Timeouts
 from .backends.base import Transport
 from .events._ledger import ExitLedger
@@ -55,6 +56,9 @@ class Session:
     # deleted through one Task or Process object must not leave another
     # object's fds (and so its FIFOs) open.
     stdio: dict[tuple[str, str], list[StdioSet]] = field(default_factory=dict)
+    # Every stats stream of the client joins this, so all of them together
+    # cost one Metrics call per interval.
+    stats_sampler: StatsSampler = field(default_factory=StatsSampler)
 
     def track_stdio(self, container_id: str, process_id: str, stdio: StdioSet) -> None:
         self.stdio.setdefault((container_id, process_id), []).append(stdio)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import _platform
 from .errors import InvalidArgument
 
 __all__ = ["default_spec", "process_spec"]
@@ -339,6 +340,6 @@ def inherited_process(spec: Mapping[str, Any], args: object) -> dict[str, Any]:
     body = json_copy(base if isinstance(base, Mapping) else {}, "process spec")
     body["args"] = [_text(a, "exec args") for a in args]
     body.pop("consoleSize", None)
-    body.setdefault("cwd", "/")
-    body.setdefault("user", {"uid": 0, "gid": 0})
+    for key, value in _platform.default_process_fields().items():
+        body.setdefault(key, value)
     return body

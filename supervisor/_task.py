@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import _platform, errors
 from ._cleanup import undo_if_cancelled
 from ._ids import validate_id
 from ._log import get_logger
 from ._process import Output, Process, checked_output, create_process
 from ._resources import checked_resources
 from ._spec import checked_process, inherited_process
+from ._stats_stream import stats_stream
 from ._types import ProcessInfo, Stats, StdioPaths
+from .backends import runhcs
+
+if TYPE_CHECKING:
+    from ._summary import ProcessSummary
 
 __all__ = ["Task"]
 
@@ -65,6 +70,30 @@ class Task(Process):
         """A sample of the task's cgroup metrics (memory, CPU, pids, block IO)."""
         return await self._session.transport.stats(self.container.id)
 
+    async def summary(self) -> list[ProcessSummary]:
+        """Every process of the task with what the platform tells of it:
+        command, state, start time, CPU times and memory (``/proc`` on
+        Linux; runhcs's process details on Windows)."""
+        # Loaded with the first summary, not with `import supervisor`.
+        from ._summary import with_host_details
+
+        found = await self._session.transport.process_summaries(self.container.id)
+        return with_host_details(found)
+
+    def stats_stream(self, interval: float = 1.0) -> AsyncIterator[Stats]:
+        """Samples of the task's usage, one per ``interval`` seconds, until it
+        exits (the iterator then ends). Every stream of one client shares one
+        Metrics call per interval, however many tasks are streamed. Use
+        :meth:`Stats.cpu_percent` between two samples for ``docker stats``'s
+        CPU %.
+
+        Example::
+
+            async for sample in task.stats_stream(1.0):
+                print(sample.memory.usage)
+        """
+        return stats_stream(self._session, self.container.id, self._pid, interval)
+
     async def update_resources(self, resources: Mapping[str, Any]) -> None:
         """Change the task's limits: an OCI ``LinuxResources`` mapping, e.g.
         ``{"memory": {"limit": 64 << 20}}``.
@@ -73,6 +102,9 @@ class Task(Process):
             InvalidArgument: not a ``LinuxResources`` mapping (unknown keys,
                 wrong types, out-of-range values), or containerd refused it.
         """
+        if not _platform.PLATFORM.update_resources:
+            runhcs.update_unsupported(self.container.id)
+            return
         body = checked_resources(resources, container_id=self.container.id)
         await self._session.transport.update_resources(self.container.id, body)
         _log.debug("task.update", container_id=self.container.id)

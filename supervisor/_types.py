@@ -7,9 +7,11 @@ objects (and the caller) never see a generated protobuf class.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from ._stats import CpuStats, MemoryStats, PidsStats, Stats
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -122,48 +124,16 @@ class ProcessInfo:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryStats:
-    """Memory of the container's cgroup, in bytes."""
-
-    usage: int
-    limit: int
-    max_usage: int = 0
-    failcnt: int = 0
-    cache: int = 0
-    rss: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class CpuStats:
-    """CPU time of the container's cgroup, in nanoseconds."""
-
-    total_usage: int
-    kernel_usage: int = 0
-    user_usage: int = 0
-    per_cpu_usage: tuple[int, ...] = ()
-    throttled_periods: int = 0
-    throttled_time: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class PidsStats:
-    """Process count of the container's cgroup."""
-
-    current: int
-    limit: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A sample of a task's cgroup metrics (cgroup v1 or v2, decoded alike)."""
 
-    memory: MemoryStats
-    cpu: CpuStats
-    pids: PidsStats
-    read_at: datetime | None = None
-    cgroup_version: int = 1
-    blkio_service_bytes: tuple[tuple[str, int], ...] = field(default=())
+
+
+
 
 
 class Topic(enum.Enum):

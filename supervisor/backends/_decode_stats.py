@@ -7,6 +7,8 @@ containerd backend imports this module.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +26,7 @@ from .._stats import (
     Stats,
     limit_or_none,
 )
+from ._decode_windows import STATISTICS_TYPE_URL, decode_statistics
 
 __all__ = ["decode_stats", "decode_v1", "decode_v2", "stats_v1", "stats_v2"]
 
@@ -260,9 +263,11 @@ def decode_v2(value: bytes, read_at: datetime | None = None) -> Stats:
     return stats_v2(pb_cg2.Metrics.parse(value), read_at)
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[bytes, datetime | None], Stats]] = {
     "io.containerd.cgroups.v1.Metrics": decode_v1,
     "io.containerd.cgroups.v2.Metrics": decode_v2,
+    # runhcs: a Windows container's counters, or an LCOW one's cgroup v1 metrics.
+    STATISTICS_TYPE_URL: functools.partial(decode_statistics, linux=decode_v1),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._types import (
     ContainerRecord,
@@ -24,6 +24,9 @@ from .._types import (
     TaskRecord,
     Topic,
 )
+
+if TYPE_CHECKING:
+    from .._summary import ProcessSummary
 
 __all__ = ["Sync", "Transport", "EventStream"]
 
@@ -91,6 +94,11 @@ class Transport(Protocol):
     async def resume(self, container_id: str) -> None: ...
 
     async def pids(self, container_id: str) -> list[ProcessInfo]: ...
+
+    async def process_summaries(self, container_id: str) -> list[ProcessSummary]:
+        """Every process of the task with what the shim says of it (ListPids'
+        ``info``: runhcs's process details, runc's exec ids)."""
+        ...
 
     async def stats(self, container_id: str) -> Stats: ...
 

@@ -11,7 +11,6 @@ failed call yield to the event loop.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -21,7 +20,7 @@ import grpclib.exceptions
 from grpclib.client import Channel
 from grpclib.const import Status
 
-from .. import errors
+from .. import _platform, errors
 from .._proto.containerd.linux import runc as pb_runc_v1
 from .._proto.containerd.runc import v1 as pb_runc
 from .._proto.containerd.services.containers import v1 as pb_containers
@@ -29,6 +28,7 @@ from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.services.tasks import v1 as pb_tasks
 from .._proto.containerd.services.version import v1 as pb_version
 from .._proto.google.protobuf import Any as PbAny
+from .._summary import ProcessSummary
 from .._types import (
     ContainerRecord,
     ExitStatus,
@@ -38,6 +38,7 @@ from .._types import (
     TaskRecord,
     Topic,
 )
+from . import runhcs
 from ._decode import (
     SYNC_TYPE_URL,
     container_record,
@@ -46,6 +47,7 @@ from ._decode import (
     exit_status,
     task_record,
 )
+from ._decode_windows import process_summary
 from .base import EventStream
 
 __all__ = [
@@ -169,7 +171,7 @@ def open_channel(address: str) -> Channel:
     the first call after the connection broke, which is what lets a client ride
     through a containerd restart.
     """
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    if _platform.IS_WINDOWS:  # pragma: no cover - exercised on Windows only
         from ._named_pipe import NamedPipeChannel
 
         return NamedPipeChannel(address)
@@ -274,7 +276,12 @@ class ContainerdTransport:
         labels: Mapping[str, str],
     ) -> None:
         rt = pb_containers.ContainerRuntime(name=runtime)
-        if runtime_options is not None:
+        if runtime == runhcs.RUNTIME:
+            # Layer folders checked, and Debug set at debug level, even
+            # without options of the caller's.
+            runhcs.check_spec(spec, container_id=container_id)
+            rt.options = runhcs.options_any(runtime_options, container_id=container_id)
+        elif runtime_options is not None:
             try:
                 rt.options = _runtime_options_any(runtime, runtime_options)
             except (TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -388,6 +395,11 @@ class ContainerdTransport:
     async def resume(self, container_id: str) -> None:
         request = pb_tasks.ResumeTaskRequest(container_id=container_id)
         await self._call(lambda: self._tasks.resume(request), container_id)
+
+    async def process_summaries(self, container_id: str) -> list[ProcessSummary]:
+        request = pb_tasks.ListPidsRequest(container_id=container_id)
+        reply = await self._call(lambda: self._tasks.list_pids(request), container_id)
+        return [process_summary(p.pid, p.info) for p in reply.processes]
 
     async def pids(self, container_id: str) -> list[ProcessInfo]:
         request = pb_tasks.ListPidsRequest(container_id=container_id)

@@ -52,6 +52,7 @@ import anyio.lowlevel
 from .. import errors
 from .._ids import validate_id
 from .._stats import CpuStats, MemoryStats, PidsStats, Stats
+from .._summary import ProcessSummary
 from .._types import (
     ContainerRecord,
     ExitStatus,
@@ -888,6 +889,16 @@ class FakeTransport:
         task = self._task(container_id)
         await self._after("pids")
         return [ProcessInfo(p.pid) for p in task.processes() if p.pid and _alive(p)]
+
+    async def process_summaries(self, container_id: str) -> list[ProcessSummary]:
+        await self._before("pids", container_id)
+        task = self._task(container_id)
+        await self._after("pids")
+        return [
+            ProcessSummary(pid=p.pid, exec_id="" if p.is_init else p.process_id)
+            for p in task.processes()
+            if p.pid and _alive(p)
+        ]
 
     def _sample(self, task: _Task) -> Stats:
         task.cpu_ns += 1_000_000

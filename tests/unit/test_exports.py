@@ -24,7 +24,7 @@ def test_every_public_name_is_in_all() -> None:
     subpackages = {"annotations", "backends", "events", "fifo", "testing"}
     public -= subpackages
     lazy = {"Daemon", "DaemonConfig", "DaemonTimeouts", "ConfigStore", "ResolvedConfig"}
-    lazy |= {"Runtime", "ResolvedRuntime", "daemon", "cli"}
+    lazy |= {"Runtime", "ResolvedRuntime", "ProcessSummary", "daemon", "cli"}
     assert public - lazy == set(supervisor.__all__) - lazy - {"__version__"}
 
 
