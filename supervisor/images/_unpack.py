@@ -1,0 +1,85 @@
+"""Unpacking an image's layers into committed snapshots named by chain id."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .. import errors
+from .._log import get_logger
+from ._digest import chain_ids
+from ._manifest import ImageConfig, Manifest
+
+if TYPE_CHECKING:
+    from ..backends.containerd_images import ContainerdImages
+
+__all__ = ["SNAPSHOT_GC_LABEL", "unpack"]
+
+_log = get_logger("images.unpack")
+
+# containerd's GC keeps a snapshot that content it keeps points to with this
+# label (on the config blob, as containerd's own unpacker does).
+SNAPSHOT_GC_LABEL = "containerd.io/gc.ref.snapshot."
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
+
+
+async def unpack(
+    store: ContainerdImages,
+    snapshotter: str,
+    manifest: Manifest,
+    config: ImageConfig,
+    *,
+    lease: str,
+    cleanup: float,
+    on_layer: Callable[[int], None] | None = None,
+) -> str:
+    """Apply each layer on top of its parent's snapshot and commit it under
+    its chain id; layers whose chain id is already a snapshot are skipped.
+    Returns the top chain id (what a container's snapshot is prepared from).
+
+    Raises:
+        FailedPrecondition: a layer's content is not what the config's diff
+            id says.
+    """
+    if len(config.diff_ids) != len(manifest.layers):
+        raise errors.FailedPrecondition(
+            f"the manifest has {len(manifest.layers)} layers, the config "
+            f"{len(config.diff_ids)} diff ids"
+        )
+    chains = chain_ids(config.diff_ids)
+    parent = ""
+    for i, (layer, diff_id, chain) in enumerate(
+        zip(manifest.layers, config.diff_ids, chains, strict=True)
+    ):
+        if await store.snapshot_exists(snapshotter, chain):
+            parent = chain
+            continue
+        key = f"extract-{secrets.token_hex(6)}-{chain}"
+        mounts = await store.prepare_snapshot(snapshotter, key, parent, lease=lease)
+        try:
+            applied = await store.apply_layer(layer, mounts, lease=lease)
+            if applied != diff_id:
+                raise errors.FailedPrecondition(
+                    f"layer {layer.digest} unpacks to {applied}, the config says {diff_id}"
+                )
+            try:
+                await store.commit_snapshot(snapshotter, chain, key, lease=lease)
+            except errors.AlreadyExists:
+                # Another unpack of the same layers won the race: use theirs.
+                await store.remove_snapshot(snapshotter, key)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
+                try:
+                    await store.remove_snapshot(snapshotter, key)
+                except errors.SupervisorError as exc:
+                    _log.warning("unpack.cleanup_failed", key=key, error=str(exc))
+            raise
+        await store.set_content_labels(layer.digest, {UNCOMPRESSED_LABEL: diff_id})
+        _log.debug("unpack.layer", snapshotter=snapshotter, chain_id=chain)
+        if on_layer is not None:
+            on_layer(i)
+        parent = chain
+    return parent
