@@ -9,7 +9,7 @@ The containerd-over-grpclib implementation is :mod:`supervisor.backends.containe
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Collection, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +27,7 @@ from .._types import (
 
 if TYPE_CHECKING:
     from .._summary import ProcessSummary
+    from ..images._types import Mount
 
 __all__ = ["Sync", "Transport", "EventStream"]
 
@@ -60,7 +61,13 @@ class Transport(Protocol):
         runtime: str,
         runtime_options: Mapping[str, Any] | None,
         labels: Mapping[str, str],
-    ) -> None: ...
+        snapshotter: str = "",
+        snapshot_key: str = "",
+        image: str = "",
+    ) -> None:
+        """``snapshotter``/``snapshot_key`` name the container's own snapshot
+        (made from ``image``), which containerd's GC then keeps."""
+        ...
 
     async def get_container(self, container_id: str) -> ContainerRecord: ...
 
@@ -69,7 +76,12 @@ class Transport(Protocol):
     async def delete_container(self, container_id: str) -> None: ...
 
     # tasks and processes
-    async def create_task(self, container_id: str, stdio: StdioPaths) -> int: ...
+    async def create_task(
+        self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
+    ) -> int:
+        """``rootfs``: mounts the shim makes the bundle's root filesystem from
+        (a snapshot's), for a container whose spec says ``root.path: rootfs``."""
+        ...
 
     async def exec(
         self, container_id: str, exec_id: str, spec: Mapping[str, Any], stdio: StdioPaths

@@ -11,9 +11,17 @@ failed call yield to the event loop.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import grpclib.exceptions
@@ -21,6 +29,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 
 from .. import _platform, errors
+from .._proto.containerd import types as pb_types
 from .._proto.containerd.linux import runc as pb_runc_v1
 from .._proto.containerd.runc import v1 as pb_runc
 from .._proto.containerd.services.containers import v1 as pb_containers
@@ -49,6 +58,9 @@ from ._decode import (
 )
 from ._decode_windows import process_summary
 from .base import EventStream
+
+if TYPE_CHECKING:
+    from ..images._types import Mount
 
 __all__ = [
     "ContainerdTransport",
@@ -274,6 +286,9 @@ class ContainerdTransport:
         runtime: str,
         runtime_options: Mapping[str, Any] | None,
         labels: Mapping[str, str],
+        snapshotter: str = "",
+        snapshot_key: str = "",
+        image: str = "",
     ) -> None:
         rt = pb_containers.ContainerRuntime(name=runtime)
         if runtime == runhcs.RUNTIME:
@@ -293,6 +308,9 @@ class ContainerdTransport:
             labels=dict(labels),
             runtime=rt,
             spec=_json_any(SPEC_TYPE_URL, spec),
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
+            image=image,
         )
         request = pb_containers.CreateContainerRequest(container=container)
         await self._call(lambda: self._containers.create(request), container_id)
@@ -315,9 +333,17 @@ class ContainerdTransport:
 
     # -- tasks and processes -----------------------------------------------
 
-    async def create_task(self, container_id: str, stdio: StdioPaths) -> int:
+    async def create_task(
+        self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
+    ) -> int:
         request = pb_tasks.CreateTaskRequest(
             container_id=container_id,
+            rootfs=[
+                pb_types.Mount(
+                    type=m.type, source=m.source, target=m.target, options=list(m.options)
+                )
+                for m in rootfs
+            ],
             stdin=stdio.stdin,
             stdout=stdio.stdout,
             stderr=stdio.stderr,

@@ -41,10 +41,10 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -64,6 +64,9 @@ from .._types import (
     Topic,
 )
 from .base import EventStream, Sync, Transport
+
+if TYPE_CHECKING:
+    from ..images._types import Mount
 
 __all__ = ["FakeTransport", "Hold"]
 
@@ -630,6 +633,9 @@ class FakeTransport:
         runtime: str,
         runtime_options: Mapping[str, Any] | None,
         labels: Mapping[str, str],
+        snapshotter: str = "",
+        snapshot_key: str = "",
+        image: str = "",
     ) -> None:
         await self._before("create_container", container_id)
         validate_id(container_id, kind="container id")
@@ -670,7 +676,9 @@ class FakeTransport:
         ns.runtime_options.pop(container_id, None)
         await self._after("delete_container")
 
-    async def create_task(self, container_id: str, stdio: StdioPaths) -> int:
+    async def create_task(
+        self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
+    ) -> int:
         await self._before("create_task", container_id, container_id)
         self._container(container_id)
         ns = self._ns
