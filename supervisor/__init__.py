@@ -45,7 +45,7 @@ from ._connect import connect, default_state_dir
 from ._container import Container
 from ._process import Process
 from ._spec import default_spec, process_spec
-from ._stats import BlkioStats, NetworkStats
+from ._stats import BlkioDevice, BlkioEntry, BlkioStats, NetworkStats
 from ._task import Task
 from ._timeouts import Timeouts
 from ._types import (
@@ -104,6 +104,8 @@ __all__ = [
     "CpuStats",
     "PidsStats",
     "BlkioStats",
+    "BlkioDevice",
+    "BlkioEntry",
     "NetworkStats",
     "ProcessInfo",
     "ProcessSummary",

@@ -14,6 +14,7 @@ from ._log import get_logger
 from ._process import Output, Process, checked_output, create_process
 from ._resources import checked_resources
 from ._spec import checked_process, inherited_process
+from ._stats import with_host_figures
 from ._stats_stream import stats_stream
 from ._types import ProcessInfo, Stats, StdioPaths
 from .backends import runhcs
@@ -67,18 +68,15 @@ class Task(Process):
         return await self._session.transport.pids(self.container.id)
 
     async def stats(self) -> Stats:
-        """A sample of the task's cgroup metrics (memory, CPU, pids, block IO)."""
-        return await self._session.transport.stats(self.container.id)
+        """A sample of the task's resource usage: its cgroup's CPU, memory,
+        pids and block IO, the network counters of its own network namespace,
+        and the host's CPU time (for :meth:`Stats.cpu_percent`).
 
-    async def summary(self) -> list[ProcessSummary]:
-        """Every process of the task with what the platform tells of it:
-        command, state, start time, CPU times and memory (``/proc`` on
-        Linux; runhcs's process details on Windows)."""
-        # Loaded with the first summary, not with `import supervisor`.
-        from ._summary import with_host_details
-
-        found = await self._session.transport.process_summaries(self.container.id)
-        return with_host_details(found)
+        Raises:
+            NotFound: the task is gone (containerd has no metrics for it).
+        """
+        sample = await self._session.transport.stats(self.container.id)
+        return with_host_figures(sample, pid=self.pid)
 
     def stats_stream(self, interval: float = 1.0) -> AsyncIterator[Stats]:
         """Samples of the task's usage, one per ``interval`` seconds, until it
