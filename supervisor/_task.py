@@ -78,6 +78,16 @@ class Task(Process):
         sample = await self._session.transport.stats(self.container.id)
         return with_host_figures(sample, pid=self.pid)
 
+    async def summary(self) -> list[ProcessSummary]:
+        """Every process of the task with what the platform tells of it:
+        command, state, start time, CPU times and memory (``/proc`` on
+        Linux; runhcs's process details on Windows)."""
+        # Loaded with the first summary, not with `import supervisor`.
+        from ._summary import with_host_details
+
+        found = await self._session.transport.process_summaries(self.container.id)
+        return with_host_details(found)
+
     def stats_stream(self, interval: float = 1.0) -> AsyncIterator[Stats]:
         """Samples of the task's usage, one per ``interval`` seconds, until it
         exits (the iterator then ends). Every stream of one client shares one
