@@ -155,3 +155,16 @@ async def test_exec_with_args_inherits_the_container_process(
         await proc.delete()
         assert task.execs == {}
     assert out == b"hi /tmp 0\n"
+
+
+async def test_summary_names_every_process_with_its_exec(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    async with client.running("summed", supervisor.default_spec(["sleep", "60"], rootfs)) as task:
+        proc = await task.exec("side", ["sleep", "30"])
+        await proc.start()
+        summary = {p.pid: p for p in await task.summary()}
+        assert summary[task.pid].exec_id == "" and "sleep" in summary[task.pid].command
+        assert summary[proc.pid].exec_id == "side" and summary[proc.pid].rss_bytes > 0
+        assert all(p.created_at is not None for p in summary.values())
+        await proc.delete(force=True)
