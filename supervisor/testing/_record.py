@@ -102,6 +102,13 @@ class TestRecord:
             current.reset(self._token)
             self._token = None
 
+    def finish(self) -> None:
+        """After every fixture's teardown: a fixture that saved our level
+        while the test ran (caplog.set_level does) may have put it back."""
+        root = logging.getLogger(_LOGGER)
+        if root.level == _OURS:
+            root.setLevel(self._saved_level)
+
     # -- asyncio tasks the test starts ----------------------------------------
 
     def watch_tasks(self, loop: asyncio.AbstractEventLoop) -> None:

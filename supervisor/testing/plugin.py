@@ -72,11 +72,15 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     record = item.stash.get(RECORD, None)
-    if record is not None and report.failed:
+    if record is None:
+        return report
+    if report.failed:
         if report.when != "teardown":
             record.failed = True
         for title, text in record.sections():
             report.sections.append((f"Captured {title} {report.when}", text))
+    if report.when == "teardown":
+        record.finish()
     return report
 
 
