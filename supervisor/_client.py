@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,11 @@ class Client:
     async def new_container(
         self,
         id: str,
-        spec: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
         *,
+        image: str | None = None,
+        args: Sequence[str] | None = None,
+        snapshotter: str | None = None,
         runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
@@ -124,7 +127,15 @@ class Client:
         Args:
             id: the container id (letters, digits, ``._-``; at most 76 chars).
             spec: the OCI runtime spec as a mapping (see :func:`supervisor.default_spec`).
-                ``linux.cgroupsPath`` defaults to ``/<namespace>/<id>``.
+                ``linux.cgroupsPath`` defaults to ``/<namespace>/<id>``. With
+                ``image``, optional: its keys override the spec built from the
+                image's config (see ``docs/images.md``).
+            image: run from this image (pulled or imported before): the
+                container gets a snapshot of its own (key = ``id``) on the
+                image's layers, removed with the container.
+            args: with ``image``, replace the image's ``Cmd``.
+            snapshotter: with ``image``, the snapshotter (default: overlayfs
+                where containerd has it, else native).
             runtime: the containerd shim, e.g. ``io.containerd.runc.v2``.
             runtime_options: the shim's options as a mapping of its options
                 message's fields, e.g. ``{"binary_name": "/usr/bin/crun"}``.
@@ -142,7 +153,34 @@ class Client:
 
             spec = supervisor.default_spec(["sh", "-c", "echo hi"], rootfs)
             container = await client.new_container("web-1", spec)
+            container = await client.new_container("web-2", image="busybox:1", args=["ls"])
         """
+        if image is not None:
+            from .images._containers import new_image_container
+
+            async def create(body: dict[str, Any], rootfs: Any, name: str) -> Container:
+                return await self._create_container(
+                    id, body, runtime, runtime_options, labels, replace, rootfs, name
+                )
+
+            return await new_image_container(
+                self._session, id, image, spec, args=args, snapshotter=snapshotter, create=create
+            )
+        if spec is None:
+            raise errors.InvalidArgument("a spec or an image is needed", container_id=id)
+        return await self._create_container(id, spec, runtime, runtime_options, labels, replace)
+
+    async def _create_container(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        labels: Mapping[str, str] | None,
+        replace: bool,
+        rootfs: tuple[str, str, tuple[Any, ...]] | None = None,
+        image: str = "",
+    ) -> Container:
         session = self._session
         session.check_open()
         validate_id(id, kind="container id")
@@ -156,9 +194,22 @@ class Client:
         _platform.default_spec_section(body, self.namespace, id)
         bundle = bundle_path(session.state_dir, self.namespace, id, owner)
 
+        # Only a container made from an image names its snapshot: other
+        # transports need not know the keywords.
+        snapshot: dict[str, str] = (
+            {"snapshotter": rootfs[0], "snapshot_key": rootfs[1], "image": image}
+            if rootfs is not None
+            else {}
+        )
+
         async def create() -> None:
             await session.transport.create_container(
-                id, body, runtime=runtime, runtime_options=runtime_options, labels=label_map
+                id,
+                body,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                labels=label_map,
+                **snapshot,
             )
 
         # containerd first, the directory after: until containerd has said the
@@ -186,6 +237,8 @@ class Client:
         container = Container(
             session, id, spec=body, runtime=runtime, labels=label_map, bundle_dir=bundle
         )
+        if rootfs is not None:
+            container.snapshotter, container.snapshot_key, container._rootfs = rootfs
         _log.debug("container.create", container_id=id, runtime=runtime)
         await undo_if_cancelled(container.delete, limit=session.timeouts.cleanup, what="container")
         return container
@@ -375,3 +428,73 @@ class Client:
         return Container(
             self._session, cid, spec=spec, runtime=runtime, labels=labels, bundle_dir=bundle
         )
+
+    # -- images (supervisor.images; loaded on first use) -------------------
+
+    async def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        progress: Callable[[Any], None] | None = None,
+        insecure: bool = False,
+        auth: tuple[str, str] | None = None,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+        http_timeout: float = 30.0,
+    ) -> Any:
+        """Pull an image from its registry into containerd and unpack it.
+
+        Everything is written under a containerd lease that is deleted at the
+        end; a pull that fails or is cancelled leaves its blobs to
+        containerd's GC. See ``docs/images.md``.
+
+        Args:
+            ref: ``[registry/]repository[:tag][@sha256:...]``.
+            platform: ``os/arch[/variant]`` to choose from an index (default:
+                this machine's).
+            progress: called with a :class:`supervisor.images.LayerProgress`
+                per blob as it goes.
+            insecure: speak plain HTTP to a registry that is not on a
+                loopback address (loopback ones always are).
+            auth: ``(username, password)``; default: ``~/.docker/config.json``.
+            unpack: unpack into the snapshotter (default: overlayfs where
+                containerd has it, else native).
+
+        Returns:
+            a :class:`supervisor.images.Image`.
+
+        Raises:
+            NotFound: no such image or platform. FailedPrecondition: refused
+            credentials, or content that does not match its digest.
+            Unavailable: the registry could not be reached.
+        """
+        from .images._service import ImageService
+
+        return await ImageService(self._session).pull(
+            ref,
+            platform=platform,
+            progress=progress,
+            insecure=insecure,
+            auth=auth,
+            unpack=unpack,
+            snapshotter=snapshotter,
+            http_timeout=http_timeout,
+        )
+
+    async def images(self) -> list[Any]:
+        """Every image in the namespace, as :class:`supervisor.images.Image`."""
+        from .images._service import ImageService
+
+        return await ImageService(self._session).images()
+
+    async def remove_image(self, ref: str) -> None:
+        """Delete an image record; containerd's GC then removes the content
+        and snapshots nothing else uses.
+
+        Raises:
+            NotFound: no such image.
+        """
+        from .images._service import ImageService
+
+        await ImageService(self._session).remove(ref)

@@ -55,6 +55,12 @@ class Container:
         self.bundle_dir = bundle_dir
         self._task: Task | None = None
 
+    # A container made from an image: containerd's record of its own snapshot,
+    # and that snapshot's mounts, which become the task's root filesystem.
+    snapshotter: str | None = None
+    snapshot_key: str | None = None
+    _rootfs: tuple[Any, ...] = ()
+
     def __repr__(self) -> str:
         return f"<Container {self.id} runtime={self.runtime}>"
 
@@ -102,7 +108,9 @@ class Container:
         path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=cid)
 
         async def create(stdio: Any) -> int:
-            return await session.transport.create_task(cid, stdio)
+            if not self._rootfs:
+                return await session.transport.create_task(cid, stdio)
+            return await session.transport.create_task(cid, stdio, rootfs=self._rootfs)
 
         pid, fifos, slot = await create_process(
             session,
@@ -228,6 +236,10 @@ class Container:
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):
             await transport.delete_container(cid)
+            if self.snapshotter is not None and self.snapshot_key is not None:
+                from .images._containers import remove_rootfs
+
+                await remove_rootfs(session, self.snapshotter, self.snapshot_key)
             remove_bundle(session.state_dir, self.bundle_dir)
             session.ledger.prune_container(cid)
             session.tracker.forget_container(cid)
