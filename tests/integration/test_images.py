@@ -1,0 +1,426 @@
+"""Images against the real containerd and a private registry (Debian's
+``docker-registry``, the Distribution server) on a loopback port, seeded
+with a busybox image built here from ``busybox-static``."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+import pytest_asyncio
+
+import supervisor
+from supervisor import errors
+
+if TYPE_CHECKING:
+    # Not at collection: loading supervisor.images changes the package's namespace.
+    from supervisor.images import LayerProgress
+
+pytestmark = pytest.mark.asyncio
+
+BUSYBOX = "/bin/busybox"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def busybox_layer() -> bytes:
+    """An uncompressed layer tar: /bin/busybox and a link per applet."""
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        with open(BUSYBOX, "rb") as f:
+            data = f.read()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for name in sorted(set(applets.stdout.split()) - {"busybox"}):
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+        passwd = b"root:x:0:0:root:/root:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return buf.getvalue()
+
+
+@dataclass
+class Layout:
+    path: Path
+    manifest_digest: str
+    index_digest: str | None = None
+
+
+def _blob(root: Path, data: bytes) -> dict[str, object]:
+    digest = _digest(data)
+    (root / "blobs" / "sha256" / digest[7:]).write_bytes(data)
+    return {"digest": digest, "size": len(data)}
+
+
+def build_layout(root: Path, layer_tar: bytes, *, multi: bool = False) -> Layout:
+    """An OCI image layout with busybox for linux/amd64 (and, with
+    ``multi``, an index that also offers a linux/arm64 manifest)."""
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    diff_id = _digest(layer_tar)
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        **_blob(root, gzip.compress(layer_tar, mtime=0)),
+    }
+    manifests = []
+    for arch in ("amd64", "arm64") if multi else ("amd64",):
+        config = {
+            "architecture": arch,
+            "os": "linux",
+            "config": {
+                "Cmd": ["sh", "-c", "echo hello from $GREETING"],
+                "Env": ["GREETING=the image"],
+                "WorkingDir": "/tmp",
+            },
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+        cfg = {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **_blob(root, json.dumps(config).encode()),
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg,
+            "layers": [layer],
+        }
+        desc = {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            **_blob(root, json.dumps(manifest).encode()),
+            "platform": {"architecture": arch, "os": "linux"},
+        }
+        manifests.append(desc)
+    amd64 = str(manifests[0]["digest"])
+    if multi:
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }
+        top = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            **_blob(root, json.dumps(index).encode()),
+            "annotations": {"org.opencontainers.image.ref.name": "1"},
+        }
+        outer = {"schemaVersion": 2, "manifests": [top]}
+        (root / "index.json").write_text(json.dumps(outer))
+        return Layout(root, amd64, str(top["digest"]))
+    manifests[0]["annotations"] = {"org.opencontainers.image.ref.name": "1"}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
+    return Layout(root, amd64)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    host: str
+    data: Path
+    busybox: Layout
+    multi: Layout
+
+
+def _start_registry(
+    tmp: Path, *, htpasswd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    auth = (
+        f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+        if htpasswd is not None
+        else ""
+    )
+    config = tmp / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
+    log = open(tmp / "registry.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the registry did not start: " + (tmp / "registry.log").read_text())
+
+
+def _push(layout: Layout, dest: str, *, creds: str | None = None, all_: bool = False) -> None:
+    cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if all_:
+        cmd.append("--all")
+    if creds:
+        cmd += ["--dest-creds", creds]
+    subprocess.run([*cmd, f"oci:{layout.path}:1", f"docker://{dest}"], check=True, timeout=120)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def layer_tar() -> bytes:
+    return busybox_layer()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory, layer_tar: bytes) -> Iterator[Registry]:
+    tmp = tmp_path_factory.mktemp("registry")
+    proc, host = _start_registry(tmp)
+    try:
+        busybox = build_layout(tmp / "busybox", layer_tar)
+        multi = build_layout(tmp / "multi", layer_tar, multi=True)
+        _push(busybox, f"{host}/busybox:1")
+        _push(multi, f"{host}/multi:1", all_=True)
+        yield Registry(host, tmp / "data", busybox, multi)
+    finally:
+        _stop(proc)
+
+
+@pytest_asyncio.fixture
+async def images_cleanup(client: supervisor.Client) -> AsyncIterator[None]:
+    yield
+    # The plugin empties containers; images and their content are ours.
+    for image in await client.images():
+        await client.remove_image(image.name)
+
+
+async def _leases(client: supervisor.Client) -> list[str]:
+    from supervisor.images._service import ImageService
+
+    return await ImageService(client._session).store.list_leases()
+
+
+async def test_pull_by_tag_runs_a_container(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    seen: list[LayerProgress] = []
+    image = await client.pull(f"{registry.host}/busybox:1", progress=seen.append)
+    assert image.name == f"{registry.host}/busybox:1"
+    assert image.digest == registry.busybox.manifest_digest
+    assert {p.state for p in seen} >= {"done", "unpacked"}
+    assert [i.name for i in await client.images()] == [image.name]
+    assert await _leases(client) == []
+
+    container = await client.new_container("from-image", image=image.name)
+    assert container.snapshot_key == "from-image"
+    task = await container.new_task()
+    await task.start()
+    out, _ = await task.communicate()
+    assert (await task.wait()).exit_code == 0
+    assert out == b"hello from the image\n"
+    await task.delete()
+
+    service_store = await _store(client)
+    snapshotter = container.snapshotter
+    assert snapshotter is not None
+    assert "from-image" in await service_store.list_snapshots(snapshotter)
+    await container.delete()
+    assert "from-image" not in await service_store.list_snapshots(snapshotter)
+
+
+async def _store(client: supervisor.Client):  # type: ignore[no-untyped-def]
+    from supervisor.images._service import ImageService
+
+    return ImageService(client._session).store
+
+
+async def test_args_and_spec_override_the_image(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    await client.pull(f"{registry.host}/busybox:1")
+    container = await client.new_container(
+        "override",
+        image=f"{registry.host}/busybox:1",
+        args=["sh", "-c", "echo $GREETING $X; pwd; id -u"],
+        spec={
+            "process": {
+                "env": ["PATH=/bin", "GREETING=caller", "X=y"],
+                "user": {"uid": 7, "gid": 7},
+            }
+        },
+    )
+    try:
+        task = await container.new_task()
+        await task.start()
+        out, _ = await task.communicate()
+        await task.wait()
+        await task.delete()
+    finally:
+        await container.delete()
+    assert out == b"caller y\n/tmp\n7\n"
+
+
+async def test_pull_by_digest_and_from_an_index(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    digest = registry.busybox.manifest_digest
+    image = await client.pull(f"{registry.host}/busybox@{digest}")
+    assert image.digest == digest
+    multi = await client.pull(f"{registry.host}/multi:1")
+    assert multi.digest == registry.multi.index_digest
+    assert multi.media_type == "application/vnd.oci.image.index.v1+json"
+    # The amd64 manifest was chosen and unpacked: a container runs from it.
+    result_container = await client.new_container("multi", image=multi.name, args=["true"])
+    await result_container.delete()
+    with pytest.raises(errors.NotFound):
+        await client.pull(f"{registry.host}/multi:1", platform="linux/s390x")
+
+
+async def test_a_wrong_digest_is_refused(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    with pytest.raises(errors.NotFound):
+        await client.pull(f"{registry.host}/busybox@sha256:{'0' * 64}")
+    assert await client.images() == []
+    assert await _leases(client) == []
+
+
+async def test_corrupt_blob_is_refused_and_leaves_nothing(
+    client: supervisor.Client,
+    registry: Registry,
+    tmp_path: Path,
+    layer_tar: bytes,
+    images_cleanup: None,
+) -> None:
+    # A repository of its own whose layer the registry serves corrupted.
+    layout = build_layout(tmp_path / "bad", layer_tar + b"\0" * 1024)
+    _push(layout, f"{registry.host}/corrupt:1")
+    manifest = json.loads(
+        (tmp_path / "bad" / "blobs" / "sha256" / layout.manifest_digest[7:]).read_bytes()
+    )
+    layer = manifest["layers"][0]["digest"][7:]
+    data = registry.data / "docker/registry/v2/blobs/sha256" / layer[:2] / layer / "data"
+    original = data.read_bytes()
+    data.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    store = await _store(client)
+    with pytest.raises(errors.FailedPrecondition):
+        await client.pull(f"{registry.host}/corrupt:1")
+    assert await client.images() == []
+    assert await _leases(client) == []
+    assert f"sha256:{layer}" not in await store.list_content()
+
+
+async def test_a_cancelled_pull_leaves_no_lease_behind(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    store = await _store(client)
+    started = anyio.Event()
+
+    def progress(p: LayerProgress) -> None:
+        if p.state == "downloading":
+            started.set()
+
+    async with anyio.create_task_group() as tg:
+
+        async def pull() -> None:
+            await client.pull(f"{registry.host}/busybox:1", progress=progress)
+
+        tg.start_soon(pull)
+        with anyio.fail_after(30):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    assert await _leases(client) == []
+    assert await client.images() == []
+    # GC takes what the lease held; a sync delete of a dummy lease runs it.
+    await store.create_lease("gc-now", __import__("datetime").timedelta(minutes=1))
+    await store.delete_lease("gc-now", sync=True)
+    assert registry.busybox.manifest_digest not in await store.list_content()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory, layer_tar: bytes) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("auth-registry")
+    htpasswd = tmp / "htpasswd"
+    with open(htpasswd, "wb") as f:
+        subprocess.run(["htpasswd", "-Bbn", "alice", "s3cret"], stdout=f, check=True)
+    proc, host = _start_registry(tmp, htpasswd=htpasswd)
+    try:
+        layout = build_layout(tmp / "busybox", layer_tar)
+        _push(layout, f"{host}/private:1", creds="alice:s3cret")
+        yield host
+    finally:
+        _stop(proc)
+
+
+async def test_basic_auth_refused_then_accepted(
+    client: supervisor.Client,
+    auth_registry: str,
+    images_cleanup: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ref = f"{auth_registry}/private:1"
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(errors.FailedPrecondition):
+        await client.pull(ref)
+    with pytest.raises(errors.FailedPrecondition):
+        await client.pull(ref, auth=("alice", "wrong"))
+    image = await client.pull(ref, auth=("alice", "s3cret"))
+    await client.remove_image(image.name)
+    # The same credentials, as `docker login` stores them.
+    import base64
+
+    token = base64.b64encode(b"alice:s3cret").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {auth_registry: {"auth": token}}}))
+    assert (await client.pull(ref)).name == ref
+
+
+async def test_remove_image(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    image = await client.pull(f"{registry.host}/busybox:1")
+    await client.remove_image(image.name)
+    assert await client.images() == []
+    with pytest.raises(errors.NotFound):
+        await client.remove_image(image.name)
+    with pytest.raises(errors.NotFound):
+        await client.new_container("gone", image=image.name)
+
+
+async def test_loopback_only_is_plain_http() -> None:
+    from supervisor.images._reference import parse_reference
+    from supervisor.images._registry import Registry as Reg
+
+    assert Reg(parse_reference("127.0.0.1:5000/a"))._base.startswith("http://")
+    assert Reg(parse_reference("example.com/a"))._base.startswith("https://")
+    assert Reg(parse_reference("example.com/a"), insecure=True)._base.startswith("http://")
+    assert shutil.which("docker-registry") and os.path.exists(BUSYBOX)
