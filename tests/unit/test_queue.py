@@ -412,3 +412,16 @@ async def test_append_outside_the_context_raises() -> None:
     with pytest.raises(RuntimeError):
         queue.append("k", job)
     assert len(queue) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_flooded_key_is_logged_once_and_a_stuck_job_cannot_hold_the_exit() -> None:
+    with capture_logs() as logs:
+        with anyio.fail_after(10):
+            async with Queue(drain_timeout=0.2, high_water=5) as queue:
+                queue.append("k", anyio.sleep_forever)
+                for _ in range(20):
+                    queue.append("k", anyio.lowlevel.checkpoint)
+    flooded = [e for e in logs if e["event"] == "queue.high_water"]
+    assert len(flooded) == 1 and flooded[0]["key"] == "k"
+    assert [e["keys"] for e in logs if e["event"] == "queue.drain_timeout"] == [["k"]]
