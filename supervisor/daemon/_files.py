@@ -17,15 +17,14 @@ import stat
 from pathlib import Path
 
 from .. import errors
-from .._paths import check_owned
+from .._paths import private_dir
 
 __all__ = ["open_regular", "owned_dir"]
 
 
 def owned_dir(path: Path, mode: int = 0o711) -> None:
-    """``mkdir -p path`` where every level made gets ``mode`` (``Path.mkdir``
-    gives parents the umask's mode instead) and passes :func:`check_owned`,
-    as ``path`` itself must, made or found.
+    """``mkdir -p path`` where every level made gets ``mode`` and must be ours,
+    as ``path`` itself must, made or found (:func:`supervisor._paths.private_dir`).
 
     Raises:
         FailedPrecondition: ``path`` or a level we made is a symlink, not a
@@ -33,18 +32,7 @@ def owned_dir(path: Path, mode: int = 0o711) -> None:
             stands where a directory should be.
         OSError: a directory could not be made.
     """
-    missing: list[Path] = []
-    level = path
-    while not os.path.lexists(level) and level != level.parent:
-        missing.append(level)
-        level = level.parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, mode)
-        except FileExistsError:
-            pass  # made meanwhile by someone else: checked like our own
-        check_owned(directory)
-    check_owned(path)
+    private_dir(path, mode)
 
 
 def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
