@@ -109,6 +109,13 @@ def _lookup(rootfs: str | None, file: str, name: str) -> tuple[int, int] | None:
     return None
 
 
+def _unknown(what: str, name: str, rootfs: str | None) -> str:
+    if rootfs is None:
+        return f"-u: give a numeric {what} id here, not {name!r}"
+    table = "/etc/passwd" if what == "user" else "/etc/group"
+    return f"-u: no {what} {name!r} in {rootfs}{table} (give a numeric id)"
+
+
 def _numeric(text: str, what: str) -> int:
     value = int(text)
     if not 0 <= value < 1 << 32:
@@ -130,7 +137,7 @@ def user_ids(spec_user: str, rootfs: str | None) -> tuple[int, int]:
     else:
         found = _lookup(rootfs, "passwd", user)
         if found is None:
-            raise CliError(f"-u: no user {user!r} in the container's /etc/passwd (give a uid)")
+            raise CliError(_unknown("user", user, rootfs))
         uid, gid = found
     if group:
         if group.isdigit():
@@ -140,7 +147,7 @@ def user_ids(spec_user: str, rootfs: str | None) -> tuple[int, int]:
         else:
             found = _lookup(rootfs, "group", group)
             if found is None:
-                raise CliError(f"-u: no group {group!r} in the container's /etc/group")
+                raise CliError(_unknown("group", group, rootfs))
             gid = found[0]
     return uid, gid
 

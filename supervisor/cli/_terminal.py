@@ -80,7 +80,7 @@ async def _resize(process: Process, fd: int | None) -> None:
     size = terminal_size(fd)
     if size is None:
         return
-    with contextlib.suppress(errors.NotFound, errors.FailedPrecondition, errors.InvalidArgument):
+    with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
         await process.resize(*size)
 
 
