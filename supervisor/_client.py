@@ -20,7 +20,7 @@ from ._process import Output
 from ._session import Session
 from ._spec import checked_spec
 from ._task import Task
-from ._types import RunResult
+from ._types import ContainerRecord, RunResult
 
 __all__ = ["Client"]
 
@@ -378,12 +378,12 @@ class Client:
         """
         validate_id(id, kind="container id")
         record = await self._session.transport.get_container(id)
-        return self._from_record(record.id, record.spec, record.runtime, record.labels)
+        return self._from_record(record)
 
     async def containers(self) -> list[Container]:
         """Every container in the client's namespace."""
         return [
-            self._from_record(r.id, r.spec, r.runtime, r.labels)
+            self._from_record(r)
             for r in await self._session.transport.list_containers()
         ]
 
@@ -405,7 +405,7 @@ class Client:
         tasks = {t.container_id: t for t in await transport.list_tasks()}
         restored: list[tuple[Container, Task | None]] = []
         for r in records:
-            container = self._from_record(r.id, r.spec, r.runtime, r.labels)
+            container = self._from_record(r)
             record = tasks.get(r.id)
             task = None if record is None else container._adopt_task(record)
             if task is not None:
@@ -414,20 +414,29 @@ class Client:
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored
 
-    def _from_record(
-        self, cid: str, spec: dict[str, Any], runtime: str, labels: dict[str, str]
-    ) -> Container:
+    def _from_record(self, record: ContainerRecord) -> Container:
         # The bundle path is derived, never read from the record: any client
         # of containerd can write labels, and the path decides what we delete.
+        cid, spec = record.id, record.spec
         validate_id(cid, kind="container id")
         try:
             owner = _platform.bundle_owner(spec)
         except errors.InvalidArgument:
             owner = None
         bundle = bundle_path(self._session.state_dir, self.namespace, cid, owner)
-        return Container(
-            self._session, cid, spec=spec, runtime=runtime, labels=labels, bundle_dir=bundle
+        container = Container(
+            self._session,
+            cid,
+            spec=spec,
+            runtime=record.runtime,
+            labels=record.labels,
+            bundle_dir=bundle,
         )
+        if record.snapshotter and record.snapshot_key:
+            # Made from an image: its task's root filesystem is that snapshot.
+            container.snapshotter = record.snapshotter
+            container.snapshot_key = record.snapshot_key
+        return container
 
     # -- images (supervisor.images; loaded on first use) -------------------
 

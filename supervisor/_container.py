@@ -107,6 +107,12 @@ class Container:
 
         path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=cid)
 
+        if not self._rootfs and self.snapshotter and self.snapshot_key:
+            # Loaded from containerd: its record names the snapshot.
+            from .images._containers import rootfs_mounts
+
+            self._rootfs = await rootfs_mounts(session, self.snapshotter, self.snapshot_key)
+
         async def create(stdio: Any) -> int:
             if not self._rootfs:
                 return await session.transport.create_task(cid, stdio)

@@ -103,6 +103,8 @@ class ContainerRecord:
     runtime: str
     labels: dict[str, str]
     created_at: datetime | None = None
+    snapshotter: str = ""
+    snapshot_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

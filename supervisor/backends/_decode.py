@@ -99,6 +99,8 @@ def container_record(c: pb_containers.Container) -> ContainerRecord:
         runtime=c.runtime.name if c.runtime is not None else "",
         labels=dict(c.labels),
         created_at=c.created_at,
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
     )
 
 

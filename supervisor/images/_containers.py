@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .._container import Container
     from .._session import Session
 
-__all__ = ["RootfsSnapshot", "new_image_container", "remove_rootfs"]
+__all__ = ["RootfsSnapshot", "new_image_container", "remove_rootfs", "rootfs_mounts"]
 
 _log = get_logger("images.containers")
 
@@ -65,6 +65,12 @@ async def new_image_container(
                     )
             raise
     return container
+
+
+async def rootfs_mounts(session: Session, snapshotter: str, key: str) -> tuple[Mount, ...]:
+    """The mounts of a container's snapshot (for a container loaded from
+    containerd, whose record names it)."""
+    return await ImageService(session).store.snapshot_mounts(snapshotter, key)
 
 
 async def remove_rootfs(session: Session, snapshotter: str, key: str) -> None:

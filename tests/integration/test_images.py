@@ -424,3 +424,22 @@ async def test_loopback_only_is_plain_http() -> None:
     assert Reg(parse_reference("example.com/a"))._base.startswith("https://")
     assert Reg(parse_reference("example.com/a"), insecure=True)._base.startswith("http://")
     assert shutil.which("docker-registry") and os.path.exists(BUSYBOX)
+
+
+async def test_a_loaded_image_container_runs_and_deletes_its_snapshot(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    image = await client.pull(f"{registry.host}/busybox:1")
+    made = await client.new_container("reloaded", image=image.name)
+    # What an application after its restart has: containerd's record only.
+    loaded = await client.load_container("reloaded")
+    assert (loaded.snapshotter, loaded.snapshot_key) == (made.snapshotter, "reloaded")
+    task = await loaded.new_task()
+    await task.start()
+    out, _ = await task.communicate()
+    assert out == b"hello from the image\n"
+    await task.delete()
+    store = await _store(client)
+    assert made.snapshotter is not None
+    await loaded.delete()
+    assert "reloaded" not in await store.list_snapshots(made.snapshotter)

@@ -21,7 +21,7 @@ def test_every_public_name_is_in_all() -> None:
         # (supervisor.testing) brings to the package.
         if not name.startswith(("_", "@"))
     }
-    subpackages = {"annotations", "backends", "events", "fifo", "testing"}
+    subpackages = {"annotations", "backends", "events", "fifo", "images", "testing"}
     public -= subpackages
     lazy = {"Daemon", "DaemonConfig", "DaemonTimeouts", "ConfigStore", "ResolvedConfig"}
     lazy |= {"Runtime", "ResolvedRuntime", "ProcessSummary", "daemon", "cli"}
