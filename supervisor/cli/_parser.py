@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ._errors import EXIT_FAILED
@@ -236,10 +236,190 @@ def _resource_options(p: argparse.ArgumentParser, *, update: bool = False) -> No
     )
 
 
-def build_parser(*, daemon: bool = False) -> Parser:
-    """The whole parser; with ``daemon`` the real ``daemon`` subcommand
-    (which imports the embedded containerd's code), else a placeholder that
-    takes any arguments and only shows in the help listing."""
+def _run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
+    p.add_argument(
+        "--name", "--id", dest="id", metavar="ID", help="container id (default: made up)"
+    )
+    _process_options(p)
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="SRC:DST[:ro]",
+        help="bind-mount host path SRC at DST",
+    )
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="type=bind,src=S,dst=D[,ro]",
+        help="a bind or tmpfs mount (type=tmpfs,dst=D)",
+    )
+    _resource_options(p)
+    p.add_argument("--hostname", metavar="NAME", help="hostname (default: the container id)")
+    p.add_argument(
+        "--network",
+        choices=["none", "host"],
+        default="none",
+        help="none: a network namespace of its own with loopback only (default); "
+        "host: the host's network",
+    )
+    rw = p.add_mutually_exclusive_group()
+    rw.add_argument(
+        "--read-only", action="store_true", help="mount the root filesystem read-only (default)"
+    )
+    rw.add_argument(
+        "--writable", action="store_true", help="let the container write to the rootfs directory"
+    )
+    p.add_argument("--rm", action="store_true", help="delete the container when it exits")
+    p.add_argument(
+        "--log-path",
+        metavar="FILE",
+        help="append the container's output to FILE (read it back with 'logs')",
+    )
+    p.add_argument("--runtime", help="containerd shim (default io.containerd.runc.v2)")
+    p.add_argument(
+        "--embedded",
+        metavar="DIR",
+        help="start a containerd of our own under DIR for this run instead of --address",
+    )
+    _command(p)
+
+
+def _exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    _process_options(p)
+    p.add_argument("--exec-id", metavar="ID", help="the process's id (default: made up)")
+    _command(p)
+
+
+def _start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--attach", action="store_true", help="stream its output and wait")
+    p.add_argument("-i", "--interactive", action="store_true", help="connect stdin (with -a)")
+    _containers(p)
+
+
+def _stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-t", "--time", type=parse_stop_time, default=10.0, help="seconds before SIGKILL"
+    )
+    p.add_argument("-s", "--signal", type=parse_signal, default=int(signal.SIGTERM))
+    _containers(p)
+
+
+def _rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    _containers(p)
+
+
+def _kill(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-s", "--signal", type=parse_signal, default=int(signal.SIGKILL), help="default KILL"
+    )
+    p.add_argument("--all", action="store_true", help="signal every process of the task")
+    _containers(p)
+
+
+def _containers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _update(p: argparse.ArgumentParser) -> None:
+    _resource_options(p, update=True)
+    _containers(p)
+
+
+def _ps(p: argparse.ArgumentParser) -> None:
+    _format_option(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+
+
+def _inspect(p: argparse.ArgumentParser) -> None:
+    _format_option(p)
+    _containers(p)
+
+
+def _stats(p: argparse.ArgumentParser) -> None:
+    _format_option(p)
+    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    p.add_argument("--interval", type=parse_seconds, default=1.0, help="seconds between samples")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+
+
+def _logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it exits")
+    p.add_argument("container")
+
+
+_Builder = Callable[[argparse.ArgumentParser], None]
+
+# name: (handler "module:function", help, description or None, its arguments)
+_SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
+    "run": (
+        "_run:run",
+        "run a command in a new container",
+        "Run a command in a new container made from a root filesystem directory.\n\n"
+        "The root filesystem is mounted read-only unless --writable is given: the\n"
+        "directory is used in place (no copy-on-write layer), so containers that\n"
+        "share it must not write to it. /tmp is a private tmpfs.\n\n"
+        "The command's exit code is the container's.",
+        _run,
+    ),
+    "exec": (
+        "_exec:exec_",
+        "run a command in a running container",
+        "Run a command in a running container, with the container's own environment,\n"
+        "working directory and user unless -e, -w or -u say otherwise.",
+        _exec,
+    ),
+    "start": ("_lifecycle:start", "start stopped containers", None, _start),
+    "stop": (
+        "_lifecycle:stop",
+        "stop running containers",
+        "Send SIGTERM (or --signal), wait up to --time seconds, then SIGKILL.",
+        _stop,
+    ),
+    "rm": ("_lifecycle:rm", "delete containers", None, _rm),
+    "kill": ("_lifecycle:kill", "send a signal to containers", None, _kill),
+    "pause": ("_lifecycle:pause", "freeze every process of containers", None, _containers),
+    "unpause": ("_lifecycle:unpause", "thaw paused containers", None, _containers),
+    "update": ("_lifecycle:update", "change running containers' limits", None, _update),
+    "ps": ("_show:ps", "list containers", None, _ps),
+    "inspect": ("_show:inspect", "show containers in detail", None, _inspect),
+    "stats": (
+        "_stats:stats",
+        "live CPU, memory and process counts",
+        "Live CPU %, memory and process counts of running containers (all of them\n"
+        "unless named), refreshed every --interval seconds until interrupted.",
+        _stats,
+    ),
+    "logs": (
+        "_show:logs",
+        "print a container's log file",
+        "Print the output of a container run with --log-path.",
+        _logs,
+    ),
+    "events": ("_events:events", "print task events as they happen", None, _format_option),
+    "version": (
+        "_show:version",
+        "the supervisor's and containerd's versions",
+        None,
+        _format_option,
+    ),
+}
+
+
+def build_parser(selected: str | None = None) -> Parser:
+    """The parser; with ``selected``, holding that subcommand alone.
+
+    Each parser argparse makes costs translation-catalogue look-ups on disk,
+    so only the one subcommand given is built (``daemon``'s also loads the
+    embedded containerd's code). Without one (``supervisor --help``, or no
+    subcommand found), every subcommand is a placeholder that only shows in
+    the listing.
+    """
     from .. import __version__
 
     common = Parser(add_help=False)
@@ -249,178 +429,49 @@ def build_parser(*, daemon: bool = False) -> Parser:
     _add_connection(parser, top=True)
     parser.add_argument("--version", action="version", version=f"supervisor {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-
-    def add(name: str, handler: str, help: str, description: str | None = None) -> Parser:
-        p: Parser = sub.add_parser(
-            name, parents=[common], help=help, description=description or help
-        )
-        p.set_defaults(handler=handler)
-        return p
-
-    run = add(
-        "run",
-        "_run:run",
-        "run a command in a new container",
-        "Run a command in a new container made from a root filesystem directory.\n\n"
-        "The root filesystem is mounted read-only unless --writable is given: the\n"
-        "directory is used in place (no copy-on-write layer), so containers that\n"
-        "share it must not write to it. /tmp is a private tmpfs.\n\n"
-        "The command's exit code is the container's.",
-    )
-    run.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
-    run.add_argument(
-        "--name", "--id", dest="id", metavar="ID", help="container id (default: made up)"
-    )
-    _process_options(run)
-    run.add_argument(
-        "-v",
-        "--volume",
-        action="append",
-        default=[],
-        metavar="SRC:DST[:ro]",
-        help="bind-mount host path SRC at DST",
-    )
-    run.add_argument(
-        "--mount",
-        action="append",
-        default=[],
-        metavar="type=bind,src=S,dst=D[,ro]",
-        help="a bind or tmpfs mount (type=tmpfs,dst=D)",
-    )
-    _resource_options(run)
-    run.add_argument("--hostname", metavar="NAME", help="hostname (default: the container id)")
-    run.add_argument(
-        "--network",
-        choices=["none", "host"],
-        default="none",
-        help="none: a network namespace of its own with loopback only (default); "
-        "host: the host's network",
-    )
-    rw = run.add_mutually_exclusive_group()
-    rw.add_argument(
-        "--read-only", action="store_true", help="mount the root filesystem read-only (default)"
-    )
-    rw.add_argument(
-        "--writable", action="store_true", help="let the container write to the rootfs directory"
-    )
-    run.add_argument("--rm", action="store_true", help="delete the container when it exits")
-    run.add_argument(
-        "--log-path",
-        metavar="FILE",
-        help="append the container's output to FILE (read it back with 'logs')",
-    )
-    run.add_argument("--runtime", help="containerd shim (default io.containerd.runc.v2)")
-    run.add_argument(
-        "--embedded",
-        metavar="DIR",
-        help="start a containerd of our own under DIR for this run instead of --address",
-    )
-    _command(run)
-
-    ex = add(
-        "exec",
-        "_exec:exec_",
-        "run a command in a running container",
-        "Run a command in a running container, with the container's own environment,\n"
-        "working directory and user unless -e, -w or -u say otherwise.",
-    )
-    ex.add_argument("container")
-    _process_options(ex)
-    ex.add_argument("--exec-id", metavar="ID", help="the process's id (default: made up)")
-    _command(ex)
-
-    start = add("start", "_lifecycle:start", "start a stopped container")
-    start.add_argument("-a", "--attach", action="store_true", help="stream its output and wait")
-    start.add_argument("-i", "--interactive", action="store_true", help="connect stdin (with -a)")
-    start.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    stop = add(
-        "stop",
-        "_lifecycle:stop",
-        "stop running containers",
-        "Send SIGTERM (or --signal), wait up to --time seconds, then SIGKILL.",
-    )
-    stop.add_argument(
-        "-t", "--time", type=parse_stop_time, default=10.0, help="seconds before SIGKILL"
-    )
-    stop.add_argument("-s", "--signal", type=parse_signal, default=int(signal.SIGTERM))
-    stop.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    rm = add("rm", "_lifecycle:rm", "delete containers")
-    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
-    rm.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    kill = add("kill", "_lifecycle:kill", "send a signal to containers")
-    kill.add_argument(
-        "-s", "--signal", type=parse_signal, default=int(signal.SIGKILL), help="default KILL"
-    )
-    kill.add_argument("--all", action="store_true", help="signal every process of the task")
-    kill.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    pause = add("pause", "_lifecycle:pause", "freeze every process of containers")
-    pause.add_argument("containers", nargs="+", metavar="CONTAINER")
-    unpause = add("unpause", "_lifecycle:unpause", "thaw paused containers")
-    unpause.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    update = add("update", "_lifecycle:update", "change a running container's limits")
-    _resource_options(update, update=True)
-    update.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    ps = add("ps", "_show:ps", "list containers")
-    _format_option(ps)
-    ps.add_argument("-q", "--quiet", action="store_true", help="ids only")
-
-    inspect = add("inspect", "_show:inspect", "show containers in detail")
-    _format_option(inspect)
-    inspect.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-    stats = add(
-        "stats",
-        "_stats:stats",
-        "live CPU, memory and process counts",
-        "Live CPU %, memory and process counts of running containers (all of them\n"
-        "unless named), refreshed every --interval seconds until interrupted.",
-    )
-    _format_option(stats)
-    stats.add_argument("--no-stream", action="store_true", help="one sample, then exit")
-    stats.add_argument(
-        "--interval", type=parse_seconds, default=1.0, help="seconds between samples"
-    )
-    stats.add_argument("containers", nargs="*", metavar="CONTAINER")
-
-    logs = add(
-        "logs",
-        "_show:logs",
-        "print a container's log file",
-        "Print the output of a container run with --log-path.",
-    )
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it exits")
-    logs.add_argument("container")
-
-    events = add("events", "_events:events", "print task events as they happen")
-    _format_option(events)
-
-    version = add("version", "_show:version", "the supervisor's and containerd's versions")
-    _format_option(version)
-
-    if daemon:
+    if selected is None:
+        for name, (_, help, _, _) in _SUBCOMMANDS.items():
+            sub.add_parser(name, help=help, add_help=False)
+        sub.add_parser("daemon", help=_DAEMON_HELP, add_help=False)
+    elif selected == "daemon":
         from ._daemon import add_parser as add_daemon_parser
 
         add_daemon_parser(sub, common)
     else:
-        # Placeholder: prefix characters nobody types, so it takes whatever
-        # follows; ``parse`` then parses again with the real one.
-        stub = sub.add_parser("daemon", help=_DAEMON_HELP, add_help=False, prefix_chars="\0")
-        stub.add_argument("rest", nargs="*")
+        handler, help, description, build = _SUBCOMMANDS[selected]
+        p: Parser = sub.add_parser(
+            selected, parents=[common], help=help, description=description or help
+        )
+        p.set_defaults(handler=handler)
+        build(p)
     return parser
+
+
+# Global options that take a value: what to skip when looking for the subcommand.
+_VALUED = frozenset(
+    {"-a", "--address", "-n", "--namespace", "--timeout", "--state-dir", "--log-level"}
+    | {"--log-format"}
+)
+
+
+def subcommand(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (after the global options), or None
+    when there is none or help is asked for before it."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in ("-h", "--help", "--"):
+            return None
+        if token in _VALUED:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token if token in _SUBCOMMANDS or token == "daemon" else None
+    return None
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line (exits 0 after --help/--version, 125 on a usage error)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(args_list)
-    if args.cmd == "daemon":
-        args = build_parser(daemon=True).parse_args(args_list)
+    args = build_parser(subcommand(args_list)).parse_args(args_list)
     if getattr(args, "json", False):
         args.format = "json"
     command = getattr(args, "command", None)

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
@@ -203,6 +204,31 @@ async def test_name_is_the_id_in_the_default_namespace(
         assert "web" in [json.loads(line)["id"] for line in out.splitlines()]
     finally:
         await run_raw([*base, "rm", "-f", "web"])
+
+
+async def test_parsing_loads_neither_grpclib_nor_the_daemon() -> None:
+    """The parser is built from argparse alone; a subcommand's module (and
+    with it grpclib, betterproto2, the bindings or the daemon) loads when it
+    is dispatched, so --help and usage errors cost no more than Python."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from supervisor.cli._parser import parse
+        for argv in (["ps"], ["-n", "x", "run", "--rootfs", "/", "--", "sh"], ["stats"],
+                     ["exec", "c", "--", "true"], ["logs", "c"], ["events"], ["version"]):
+            parse(argv)
+        heavy = ("grpclib", "betterproto2", "supervisor._proto", "supervisor.daemon",
+                 "supervisor.backends.containerd", "supervisor.cli._run", "supervisor.cli._show")
+        print(sorted(m for m in sys.modules if m.startswith(heavy)))
+        """
+    )
+    done = await anyio.run_process([sys.executable, "-c", code], cwd=REPO, check=True)
+    assert done.stdout.decode().strip() == "[]"
+    # daemon's own parser is built only when asked for, and then loads its code.
+    code = "import sys; from supervisor.cli._parser import parse; parse(['daemon'])\n"
+    code += "print('supervisor.daemon' in sys.modules)"
+    done = await anyio.run_process([sys.executable, "-c", code], cwd=REPO, check=True)
+    assert done.stdout.decode().strip() == "True"
 
 
 # -- run: what the flags change ------------------------------------------------------
