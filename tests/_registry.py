@@ -1,0 +1,195 @@
+"""A private registry for tests and benchmarks: Debian's ``docker-registry``
+(the Distribution server) on a free loopback port, and OCI image layouts of
+a busybox image built here from ``busybox-static``, pushed with skopeo."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSYBOX = "/bin/busybox"
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def busybox_layer() -> bytes:
+    """An uncompressed layer tar: /bin/busybox and a link per applet."""
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        with open(BUSYBOX, "rb") as f:
+            data = f.read()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for name in sorted(set(applets.stdout.split()) - {"busybox"}):
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+        passwd = b"root:x:0:0:root:/root:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return buf.getvalue()
+
+
+@dataclass
+class Layout:
+    path: Path
+    manifest_digest: str
+    index_digest: str | None = None
+
+
+def _blob(root: Path, data: bytes) -> dict[str, object]:
+    name = digest(data)
+    (root / "blobs" / "sha256" / name[7:]).write_bytes(data)
+    return {"digest": name, "size": len(data)}
+
+
+def build_layout(root: Path, layer_tar: bytes, *, multi: bool = False) -> Layout:
+    """An OCI image layout with busybox for linux/amd64 (and, with
+    ``multi``, an index that also offers a linux/arm64 manifest)."""
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    diff_id = digest(layer_tar)
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        **_blob(root, gzip.compress(layer_tar, mtime=0)),
+    }
+    manifests = []
+    for arch in ("amd64", "arm64") if multi else ("amd64",):
+        config = {
+            "architecture": arch,
+            "os": "linux",
+            "config": {
+                "Cmd": ["sh", "-c", "echo hello from $GREETING"],
+                "Env": ["GREETING=the image"],
+                "WorkingDir": "/tmp",
+            },
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+        cfg = {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **_blob(root, json.dumps(config).encode()),
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg,
+            "layers": [layer],
+        }
+        desc = {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            **_blob(root, json.dumps(manifest).encode()),
+            "platform": {"architecture": arch, "os": "linux"},
+        }
+        manifests.append(desc)
+    amd64 = str(manifests[0]["digest"])
+    if multi:
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }
+        top = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            **_blob(root, json.dumps(index).encode()),
+            "annotations": {"org.opencontainers.image.ref.name": "1"},
+        }
+        outer = {"schemaVersion": 2, "manifests": [top]}
+        (root / "index.json").write_text(json.dumps(outer))
+        return Layout(root, amd64, str(top["digest"]))
+    manifests[0]["annotations"] = {"org.opencontainers.image.ref.name": "1"}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
+    return Layout(root, amd64)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    host: str
+    data: Path
+    busybox: Layout
+    multi: Layout
+
+
+def start_registry(
+    tmp: Path, *, htpasswd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    auth = (
+        f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+        if htpasswd is not None
+        else ""
+    )
+    config = tmp / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
+    log = open(tmp / "registry.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the registry did not start: " + (tmp / "registry.log").read_text())
+
+
+def push(layout: Layout, dest: str, *, creds: str | None = None, all_: bool = False) -> None:
+    cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if all_:
+        cmd.append("--all")
+    if creds:
+        cmd += ["--dest-creds", creds]
+    subprocess.run([*cmd, f"oci:{layout.path}:1", f"docker://{dest}"], check=True, timeout=120)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def busybox_registry(tmp: Path) -> Iterator[tuple[str, Layout]]:
+    """A running registry under ``tmp`` holding ``HOST/busybox:1``; yields
+    (host:port, the layout pushed), stopped however the block ends."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc, host = start_registry(tmp)
+    try:
+        layout = build_layout(tmp / "busybox", busybox_layer())
+        push(layout, f"{host}/busybox:1")
+        yield host, layout
+    finally:
+        stop(proc)
