@@ -176,7 +176,7 @@ async def test_a_socket_that_never_answers_gives_up_after_timeout(tmp_path: Path
         argv = [sys.executable, "-m", "supervisor", "-a", path, "--timeout", "1", "ps"]
         code, _, err = await run_raw(argv)  # bounded by run_raw's 60 s
     assert code == 125
-    assert path in err and "1.0s" in err, err
+    assert path in err and "is containerd running?" in err, err
 
 
 async def test_abbreviated_options_are_refused(cli: Cli) -> None:
