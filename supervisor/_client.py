@@ -507,3 +507,47 @@ class Client:
         from .images._service import ImageService
 
         await ImageService(self._session).remove(ref)
+
+    async def import_image(
+        self, path: str | os.PathLike[str], *, name: str | None = None
+    ) -> list[Any]:
+        """Import the images of an OCI image-layout tar or a ``docker save``
+        tar, and unpack them as :meth:`pull` does.
+
+        The archive is treated as hostile: a member path that is absolute
+        or climbs out, a link or device, a blob whose bytes are not its
+        digest, refuse the whole archive (see ``docs/images.md``). What was
+        written is held by a lease until the image records exist, so a
+        refused import leaves nothing containerd's GC keeps.
+
+        Args:
+            path: the tar file (plain or compressed).
+            name: the reference to store the image under, when the archive
+                holds one image (needed when it names none itself).
+
+        Returns:
+            the imported images, as :class:`supervisor.images.Image`.
+
+        Raises:
+            NotFound: no such file. InvalidArgument: not an archive, or one
+            that is refused. FailedPrecondition: content that does not match
+            its digest.
+        """
+        from .images._archive import import_archive
+        from .images._service import image_of
+
+        return [image_of(r) for r in await import_archive(self._session, path, name=name)]
+
+    async def export_image(self, ref: str, path: str | os.PathLike[str]) -> None:
+        """Write an image as an OCI image-layout tar at ``path`` (a new
+        file), with docker's ``manifest.json`` too, so ``docker load`` and
+        :meth:`import_image` both take it. Every platform of an index that
+        the content store holds goes in.
+
+        Raises:
+            NotFound: no such image (or some of its content is missing).
+            AlreadyExists: ``path`` exists.
+        """
+        from .images._archive import export_archive
+
+        await export_archive(self._session, ref, path)

@@ -26,7 +26,7 @@ _log = get_logger("images")
 _PROBE_KEY = "supervisor-snapshotter-probe"
 
 
-def _image(record: ImageRecord) -> Image:
+def image_of(record: ImageRecord) -> Image:
     t = record.target
     return Image(
         record.name, t.digest, t.media_type, t.size, dict(record.labels), record.created_at
@@ -100,11 +100,11 @@ class ImageService:
             http_timeout=http_timeout,
             cleanup=self.cleanup,
         )
-        return _image(await pull(self.store, reference, opts))
+        return image_of(await pull(self.store, reference, opts))
 
     async def images(self) -> list[Image]:
         self._session.check_open()
-        return [_image(r) for r in await self.store.list_images()]
+        return [image_of(r) for r in await self.store.list_images()]
 
     async def remove(self, ref: str) -> None:
         self._session.check_open()
