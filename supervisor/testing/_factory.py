@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,11 +186,10 @@ class RunningContainer:
         head = f"[{self.id}] {' '.join(self.args)}"
         if self.exit_status is not None:
             head += f"  (exit {self.exit_status.exit_code})"
-        text = self.output.decode(errors="replace")
-        lines = text.splitlines()
-        dropped = self._output.dropped > 0 or len(lines) > max_lines
-        body = "\n".join(lines[-max_lines:]) if lines else "(no output)"
-        return f"{head}\n{'[... earlier output dropped ...]' + chr(10) if dropped else ''}{body}"
+        lines = self.output.decode(errors="replace").splitlines()
+        if self._output.dropped > 0 or len(lines) > max_lines:
+            lines = ["[... earlier output left out ...]", *lines[-max_lines:]]
+        return "\n".join([head, *(lines or ["(no output)"])])
 
     async def _pump(self, name: str, stream: ByteReceiveStream | None) -> None:
         if stream is None:
@@ -323,15 +321,11 @@ class Containers:
         """Kill and delete every container made; problems come back as lines."""
         problems: list[str] = []
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT) as scope:
-            for running in reversed(self._started):
-                if running.exit_status is None:
-                    with contextlib.suppress(errors.SupervisorError):
-                        await running.task.kill(signal.SIGKILL)
             for container in reversed(self._made):
                 try:
                     with contextlib.suppress(errors.NotFound):
-                        task = await container.task()
-                        await task.delete(force=True)
+                        # force: SIGKILL first if it still runs
+                        await (await container.task()).delete(force=True)
                     with contextlib.suppress(errors.NotFound):
                         await container.delete()
                 except errors.SupervisorError as exc:

@@ -8,7 +8,6 @@ saying so, and the plugin stays out of the way of projects that never use it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Generator, Iterator
@@ -58,12 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PROBLEMS] = []
-    if importlib.util.find_spec("pytest_asyncio") is not None:
+    try:
+        import pytest_asyncio  # noqa: F401 - loaded already wherever it is installed
+    except ImportError:
+        config.pluginmanager.register(_WithoutAsyncio(), "supervisor-async-fixtures")
+    else:
         from . import _fixtures
 
         config.pluginmanager.register(_fixtures, "supervisor-async-fixtures")
-    else:
-        config.pluginmanager.register(_WithoutAsyncio(), "supervisor-async-fixtures")
 
 
 @pytest.hookimpl(wrapper=True)

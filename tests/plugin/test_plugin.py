@@ -416,6 +416,29 @@ def test_an_unanswering_address_is_named(app: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines([f"*containerd at {missing} does not answer*"])
 
 
+def test_without_pytest_asyncio_the_async_fixtures_say_what_they_need(
+    app: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    app.makepyfile(
+        """
+        def test_needs_a_client(supervisor_client):
+            pass
+
+        def test_needs_nothing():
+            pass
+        """
+    )
+    code = (
+        "import sys; sys.modules['pytest_asyncio'] = None\n"  # as if not installed
+        "import pytest\n"
+        "sys.exit(pytest.main(['-p', 'supervisor', '-p', 'no:cacheprovider', '-rA']))\n"
+    )
+    result = app.run(sys.executable, "-c", code, timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*supervisor_client needs pytest-asyncio*"])
+
+
 def test_the_plugin_is_inert_until_asked(app: pytest.Pytester) -> None:
     app.makepyfile(
         """
