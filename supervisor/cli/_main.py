@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from ._errors import EXIT_FAILED, describe, exit_code
+from ._errors import describe, exit_code
 from ._parser import parse
 
 __all__ = ["main"]
@@ -56,16 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _handler(args)
     try:
         code: int = anyio.run(handler, args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # Our stdout was closed under us (``supervisor ps | head -1``).
-        _silence_stdout()
-        return EXIT_FAILED
     except BaseException as exc:
-        error: Any = errors.unwrap_group(exc)
+        error: BaseException = errors.unwrap_group(exc)
         if isinstance(error, KeyboardInterrupt):
             return 130
+        if isinstance(error, BrokenPipeError):
+            # Our stdout was closed under us (``supervisor ps | head -1``):
+            # what a program killed by SIGPIPE would report.
+            _silence_stdout()
+            return 128 + signal.SIGPIPE
         if not isinstance(error, Exception) or not _expected(error):
             raise
         print(describe(error, args.address), file=sys.stderr)
