@@ -237,7 +237,9 @@ def _resource_options(p: argparse.ArgumentParser, *, update: bool = False) -> No
 
 
 def _run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
+    p.add_argument(
+        "--rootfs", metavar="DIR", help="root filesystem directory (else: run IMAGE [CMD...])"
+    )
     p.add_argument(
         "--name", "--id", dest="id", metavar="ID", help="container id (default: made up)"
     )
@@ -353,6 +355,27 @@ def _logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
 
 
+def _pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this machine's")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to a remote registry")
+    p.add_argument("-u", "--user", metavar="USER:PASS", help="registry credentials")
+
+
+def _rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("refs", nargs="+", metavar="REF")
+
+
+def _import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", metavar="REF", help="store the (one) image under this name")
+
+
+def _export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("file", metavar="FILE")
+
+
 _Builder = Callable[[argparse.ArgumentParser], None]
 
 # name: (handler "module:function", help, description or None, its arguments)
@@ -360,7 +383,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
     "run": (
         "_run:run",
         "run a command in a new container",
-        "Run a command in a new container made from a root filesystem directory.\n\n"
+        "Run a command in a new container made from a root filesystem directory\n"
+        "(--rootfs DIR -- CMD...) or from an image (IMAGE [CMD...], pulled before).\n\n"
         "The root filesystem is mounted read-only unless --writable is given: the\n"
         "directory is used in place (no copy-on-write layer), so containers that\n"
         "share it must not write to it. /tmp is a private tmpfs.\n\n"
@@ -408,6 +432,11 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
         None,
         _format_option,
     ),
+    "pull": ("_images:pull", "pull an image and unpack it", None, _pull),
+    "images": ("_images:images", "list images", None, _format_option),
+    "rmi": ("_images:rmi", "remove images", None, _rmi),
+    "import": ("_images:import_", "import an OCI layout or docker save tar", None, _import),
+    "export": ("_images:export", "write an image as an OCI layout tar", None, _export),
 }
 
 

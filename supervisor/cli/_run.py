@@ -68,8 +68,11 @@ def build_spec(args: argparse.Namespace, container_id: str) -> dict[str, Any]:
 
 def _check(args: argparse.Namespace) -> str | None:
     if not args.command:
-        raise CliError("run needs a command: supervisor run --rootfs DIR [OPTIONS] -- CMD [ARG...]")
-    if not os.path.isdir(args.rootfs):
+        raise CliError(
+            "run needs a command: supervisor run --rootfs DIR [OPTIONS] -- CMD [ARG...]"
+            " (or supervisor run [OPTIONS] IMAGE [CMD...])"
+        )
+    if args.rootfs is not None and not os.path.isdir(args.rootfs):
         raise CliError(f"--rootfs {args.rootfs}: no such directory")
     check_stdio(args)
     if args.detach and args.rm:
@@ -129,13 +132,18 @@ async def cleanup(action: Any, what: str) -> None:
 async def run(args: argparse.Namespace) -> int:
     log_path = _check(args)
     cid = args.id or f"run-{secrets.token_hex(6)}"
-    spec = build_spec(args, cid)
+    spec = build_spec(args, cid) if args.rootfs is not None else None
     labels = {LOG_PATH_LABEL: log_path} if log_path is not None else None
     # Without events there is no OOM report; a detached run waits for nothing.
     async with open_client(args, events=not args.detach) as client:
-        container = await client.new_container(
-            cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels
-        )
+        if spec is None:
+            from ._images import new_image_container
+
+            container = await new_image_container(client, args, cid, labels)
+        else:
+            container = await client.new_container(
+                cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels
+            )
         try:
             # The shim itself appends to --log-path; with -d and no log file
             # the output is dropped (nobody stays to read a pipe).

@@ -1,0 +1,213 @@
+"""``pull``, ``images``, ``rmi``, ``import``, ``export``, and the image side
+of ``run IMAGE [CMD...]`` (when no ``--rootfs`` is given)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .. import errors
+from .._client import Client
+from .._types import DEFAULT_RUNTIME
+from ._connection import open_client
+from ._errors import EXIT_FAILED, CliError, describe
+from ._format import human_bytes, rfc3339, table
+from ._options import apply_process_options, bind_mounts, merge_resources, resources, user_ids
+
+if TYPE_CHECKING:
+    from .._container import Container
+    from ..images import Image, LayerProgress
+
+__all__ = ["export", "images", "import_", "new_image_container", "pull", "rmi"]
+
+_SHORT_TYPES = {
+    "application/vnd.oci.image.index.v1+json": "oci index",
+    "application/vnd.oci.image.manifest.v1+json": "oci manifest",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "docker list",
+    "application/vnd.docker.distribution.manifest.v2+json": "docker manifest",
+}
+
+
+class Progress:
+    """A pull's progress on stderr: one line per blob redrawn in place on a
+    terminal (at most ten times a second), else a plain line each time a
+    blob changes state."""
+
+    def __init__(self, out: TextIO, *, live: bool) -> None:
+        self._out = out
+        self._live = live
+        self._rows: dict[str, tuple[str, int, int]] = {}
+        self._drawn = 0
+        self._last = 0.0
+
+    def __call__(self, item: LayerProgress) -> None:
+        before = self._rows.get(item.digest)
+        self._rows[item.digest] = (item.state, item.offset, item.size)
+        changed = before is None or before[0] != item.state
+        if not self._live:
+            if changed:
+                print(f"{_short(item.digest)}: {self._text(item.digest)}", file=self._out)
+            return
+        now = time.monotonic()
+        if changed or now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def _text(self, digest: str) -> str:
+        state, offset, size = self._rows[digest]
+        if state == "downloading":
+            return f"downloading {human_bytes(offset)}/{human_bytes(size)}"
+        return f"{state} {human_bytes(size)}"
+
+    def _draw(self) -> None:
+        # Back to the first row drawn, then every row again, each cleared.
+        text = f"\x1b[{self._drawn}F" if self._drawn else ""
+        for digest in self._rows:
+            text += f"\x1b[2K{_short(digest)}: {self._text(digest)}\n"
+        self._drawn = len(self._rows)
+        self._out.write(text)
+        self._out.flush()
+
+    def finish(self) -> None:
+        if self._live and self._rows:
+            self._draw()
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+def _credentials(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise CliError("-u/--user wants USER:PASSWORD")
+    return user, password
+
+
+async def pull(args: argparse.Namespace) -> int:
+    auth = _credentials(args.user)
+    progress = Progress(sys.stderr, live=sys.stderr.isatty())
+    async with open_client(args) as client:
+        try:
+            image = await client.pull(
+                args.ref, platform=args.platform, insecure=args.insecure, auth=auth,
+                progress=progress,
+            )  # fmt: skip
+        finally:
+            progress.finish()
+    print(f"Digest: {image.digest}", file=sys.stderr)
+    print(image.name, flush=True)
+    return 0
+
+
+def _record(image: Image) -> dict[str, Any]:
+    return {
+        "name": image.name,
+        "digest": image.digest,
+        "media_type": image.media_type,
+        "size": image.size,
+        "created": rfc3339(image.created_at),
+        "labels": image.labels,
+    }
+
+
+async def images(args: argparse.Namespace) -> int:
+    async with open_client(args, observe=True) as client:
+        found = sorted(await client.images(), key=lambda i: i.name)
+    if args.format == "json":
+        for image in found:
+            print(json.dumps(_record(image)))
+        return 0
+    rows = [
+        (
+            i.name,
+            _short(i.digest),
+            _SHORT_TYPES.get(i.media_type, i.media_type),
+            rfc3339(i.created_at) or "",
+        )
+        for i in found
+    ]
+    print(table(["NAME", "DIGEST", "TYPE", "CREATED"], rows))
+    return 0
+
+
+async def rmi(args: argparse.Namespace) -> int:
+    """Each named image in turn; one that fails is reported, the others
+    still removed, and the exit code is then 125."""
+    failed = False
+    async with open_client(args, observe=True) as client:
+        for ref in args.refs:
+            try:
+                await client.remove_image(ref)
+            except errors.Unavailable:
+                raise
+            except errors.SupervisorError as exc:
+                failed = True
+                print(describe(exc, args.address), file=sys.stderr)
+                continue
+            print(f"Untagged: {ref}", flush=True)
+    return EXIT_FAILED if failed else 0
+
+
+async def import_(args: argparse.Namespace) -> int:
+    async with open_client(args) as client:
+        found = await client.import_image(args.file, name=args.name)
+    for image in found:
+        print(image.name, flush=True)
+    return 0
+
+
+async def export(args: argparse.Namespace) -> int:
+    async with open_client(args) as client:
+        await client.export_image(args.ref, args.file)
+    return 0
+
+
+async def new_image_container(
+    client: Client, args: argparse.Namespace, cid: str, labels: dict[str, str] | None
+) -> Container:
+    """``run IMAGE [CMD...]``: the container of an image, its spec the
+    image's config with run's flags applied over it. The image is not
+    pulled: ``supervisor pull`` it first (pulling needs choices, such as
+    credentials, that ``run`` does not take)."""
+    from ..images._image_spec import spec_from_image
+    from ..images._service import ImageService
+
+    image, command = args.command[0], args.command[1:]
+    try:
+        local = await ImageService(client._session).local(image)
+    except errors.NotFound:
+        raise CliError(f"no image {image!r} here: supervisor pull {image} first") from None
+    caller: dict[str, Any] = {"process": {"terminal": args.tty}}
+    if args.user is not None:
+        uid, gid = user_ids(args.user, None)
+        caller["process"]["user"] = {"uid": uid, "gid": gid}
+    spec = spec_from_image(local.config.config, args=command or None, overrides=caller)
+    spec["hostname"] = args.hostname or cid[:63]
+    apply_process_options(
+        spec["process"],
+        env=args.env,
+        env_files=args.env_file,
+        workdir=args.workdir,
+        user=None,
+        rootfs=None,
+    )
+    spec["mounts"].extend(bind_mounts(args.volume, args.mount))
+    merge_resources(spec, resources(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit))
+    if args.network == "host":
+        linux = spec["linux"]
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    # The container writes to a snapshot of its own unless told otherwise.
+    spec["root"]["readonly"] = bool(args.read_only)
+    return await client.new_container(
+        cid,
+        spec,
+        image=local.record.name,
+        runtime=args.runtime or DEFAULT_RUNTIME,
+        labels=labels,
+    )
