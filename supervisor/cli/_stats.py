@@ -1,26 +1,28 @@
 """``supervisor stats``: CPU %, memory and process counts of running
 containers, live, as ``docker stats`` shows them.
 
-CPU % is the task's CPU time over the host's between two samples (from
-``/proc/stat``), times the online CPUs: 200 % is two CPUs busy. Memory is
-the usage without the page cache, against the limit (or the host's memory
-when there is none).
+Each task is followed by the library's ``Task.stats_stream`` (the streams of
+one client share one Metrics call per interval). CPU % is
+``Stats.cpu_percent`` between a task's last two samples: its CPU time over
+the host's, times the online CPUs (200 % is two CPUs busy). Memory is the
+working set (usage without the inactive page cache) against the limit, or
+against the host's memory when there is none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .. import errors
 from .._client import Client
+from .._stats import Stats
 from .._task import Task
 from ._connection import open_client
 from ._errors import CliError
@@ -28,17 +30,9 @@ from ._format import human_bytes, rfc3339, table
 
 __all__ = ["stats"]
 
-# A limit this large is the kernel's way of saying "none".
-_NO_LIMIT = 1 << 62
-_TICKS = os.sysconf("SC_CLK_TCK")
 _HEADERS = ("CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS")
-
-
-def _host_cpu_ns() -> int:
-    """The host's CPU time, busy and idle, all CPUs, as docker sums it."""
-    with open("/proc/stat", "rb") as f:
-        fields = f.readline().split()
-    return sum(int(v) for v in fields[1:8]) * 1_000_000_000 // _TICKS
+# How long --no-stream waits for every task's second sample, in intervals.
+_SECOND_SAMPLE = 5
 
 
 def _host_memory() -> int:
@@ -53,19 +47,13 @@ def _host_memory() -> int:
 
 
 @dataclass(frozen=True)
-class _Sample:
-    stats: Any  # supervisor.Stats
-    host_ns: int
-
-
-@dataclass(frozen=True)
 class _Row:
     container_id: str
     cpu_percent: float | None
     memory_usage: int
     memory_limit: int
     pids: int
-    read_at: Any
+    sample: Stats
 
     @property
     def memory_percent(self) -> float | None:
@@ -82,10 +70,10 @@ class _Row:
             str(self.pids),
         )
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> dict[str, object]:
         return {
             "id": self.container_id,
-            "read_at": rfc3339(self.read_at),
+            "read_at": rfc3339(self.sample.read_at),
             "cpu_percent": self.cpu_percent,
             "memory_usage": self.memory_usage,
             "memory_limit": self.memory_limit,
@@ -94,28 +82,67 @@ class _Row:
         }
 
 
-def _row(cid: str, before: _Sample | None, after: _Sample, host_memory: int) -> _Row:
-    s = after.stats
-    cpu: float | None = None
-    if before is not None:
-        host = after.host_ns - before.host_ns
-        used = s.cpu.total_usage - before.stats.cpu.total_usage
-        cpus = os.sysconf("SC_NPROCESSORS_ONLN")
-        if host > 0:
-            cpu = max(used, 0) / host * cpus * 100
-    usage = s.memory.usage
-    cache = s.memory.cache or 0
-    if 0 < cache <= usage:
-        usage -= cache
-    limit = s.memory.limit
-    if not limit or limit >= _NO_LIMIT or (host_memory and limit > host_memory):
+def _row(cid: str, previous: Stats | None, sample: Stats, host_memory: int) -> _Row:
+    limit = sample.memory.limit
+    if limit is None or (host_memory and limit > host_memory):
         limit = host_memory
-    return _Row(cid, cpu, usage, limit, s.pids.current, s.read_at)
+    cpu = sample.cpu_percent(previous) if previous is not None else None
+    return _Row(cid, cpu, sample.memory.working_set, limit, sample.pids.current, sample)
+
+
+class _Board:
+    """The last two samples of every task followed."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.samples: dict[str, tuple[Stats | None, Stats]] = {}
+        self.following: set[str] = set()
+        self.ended: dict[str, int] = {}  # container id: pid of the task whose stream ended
+        self.changed = anyio.Event()
+
+    def _tell(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def follow(self, tg: TaskGroup, cid: str, task: Task) -> None:
+        # A stopped task keeps its record until deleted: followed once, not
+        # again each round; a new task of the container (a new pid) is.
+        if cid not in self.following and self.ended.get(cid) != task.pid:
+            self.following.add(cid)
+            tg.start_soon(self._follow, cid, task)
+
+    async def _follow(self, cid: str, task: Task) -> None:
+        previous: Stats | None = None
+        try:
+            async for sample in task.stats_stream(self.interval):
+                self.samples[cid] = (previous, sample)
+                previous = sample
+                self._tell()
+        except (errors.NotFound, errors.FailedPrecondition):
+            pass  # gone meanwhile
+        finally:
+            self.samples.pop(cid, None)
+            self.following.discard(cid)
+            self.ended[cid] = task.pid
+            self._tell()
+
+    def rows(self, host_memory: int) -> list[_Row]:
+        return [
+            _row(cid, previous, sample, host_memory)
+            for cid, (previous, sample) in sorted(self.samples.items())
+        ]
+
+    async def until_two_samples(self) -> None:
+        """Until every task followed has two samples (or ended)."""
+        while any(
+            cid not in self.samples or self.samples[cid][0] is None for cid in self.following
+        ):
+            await self.changed.wait()
 
 
 async def _tasks(client: Client, names: list[str]) -> dict[str, Task]:
-    """The tasks to sample: the named containers' (each must be running),
-    or every task in the namespace."""
+    """The tasks to follow: the named containers' (each must be running),
+    or every task of the namespace."""
     if not names:
         return {c.id: t for c, t in await client.restore() if t is not None}
     found: dict[str, Task] = {}
@@ -128,23 +155,6 @@ async def _tasks(client: Client, names: list[str]) -> dict[str, Task]:
     return found
 
 
-async def _sample(tasks: dict[str, Task]) -> dict[str, _Sample]:
-    got: dict[str, Any] = {}
-
-    async def one(cid: str, task: Task) -> None:
-        try:
-            got[cid] = await task.stats()
-        except (errors.NotFound, errors.FailedPrecondition):
-            pass  # gone meanwhile
-
-    async with anyio.create_task_group() as tg:
-        for cid, task in tasks.items():
-            tg.start_soon(one, cid, task)
-    host = _host_cpu_ns()
-    # A task whose processes are all gone keeps its cgroup until deleted.
-    return {cid: _Sample(s, host) for cid, s in got.items() if s.pids.current > 0}
-
-
 def _show(rows: list[_Row], args: argparse.Namespace, *, redraw: bool) -> None:
     if args.format == "json":
         for row in rows:
@@ -155,21 +165,27 @@ def _show(rows: list[_Row], args: argparse.Namespace, *, redraw: bool) -> None:
     sys.stdout.flush()
 
 
-async def _run(client: Client, args: argparse.Namespace) -> None:
+async def _watch(client: Client, args: argparse.Namespace, tg: TaskGroup) -> None:
     host_memory = _host_memory()
-    redraw = not args.no_stream and args.format != "json" and sys.stdout.isatty()
-    tasks = await _tasks(client, args.containers)
-    previous = await _sample(tasks)
+    board = _Board(args.interval)
+    for cid, task in (await _tasks(client, args.containers)).items():
+        board.follow(tg, cid, task)
+    if args.no_stream:
+        with anyio.move_on_after(args.interval * _SECOND_SAMPLE):
+            await board.until_two_samples()
+        _show(board.rows(host_memory), args, redraw=False)
+        return
+    redraw = args.format != "json" and sys.stdout.isatty()
+    with anyio.move_on_after(args.interval * _SECOND_SAMPLE):
+        await board.until_two_samples()
     while True:
+        _show(board.rows(host_memory), args, redraw=redraw)
+        if args.containers and not board.following:
+            return  # every container named has stopped
         await anyio.sleep(args.interval)
         if not args.containers:
-            tasks = await _tasks(client, [])
-        current = await _sample(tasks)
-        rows = [_row(cid, previous.get(cid), s, host_memory) for cid, s in sorted(current.items())]
-        _show(rows, args, redraw=redraw)
-        previous = current
-        if args.no_stream or (args.containers and not current):
-            return
+            for cid, task in (await _tasks(client, [])).items():
+                board.follow(tg, cid, task)  # containers started meanwhile
         if not redraw and args.format != "json":
             print()
 
@@ -185,6 +201,6 @@ async def stats(args: argparse.Namespace) -> int:
                         return
 
             tg.start_soon(interrupted)
-            await _run(client, args)
+            await _watch(client, args, tg)
             tg.cancel_scope.cancel()
     return 0
