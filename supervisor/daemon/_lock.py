@@ -9,7 +9,6 @@ blocks the next one.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
@@ -40,6 +39,10 @@ class StateLock:
         """
         if self._fd >= 0:
             raise errors.FailedPrecondition(f"{self.path} is held already")
+        # POSIX only, imported here so the package imports on Windows too
+        # (where supervisor.daemon._windows holds the lock instead).
+        import fcntl
+
         fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

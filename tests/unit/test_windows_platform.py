@@ -390,7 +390,6 @@ def test_windows_defaults_reach_the_requests(simulated: dict[str, Any]) -> None:
 
 # The daemon package imports its Linux pieces (fcntl) whatever the platform;
 # the hook its owner is asked for is in the issue 14 report.
-@pytest.mark.xfail(strict=True, reason="supervisor.daemon imports fcntl at import time")
 def test_the_daemon_package_imports_on_windows(simulated: dict[str, Any]) -> None:
     for name in ("supervisor.daemon", "supervisor.daemon._windows"):
         assert simulated["imports"][name] == "ok", simulated["imports"][name]
