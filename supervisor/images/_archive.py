@@ -209,6 +209,8 @@ class _Blob:
     desc: Descriptor
     data: bytes | None = None
     member: str = ""
+    # Its bytes were hashed to make its descriptor (a docker save layer).
+    verified: bool = False
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -399,7 +401,7 @@ def _plan_docker(archive: _Archive, name: str | None) -> _Plan:
             desc = Descriptor(OCI_LAYER_GZIP if gzipped else OCI_LAYER, digest, size)
             layers.append(desc)
             # Hashed above: streamed again and verified against that digest.
-            plan.add(_Blob(desc, member=member))
+            plan.add(_Blob(desc, member=member, verified=True))
         manifest = Manifest(OCI_MANIFEST, config_desc, tuple(layers))
         manifest_body = json.dumps(_manifest_json(manifest), separators=(",", ":")).encode()
         top = Descriptor(OCI_MANIFEST, sha256_digest(manifest_body), len(manifest_body))
@@ -444,6 +446,14 @@ def _plan(archive: _Archive, name: str | None, platform: Platform) -> _Plan:
 # -- import -------------------------------------------------------------------------
 
 
+def _verify_member(archive: _Archive, blob: _Blob) -> None:
+    verifier = Verifier(blob.desc.digest, blob.desc.size)
+    for chunk in archive.chunks(blob.member):
+        verifier.update(chunk)
+    verifier.check()
+    blob.verified = True
+
+
 async def _write_member(
     store: ContainerdImages, archive: _Archive, blob: _Blob, lease_id: str, cleanup: float
 ) -> None:
@@ -467,6 +477,7 @@ async def _write_member(
                 if chunk:
                     yield chunk
             verifier.check()
+            blob.verified = True
 
         yield chunks()
 
@@ -502,8 +513,14 @@ async def import_archive(
                     await write_bytes(
                         store, blob.desc, blob.data, lease_id=lease_id, labels=blob.labels or None
                     )
-                elif await store.content_size(blob.desc.digest) != blob.desc.size:
+                    continue
+                if await store.content_size(blob.desc.digest) != blob.desc.size:
                     await _write_member(store, archive, blob, lease_id, service.cleanup)
+                if not blob.verified:
+                    # containerd had these bytes (maybe in another namespace,
+                    # then it takes none from us): the archive's are still
+                    # checked, or a corrupt archive would pass.
+                    await anyio.to_thread.run_sync(_verify_member, archive, blob)
             created: list[str] = []
             try:
                 for image in plan.images:

@@ -275,3 +275,18 @@ async def test_not_an_archive(client: supervisor.Client, tmp_path: Path) -> None
         await client.export_image("example.com/none:1", tmp_path / "none.tar")
     assert not (tmp_path / "none.tar").exists()
     await _nothing_left(client)
+
+
+async def test_a_tampered_blob_is_refused_even_when_containerd_has_the_real_one(
+    client: supervisor.Client, tmp_path: Path, layer_tar: bytes, images_cleanup: None
+) -> None:
+    # containerd takes no bytes for content it already holds: the archive's
+    # must still be checked.
+    layout = build_layout(tmp_path / "layout", layer_tar)
+    good = _tar(tmp_path / "good.tar", _layout_members(layout))
+    await client.import_image(good, name="example.com/genuine:1")
+    bad = _tar(tmp_path / "bad.tar", _hostile_cases(layout)["tampered layer"])
+    with pytest.raises(errors.FailedPrecondition, match="not the expected"):
+        await client.import_image(bad)
+    assert [i.name for i in await client.images()] == ["example.com/genuine:1"]
+    assert await _store(client).list_leases() == []
