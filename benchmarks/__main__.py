@@ -155,6 +155,12 @@ def main() -> int:
             from benchmarks import cli_start
 
             results["cli_start"] = cli_start.main(str(Path(args.address).resolve()))
+    if not args.only or "pull" in args.only:
+        from benchmarks import pull
+
+        results["pull"] = pull.main(
+            str(Path(args.address).resolve()), str(Path(args.rootfs).resolve())
+        )
     if not args.only or "stats" in args.only:
         with contextlib.suppress(ImportError):
             from benchmarks import stats_cost

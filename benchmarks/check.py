@@ -61,8 +61,7 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{imp:.1f} ms" if imp is not None else "n/a",
         )
     )
-    cli = r.get("cli_start", {})
-    ps = next((v for k, v in cli.items() if "supervisor" in k and "median" in k), None)
+    ps = r.get("cli_start", {}).get("median_ms", {}).get("supervisor_ps")
     out.append(
         (
             "supervisor ps <= 150 ms (median)",

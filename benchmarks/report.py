@@ -48,6 +48,7 @@ def render(results: dict[str, Any]) -> str:
         ("import_time", "`import supervisor`"),
         ("cli_start", "`supervisor ps` start-up"),
         ("stats_cost", "One stats sample"),
+        ("pull", "Pulling an image from a loopback registry"),
     ):
         section = results.get(key)
         if not section:
@@ -56,7 +57,11 @@ def render(results: dict[str, Any]) -> str:
         out.append("| figure | value |")
         out.append("| --- | ---: |")
         for name, value in section.items():
-            out.append(f"| {name} | {_fmt(value)} |")
+            if isinstance(value, dict):
+                for sub, item in value.items():
+                    out.append(f"| {name}: {sub} | {_fmt(item)} |")
+            else:
+                out.append(f"| {name} | {_fmt(value)} |")
     return "\n".join(out) + "\n"
 
 
