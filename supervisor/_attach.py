@@ -23,7 +23,7 @@ from ._stdio_files import parse_stdio_path
 from ._types import StdioPaths
 from .fifo import FdReceiveStream, FdSendStream
 
-__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "remove_exec_fifos"]
+__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -134,15 +134,3 @@ def exec_ids_in(bundle_dir: Path) -> list[str]:
             continue
     return sorted(found)
 
-
-def remove_exec_fifos(bundle_dir: Path, exec_id: str) -> None:
-    """Remove the FIFOs of ``exec_id`` (exactly that id) from ``bundle_dir``."""
-    pattern = re.compile(re.escape(f"exec.{exec_id}.") + r"[0-9a-f]{8}-(?:stdin|stdout|stderr)")
-    try:
-        entries = list(os.scandir(bundle_dir))
-    except OSError:
-        return
-    for entry in entries:
-        if pattern.fullmatch(entry.name):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from ._attach import attach_stdio, exec_ids_in, remove_exec_fifos
+from ._attach import attach_stdio, exec_ids_in
 from ._bundle import remove_bundle
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
@@ -195,9 +195,10 @@ class Container:
             try:
                 record = await session.transport.get_task(cid, exec_id)
             except errors.NotFound:
-                # Its process is gone with its task's earlier instance: the
-                # files are ours and nothing will ever read them.
-                remove_exec_fifos(self.bundle_dir, exec_id)
+                # Either gone with an earlier instance of the task, or an exec
+                # another client of this state dir is creating right now (its
+                # FIFOs exist before containerd knows it): never ours to remove
+                # here. The bundle goes with the container.
                 continue
             slot = session.tracker.started(cid, exec_id, record.pid)
             slot.owned = True

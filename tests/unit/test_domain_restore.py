@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+import supervisor
 from supervisor import ProcessState
 from supervisor.backends.fake import FakeTransport
 from tests.unit.conftest import GUARD, Recorder, connect, spec
@@ -145,3 +146,27 @@ async def test_records_of_containers_deleted_elsewhere_are_pruned_at_connect(
     async with connect(again, state_dir, backend=Recorder()):
         assert again.calls["list_containers"] == 1
         assert list(ledger.iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_loading_a_task_never_removes_fifos_of_an_exec_being_created(
+    client: supervisor.Client, fake: FakeTransport
+) -> None:
+    # Another client of the same state dir makes its exec's FIFOs before
+    # containerd knows the exec: a task loaded meanwhile must leave them.
+    import os
+
+    container = await client.new_container("busy", spec())
+    task = await container.new_task()
+    await task.start()
+    foreign = [container.bundle_dir / f"exec.other.0123abcd-{s}" for s in ("stdout", "stderr")]
+    for path in foreign:
+        os.mkfifo(path, 0o600)
+    again = await client.load_container("busy")
+    loaded = await again.task()
+    assert loaded.execs == {}
+    assert all(path.exists() for path in foreign)
+    for path in foreign:
+        path.unlink()
+    await task.delete(force=True)
+    await container.delete()
