@@ -10,20 +10,20 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .._proto.containerd import events as pb_events
 from .._proto.containerd.services.containers import v1 as pb_containers
 from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.v1 import types as pb_types
+from .._proto.google.protobuf import Any as PbAny
 from .._types import (
     ContainerRecord,
     ExitStatus,
     ProcessState,
+    Stats,
     StdioPaths,
     TaskEvent,
     TaskRecord,
     Topic,
 )
-from ._decode_stats import decode_stats
 from .base import Sync
 
 __all__ = [
@@ -48,17 +48,40 @@ _STATES = {
 
 # containerd names event payloads by their bare proto name; the topic alone
 # does not say which message the bytes are.
-_EVENT_TYPES: dict[str, tuple[Topic, type[Any]]] = {
-    "containerd.events.TaskCreate": (Topic.CREATE, pb_events.TaskCreate),
-    "containerd.events.TaskStart": (Topic.START, pb_events.TaskStart),
-    "containerd.events.TaskExit": (Topic.EXIT, pb_events.TaskExit),
-    "containerd.events.TaskDelete": (Topic.DELETE, pb_events.TaskDelete),
-    "containerd.events.TaskOOM": (Topic.OOM, pb_events.TaskOom),
-    "containerd.events.TaskExecAdded": (Topic.EXEC_ADDED, pb_events.TaskExecAdded),
-    "containerd.events.TaskExecStarted": (Topic.EXEC_STARTED, pb_events.TaskExecStarted),
-    "containerd.events.TaskPaused": (Topic.PAUSED, pb_events.TaskPaused),
-    "containerd.events.TaskResumed": (Topic.RESUMED, pb_events.TaskResumed),
-}
+_EVENT_TYPES: dict[str, tuple[Topic, type[Any]]] = {}
+
+
+def _event_types() -> dict[str, tuple[Topic, type[Any]]]:
+    # The event messages load with the first event, not with the transport:
+    # a command that only lists containers never needs them.
+    if not _EVENT_TYPES:
+        from .._proto.containerd import events as pb_events
+
+        _EVENT_TYPES.update(
+            {
+                "containerd.events.TaskCreate": (Topic.CREATE, pb_events.TaskCreate),
+                "containerd.events.TaskStart": (Topic.START, pb_events.TaskStart),
+                "containerd.events.TaskExit": (Topic.EXIT, pb_events.TaskExit),
+                "containerd.events.TaskDelete": (Topic.DELETE, pb_events.TaskDelete),
+                "containerd.events.TaskOOM": (Topic.OOM, pb_events.TaskOom),
+                "containerd.events.TaskExecAdded": (Topic.EXEC_ADDED, pb_events.TaskExecAdded),
+                "containerd.events.TaskExecStarted": (
+                    Topic.EXEC_STARTED,
+                    pb_events.TaskExecStarted,
+                ),
+                "containerd.events.TaskPaused": (Topic.PAUSED, pb_events.TaskPaused),
+                "containerd.events.TaskResumed": (Topic.RESUMED, pb_events.TaskResumed),
+            }
+        )
+    return _EVENT_TYPES
+
+
+def decode_stats(data: PbAny, read_at: datetime | None = None) -> Stats:
+    """A metrics payload as :class:`Stats` (the cgroup and hcsshim messages
+    load with the first sample)."""
+    from ._decode_stats import decode_stats as decode
+
+    return decode(data, read_at)
 
 
 def exit_status(code: int, at: datetime | None) -> ExitStatus:
@@ -111,7 +134,7 @@ def decode_event(envelope: pb_eventsvc.Envelope) -> TaskEvent | Sync | None:
         return None
     if event.type_url == SYNC_TYPE_URL:
         return Sync(event.value.decode(errors="replace"))
-    known = _EVENT_TYPES.get(event.type_url)
+    known = _event_types().get(event.type_url)
     if known is None:
         return None
     topic, cls = known

@@ -29,9 +29,6 @@ from grpclib.client import Channel
 from grpclib.const import Status
 
 from .. import _platform, errors
-from .._proto.containerd import types as pb_types
-from .._proto.containerd.linux import runc as pb_runc_v1
-from .._proto.containerd.runc import v1 as pb_runc
 from .._proto.containerd.services.containers import v1 as pb_containers
 from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.services.tasks import v1 as pb_tasks
@@ -47,7 +44,6 @@ from .._types import (
     TaskRecord,
     Topic,
 )
-from . import runhcs
 from ._decode import (
     SYNC_TYPE_URL,
     container_record,
@@ -56,7 +52,6 @@ from ._decode import (
     exit_status,
     task_record,
 )
-from ._decode_windows import process_summary
 from .base import EventStream
 
 if TYPE_CHECKING:
@@ -204,9 +199,17 @@ def _runtime_options_any(runtime: str, options: Mapping[str, Any]) -> PbAny:
     if runtime == "io.containerd.runtime.v1.linux":
         return PbAny(
             type_url="containerd.linux.runc.RuncOptions",
-            value=bytes(pb_runc_v1.RuncOptions(**options)),
+            value=bytes(_runc_v1().RuncOptions(**options)),
         )
+    from .._proto.containerd.runc import v1 as pb_runc
+
     return PbAny(type_url="containerd.runc.v1.Options", value=bytes(pb_runc.Options(**options)))
+
+
+def _runc_v1() -> Any:
+    from .._proto.containerd.linux import runc as pb_runc_v1
+
+    return pb_runc_v1
 
 
 class ContainerdTransport:
@@ -291,6 +294,10 @@ class ContainerdTransport:
         image: str = "",
     ) -> None:
         rt = pb_containers.ContainerRuntime(name=runtime)
+        # Loaded here: only creates need the shims' option messages, and a
+        # command that only lists containers should not pay for them.
+        from . import runhcs
+
         if runtime == runhcs.RUNTIME:
             # Layer folders checked, and Debug set at debug level, even
             # without options of the caller's.
@@ -336,6 +343,8 @@ class ContainerdTransport:
     async def create_task(
         self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
     ) -> int:
+        from .._proto.containerd import types as pb_types
+
         request = pb_tasks.CreateTaskRequest(
             container_id=container_id,
             rootfs=[
@@ -425,6 +434,8 @@ class ContainerdTransport:
     async def process_summaries(self, container_id: str) -> list[ProcessSummary]:
         request = pb_tasks.ListPidsRequest(container_id=container_id)
         reply = await self._call(lambda: self._tasks.list_pids(request), container_id)
+        from ._decode_windows import process_summary
+
         return [process_summary(p.pid, p.info) for p in reply.processes]
 
     async def pids(self, container_id: str) -> list[ProcessInfo]:
