@@ -155,6 +155,14 @@ class Child:
             elif alive(self.pid):  # pragma: no cover - kernels before 5.3
                 os.kill(self.pid, sig)
 
+    def terminate(self) -> None:
+        """Ask containerd to stop cleanly (SIGTERM)."""
+        self.signal(signal.SIGTERM)
+
+    def dump_stacks(self) -> None:
+        """Ask containerd for every goroutine's stack, in its log (SIGUSR1)."""
+        self.signal(signal.SIGUSR1)
+
     async def _wait(self) -> None:
         if self._process is not None:
             await self._process.wait()  # reaps it, and keeps its exit code

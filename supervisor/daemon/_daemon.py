@@ -4,11 +4,11 @@ Layout under the two directories given to :class:`Daemon`::
 
     root_dir/                  containerd's root (content, snapshots, metadata)
     state_dir/containerd.toml  the config we write
-    state_dir/containerd.sock  its gRPC socket (``Daemon.address``)
-    state_dir/debug.sock       its debug socket
+    state_dir/containerd.sock  its gRPC socket (``Daemon.address``; a named pipe on Windows)
+    state_dir/debug.sock       its debug socket (a named pipe on Windows)
     state_dir/containerd.pid   the pid of the containerd we run or adopted
     state_dir/containerd.log   its output, followed into logging
-    state_dir/supervisor.lock  held (flock) by the one Daemon running it
+    state_dir/supervisor.lock  held (flock; msvcrt.locking) by the one Daemon running it
     state_dir/daemon/          containerd's state directory
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
 
@@ -18,6 +18,11 @@ alive but fails ``health_failures`` health checks in a row is asked for its
 goroutine stacks, killed and replaced. A replacement that fails (containerd
 exits at once, a full disk, a log that cannot be opened) is logged and tried
 again, with back-off, until one succeeds or the context is left.
+
+What touches the operating system (addresses, the lock, starting, adopting,
+stopping and killing containerd, opening its log) comes from the platform's
+:class:`~._platform_parts.DaemonParts`; the rest is the same on Linux and
+Windows.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,13 +42,11 @@ from .. import errors
 from .._background import Background
 from .._log import get_logger
 from .._timeouts import backoff
-from ..backends.health import HealthChecker
-from . import _containerd_toml
-from ._child import Child, adopt, spawn
+from . import _containerd_toml, _platform_parts
 from ._config import ConfigStore, DaemonConfig
 from ._files import owned_dir
-from ._lock import StateLock
 from ._log_follower import LogFollower
+from ._platform_parts import DaemonChild
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
 from ._timeouts import DaemonTimeouts
 
@@ -94,10 +96,11 @@ class Daemon:
     instead of starting a second one. Any other process the file names is
     left alone.
 
-    Leaving the context stops containerd with SIGTERM, then SIGKILL after
-    ``timeouts.stop`` seconds. Running containers' shims are left alone, as
-    dockerd leaves them: the next containerd on the same directories finds
-    their tasks again.
+    Leaving the context stops containerd with SIGTERM (CTRL_BREAK on
+    Windows), then SIGKILL (TerminateProcess) after ``timeouts.stop``
+    seconds. Running containers' shims are left alone, as dockerd leaves
+    them: the next containerd on the same directories finds their tasks
+    again.
 
     ``root_dir`` and ``state_dir`` (and any parent of them made here, mode
     0711) must belong to the calling user and be writable by nobody else;
@@ -168,24 +171,29 @@ class Daemon:
         self._timeouts = timeouts or DaemonTimeouts()
         self._entered = False
         self._store: ConfigStore | None = None
-        self._child: Child | None = None
+        self._child: DaemonChild | None = None
         self._restarts = 0
-        self._health = HealthChecker(str(self.address))
+        parts = self._parts = _platform_parts.select()
+        self._address = parts.address(self._state)
+        self._debug_address = parts.debug_address(self._state)
+        self._health = parts.health(self._address)
         self._background = Background(f"supervisor-daemon:{self._state}")
-        self._follower = LogFollower(self._state / "containerd.log", self._timeouts.log_poll)
-        self._lock = StateLock(self._state / "supervisor.lock")
+        self._follower = LogFollower(
+            self._state / "containerd.log", self._timeouts.log_poll, opener=parts.open_file
+        )
+        self._lock = parts.lock(self._state / "supervisor.lock")
 
     # -- what callers read ---------------------------------------------------
 
     @property
     def address(self) -> str:
-        """containerd's socket path, for :func:`supervisor.connect`."""
-        return str(self._state / "containerd.sock")
+        """containerd's socket path (a named pipe on Windows), for :func:`supervisor.connect`."""
+        return self._address
 
     @property
     def debug_address(self) -> str:
-        """containerd's debug socket path."""
-        return str(self._state / "debug.sock")
+        """containerd's debug socket path (a named pipe on Windows)."""
+        return self._debug_address
 
     @property
     def config_path(self) -> Path:
@@ -251,9 +259,7 @@ class Daemon:
     # -- lifetime --------------------------------------------------------------
 
     async def __aenter__(self) -> Daemon:
-        if sys.platform == "win32":  # pragma: no cover
-            raise errors.FailedPrecondition("the embedded containerd is supported on Linux only")
-        if len(os.fsencode(self.address)) > _MAX_SOCKET_PATH:
+        if self._parts.unix_sockets and len(os.fsencode(self.address)) > _MAX_SOCKET_PATH:
             raise errors.InvalidArgument(
                 f"socket path {self.address!r} is longer than a unix socket allows"
             )
@@ -343,8 +349,8 @@ class Daemon:
 
     # -- starting and adopting -----------------------------------------------------
 
-    async def _adopt(self, tg: anyio.abc.TaskGroup) -> Child | None:
-        child = adopt(
+    async def _adopt(self, tg: anyio.abc.TaskGroup) -> DaemonChild | None:
+        child = self._parts.adopt(
             self.pid_file, self._binary, self.config_path, poll=self._timeouts.health_interval
         )
         if child is None:
@@ -363,18 +369,20 @@ class Daemon:
         await self._discard(child)
         return None
 
-    async def _start(self, tg: anyio.abc.TaskGroup, *, replacing: bool = False) -> Child:
+    async def _start(self, tg: anyio.abc.TaskGroup, *, replacing: bool = False) -> DaemonChild:
         t = self._timeouts
-        # A socket file left by a killed containerd makes its successor's
-        # listen fail; nobody else can be serving on it (we hold the lock).
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.address)
+        if self._parts.unix_sockets:
+            # A socket file left by a killed containerd makes its successor's
+            # listen fail; nobody else can be serving on it (we hold the
+            # lock). A named pipe goes with the process that served it.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address)
         # The follower takes its place in the log before containerd writes,
         # so that the lines of a containerd that dies at once are ours to show.
         self._follower.drain()
         self._follower.tail.clear()
         started = time.monotonic()
-        child = await spawn(
+        child = await self._parts.spawn(
             self._binary,
             self.config_path,
             self._follower.path,
@@ -414,7 +422,7 @@ class Daemon:
             f"containerd (pid {child.pid}) did not answer within {t.start}s{lines}"
         )
 
-    async def _wait_ready(self, child: Child) -> bool:
+    async def _wait_ready(self, child: DaemonChild) -> bool:
         t = self._timeouts
         with anyio.move_on_after(t.start):
             while not child.exited.is_set():
@@ -464,7 +472,7 @@ class Daemon:
             healthy_since = time.monotonic()
             failures = 0
 
-    async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> Child:
+    async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> DaemonChild:
         attempt = 0
         while True:
             await anyio.sleep(next(delays))
@@ -485,14 +493,15 @@ class Daemon:
             _log.info("daemon.restarted", pid=child.pid, restarts=self._restarts + 1)
             return child
 
-    async def _dump_stacks(self, child: Child) -> None:
-        # containerd logs every goroutine's stack on SIGUSR1: the one record
-        # of where a hung containerd was stuck, taken before it is killed.
-        child.signal(signal.SIGUSR1)
+    async def _dump_stacks(self, child: DaemonChild) -> None:
+        # containerd logs every goroutine's stack when asked (SIGUSR1, or its
+        # stackdump event on Windows): the one record of where a hung
+        # containerd was stuck, taken before it is killed.
+        child.dump_stacks()
         await anyio.sleep(self._timeouts.dump_grace)
         self._follower.drain()
 
-    async def _discard(self, child: Child) -> None:
+    async def _discard(self, child: DaemonChild) -> None:
         """Kill ``child`` (if it still runs) and let go of it."""
         if not await child.kill(self._timeouts.kill):
             _log.error("daemon.kill_timeout", pid=child.pid, seconds=self._timeouts.kill)
@@ -513,11 +522,10 @@ class Daemon:
             return
         t = self._timeouts
         # The watcher tasks were cancelled with the task group: wait here.
-        child.signal(signal.SIGTERM)
+        child.terminate()
         if not await child.wait_gone(t.stop):
             _log.warning("daemon.stop_timeout", pid=child.pid, seconds=t.stop)
-            child.signal(signal.SIGKILL)
-            await child.wait_gone(t.kill)
+            await child.kill(t.kill)
         gone = child.exited.is_set()
         child.close()
         self._health.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,12 @@ class LogFollower:
     and tried again at the next poll.
     """
 
-    def __init__(self, path: Path, poll: float) -> None:
+    def __init__(
+        self, path: Path, poll: float, *, opener: Callable[[Path, int], int] = open_regular
+    ) -> None:
         self.path = path
+        # How a file of ours is opened without following a link (per platform).
+        self._opener = opener
         self.tail: deque[str] = deque(maxlen=_LOG_TAIL)
         self._poll = poll
         self._fd = -1
@@ -188,7 +193,7 @@ class LogFollower:
     def _open(self) -> bool:
         try:
             # Read-write, for the truncation in _read; never through a symlink.
-            fd = open_regular(self.path, os.O_RDWR)
+            fd = self._opener(self.path, os.O_RDWR)
         except FileNotFoundError:
             self._from_end = False
             return False

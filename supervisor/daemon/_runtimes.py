@@ -275,6 +275,12 @@ def _ensure_private_dir(directory: Path) -> None:
     # 0700: root-run shims pass through regardless, and a rootless daemon runs
     # its shims as itself.  Refuse a directory others can write to: they could
     # swap a script that a shim will exec as us.
+    if not hasattr(os, "geteuid"):
+        # Windows: no /bin/sh to run the script, and no POSIX owner to check.
+        raise errors.FailedPrecondition(
+            f"wrapper directory {directory}: runtimes with arguments need a POSIX shell "
+            "(not available on Windows)"
+        )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode):

@@ -62,6 +62,7 @@ __all__ = [
     "WindowsStateLock",
     "adopt",
     "debug_pipe_address",
+    "open_plain",
     "pipe_address",
     "spawn",
     "write_pid_file",
@@ -232,7 +233,14 @@ def _check_plain_file(path: Path) -> None:
         raise errors.FailedPrecondition(f"{path} is not a regular file")
 
 
-def _open_plain(path: Path, flags: int) -> int:
+def open_plain(path: Path, flags: int) -> int:
+    """Open a file of the daemon's (``os.open`` flags), refusing a link or a
+    reparse point in its place; not inherited by children.
+
+    Raises:
+        FailedPrecondition: ``path`` is a link or not a regular file.
+        OSError: it could not be opened.
+    """
     _check_plain_file(path)
     return os.open(path, flags | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_BINARY", 0), 0o600)
 
@@ -277,7 +285,7 @@ class WindowsStateLock:
         if self._fd >= 0:
             raise errors.FailedPrecondition(f"{self.path} is held already")
         locking = self._lock_call()
-        fd = _open_plain(self.path, os.O_RDWR | os.O_CREAT)
+        fd = open_plain(self.path, os.O_RDWR | os.O_CREAT)
         try:
             # One byte at offset 0; a range past the end of the file is fine.
             locking(fd, _LK_NBLCK, 1)
@@ -318,7 +326,7 @@ def _read_pid_file(path: Path) -> tuple[int, int] | None:
         FileNotFoundError: there is no pid file.
         FailedPrecondition: it is a link or not a regular file.
     """
-    fd = _open_plain(path, os.O_RDONLY)
+    fd = open_plain(path, os.O_RDONLY)
     try:
         text = os.read(fd, 64).decode("ascii", errors="replace").split()
     finally:
@@ -485,7 +493,7 @@ async def spawn(
     """
     control = control or Kernel32Control()
     start = start or asyncio.create_subprocess_exec
-    log_fd = _open_plain(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    log_fd = open_plain(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         process = await start(
             binary,
