@@ -30,8 +30,9 @@ Where things live, by layer (each layer imports only from those below it)::
     fifo/           stdio: Linux FIFOs, Windows served named pipes
     _proto/         generated containerd bindings (make protos)
 
-``import supervisor`` loads the core only: grpclib, the generated bindings,
-the daemon and the command load when first used.
+``import supervisor`` loads nothing but this file: every public name loads
+its module when first used (grpclib, the generated bindings, the daemon and
+the command only when something needs them).
 """
 
 from __future__ import annotations
@@ -39,30 +40,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from . import errors
-from ._client import Client
-from ._connect import connect, default_state_dir
-from ._container import Container
-from ._process import Process
-from ._spec import default_spec, process_spec
-from ._stats import BlkioDevice, BlkioEntry, BlkioStats, NetworkStats
-from ._task import Task
-from ._timeouts import Timeouts
-from ._types import (
-    DEFAULT_RUNTIME,
-    CpuStats,
-    ExitStatus,
-    MemoryStats,
-    PidsStats,
-    ProcessInfo,
-    ProcessState,
-    RunResult,
-    Stats,
-)
-from .events import Backend, EventInfo, EventType, Queue
-
 if _TYPE_CHECKING:
+    from . import errors
+    from ._client import Client
+    from ._connect import connect, default_state_dir
+    from ._container import Container
+    from ._process import Process
+    from ._spec import default_spec, process_spec
+    from ._stats import BlkioDevice, BlkioEntry, BlkioStats, NetworkStats
     from ._summary import ProcessSummary
+    from ._task import Task
+    from ._timeouts import Timeouts
+    from ._types import (
+        DEFAULT_RUNTIME,
+        CpuStats,
+        ExitStatus,
+        MemoryStats,
+        PidsStats,
+        ProcessInfo,
+        ProcessState,
+        RunResult,
+        Stats,
+    )
     from .daemon import (
         ConfigStore,
         Daemon,
@@ -72,6 +71,7 @@ if _TYPE_CHECKING:
         ResolvedRuntime,
         Runtime,
     )
+    from .events import Backend, EventInfo, EventType, Queue
 
 __version__ = "0.2.0"
 
@@ -121,35 +121,64 @@ __all__ = [
     "errors",
 ]
 
-_DAEMON_NAMES = frozenset(
-    {
-        "ConfigStore",
-        "Daemon",
-        "DaemonConfig",
-        "DaemonTimeouts",
-        "ResolvedConfig",
-        "ResolvedRuntime",
-        "Runtime",
-    }
-)
+# Where each public name lives. Nothing loads with `import supervisor` itself:
+# a name loads its module when first used, so a subpackage or the command
+# pays only for what it touches, and the daemon layer (which pulls in
+# grpclib) only when one of its names is asked for.
+_LOCATIONS: dict[str, str] = {
+    "errors": ".errors",
+    "connect": "._connect",
+    "default_state_dir": "._connect",
+    "Client": "._client",
+    "Timeouts": "._timeouts",
+    "Container": "._container",
+    "Task": "._task",
+    "Process": "._process",
+    "default_spec": "._spec",
+    "process_spec": "._spec",
+    "ProcessSummary": "._summary",
+    **dict.fromkeys(
+        (
+            "DEFAULT_RUNTIME",
+            "ExitStatus",
+            "ProcessState",
+            "RunResult",
+            "Stats",
+            "MemoryStats",
+            "CpuStats",
+            "PidsStats",
+            "ProcessInfo",
+        ),
+        "._types",
+    ),
+    **dict.fromkeys(("BlkioStats", "BlkioDevice", "BlkioEntry", "NetworkStats"), "._stats"),
+    **dict.fromkeys(("Backend", "EventType", "EventInfo", "Queue"), ".events"),
+    **dict.fromkeys(
+        (
+            "Daemon",
+            "DaemonTimeouts",
+            "DaemonConfig",
+            "ConfigStore",
+            "ResolvedConfig",
+            "Runtime",
+            "ResolvedRuntime",
+        ),
+        ".daemon",
+    ),
+}
 
 
 def __getattr__(name: str) -> _Any:
-    # The daemon layer sits above the core and pulls in grpclib (for its
-    # health checks): load it only when one of its names is asked for.
-    if name == "ProcessSummary":
-        from ._summary import ProcessSummary
+    location = _LOCATIONS.get(name)
+    if location is None:
+        raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+    import importlib
 
-        globals()[name] = ProcessSummary
-        return ProcessSummary
-    if name in _DAEMON_NAMES:
-        from . import daemon
-
-        value = getattr(daemon, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+    module = importlib.import_module(location, __name__)
+    value = module if name == "errors" else getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DAEMON_NAMES | {"ProcessSummary"})
+    return sorted(set(globals()) | set(_LOCATIONS))
