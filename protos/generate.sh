@@ -51,6 +51,13 @@ trap 'rm -rf "$tmp"' EXIT
 # named Descriptor (containerd.types), which would pull in Google's protobuf
 # runtime for nothing; the class defined below it shadows the import anyway.
 grep -rl '^from google.protobuf.descriptor import' "$tmp" | xargs -r sed -i '/^from google.protobuf.descriptor import/d'
+# The well-known types import dateutil for one JSON path (Timestamp.from_dict
+# of a string), which the library never takes; importing it there instead of
+# at module level keeps it out of every process that talks to containerd.
+wkt="$tmp/google/protobuf/__init__.py"
+sed -i '/^import dateutil.parser$/d' "$wkt"
+sed -i 's/^\( *\)dt = dateutil.parser.isoparse(value)$/\1import dateutil.parser\n\n\1dt = dateutil.parser.isoparse(value)/' "$wkt"
+grep -q '^ *import dateutil.parser$' "$wkt" || { echo "generate.sh: dateutil patch did not apply" >&2; exit 1; }
 # The generator also writes a py.typed of its own; the package root has one.
 rm -f "$tmp/py.typed"
 rm -rf "$out"

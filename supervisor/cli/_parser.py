@@ -410,7 +410,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
     "pause": ("_lifecycle:pause", "freeze every process of containers", None, _containers),
     "unpause": ("_lifecycle:unpause", "thaw paused containers", None, _containers),
     "update": ("_lifecycle:update", "change running containers' limits", None, _update),
-    "ps": ("_show:ps", "list containers", None, _ps),
+    "ps": ("_ps:ps", "list containers", None, _ps),
     "inspect": ("_show:inspect", "show containers in detail", None, _inspect),
     "stats": (
         "_stats:stats",

@@ -388,8 +388,7 @@ def test_windows_defaults_reach_the_requests(simulated: dict[str, Any]) -> None:
     assert [k["signal"] for k in _calls(simulated, "kill")] == [9]
 
 
-# The daemon package imports its Linux pieces (fcntl) whatever the platform;
-# the hook its owner is asked for is in the issue 14 report.
+# The daemon package (with its Windows parts) imports on Windows too.
 def test_the_daemon_package_imports_on_windows(simulated: dict[str, Any]) -> None:
     for name in ("supervisor.daemon", "supervisor.daemon._windows"):
         assert simulated["imports"][name] == "ok", simulated["imports"][name]
