@@ -214,7 +214,7 @@ class Bench:
         async with supervisor.connect(
             self.address, namespace=ns, state_dir=self.tmp / "rpc"
         ) as client:
-            channel = client._transport._channel  # type: ignore[attr-defined]
+            channel = client._session.raw_transport._channel  # type: ignore[attr-defined]
 
             async def on_send(event: SendRequest) -> None:
                 counts[event.method_name.rsplit(".", 1)[-1]] += 1
