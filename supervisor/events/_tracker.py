@@ -169,10 +169,17 @@ class ExitTracker:
         exited_at: datetime | None,
     ) -> ExitStatus | None:
         """Record an exit; return its status if it is news, ``None`` if a duplicate."""
-        if (container_id, process_id, pid) in self._recent:
-            return None
         oom = process_id == container_id and self.oom_killed(container_id)
         status = ExitStatus(exit_code, exited_at, oom)
+        if (container_id, process_id, pid) in self._recent:
+            # Seen (and reported) already; but a slot made for the same
+            # instance since (a process loaded after its exit came off the
+            # stream) must still learn it, silently.
+            container = self._containers.get(container_id)
+            slot = container.processes.get(process_id) if container is not None else None
+            if slot is not None and slot.pid == pid and slot.status is None:
+                slot._resolve(status)
+            return None
         slot = self.watch(container_id, process_id)
         if slot.pid and pid and slot.pid != pid:
             # A late exit of an earlier instance: news once, never the current one's.

@@ -72,7 +72,8 @@ async def test_restore_reads_on_where_the_last_run_stopped(
         assert first.read_bytes() + rest == expected
         # The exec exited while nobody listened: reported once, with its code.
         side = task.execs["side"]
-        assert (await side.wait()).exit_code == 7
+        with anyio.fail_after(30):
+            assert (await side.wait()).exit_code == 7
         await rec.wait_for(lambda: rec.exits()[("live", "side")] == 1)
         await rec.wait_for(lambda: rec.exits()[("live", "live")] == 1)
         exits = [i for e, i in rec.of("live") if e is EventType.EXIT and i.process_id == "side"]

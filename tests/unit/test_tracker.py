@@ -107,3 +107,15 @@ def test_an_oom_just_after_the_init_exit_reaches_its_status() -> None:
     t.oom("c")
     slot = t.watch("c", "c")
     assert slot.status is not None and slot.status.oom_killed
+
+
+def test_a_slot_made_after_its_exit_was_seen_still_resolves() -> None:
+    # Another client's exec exits (reported, then forgotten: not ours); the
+    # application then loads it and waits on it: the wait must end.
+    t = ExitTracker()
+    t.started("c", "e", 11)
+    assert t.exited("c", "e", 11, 7, None) is not None  # reported once
+    slot = t.started("c", "e", 11)
+    slot.owned = True
+    assert t.exited("c", "e", 11, 7, None) is None  # not reported again
+    assert slot.status is not None and slot.status.exit_code == 7
