@@ -56,7 +56,7 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
     imp = r.get("import_time", {}).get("importtime_supervisor_ms_median")
     out.append(
         (
-            "import supervisor < 120 ms (-X importtime, median)",
+            "core import < 120 ms (-X importtime, median)",
             imp is not None and imp < 120,
             f"{imp:.1f} ms" if imp is not None else "n/a",
         )

@@ -45,7 +45,7 @@ def render(results: dict[str, Any]) -> str:
     out.append(table(results))
     out.append("```")
     for key, title in (
-        ("import_time", "`import supervisor`"),
+        ("import_time", "Importing the core (`from supervisor import connect`)"),
         ("cli_start", "`supervisor ps` start-up"),
         ("stats_cost", "One stats sample"),
         ("pull", "Pulling an image from a loopback registry"),
