@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._proto.containerd.services.containers import v1 as pb_containers
 from .._proto.containerd.services.events import v1 as pb_eventsvc
@@ -18,13 +18,15 @@ from .._types import (
     ContainerRecord,
     ExitStatus,
     ProcessState,
-    Stats,
     StdioPaths,
     TaskEvent,
     TaskRecord,
     Topic,
 )
 from .base import Sync
+
+if TYPE_CHECKING:
+    from .._stats import Stats
 
 __all__ = [
     "SYNC_TYPE_URL",

@@ -18,7 +18,6 @@ from .._types import (
     ContainerRecord,
     ExitStatus,
     ProcessInfo,
-    Stats,
     StdioPaths,
     TaskEvent,
     TaskRecord,
@@ -26,6 +25,7 @@ from .._types import (
 )
 
 if TYPE_CHECKING:
+    from .._stats import Stats
     from .._summary import ProcessSummary
     from ..images._types import Mount
 

@@ -39,7 +39,6 @@ from .._types import (
     ContainerRecord,
     ExitStatus,
     ProcessInfo,
-    Stats,
     StdioPaths,
     TaskRecord,
     Topic,
@@ -55,6 +54,7 @@ from ._decode import (
 from .base import EventStream
 
 if TYPE_CHECKING:
+    from .._stats import Stats
     from ..images._types import Mount
 
 __all__ = [
