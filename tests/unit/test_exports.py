@@ -66,3 +66,21 @@ def test_contract_names() -> None:
         "Unknown",
     ):
         assert issubclass(getattr(supervisor.errors, cls), supervisor.errors.SupervisorError)
+
+
+def test_the_command_renders_library_records_through_structlog_only_when_asked() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from supervisor.cli._logging import configure_logging\n"
+        "from supervisor._log import get_logger\n"
+        "configure_logging('info', 'console')\n"
+        "assert 'structlog' not in sys.modules\n"
+        "get_logger('t').info('thing.done', container_id='web')\n"
+        "assert 'structlog' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "thing.done" in out.stderr and "container_id=web" in out.stderr
