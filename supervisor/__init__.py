@@ -3,28 +3,36 @@
 Where things live, by layer (each layer imports only from those below it)::
 
     cli/            the `supervisor` command, one module per concern
+    testing/        the pytest plugin (fixtures: a containerd, a client, containers)
     daemon/         the embedded containerd: Daemon, its child process and
-                    lock, config store, runtimes and wrapper scripts, log follower
-    ---- the core (never imports daemon/ or cli/) ----
+                    lock (per platform), config store, runtimes, log follower
+    ---- the core (never imports daemon/, cli/ or testing/) ----
+    images/         pull, import/export, unpack, containers from images
+                    (loaded with the first image call)
     _connect.py     connect(): transport + event machinery + Client, owned together
-    _client.py      Client: one namespace; new_container/load/containers/restore
+    _client.py      Client: one namespace; new_container/load/restore/run/running
     _container.py   Container: a spec + runtime in containerd, its bundle dir
-    _task.py        Task: the init process + pause/resume/exec/stats/update
-    _process.py     Process: start/kill/wait/resize/close_stdin/delete/status
+    _task.py        Task: the init process + pause/resume/exec/stats/summary/update
+    _process.py     Process: start/kill/wait/resize/delete/status/communicate
     _session.py     Session: what Container, Task and Process share
+    _attach.py      reopening the stdio of processes that outlived the application
+    _stats.py       one stats model for cgroup v1 and v2 (+ Windows), derived figures
+    _stats_stream.py  streams of samples sharing one Metrics call per interval
+    _summary.py     per-process summaries (/proc on Linux, runhcs on Windows)
     _types.py       frozen values crossing the transport boundary
     _spec.py        default_spec()/process_spec() and spec checks
     _resources.py   checks on LinuxResources updates
     _bundle.py      the per-container directory (user-namespace ownership)
     _stdio_files.py names of a process's stdio files
     _paths.py       owned directories, files opened without following links
+    _platform.py    every per-platform choice (Linux, Windows)
     _ids.py         container/exec id validation
     _timeouts.py    Timeouts and back-off
     _log.py         stdlib logging under `supervisor.*` (NullHandler)
     errors.py       the one error hierarchy
     backends/       transports: the Transport protocol, containerd over grpclib
-                    (the only grpclib user), an in-memory fake, health checks,
-                    the Windows named-pipe channel
+                    (the only grpclib user), its image services, an in-memory
+                    fake, runhcs options, health checks, the named-pipe channel
     events/         keyed ordered Queue, event monitor, exit tracker,
                     handled-exit ledger, Backend protocol
     fifo/           stdio: Linux FIFOs, Windows served named pipes
