@@ -35,7 +35,8 @@ def _run(blocked: list[str], body: str) -> subprocess.CompletedProcess[str]:
 
 def test_core_imports_without_daemon_cli_grpclib_or_protos() -> None:
     result = _run(
-        ["supervisor.daemon", "supervisor.cli", "grpclib", "betterproto2", "supervisor._proto"],
+        ["supervisor.daemon", "supervisor.cli", "supervisor.testing", "grpclib", "betterproto2"]
+        + ["supervisor._proto"],
         """
         import supervisor, supervisor.errors, supervisor.events, supervisor.fifo
         import supervisor.backends.base, supervisor.backends.fake
@@ -63,3 +64,24 @@ def test_daemon_names_load_on_first_use() -> None:
 def test_daemon_does_not_import_the_command() -> None:
     result = _run(["supervisor.cli"], "import supervisor.daemon\nprint('ok')\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_no_module_of_the_core_imports_an_upper_layer() -> None:
+    # Every module below daemon/, cli/ and testing/, the grpclib side included.
+    result = _run(
+        ["supervisor.daemon", "supervisor.cli", "supervisor.testing"],
+        """
+        import importlib, pkgutil, supervisor
+        upper = ("supervisor.daemon", "supervisor.cli", "supervisor.testing", "supervisor._proto")
+        names = [
+            m.name
+            for m in pkgutil.walk_packages(supervisor.__path__, "supervisor.")
+            if not m.name.startswith(upper) and m.name != "supervisor.__main__"
+        ]
+        for name in names:
+            importlib.import_module(name)
+        print(len(names))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 40
