@@ -209,7 +209,8 @@ class EventMonitor:
         if status is None:
             _log.debug("events.duplicate_exit", container_id=cid, process_id=process_id, pid=pid)
             return
-        _log.info(
+        # One per process life: DEBUG, like the other lifecycle lines.
+        _log.debug(
             "process.exit",
             container_id=cid,
             process_id=process_id,
