@@ -19,8 +19,8 @@ from .._task import Task
 from .._types import ProcessState
 from ._connection import open_client
 from ._errors import EXIT_FAILED, CliError, describe
-from ._logfile import check_log_path
-from ._options import LOG_PATH_LABEL, resources
+from ._logfile import check_log_path, forget_log_path, recorded_log_path
+from ._options import resources
 from ._run import cleanup, foreground
 
 __all__ = ["kill", "pause", "rm", "start", "stop", "unpause", "update"]
@@ -70,9 +70,9 @@ async def _running_task(container: Container) -> Task:
 # -- start --------------------------------------------------------------------------
 
 
-def _recorded_log_path(container: Container) -> str | None:
-    path = container.labels.get(LOG_PATH_LABEL)
-    if not path:
+def _recorded_log_path(args: argparse.Namespace, container: Container) -> str | None:
+    path = recorded_log_path(args, container.id)
+    if path is None:
         return None
     try:
         return check_log_path(path)
@@ -85,7 +85,9 @@ def _terminal(container: Container) -> bool:
     return bool(process.get("terminal")) if isinstance(process, dict) else False
 
 
-async def _new_task(container: Container, *, attach: bool, interactive: bool) -> Task:
+async def _new_task(
+    args: argparse.Namespace, container: Container, *, attach: bool, interactive: bool
+) -> Task:
     old = await _task_or_none(container)
     if old is not None:
         if await old.status() in _LIVE:
@@ -94,7 +96,7 @@ async def _new_task(container: Container, *, attach: bool, interactive: bool) ->
     return await container.new_task(
         stdin=interactive,
         terminal=_terminal(container),
-        log_path=_recorded_log_path(container),
+        log_path=_recorded_log_path(args, container),
         output="pipe" if attach else "null",
     )
 
@@ -105,7 +107,7 @@ async def start(args: argparse.Namespace) -> int:
             raise CliError("-i needs -a: nothing stays to feed stdin")
 
         async def detached(client: Client, container: Container) -> None:
-            task = await _new_task(container, attach=False, interactive=False)
+            task = await _new_task(args, container, attach=False, interactive=False)
             try:
                 await task.start()
             except BaseException:
@@ -118,12 +120,12 @@ async def start(args: argparse.Namespace) -> int:
     async with open_client(args, events=True) as client:
         container = await client.load_container(args.containers[0])
         tty = _terminal(container)
-        log_path = _recorded_log_path(container)
+        log_path = _recorded_log_path(args, container)
         if args.interactive and log_path is not None:
             raise CliError("-i cannot be used: the container's output goes to its log file")
         if tty and args.interactive and not os.isatty(0):
             raise CliError("the input device is not a TTY")
-        task = await _new_task(container, attach=True, interactive=args.interactive)
+        task = await _new_task(args, container, attach=True, interactive=args.interactive)
         try:
             return await foreground(task, interactive=args.interactive, tty=tty, log_path=log_path)
         finally:
@@ -168,6 +170,7 @@ async def rm(args: argparse.Namespace) -> int:
             with contextlib.suppress(errors.NotFound):
                 await task.delete(force=True)
         await container.delete()
+        forget_log_path(args, container.id)
 
     return await _each(args, action, observe=False)
 

@@ -1,18 +1,39 @@
 """Log files written by the shim (``run --log-path``): checked before use,
-opened without following links, printed and followed."""
+recorded in our own state directory, opened without following links,
+printed and followed.
+
+Which file is a container's log is remembered under the state directory,
+``<state>/.cli-logs/<namespace>/<container id>`` (``.cli-logs`` cannot be a
+namespace), never read back from a containerd label: any client of
+containerd can write labels, and the path decides what root reads out
+(``logs``) or has the shim append to (``start``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import stat
+from pathlib import Path
 
 import anyio
 
+from .. import errors
+from .._ids import validate_id
+from .._paths import private_dir, read_small, write_new
 from ._errors import CliError
 from ._terminal import write_all
 
-__all__ = ["check_log_path", "follow", "open_log", "print_available"]
+__all__ = [
+    "check_log_path",
+    "follow",
+    "forget_log_path",
+    "open_log",
+    "print_available",
+    "record_log_path",
+    "recorded_log_path",
+]
 
 _POLL = 0.2
 _CHUNK = 65536
@@ -32,6 +53,44 @@ def check_log_path(path: str) -> str:
     if not stat.S_ISREG(st.st_mode):
         raise CliError(f"--log-path {path} exists and is not a regular file")
     return path
+
+
+def _record(args: argparse.Namespace, container_id: str) -> Path:
+    from .._connect import default_state_dir
+
+    namespace = validate_id(args.namespace, kind="namespace")
+    validate_id(container_id, kind="container id")
+    base = Path(args.state_dir) if args.state_dir else Path(default_state_dir())
+    return base / ".cli-logs" / namespace / container_id
+
+
+def record_log_path(args: argparse.Namespace, container_id: str, path: str) -> None:
+    """Remember ``path`` as the container's log file (``run --log-path``)."""
+    record = _record(args, container_id)
+    try:
+        private_dir(record.parent)
+        write_new(record, path.encode())
+    except (OSError, errors.SupervisorError) as exc:
+        raise CliError(f"cannot record the log path of {container_id}: {exc}") from None
+
+
+def recorded_log_path(args: argparse.Namespace, container_id: str) -> str | None:
+    """The container's log file as ``run --log-path`` recorded it, if it did."""
+    try:
+        data = read_small(_record(args, container_id), 4096)
+    except OSError:
+        return None
+    # Checked by whoever uses it: open_log() to read, check_log_path() before
+    # the shim is given it again.
+    return data.decode("utf-8", errors="replace")
+
+
+def forget_log_path(args: argparse.Namespace, container_id: str) -> None:
+    """The container is gone: so is the record of its log file."""
+    try:
+        _record(args, container_id).unlink(missing_ok=True)
+    except (OSError, errors.SupervisorError):
+        pass
 
 
 def open_log(path: str) -> int:

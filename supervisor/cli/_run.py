@@ -18,7 +18,7 @@ from .._task import Task
 from .._types import DEFAULT_RUNTIME
 from ._connection import open_client
 from ._errors import CliError
-from ._logfile import check_log_path, follow, open_log
+from ._logfile import check_log_path, follow, forget_log_path, open_log, record_log_path
 from ._options import (
     LOG_PATH_LABEL,
     apply_process_options,
@@ -144,6 +144,10 @@ async def run(args: argparse.Namespace) -> int:
             container = await client.new_container(
                 cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels
             )
+        if log_path is not None:
+            # Where `logs` and `start` find it again: our state dir, not the
+            # label (which any client of containerd could rewrite).
+            record_log_path(args, cid, log_path)
         try:
             # The shim itself appends to --log-path; with -d and no log file
             # the output is dropped (nobody stays to read a pipe).
@@ -169,3 +173,4 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             if args.rm:
                 await cleanup(container.delete(), f"remove container {cid}")
+                forget_log_path(args, cid)

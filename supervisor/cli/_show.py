@@ -22,7 +22,7 @@ from .._types import ProcessState
 from ._connection import open_client
 from ._errors import CliError
 from ._format import command_line, human_bytes, rfc3339, table
-from ._logfile import follow, open_log, print_available
+from ._logfile import follow, open_log, print_available, recorded_log_path
 from ._options import LOG_PATH_LABEL
 
 __all__ = ["inspect", "logs", "ps", "version"]
@@ -236,10 +236,11 @@ async def inspect(args: argparse.Namespace) -> int:
 async def logs(args: argparse.Namespace) -> int:
     async with open_client(args, observe=True) as client:
         container = await client.load_container(args.container)
-        path = container.labels.get(LOG_PATH_LABEL)
+        path = recorded_log_path(args, container.id)
         if not path:
             raise CliError(
-                f"container {container.id} has no log file (run it with --log-path FILE)"
+                f"container {container.id} has no log file recorded here "
+                "(run it with --log-path FILE)"
             )
         fd = open_log(path)
         try:

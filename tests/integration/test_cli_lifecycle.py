@@ -304,3 +304,26 @@ async def test_help_has_no_markup(cli: Cli) -> None:
         assert "usage: supervisor" in out
         for markup in ("``", ":class:", ":meth:", ":func:"):
             assert markup not in out, (args, markup)
+
+
+async def test_a_log_path_label_written_by_another_client_is_never_used(
+    cli: Cli, containerd_address: str, namespace: str, tmp_path: Path
+) -> None:
+    # Any client of containerd can label a container: the label must make
+    # root neither print a file (logs) nor have the shim append to one (start).
+    secret = tmp_path / "secret"
+    secret.write_text("do not show\n")
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=tmp_path / "other", events=False
+    ) as other:
+        await other.new_container(
+            "planted",
+            supervisor.default_spec(["sh", "-c", "echo appended"], cli.rootfs),
+            labels={"supervisor.log-path": str(secret)},
+        )
+    code, out, err = await cli("logs", "planted")
+    assert code == 125 and "do not show" not in out and "no log file" in err
+    code, _, err = await cli("start", "planted")
+    assert code == 0, err
+    await anyio.sleep(1)
+    assert secret.read_text() == "do not show\n"
