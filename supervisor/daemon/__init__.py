@@ -12,6 +12,7 @@ This layer sits above the core (it may import from it, never the reverse)::
     _config.py        DaemonConfig and the atomically swapped ConfigStore
     _containerd_toml.py  the config file containerd is started with
     _runtimes.py      Runtime definitions and their wrapper scripts
+    _orphans.py       shims a killed containerd lost mid-create, killed at the next start
     _log_follower.py  containerd's log file followed into `supervisor.containerd`
     _timeouts.py      DaemonTimeouts
 """

@@ -328,6 +328,7 @@ class Daemon:
                 except OSError as exc:
                     raise errors.FailedPrecondition(f"cannot start containerd: {exc}") from exc
                 self._child = child
+                await self._reap(child)
                 self._background.ready()
                 tg.start_soon(self._watch, tg)
                 await self._background.until_stopped()
@@ -469,8 +470,22 @@ class Daemon:
             self._child = None
             self._child = await self._replace(tg, delays)
             self._restarts += 1
+            await self._reap(self._child)
             healthy_since = time.monotonic()
             failures = 0
+
+    async def _reap(self, child: DaemonChild) -> None:
+        """Kill the shims an earlier containerd lost mid-create (see _orphans)."""
+        if not self._parts.unix_sockets:
+            return  # /proc and shim command lines are Linux's
+        from ._orphans import reap_orphans
+
+        t = self._timeouts
+        try:
+            with anyio.move_on_after(t.start):
+                await reap_orphans(self.address, child.pid, t.health_timeout)
+        except Exception as exc:  # noqa: BLE001 - reaping must never stop the watchdog
+            _log.warning("daemon.reap_failed", error=str(exc) or type(exc).__name__)
 
     async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> DaemonChild:
         attempt = 0

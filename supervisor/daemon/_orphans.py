@@ -1,0 +1,141 @@
+"""Shims that containerd lost when it died in the middle of creating a task.
+
+A shim (and the ``runc init`` it made) can exist before containerd has
+recorded the task: killed at that moment, containerd comes back without any
+record of it, so neither it, the library nor ``ctr`` can ever see or delete
+that task, and the shim waits forever. After each (re)start, a shim of *our*
+containerd's address that was already running when this containerd started
+and whose task this containerd does not know is such an orphan, and is
+killed with what it started.
+
+Only such shims: one this containerd started (a create in flight now) is
+younger than it, and one it loaded after the restart is a task it knows.
+Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+
+from .. import errors
+from .._log import get_logger
+
+__all__ = ["Shim", "reap_orphans", "shims_of"]
+
+_log = get_logger("daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class Shim:
+    pid: int
+    namespace: str
+    container_id: str
+    started: int  # clock ticks after boot (/proc/<pid>/stat field 22)
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields follow the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _uid(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def shims_of(address: str) -> list[Shim]:
+    """The shim processes (of this user) serving the containerd at ``address``."""
+    found: list[Shim] = []
+    me = os.geteuid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not argv or not os.path.basename(argv[0]).startswith("containerd-shim"):
+            continue
+        options = dict(zip(argv[1::2], argv[2::2], strict=False))
+        if options.get("-address") != address or _uid(pid) != me:
+            continue
+        started = _start_ticks(pid)
+        namespace, cid = options.get("-namespace"), options.get("-id")
+        if started is not None and namespace and cid:
+            found.append(Shim(pid, namespace, cid, started))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid).encode():
+            children.append(int(entry))
+    return children
+
+
+def _kill(shim: Shim) -> None:
+    # What it started first (runc init): the shim reaps it no more once gone.
+    for child in _children(shim.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(shim.pid, signal.SIGKILL)
+
+
+async def reap_orphans(address: str, containerd_pid: int, rpc_timeout: float) -> int:
+    """Kill the shims of ``address`` older than containerd ``containerd_pid``
+    whose task it does not know; how many were killed."""
+    born = _start_ticks(containerd_pid)
+    if born is None:
+        return 0
+    older = [s for s in shims_of(address) if s.started < born]
+    if not older:
+        return 0
+    from ..backends.containerd import ContainerdTransport
+
+    killed = 0
+    for namespace in sorted({s.namespace for s in older}):
+        transport = ContainerdTransport.open(address, namespace, rpc_timeout=rpc_timeout)
+        try:
+            for shim in (s for s in older if s.namespace == namespace):
+                try:
+                    await transport.get_task(shim.container_id)
+                except errors.NotFound:
+                    _kill(shim)
+                    killed += 1
+                    _log.warning(
+                        "daemon.orphaned_shim_killed",
+                        pid=shim.pid,
+                        namespace=namespace,
+                        container_id=shim.container_id,
+                    )
+                except errors.SupervisorError:
+                    continue  # not sure: leave it for the next start
+        finally:
+            await transport.aclose()
+    return killed
