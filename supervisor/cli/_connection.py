@@ -14,17 +14,9 @@ from .._client import Client
 from .._connect import connect
 from .._timeouts import Timeouts
 from ..events import Backend
+from ._timeouts import cli_timeouts
 
 __all__ = ["open_client"]
-
-# Each call's own deadline is never shorter than the library's default:
-# --timeout is about reaching containerd, not about how long runc may take.
-_MIN_RPC = 30.0
-
-
-def _timeouts(args: argparse.Namespace) -> Timeouts:
-    return Timeouts(connect=args.timeout, rpc=max(args.timeout, _MIN_RPC))
-
 
 @contextlib.asynccontextmanager
 async def open_client(
@@ -47,7 +39,7 @@ async def open_client(
         backend: hears the namespace's events (needs ``events``).
     """
     embedded = getattr(args, "embedded", None)
-    timeouts = _timeouts(args)
+    timeouts = cli_timeouts(args)
     if embedded is not None:
         async with _embedded(args, Path(embedded), timeouts, events) as client:
             yield client

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 __all__ = ["command_line", "human_bytes", "rfc3339", "table"]
@@ -28,6 +28,13 @@ def rfc3339(when: datetime | None) -> str | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def spec_args(spec: Mapping[str, object]) -> list[str]:
+    """The command a container's spec runs (``process.args``), as strings."""
+    process = spec.get("process")
+    args = process.get("args") if isinstance(process, Mapping) else None
+    return [str(a) for a in args] if isinstance(args, list) else []
 
 
 def command_line(args: Sequence[str], width: int | None = None) -> str:

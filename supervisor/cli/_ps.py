@@ -15,20 +15,10 @@ import anyio
 
 from .. import errors
 from .._types import ContainerRecord, ProcessState, TaskRecord
-from ._format import command_line, rfc3339, table
+from ._format import command_line, rfc3339, spec_args, table
+from ._timeouts import cli_timeouts
 
 __all__ = ["ps"]
-
-# Each call's own deadline is never shorter than the library's default, as
-# for every other subcommand: --timeout is about reaching containerd.
-_MIN_RPC = 30.0
-
-
-def _args(record: ContainerRecord) -> list[str]:
-    process = record.spec.get("process")
-    args = process.get("args") if isinstance(process, dict) else None
-    return [str(a) for a in args] if isinstance(args, list) else []
-
 
 def _status(task: TaskRecord | None) -> str:
     if task is None:
@@ -54,7 +44,7 @@ def _record(c: ContainerRecord, task: TaskRecord | None) -> dict[str, Any]:
         "pid": _pid(task),
         "exit_code": status.exit_code if status is not None else None,
         "exited_at": rfc3339(status.exited_at if status is not None else None),
-        "command": _args(c),
+        "command": spec_args(c.spec),
         "runtime": c.runtime,
         "labels": c.labels,
     }
@@ -63,11 +53,10 @@ def _record(c: ContainerRecord, task: TaskRecord | None) -> dict[str, Any]:
 async def ps(args: argparse.Namespace) -> int:
     from ..backends.containerd import ContainerdTransport
 
-    transport = ContainerdTransport.open(
-        args.address, args.namespace, rpc_timeout=max(args.timeout, _MIN_RPC)
-    )
+    timeouts = cli_timeouts(args)
+    transport = ContainerdTransport.open(args.address, args.namespace, rpc_timeout=timeouts.rpc)
     try:
-        with anyio.fail_after(args.timeout):
+        with anyio.fail_after(timeouts.connect):
             containers = await transport.list_containers()
             tasks = {t.container_id: t for t in await transport.list_tasks()}
     except TimeoutError:
@@ -90,7 +79,7 @@ async def ps(args: argparse.Namespace) -> int:
                 c.id,
                 _status(tasks.get(c.id)),
                 _pid(tasks.get(c.id)),
-                command_line(_args(c), 40),
+                command_line(spec_args(c.spec), 40),
                 c.runtime,
             )
             for c in containers

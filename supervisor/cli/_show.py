@@ -21,11 +21,11 @@ from .._task import Task
 from .._types import ProcessState
 from ._connection import open_client
 from ._errors import CliError
-from ._format import command_line, human_bytes, rfc3339, table
+from ._format import command_line, human_bytes, rfc3339, spec_args
 from ._logfile import follow, open_log, print_available, recorded_log_path
 from ._options import LOG_PATH_LABEL
 
-__all__ = ["inspect", "logs", "ps", "version"]
+__all__ = ["inspect", "logs", "version"]
 
 
 @dataclass
@@ -80,13 +80,7 @@ async def _states(
     return entries
 
 
-def _args(container: Container) -> list[str]:
-    process = container.spec.get("process")
-    args = process.get("args") if isinstance(process, dict) else None
-    return [str(a) for a in args] if isinstance(args, list) else []
-
-
-# -- ps ---------------------------------------------------------------------------
+# -- what ps and inspect show ---------------------------------------------------
 
 
 def _ps_record(e: _State) -> dict[str, Any]:
@@ -96,35 +90,10 @@ def _ps_record(e: _State) -> dict[str, Any]:
         "pid": e.pid,
         "exit_code": e.exit_code,
         "exited_at": rfc3339(e.exited_at),
-        "command": _args(e.container),
+        "command": spec_args(e.container.spec),
         "runtime": e.container.runtime,
         "labels": e.container.labels,
     }
-
-
-async def ps(args: argparse.Namespace) -> int:
-    async with open_client(args, observe=True) as client:
-        entries = await _states(await client.restore())
-    entries.sort(key=lambda e: e.container.id)
-    if args.quiet:
-        for e in entries:
-            print(e.container.id)
-    elif args.format == "json":
-        for e in entries:
-            print(json.dumps(_ps_record(e)))
-    else:
-        rows = [
-            (
-                e.container.id,
-                e.status,
-                e.pid,
-                command_line(_args(e.container), 40),
-                e.container.runtime,
-            )
-            for e in entries
-        ]
-        print(table(("CONTAINER", "STATUS", "PID", "COMMAND", "RUNTIME"), rows))
-    return 0
 
 
 # -- inspect ----------------------------------------------------------------------
@@ -183,7 +152,7 @@ def _inspect_text(e: _State) -> str:
         ("Pid", [str(e.pid or "")]),
         ("Processes", [" ".join(str(p) for p in e.pids)]),
         ("Exited at", [rfc3339(e.exited_at) or ""]),
-        ("Command", [command_line(_args(e.container))]),
+        ("Command", [command_line(spec_args(e.container.spec))]),
         ("Rootfs", [f"{root.get('path')}{' (read-only)' if root.get('readonly') else ''}"]),
         ("Hostname", [str(spec.get("hostname") or "")]),
         ("Network", ["own namespace" if "network" in namespaces else "host"]),
