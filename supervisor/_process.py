@@ -349,6 +349,8 @@ class Process:
         with shielded(session.timeouts.shield, "starting the process"):
             try:
                 pid = await transport.start(cid, self._exec_id)
+            except (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled):
+                raise  # the outcome is unknown: the exec may well be running
             except errors.SupervisorError as exc:
                 if self._exec_id and not self._deleted:
                     await self._discard_failed_exec(exc)
@@ -365,9 +367,22 @@ class Process:
                 await transport.close_stdin(cid, self._exec_id)
 
     async def _discard_failed_exec(self, error: errors.SupervisorError) -> None:
-        with anyio.move_on_after(self._session.timeouts.cleanup):
-            with contextlib.suppress(errors.SupervisorError):
+        with anyio.move_on_after(self._session.timeouts.cleanup) as scope:
+            try:
                 await self._session.transport.delete_process(self.container.id, self._exec_id)
+            except errors.NotFound:
+                pass
+            except errors.SupervisorError as exc:
+                # Still in containerd: keep our side, so delete() can finish it.
+                _log.warning(
+                    "process.discard_failed",
+                    container_id=self.container.id,
+                    process_id=self.id,
+                    error=str(exc),
+                )
+                return
+        if scope.cancelled_caught:
+            return  # not known to be gone: delete() can still finish it
         # What a shell would say of a command that never ran: its waiters
         # get that, not the zero status containerd reports for a deleted exec.
         code = 255
@@ -546,11 +561,12 @@ class Process:
             self._fifos.remove()
         session.release_stdio(cid, self.id)
         if self._started and self._pid:
-            # Deleted before its EXIT came off the stream (containerd down,
-            # or the stream behind): this is its exit, reported once.
-            session.monitor.found_exited(
-                cid, self.id, self._pid, status.exit_code, status.exited_at
-            )
+            if self._slot.status is None:
+                # Deleted before its EXIT came off the stream (containerd
+                # down, or the stream behind): this is its exit, reported once.
+                session.monitor.found_exited(
+                    cid, self.id, self._pid, status.exit_code, status.exited_at
+                )
         else:
             # Waiters of a process that never ran would otherwise wait forever.
             session.tracker.resolve_deleted(cid, self.id, status)

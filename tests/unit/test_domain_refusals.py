@@ -166,6 +166,49 @@ async def test_a_failed_exec_start_deletes_the_exec_and_its_stdio(
     assert fake.is_empty()
 
 
+async def test_an_exec_start_lost_with_containerd_keeps_the_exec_and_its_stdio(
+    client: supervisor.Client, fake: FakeTransport, state_dir: Path
+) -> None:
+    # containerd started it and died before answering: the outcome is
+    # unknown, and the exec (perhaps running) must keep its stdio and slot.
+    container = await client.new_container("host", spec())
+    task = await container.new_task()
+    await task.start()
+    proc = await task.exec("lost", ["sleep", "60"])
+    fifos = fifo_files(state_dir)
+    fake.fail_next("start", errors.Unavailable("connection lost"), after=True)
+    with pytest.raises(errors.Unavailable):
+        await proc.start()
+    assert fake.calls["delete_process"] == 0
+    assert "lost" in fake.processes("host")
+    assert task.execs == {"lost": proc}
+    assert fifo_files(state_dir) == fifos
+    await task.delete(force=True)
+    await container.delete()
+
+
+async def test_a_failed_exec_start_whose_delete_fails_stays_deletable(
+    client: supervisor.Client, fake: FakeTransport, state_dir: Path
+) -> None:
+    container = await client.new_container("host", spec())
+    task = await container.new_task()
+    await task.start()
+    proc = await task.exec("missing", ["/no/such/binary"])
+    fifos = fifo_files(state_dir)
+    fake.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
+    fake.fail_next("delete_process", errors.Unavailable("connection lost"))
+    with pytest.raises(errors.CommandNotFound):
+        await proc.start()
+    # containerd still has it: our side is kept, and a later delete finishes it
+    assert "missing" in fake.processes("host")
+    assert task.execs == {"missing": proc} and fifo_files(state_dir) == fifos
+    await proc.delete(force=True)
+    assert "missing" not in fake.processes("host") and task.execs == {}
+    await task.delete(force=True)
+    await container.delete()
+    assert fake.is_empty()
+
+
 async def _wait_of_an_exec_deleted_before_start(
     client: supervisor.Client, fake: FakeTransport
 ) -> None:
