@@ -155,12 +155,20 @@ class Client:
             container = await client.new_container("web-1", spec)
             container = await client.new_container("web-2", image="busybox:1", args=["ls"])
         """
+        # Every check that needs no spec comes first: a refused call must not
+        # even have prepared an image's snapshot.
+        self._session.check_open()
+        validate_id(id, kind="container id")
+        _check_text(runtime, "runtime", id)
+        label_map = _checked_labels(labels, id)
+        if runtime_options is not None and not isinstance(runtime_options, Mapping):
+            raise errors.InvalidArgument("runtime_options must be a mapping", container_id=id)
         if image is not None:
             from .images._containers import new_image_container
 
             async def create(body: dict[str, Any], rootfs: Any, name: str) -> Container:
                 return await self._create_container(
-                    id, body, runtime, runtime_options, labels, replace, rootfs, name
+                    id, body, runtime, runtime_options, label_map, replace, rootfs, name
                 )
 
             return await new_image_container(
@@ -168,7 +176,7 @@ class Client:
             )
         if spec is None:
             raise errors.InvalidArgument("a spec or an image is needed", container_id=id)
-        return await self._create_container(id, spec, runtime, runtime_options, labels, replace)
+        return await self._create_container(id, spec, runtime, runtime_options, label_map, replace)
 
     async def _create_container(
         self,
@@ -176,19 +184,14 @@ class Client:
         spec: Mapping[str, Any],
         runtime: str,
         runtime_options: Mapping[str, Any] | None,
-        labels: Mapping[str, str] | None,
+        label_map: dict[str, str],
         replace: bool,
         rootfs: tuple[str, str, tuple[Any, ...]] | None = None,
         image: str = "",
     ) -> Container:
+        # id, runtime, labels and options were checked by new_container.
         session = self._session
-        session.check_open()
-        validate_id(id, kind="container id")
         body = checked_spec(spec)
-        _check_text(runtime, "runtime", id)
-        label_map = _checked_labels(labels, id)
-        if runtime_options is not None and not isinstance(runtime_options, Mapping):
-            raise errors.InvalidArgument("runtime_options must be a mapping", container_id=id)
         owner = _platform.bundle_owner(body)
         runtime_options = _remapped_io(runtime, runtime_options, owner)
         _platform.default_spec_section(body, self.namespace, id)

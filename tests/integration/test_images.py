@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 import pytest_asyncio
+from grpclib.events import SendRequest, listen
 
 import supervisor
 from supervisor import errors
@@ -282,3 +283,28 @@ async def test_a_loaded_image_container_runs_and_deletes_its_snapshot(
     assert made.snapshotter is not None
     await loaded.delete()
     assert "reloaded" not in await store.list_snapshots(made.snapshotter)
+
+
+async def test_a_refused_image_container_prepares_no_snapshot(
+    client: supervisor.Client, registry: Registry, images_cleanup: None
+) -> None:
+    image = await client.pull(f"{registry.host}/busybox:1")
+    store = await _store(client)
+    before = {s: await store.list_snapshots(s) for s in ("overlayfs", "native")}
+    rpcs: list[str] = []
+
+    async def count(event: SendRequest) -> None:
+        rpcs.append(event.method_name)
+
+    listen(client._session.raw_transport._channel, SendRequest, count)  # type: ignore[attr-defined]
+    for kwargs in (
+        {"id": "bad..id"},
+        {"id": "ok", "labels": {"k": 5}},
+        {"id": "ok", "runtime": ""},
+        {"id": "ok", "runtime_options": ["x"]},
+    ):
+        with pytest.raises(supervisor.errors.InvalidArgument):
+            await client.new_container(image=image.name, **kwargs)  # type: ignore[arg-type]
+    assert rpcs == []  # refused before any call: no snapshot was ever prepared
+    assert {s: await store.list_snapshots(s) for s in before} == before
+    assert await client.containers() == []
