@@ -247,6 +247,9 @@ class Container:
                 from .images._containers import remove_rootfs
 
                 await remove_rootfs(session, self.snapshotter, self.snapshot_key)
+            # Its processes are gone: the stdio any object of ours still
+            # held for them (a task deleted through another client, say).
+            session.release_stdio(cid)
             remove_bundle(session.state_dir, self.bundle_dir)
             session.ledger.prune_container(cid)
             session.tracker.forget_container(cid)

@@ -63,9 +63,17 @@ class Session:
     def track_stdio(self, container_id: str, process_id: str, stdio: StdioSet) -> None:
         self.stdio.setdefault((container_id, process_id), []).append(stdio)
 
-    def release_stdio(self, container_id: str, process_id: str) -> None:
-        for stdio in self.stdio.pop((container_id, process_id), ()):
-            stdio.remove()
+    def release_stdio(self, container_id: str, process_id: str | None = None) -> None:
+        """Close and remove the stdio of one process, or (``process_id``
+        None) of every process of the container."""
+        keys = (
+            [(container_id, process_id)]
+            if process_id is not None
+            else [k for k in self.stdio if k[0] == container_id]
+        )
+        for key in keys:
+            for stdio in self.stdio.pop(key, ()):
+                stdio.remove()
 
     @property
     def namespace(self) -> str:
@@ -75,8 +83,7 @@ class Session:
     def transport(self) -> Transport:
         """The transport, while the client is open: every call made through
         a closed client fails here with one clear error."""
-        if self.closed:
-            raise errors.Closed(f"the client of namespace {self.namespace!r} is closed")
+        self.check_open()
         return self.raw_transport
 
     def check_open(self) -> None:

@@ -270,3 +270,20 @@ async def test_force_delete_of_an_exec_in_a_paused_task(
         finally:
             await task.delete(force=True)
             await container.delete()
+
+
+async def test_deleting_a_container_closes_the_stdio_of_a_task_deleted_elsewhere(
+    client: supervisor.Client, fake: FakeTransport, state_dir: Path
+) -> None:
+    fds = open_fds()
+    container = await client.new_container("gone", spec())
+    task = await container.new_task()
+    await task.start()
+    # Another client (another connection to the same containerd) ends it.
+    other = fake.reopen()
+    await other.kill("gone", "", 9, True)
+    await other.delete_task("gone")
+    await other.aclose()
+    await container.delete()
+    assert open_fds() == fds
+    assert fifo_files(state_dir) == []
