@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +67,14 @@ def test_a_gone_or_unreadable_process_keeps_only_what_containerd_said(tmp_path: 
 def test_a_real_process_through_the_real_proc() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        # Popen returns once the child has exec'd: its command line is there.
+        # Popen returns once the child's exec has closed its close-on-exec
+        # fds, which the kernel does before it sets up the new command line:
+        # wait (bounded) until /proc shows one.
+        cmdline = Path(f"/proc/{child.pid}/cmdline")
+        for _ in range(500):
+            if cmdline.read_bytes():
+                break
+            time.sleep(0.01)
         (s,) = with_host_details([ProcessSummary(pid=child.pid)])
         (me,) = with_host_details([ProcessSummary(pid=os.getpid())])
     finally:
