@@ -6,7 +6,6 @@ generated class.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +16,12 @@ from .._proto.google.protobuf import Any as PbAny
 from .._types import (
     ContainerRecord,
     ExitStatus,
-    ProcessState,
     StdioPaths,
     TaskEvent,
     TaskRecord,
     Topic,
 )
+from . import _records
 from .base import Sync
 
 if TYPE_CHECKING:
@@ -38,15 +37,6 @@ __all__ = [
 ]
 
 SYNC_TYPE_URL = "containerd-supervisor.Sync"
-
-_STATES = {
-    pb_types.Status.UNKNOWN: ProcessState.UNKNOWN,
-    pb_types.Status.CREATED: ProcessState.CREATED,
-    pb_types.Status.RUNNING: ProcessState.RUNNING,
-    pb_types.Status.STOPPED: ProcessState.STOPPED,
-    pb_types.Status.PAUSED: ProcessState.PAUSED,
-    pb_types.Status.PAUSING: ProcessState.PAUSING,
-}
 
 # containerd names event payloads by their bare proto name; the topic alone
 # does not say which message the bytes are.
@@ -91,38 +81,25 @@ def exit_status(code: int, at: datetime | None) -> ExitStatus:
 
 
 def task_record(p: pb_types.Process, container_id: str = "", exec_id: str = "") -> TaskRecord:
-    # containerd 1.6 leaves container_id empty in List and puts the container
-    # id in `id` (the exec id for an exec's Get): trust what the call asked for.
-    state = _STATES.get(p.status, ProcessState.UNKNOWN)
-    cid = container_id or p.container_id or p.id
-    return TaskRecord(
-        container_id=cid,
-        process_id=exec_id or cid,
+    return _records.task_record(
+        container_id=p.container_id,
+        id=p.id,
         pid=p.pid,
-        state=state,
+        status=int(p.status),
         stdio=StdioPaths(p.stdin, p.stdout, p.stderr, p.terminal),
-        exit_status=exit_status(p.exit_status, p.exited_at)
-        if state is ProcessState.STOPPED
-        else None,
+        exit_code=p.exit_status,
+        exited_at=p.exited_at,
+        asked_container_id=container_id,
+        asked_exec_id=exec_id,
     )
 
 
 def container_record(c: pb_containers.Container) -> ContainerRecord:
-    spec: dict[str, Any] = {}
-    if c.spec is not None and c.spec.value:
-        try:
-            loaded = json.loads(c.spec.value)
-        except (ValueError, RecursionError):
-            loaded = None
-        # Another client may have stored anything; a spec we cannot read is
-        # treated as none rather than failing every listing.
-        if isinstance(loaded, dict):
-            spec = loaded
-    return ContainerRecord(
+    return _records.container_record(
         id=c.id,
-        spec=spec,
+        spec=c.spec.value if c.spec is not None else b"",
         runtime=c.runtime.name if c.runtime is not None else "",
-        labels=dict(c.labels),
+        labels=c.labels,
         created_at=c.created_at,
         snapshotter=c.snapshotter,
         snapshot_key=c.snapshot_key,

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import grpclib.exceptions
 from grpclib.client import Channel
-from grpclib.const import Status
 
 from .. import _platform, errors
 from .._proto.containerd.services.containers import v1 as pb_containers
@@ -51,6 +50,7 @@ from ._decode import (
     exit_status,
     task_record,
 )
+from ._status import error_for
 from .base import EventStream
 
 if TYPE_CHECKING:
@@ -73,58 +73,6 @@ SYNC_TOPIC = "/supervisor/sync"
 
 _T = TypeVar("_T")
 
-_STATUS_TO_ERROR: dict[Status, type[errors.SupervisorError]] = {
-    Status.NOT_FOUND: errors.NotFound,
-    Status.ALREADY_EXISTS: errors.AlreadyExists,
-    Status.INVALID_ARGUMENT: errors.InvalidArgument,
-    Status.OUT_OF_RANGE: errors.InvalidArgument,
-    Status.FAILED_PRECONDITION: errors.FailedPrecondition,
-    Status.ABORTED: errors.FailedPrecondition,
-    Status.UNAVAILABLE: errors.Unavailable,
-    Status.CANCELLED: errors.Cancelled,
-    Status.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-}
-
-# containerd 1.6 reports some conditions as UNKNOWN, with only the words to
-# tell them apart. Checked in order: the first match wins.
-_UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
-    # runc, when the process's executable cannot be run
-    ("executable file not found", errors.CommandNotFound),
-    ("exec format error", errors.CommandNotExecutable),
-    ("cannot delete a running process", errors.FailedPrecondition),
-    ("cannot delete running task", errors.FailedPrecondition),
-    ("is not running", errors.FailedPrecondition),
-    # pause/resume of a created task; pause/resume/update of a stopped one;
-    # exec into a stopped task; a second start ("cannot ... stopped process")
-    ("in created state", errors.FailedPrecondition),
-    ("a stopped container", errors.FailedPrecondition),
-    ("in a stopped state", errors.FailedPrecondition),
-    ("a stopped process", errors.FailedPrecondition),
-    ("cannot start a running process", errors.FailedPrecondition),
-    ("cannot resume a running process", errors.FailedPrecondition),
-    ("cannot pause a paused container", errors.FailedPrecondition),
-    ("in a paused state", errors.FailedPrecondition),
-    ("cannot delete a paused process", errors.FailedPrecondition),
-    ("process already finished", errors.NotFound),
-)
-
-
-def _refine(cls: type[errors.SupervisorError], message: str) -> type[errors.SupervisorError]:
-    if cls is not errors.Unknown or not message:
-        return cls
-    if "failed to start shim" in message and "file exists" in message:
-        # The loser of two concurrent creates of one container's task: the
-        # winner's shim holds the task's state directory.
-        return errors.AlreadyExists
-    if 'exec: "' in message and "no such file or directory" in message:
-        return errors.CommandNotFound
-    if 'exec: "' in message and "permission denied" in message:
-        return errors.CommandNotExecutable
-    for words, refined in _UNKNOWN_REFINED:
-        if words in message:
-            return refined
-    return cls
-
 
 @contextmanager
 def map_grpc_errors(
@@ -140,7 +88,7 @@ def map_grpc_errors(
     except errors.SupervisorError:
         raise
     except grpclib.exceptions.GRPCError as exc:
-        cls = _refine(_STATUS_TO_ERROR.get(exc.status, errors.Unknown), exc.message or "")
+        cls = error_for(exc.status.value, exc.message or "")
         raise cls(
             exc.message or exc.status.name, container_id=container_id, process_id=process_id
         ) from exc
