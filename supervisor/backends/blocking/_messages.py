@@ -1,0 +1,121 @@
+"""containerd's List replies, read off the wire into the library's records.
+
+Field numbers are those of containerd's ``containers.proto`` and
+``types/task/task.proto``; what the fields mean is :mod:`.._records`'s, shared
+with the grpclib transport.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..._types import ContainerRecord, StdioPaths, TaskRecord
+from .. import _records
+from ._wire import fields, number, raw, text, timestamp
+
+__all__ = ["containers_reply", "tasks_reply"]
+
+
+def _pair(entry: bytes) -> tuple[str, str]:
+    key = value = ""
+    for num, _, field in fields(entry):
+        if num == 1:
+            key = text(field)
+        elif num == 2:
+            value = text(field)
+    return key, value
+
+
+def _runtime_name(message: bytes) -> str:
+    name = ""
+    for num, _, field in fields(message):
+        if num == 1:
+            name = text(field)
+    return name
+
+
+def _any_value(message: bytes) -> bytes:
+    value = b""
+    for num, _, field in fields(message):
+        if num == 2:
+            value = raw(field)
+    return value
+
+
+def _container(message: bytes) -> ContainerRecord:
+    id = runtime = snapshotter = snapshot_key = ""
+    spec = b""
+    labels: dict[str, str] = {}
+    created_at: datetime | None = None
+    for num, _, field in fields(message):
+        if num == 1:
+            id = text(field)
+        elif num == 2:
+            key, value = _pair(raw(field))
+            labels[key] = value
+        elif num == 4:
+            runtime = _runtime_name(raw(field))
+        elif num == 5:
+            spec = _any_value(raw(field))
+        elif num == 6:
+            snapshotter = text(field)
+        elif num == 7:
+            snapshot_key = text(field)
+        elif num == 8:
+            created_at = timestamp(field)
+    return _records.container_record(
+        id=id,
+        spec=spec,
+        runtime=runtime,
+        labels=labels,
+        created_at=created_at,
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+    )
+
+
+def _process(message: bytes) -> TaskRecord:
+    container_id = id = stdin = stdout = stderr = ""
+    pid = status = exit_code = 0
+    terminal = False
+    exited_at: datetime | None = None
+    for num, _, field in fields(message):
+        if num == 1:
+            container_id = text(field)
+        elif num == 2:
+            id = text(field)
+        elif num == 3:
+            pid = number(field) & 0xFFFFFFFF
+        elif num == 4:
+            status = number(field) & 0xFFFFFFFF
+        elif num == 5:
+            stdin = text(field)
+        elif num == 6:
+            stdout = text(field)
+        elif num == 7:
+            stderr = text(field)
+        elif num == 8:
+            terminal = number(field) != 0
+        elif num == 9:
+            exit_code = number(field) & 0xFFFFFFFF
+        elif num == 10:
+            exited_at = timestamp(field)
+    return _records.task_record(
+        container_id=container_id,
+        id=id,
+        pid=pid,
+        status=status,
+        stdio=StdioPaths(stdin, stdout, stderr, terminal),
+        exit_code=exit_code,
+        exited_at=exited_at,
+    )
+
+
+def containers_reply(message: bytes) -> list[ContainerRecord]:
+    """A ``ListContainersResponse``: its containers, in containerd's order."""
+    return [_container(raw(field)) for num, _, field in fields(message) if num == 1]
+
+
+def tasks_reply(message: bytes) -> list[TaskRecord]:
+    """A ``ListTasksResponse``: its tasks, in containerd's order."""
+    return [_process(raw(field)) for num, _, field in fields(message) if num == 1]
