@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 from ._errors import describe, exit_code
 from ._parser import parse
@@ -25,14 +26,32 @@ __all__ = ["main"]
 _PATHS = ("rootfs", "embedded", "state_dir", "dir", "root", "state", "config", "log_path")
 
 
-def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Awaitable[int]]:
-    func: Callable[[argparse.Namespace], Awaitable[int]] | None = getattr(args, "func", None)
+# inspect.CO_COROUTINE, read without loading inspect (and dis, and ast)
+_CO_COROUTINE = 0x80
+
+_Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
+
+
+def _handler(args: argparse.Namespace) -> _Handler:
+    func: _Handler | None = getattr(args, "func", None)
     if func is not None:  # the daemon subcommand sets its own
         return func
     module_name, _, name = args.handler.partition(":")
     module = importlib.import_module(f"{__package__}.{module_name}")
-    found: Callable[[argparse.Namespace], Awaitable[int]] = getattr(module, name)
+    found: _Handler = getattr(module, name)
     return found
+
+
+def _run(handler: _Handler, args: argparse.Namespace) -> int:
+    # A subcommand that needs no event loop (``ps``) is a plain function: it
+    # should not pay for loading asyncio and anyio.
+    code = getattr(handler, "__code__", None)
+    if code is not None and not code.co_flags & _CO_COROUTINE:
+        return cast(int, handler(args))
+    import anyio
+
+    coroutine = cast("Callable[[argparse.Namespace], Awaitable[int]]", handler)
+    return anyio.run(coroutine, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,13 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log_format,
         containerd_chatter=getattr(args, "containerd_chatter", False),
     )
-    import anyio
-
     from .. import errors
 
     handler = _handler(args)
     try:
-        code: int = anyio.run(handler, args)
+        code = _run(handler, args)
     except BaseException as exc:
         error: BaseException = errors.unwrap_group(exc)
         if isinstance(error, KeyboardInterrupt):

@@ -1,8 +1,10 @@
 """``supervisor ps``: the containers of a namespace and what their tasks do.
 
-Straight over the transport, in two calls (containers, tasks): a listing
-needs none of the client objects, and a command people run in loops should
-not pay for loading them.
+Two calls (containers, tasks) and nothing of the client objects: a command
+people run in loops should not pay for loading what it does not use. On a
+unix socket the calls go through :mod:`supervisor.backends.blocking`, without
+an event loop, grpclib or the generated bindings; a named pipe (Windows) goes
+through the transport.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ import argparse
 import json
 from typing import Any
 
-import anyio
-
-from .. import errors
+from .. import _platform, errors
 from .._types import ContainerRecord, ProcessState, TaskRecord
 from ._format import command_line, rfc3339, spec_args, table
 from ._timeouts import cli_timeouts
@@ -50,22 +50,54 @@ def _record(c: ContainerRecord, task: TaskRecord | None) -> dict[str, Any]:
     }
 
 
-async def ps(args: argparse.Namespace) -> int:
+def ps(args: argparse.Namespace) -> int:
+    if _platform.IS_WINDOWS:  # pragma: no cover - exercised on Windows only
+        import anyio
+
+        containers, tasks = anyio.run(_listing_over_transport, args)
+    else:
+        containers, tasks = _listing(args)
+    _show(args, containers, {t.container_id: t for t in tasks})
+    return 0
+
+
+def _listing(args: argparse.Namespace) -> tuple[list[ContainerRecord], list[TaskRecord]]:
+    from ..backends.blocking import Channel, list_containers, list_tasks
+
+    try:
+        with Channel(args.address, args.namespace, timeout=args.timeout) as channel:
+            return list_containers(channel), list_tasks(channel)
+    except errors.DeadlineExceeded:
+        raise _no_answer(args) from None
+
+
+async def _listing_over_transport(
+    args: argparse.Namespace,
+) -> tuple[list[ContainerRecord], list[TaskRecord]]:
+    import anyio
+
     from ..backends.containerd import ContainerdTransport
 
     timeouts = cli_timeouts(args)
     transport = ContainerdTransport.open(args.address, args.namespace, rpc_timeout=timeouts.rpc)
     try:
         with anyio.fail_after(timeouts.connect):
-            containers = await transport.list_containers()
-            tasks = {t.container_id: t for t in await transport.list_tasks()}
+            return await transport.list_containers(), await transport.list_tasks()
     except TimeoutError:
-        raise errors.Unavailable(
-            f"containerd at {args.address} did not answer within {args.timeout}s; "
-            "is it running?"
-        ) from None
+        raise _no_answer(args) from None
     finally:
         await transport.aclose()
+
+
+def _no_answer(args: argparse.Namespace) -> errors.Unavailable:
+    return errors.Unavailable(
+        f"containerd at {args.address} did not answer within {args.timeout}s; is it running?"
+    )
+
+
+def _show(
+    args: argparse.Namespace, containers: list[ContainerRecord], tasks: dict[str, TaskRecord]
+) -> None:
     containers.sort(key=lambda c: c.id)
     if args.quiet:
         for c in containers:
@@ -85,4 +117,3 @@ async def ps(args: argparse.Namespace) -> int:
             for c in containers
         ]
         print(table(("CONTAINER", "STATUS", "PID", "COMMAND", "RUNTIME"), rows))
-    return 0

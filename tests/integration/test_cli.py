@@ -231,6 +231,23 @@ async def test_parsing_loads_neither_grpclib_nor_the_daemon() -> None:
     assert done.stdout.decode().strip() == "True"
 
 
+async def test_ps_loads_no_event_loop_grpclib_or_bindings(containerd_address: str) -> None:
+    """``ps`` lists through the blocking reader: its start-up must not pay for
+    asyncio, anyio, grpclib, betterproto2 or the generated bindings."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from supervisor.cli import main
+        code = main(["-a", {containerd_address!r}, "-n", "default", "ps", "--format", "json"])
+        heavy = ("asyncio", "anyio", "grpclib", "betterproto2", "supervisor._proto",
+                 "supervisor.backends.containerd", "supervisor._client")
+        print("LOADED", code, sorted(m for m in sys.modules if m.startswith(heavy)))
+        """
+    )
+    done = await anyio.run_process([sys.executable, "-c", code], cwd=REPO, check=True)
+    assert done.stdout.decode().splitlines()[-1] == "LOADED 0 []", done.stdout
+
+
 # -- run: what the flags change ------------------------------------------------------
 
 
