@@ -32,7 +32,8 @@ Where things live, by layer (each layer imports only from those below it)::
     errors.py       the one error hierarchy
     backends/       transports: the Transport protocol, containerd over grpclib
                     (the only grpclib user), its image services, an in-memory
-                    fake, runhcs options, health checks, the named-pipe channel
+                    fake, runhcs options, health checks, the named-pipe channel,
+                    a blocking List reader without grpclib (the command's ps)
     events/         keyed ordered Queue, event monitor, exit tracker,
                     handled-exit ledger, Backend protocol
     fifo/           stdio: Linux FIFOs, Windows served named pipes
