@@ -5,6 +5,7 @@ apart, and containerd's own errors."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import anyio
@@ -141,3 +142,23 @@ async def test_a_socket_that_is_not_containerd(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.sock")
     with pytest.raises(errors.Unavailable, match=missing):
         await anyio.to_thread.run_sync(_read, missing, "default")
+
+
+async def test_ps_lists_the_same_over_the_transport(
+    client: supervisor.Client, containerd_address: str, namespace: str, rootfs: str
+) -> None:
+    # Where there is no unix socket (Windows' named pipe) ps lists through
+    # the transport: both ways must show the same thing.
+    from supervisor.cli._ps import _listing, _listing_over_transport
+
+    container = await client.new_container("c", supervisor.default_spec(["sleep", "60"], rootfs))
+    task = await container.new_task(output="null")
+    await task.start()
+    try:
+        args = argparse.Namespace(address=containerd_address, namespace=namespace, timeout=20.0)
+        blocking = await anyio.to_thread.run_sync(_listing, args)
+        over_transport = await _listing_over_transport(args)
+        assert blocking == over_transport
+        assert [t.state for t in blocking[1]] == [ProcessState.RUNNING]
+    finally:
+        await task.delete(force=True)
