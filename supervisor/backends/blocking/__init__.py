@@ -11,6 +11,9 @@ Unix sockets only; everything else goes through
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ... import errors
 from ..._types import ContainerRecord, TaskRecord
 from ._channel import Channel
@@ -22,26 +25,24 @@ __all__ = ["Channel", "list_containers", "list_tasks"]
 _LIST_CONTAINERS = "/containerd.services.containers.v1.Containers/List"
 _LIST_TASKS = "/containerd.services.tasks.v1.Tasks/List"
 
+_T = TypeVar("_T")
+
 
 def list_containers(channel: Channel) -> list[ContainerRecord]:
     """Every container of the channel's namespace (``Containers/List``)."""
-    reply = channel.call(_LIST_CONTAINERS, b"")
-    try:
-        return containers_reply(reply)
-    except MalformedReply as exc:
-        raise _broken(channel, exc) from None
+    return _listed(channel, _LIST_CONTAINERS, containers_reply)
 
 
 def list_tasks(channel: Channel) -> list[TaskRecord]:
     """Every task of the channel's namespace (``Tasks/List``)."""
-    reply = channel.call(_LIST_TASKS, b"")
+    return _listed(channel, _LIST_TASKS, tasks_reply)
+
+
+def _listed(channel: Channel, method: str, decode: Callable[[bytes], list[_T]]) -> list[_T]:
+    reply = channel.call(method, b"")
     try:
-        return tasks_reply(reply)
+        return decode(reply)
     except MalformedReply as exc:
-        raise _broken(channel, exc) from None
-
-
-def _broken(channel: Channel, exc: MalformedReply) -> errors.Unavailable:
-    return errors.Unavailable(
-        f"containerd at {channel.address} sent a reply that does not decode: {exc}"
-    )
+        raise errors.Unavailable(
+            f"containerd at {channel.address} sent a reply that does not decode: {exc}"
+        ) from None
