@@ -23,7 +23,7 @@ from ._stdio_files import parse_stdio_path
 from ._types import StdioPaths
 from .fifo import FdReceiveStream, FdSendStream
 
-__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in"]
+__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "stdio_files"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -76,11 +76,11 @@ class AttachedStdio:
                 os.unlink(path)
 
 
-def attach_stdio(
-    bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
-) -> AttachedStdio | None:
-    """Reopen the FIFOs containerd's record names, if they are ours; ``None``
-    when they are not (another client's process, a log file, no stdio)."""
+def _ours(
+    bundle_dir: Path, process_id: str, init: bool, stdio: StdioPaths
+) -> tuple[str, dict[str, bool], list[Path]] | None:
+    # The files' common prefix, which streams the process has, and the files,
+    # when containerd's record names exactly what our naming derives.
     names = {
         stream: parse_stdio_path(bundle_dir, process_id, init=init, path=path, stream=stream)
         for stream, path in (
@@ -95,17 +95,37 @@ def attach_stdio(
     for stream, path in (("stderr", stdio.stderr), ("stdin", stdio.stdin)):
         if path and names[stream] != prefix:
             return None
-    files = [bundle_dir / f"{prefix}-{s}" for s in ("stdin", "stdout", "stderr") if names[s]]
+    present = {s: bool(names[s]) for s in ("stdin", "stdout", "stderr")}
+    files = [bundle_dir / f"{prefix}-{s}" for s in ("stdin", "stdout", "stderr") if present[s]]
+    return prefix, present, files
+
+
+def stdio_files(bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths) -> list[Path]:
+    """The stdio files of ours that containerd's record names, without
+    opening them (what deleting a process not attached to must remove)."""
+    found = _ours(bundle_dir, process_id, init, stdio)
+    return [] if found is None else found[2]
+
+
+def attach_stdio(
+    bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
+) -> AttachedStdio | None:
+    """Reopen the FIFOs containerd's record names, if they are ours; ``None``
+    when they are not (another client's process, a log file, no stdio)."""
+    found = _ours(bundle_dir, process_id, init, stdio)
+    if found is None:
+        return None
+    prefix, present, files = found
     attached = AttachedStdio(stdio.terminal, files)
     try:
         attached.stdout_path = stdio.stdout
         attached.stdout = FdReceiveStream(_open_fifo(bundle_dir / f"{prefix}-stdout", os.O_RDONLY))
-        if names["stderr"]:
+        if present["stderr"]:
             attached.stderr_path = stdio.stderr
             attached.stderr = FdReceiveStream(
                 _open_fifo(bundle_dir / f"{prefix}-stderr", os.O_RDONLY)
             )
-        if names["stdin"]:
+        if present["stdin"]:
             attached.stdin_path = stdio.stdin
             attached.stdin = FdSendStream(_open_fifo(bundle_dir / f"{prefix}-stdin", os.O_WRONLY))
     except OSError:

@@ -390,7 +390,7 @@ class Client:
             for r in await self._session.transport.list_containers()
         ]
 
-    async def restore(self) -> list[tuple[Container, Task | None]]:
+    async def restore(self, *, attach: bool = True) -> list[tuple[Container, Task | None]]:
         """Every container of the namespace with its task (``None`` if it has
         none), in two RPCs however many there are: what an application calls
         after its own restart, where loading each would cost one more RPC per
@@ -401,7 +401,8 @@ class Client:
         ``docs/events.md``); its ``wait()`` returns at once.
 
         The stdio of live processes is reopened as :meth:`Container.task`
-        does; each exec made through the library costs one more RPC.
+        does (not with ``attach=False``: see there); each exec made through
+        the library costs one more RPC.
         """
         transport = self._session.transport
         records = await transport.list_containers()
@@ -410,9 +411,9 @@ class Client:
         for r in records:
             container = self._from_record(r)
             record = tasks.get(r.id)
-            task = None if record is None else container._adopt_task(record)
+            task = None if record is None else container._adopt_task(record, attach=attach)
             if task is not None:
-                await container._adopt_execs(task)
+                await container._adopt_execs(task, attach=attach)
             restored.append((container, task))
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored

@@ -17,7 +17,8 @@ from ._types import ProcessState
 
 if TYPE_CHECKING:
     from ._session import Session
-    from ._types import TaskRecord
+    from ._types import StdioPaths, TaskRecord
+    from .fifo import StdioSet
 
 __all__ = ["Container"]
 
@@ -137,7 +138,7 @@ class Container:
         )
         return task
 
-    async def task(self) -> Task:
+    async def task(self, *, attach: bool = True) -> Task:
         """The container's existing task, loaded from containerd.
 
         The stdio of its live processes (the init process and the execs made
@@ -145,12 +146,25 @@ class Container:
         what they wrote while nobody read is read now, in order. Execs are in
         :attr:`Task.execs`.
 
+        Args:
+            attach: reopen that stdio. ``False`` only looks: no FIFO is opened,
+                so a reader elsewhere (another object, another process on
+                the same state directory) keeps the whole output; the
+                processes' ``stdout``/``stderr``/``stdin`` raise
+                :class:`~supervisor.errors.FailedPrecondition`, and deleting
+                them still removes their files. A later ``task()`` with
+                ``attach=True`` attaches the same objects.
+
         Raises:
             NotFound: the container has no task.
         """
         session = self._session
         session.check_open()
         if self._task is not None and not self._task._deleted:
+            if attach:
+                self._task._attach_detached()
+                for proc in self._task._execs.values():
+                    proc._attach_detached()
             return self._task
         tracker = session.tracker
         cid = self.id
@@ -163,11 +177,25 @@ class Container:
             if not existed and not slot.pid:
                 tracker.forget(cid, cid)
             raise
-        task = self._adopt_task(record)
-        await self._adopt_execs(task)
+        task = self._adopt_task(record, attach=attach)
+        await self._adopt_execs(task, attach=attach)
         return task
 
-    def _adopt_task(self, record: TaskRecord) -> Task:
+    def _stdio(
+        self, process_id: str, record: TaskRecord, attach: bool
+    ) -> tuple[StdioSet | None, StdioPaths | None]:
+        # Our ends of the process's FIFOs (those this client already has open
+        # for it, if any), or (not attaching) the record of them, kept to
+        # attach later or to remove the files.
+        if not attach:
+            return None, record.stdio
+        shared = self._session.open_stdio_for(self.id, process_id, record.stdio.stdout)
+        if shared is not None:
+            return shared, None
+        init = process_id == self.id
+        return attach_stdio(self.bundle_dir, process_id, init=init, stdio=record.stdio), None
+
+    def _adopt_task(self, record: TaskRecord, *, attach: bool) -> Task:
         """A Task for containerd's record of it (loaded or listed)."""
         session = self._session
         cid = self.id
@@ -178,13 +206,15 @@ class Container:
             # Exited while nobody here listened: the backend hears it now,
             # once (the tracker drops a copy from the stream).
             session.monitor.found_exited(cid, cid, record.pid, status.exit_code, status.exited_at)
-        fifos = attach_stdio(self.bundle_dir, cid, init=True, stdio=record.stdio)
-        task = Task(self, session, cid, pid=record.pid, fifos=fifos, slot=slot)
+        fifos, detached = self._stdio(cid, record, attach)
+        task = Task(
+            self, session, cid, pid=record.pid, fifos=fifos, slot=slot, detached_stdio=detached
+        )
         task._started = record.state is not ProcessState.CREATED
         self._task = task
         return task
 
-    async def _adopt_execs(self, task: Task) -> None:
+    async def _adopt_execs(self, task: Task, *, attach: bool) -> None:
         """The execs this library made in the task, found by their FIFOs in
         our own bundle directory (containerd cannot list stopped execs)."""
         session = self._session
@@ -202,8 +232,16 @@ class Container:
                 continue
             slot = session.tracker.started(cid, exec_id, record.pid)
             slot.owned = True
-            fifos = attach_stdio(self.bundle_dir, exec_id, init=False, stdio=record.stdio)
-            proc = Process(self, session, exec_id, pid=record.pid, fifos=fifos, slot=slot)
+            fifos, detached = self._stdio(exec_id, record, attach)
+            proc = Process(
+                self,
+                session,
+                exec_id,
+                pid=record.pid,
+                fifos=fifos,
+                slot=slot,
+                detached_stdio=detached,
+            )
             proc._started = record.state is not ProcessState.CREATED
             task._execs[exec_id] = proc
             status = record.exit_status

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _platform, errors
+from ._attach import attach_stdio, stdio_files
 from ._cleanup import shielded
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
@@ -186,6 +187,7 @@ class Process:
         fifos: StdioSet | None,
         slot: Slot,
         log_path: Path | None = None,
+        detached_stdio: StdioPaths | None = None,
     ) -> None:
         self.container = container
         self.log_path = log_path
@@ -194,6 +196,9 @@ class Process:
         self._exec_id = "" if process_id == container.id else process_id
         self._pid = pid
         self._fifos = fifos
+        # Loaded without attaching: containerd's record of its stdio, to
+        # attach later or to remove our files with the process.
+        self._detached_stdio = detached_stdio
         self._slot = slot
         self._started = False
         self._stdin_close_pending = False
@@ -233,13 +238,27 @@ class Process:
         """The process's standard input, if it was asked for (``stdin=True``)."""
         return self._fifos_or_raise().stdin
 
+    def _attach_detached(self) -> None:
+        """Reopen the stdio of a process loaded without attaching (if it is
+        still ours and there)."""
+        if self._fifos is not None or self._detached_stdio is None or self._deleted:
+            return
+        stdio = self._detached_stdio
+        fifos = self._session.open_stdio_for(
+            self.container.id, self.id, stdio.stdout
+        ) or attach_stdio(self.container.bundle_dir, self.id, init=not self._exec_id, stdio=stdio)
+        if fifos is not None:
+            self._fifos, self._detached_stdio = fifos, None
+            self._session.track_stdio(self.container.id, self.id, fifos)
+
     def _fifos_or_raise(self) -> StdioSet:
         if self._fifos is None:
-            where = (
-                f"its output goes to {self.log_path}"
-                if self.log_path is not None
-                else "no stdio attached to this process"
-            )
+            if self.log_path is not None:
+                where = f"its output goes to {self.log_path}"
+            elif self._detached_stdio is not None:
+                where = "the process was loaded with attach=False"
+            else:
+                where = "no stdio attached to this process"
             raise errors.FailedPrecondition(
                 where, container_id=self.container.id, process_id=self.id
             )
@@ -559,6 +578,13 @@ class Process:
         cid = self.container.id
         if self._fifos is not None:
             self._fifos.remove()
+        elif self._detached_stdio is not None:
+            init = not self._exec_id
+            for path in stdio_files(
+                self.container.bundle_dir, self.id, init=init, stdio=self._detached_stdio
+            ):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         session.release_stdio(cid, self.id)
         if self._started and self._pid:
             if self._slot.status is None:

@@ -61,7 +61,18 @@ class Session:
     stats_sampler: StatsSampler = field(default_factory=StatsSampler)
 
     def track_stdio(self, container_id: str, process_id: str, stdio: StdioSet) -> None:
-        self.stdio.setdefault((container_id, process_id), []).append(stdio)
+        sets = self.stdio.setdefault((container_id, process_id), [])
+        if not any(s is stdio for s in sets):
+            sets.append(stdio)
+
+    def open_stdio_for(self, container_id: str, process_id: str, stdout: str) -> StdioSet | None:
+        """The stdio this client already has open for that instance of the
+        process (same stdout FIFO), so loading it again shares it rather than
+        opening the FIFOs once more per load."""
+        for s in self.stdio.get((container_id, process_id), ()):
+            if stdout and s.stdout_path == stdout:
+                return s
+        return None
 
     def release_stdio(self, container_id: str, process_id: str | None = None) -> None:
         """Close and remove the stdio of one process, or (``process_id``

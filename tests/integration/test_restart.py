@@ -14,7 +14,7 @@ import pytest
 
 import supervisor
 from supervisor import EventType
-from tests.integration.conftest import fifo_files
+from tests.integration.conftest import fifo_files, open_fds
 from tests.integration.helpers import Recorder, read_all
 
 pytestmark = pytest.mark.asyncio
@@ -62,7 +62,7 @@ async def test_restore_reads_on_where_the_last_run_stopped(
     async with supervisor.connect(
         containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
     ) as client:
-        (container, task), = await client.restore()
+        ((container, task),) = await client.restore()
         assert task is not None and container.id == "live"
         with anyio.fail_after(30):
             rest = await read_all(task.stdout)
@@ -93,7 +93,7 @@ async def test_a_container_blocked_on_a_full_pipe_resumes_after_restore(
     async with supervisor.connect(
         containerd_address, namespace=namespace, state_dir=state_dir
     ) as client:
-        (container, task), = await client.restore()
+        ((container, task),) = await client.restore()
         assert task is not None
         assert await task.status() is supervisor.ProcessState.RUNNING  # blocked, not done
         with anyio.fail_after(60):
@@ -106,3 +106,45 @@ async def test_a_container_blocked_on_a_full_pipe_resumes_after_restore(
             await proc.delete()
         await task.delete()
         await container.delete()
+
+
+async def test_a_look_only_restore_leaves_the_output_to_its_reader(
+    client: supervisor.Client, containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> None:
+    # Another client on the same state directory (a status page, a second
+    # process of the application) restores again and again while the owner
+    # reads: with attach=False it opens no FIFO, so nothing is taken from
+    # the owner's stream and no fds pile up.
+    script = "i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.02; done"
+    container = await client.new_container(
+        "watched", supervisor.default_spec(["sh", "-c", script], rootfs)
+    )
+    task = await container.new_task()
+    await task.start()
+    out = b""
+
+    async def read() -> None:
+        nonlocal out
+        out = await read_all(task.stdout)
+
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as observer:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                for _ in range(10):
+                    before = open_fds()
+                    ((seen, seen_task),) = await observer.restore(attach=False)
+                    assert open_fds() == before
+                    assert seen.id == "watched" and seen_task is not None
+                    assert seen_task.pid == task.pid
+                    with pytest.raises(supervisor.errors.FailedPrecondition):
+                        seen_task.stdout  # noqa: B018
+                    await anyio.sleep(0.05)
+    with anyio.fail_after(30):
+        assert (await task.wait()).exit_code == 0
+    assert out == "".join(f"line-{i}\n" for i in range(1, 41)).encode()
+    await task.delete()
+    await container.delete()
+    assert fifo_files(state_dir) == []

@@ -13,7 +13,7 @@ import pytest
 import supervisor
 from supervisor import ProcessState
 from supervisor.backends.fake import FakeTransport
-from tests.unit.conftest import GUARD, Recorder, connect, spec
+from tests.unit.conftest import GUARD, Recorder, connect, open_fds, spec
 
 pytestmark = pytest.mark.asyncio
 
@@ -170,3 +170,89 @@ async def test_loading_a_task_never_removes_fifos_of_an_exec_being_created(
         path.unlink()
     await task.delete(force=True)
     await container.delete()
+
+
+async def test_restore_without_attaching_opens_nothing_and_can_attach_later(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    # A look-only restore must not take the FIFOs' read ends: another
+    # reader (the first run, another object) keeps the whole output.
+    async with connect(fake, state_dir) as first:
+        container = await first.new_container("runs", spec())
+        task = await container.new_task()
+        await task.start()
+        await (await task.exec("e1", ["sleep", "60"])).start()
+    again = fake.reopen()
+    async with connect(again, state_dir) as client:
+        before = open_fds()
+        ((container, task),) = await client.restore(attach=False)
+        assert task is not None and sorted(task.execs) == ["e1"]
+        assert open_fds() == before
+        for proc in (task, task.execs["e1"]):
+            with pytest.raises(supervisor.errors.FailedPrecondition, match="attach=False"):
+                proc.stdout  # noqa: B018
+        # Attaching later attaches these same objects.
+        assert await container.task() is task
+        assert len(open_fds() - before) == 4  # two output FIFOs each
+        assert task.stdout is not None and task.execs["e1"].stdout is not None
+        again.exit("runs", "e1")
+        again.exit("runs")
+        await task.execs["e1"].delete()
+        await task.delete()
+        await container.delete()
+    assert open_fds() == before
+
+
+async def test_deleting_an_unattached_process_removes_its_files(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    async with connect(fake, state_dir) as first:
+        container = await first.new_container("c", spec())
+        task = await container.new_task()
+        await task.start()
+        await (await task.exec("e1", ["true"])).start()
+    again = fake.reopen()
+    async with connect(again, state_dir) as client:
+        ((container, task),) = await client.restore(attach=False)
+        assert task is not None
+        fifos = sorted(p.name for p in container.bundle_dir.iterdir() if p.is_fifo())
+        assert len(fifos) == 4, fifos
+        again.exit("c", "e1")
+        await task.execs["e1"].delete()
+        left = sorted(p.name for p in container.bundle_dir.iterdir() if p.is_fifo())
+        assert len(left) == 2 and not any(name.startswith("exec.e1.") for name in left), left
+        await task.delete(force=True)
+        assert not any(p.is_fifo() for p in container.bundle_dir.iterdir())
+        await container.delete()
+
+
+async def test_loading_a_task_again_shares_its_open_stdio(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    # An application that restores (or loads) periodically must not open the
+    # FIFOs once more per call: the fds would pile up until the task ends.
+    async with connect(fake, state_dir) as first:
+        container = await first.new_container("runs", spec())
+        task = await container.new_task()
+        await task.start()
+        await (await task.exec("e1", ["sleep", "60"])).start()
+    again = fake.reopen()
+    async with connect(again, state_dir) as client:
+        ((_, task),) = await client.restore()
+        assert task is not None
+        after_first = open_fds()
+        for _ in range(3):
+            ((_, other),) = await client.restore()
+            assert other is not None and other is not task
+            assert other.stdout is task.stdout
+            assert other.execs["e1"].stdout is task.execs["e1"].stdout
+            loaded = await (await client.load_container("runs")).task()
+            assert loaded.stdout is task.stdout
+        assert open_fds() == after_first
+        # Deleting through any one of them closes the shared ends.
+        again.exit("runs", "e1")
+        again.exit("runs")
+        await other.execs["e1"].delete()
+        await other.delete()
+        await (await client.load_container("runs")).delete()
+    assert fake.is_empty()
