@@ -552,6 +552,6 @@ class Client:
             NotFound: no such image (or some of its content is missing).
             AlreadyExists: ``path`` exists.
         """
-        from .images._archive import export_archive
+        from .images._export import export_archive
 
         await export_archive(self._session, ref, path)

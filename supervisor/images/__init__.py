@@ -13,7 +13,10 @@ Loaded on first use (``Client.pull`` and the other image methods), never by
     _unpack.py      layers -> committed snapshots named by chain id
     _local.py       reading an image back from the content store
     _image_spec.py  an OCI runtime spec from an image's config
-    _archive.py     OCI layout and docker save tars: import (checked as hostile), export
+    _tar.py         an archive's members, checked as hostile before any is read
+    _layout.py      the OCI image layout's names
+    _archive.py     importing OCI layout and docker save tars
+    _export.py      exporting an image as an OCI layout docker load takes
     _containers.py  a container's own snapshot on its image
     _service.py     what Client's image methods call
     _types.py       values crossing the boundary to containerd

@@ -1,11 +1,8 @@
-"""Image archives: importing OCI image layouts and ``docker save`` tars into
-containerd, and exporting an image as an OCI layout that ``docker load``
-also takes.
+"""Importing image archives (OCI image layouts and ``docker save`` tars) into
+containerd; exporting is :mod:`._export`.
 
 An archive is hostile input. Before anything is written, every member is
-checked: a path that is absolute or climbs (``..``), a link, a device, a
-name given twice, too many members or a JSON document past
-:data:`MAX_MANIFEST_SIZE` refuse the whole archive. Every blob is hashed
+checked (:mod:`._tar`). Every blob is hashed
 as it is read and refused unless it is exactly what its descriptor (or its
 ``blobs/sha256/<hex>`` name) says. What an import writes is held by one
 lease until the image records exist, so a refused or cancelled import
@@ -20,23 +17,21 @@ import json
 import os
 import posixpath
 import secrets
-import tarfile
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .. import errors
 from .._log import get_logger
-from ._digest import Verifier, check_digest, sha256_digest
+from ._digest import Verifier, sha256_digest
+from ._layout import MAX_DEPTH, NAME_ANNOTATION, REF_ANNOTATION, blob_name
 from ._manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
     OCI_CONFIG,
-    OCI_INDEX,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
@@ -50,7 +45,8 @@ from ._manifest import (
 )
 from ._platform import Platform, host_platform, select_platform
 from ._pull import index_labels, lease, manifest_labels, store_image, write_bytes
-from ._reference import DOCKER_HUB, parse_reference
+from ._reference import parse_reference
+from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive, member_name, refuse
 from ._types import ImageRecord
 
 if TYPE_CHECKING:
@@ -58,144 +54,19 @@ if TYPE_CHECKING:
     from ..backends.containerd_images import ContainerdImages
     from ._service import ImageService
 
-__all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "export_archive", "import_archive"]
+__all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "import_archive"]
 
 _log = get_logger("images.archive")
 
-# An archive with more members than this is refused (a layout has a few per
-# image; a legacy docker save a few per layer).
-MAX_MEMBERS = 100_000
-# No single blob may claim more than this.
-MAX_BLOB_SIZE = 64 << 30
-# Indexes pointing to indexes: deeper than this is refused.
-_MAX_DEPTH = 4
-_CHUNK = 1 << 20
-_NAME_ANNOTATION = "io.containerd.image.name"
-_REF_ANNOTATION = "org.opencontainers.image.ref.name"
 _DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 _GZIP_MAGIC = b"\x1f\x8b"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def _refuse(message: str) -> errors.InvalidArgument:
-    return errors.InvalidArgument(f"image archive refused: {message}")
-
-
-# -- reading the tar -------------------------------------------------------------
-
-
-def _member_name(raw: str) -> str:
-    """A member's path, normalised; refused if it could land outside."""
-    if not raw or "\0" in raw or "\\" in raw:
-        raise _refuse(f"bad member name {raw!r}")
-    if raw.startswith("/"):
-        raise _refuse(f"absolute member path {raw!r}")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise _refuse(f"member path {raw!r} climbs out of the archive")
-    return "/".join(parts)
-
-
-class _Archive:
-    """An open tar whose members were all checked: regular files by name."""
-
-    def __init__(self, tar: tarfile.TarFile, files: dict[str, tarfile.TarInfo]) -> None:
-        self._tar = tar
-        self.files = files
-
-    @classmethod
-    def open(cls, path: str) -> _Archive:
-        try:
-            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
-        except FileNotFoundError:
-            raise errors.NotFound(f"no such archive: {path}") from None
-        except OSError as exc:
-            raise errors.InvalidArgument(f"cannot open {path}: {exc}") from None
-        file = os.fdopen(fd, "rb")
-        try:
-            tar = tarfile.open(fileobj=file, mode="r:*")
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            file.close()
-            raise _refuse(f"{path} is not a tar archive: {exc}") from None
-        try:
-            return cls(tar, _scan(tar))
-        except BaseException:
-            tar.close()
-            file.close()
-            raise
-
-    def close(self) -> None:
-        fileobj = self._tar.fileobj
-        self._tar.close()
-        if fileobj is not None:
-            fileobj.close()
-
-    def _open(self, name: str) -> IO[bytes]:
-        reader = self._tar.extractfile(self.files[name])
-        if reader is None:
-            raise _refuse(f"{name} is not a regular file")
-        return reader
-
-    def size(self, name: str) -> int:
-        return int(self.files[name].size)
-
-    def read_small(self, name: str, what: str) -> bytes:
-        if name not in self.files:
-            raise _refuse(f"{what}: no member {name!r}")
-        if self.size(name) > MAX_MANIFEST_SIZE:
-            raise _refuse(f"{what} ({name}) is larger than {MAX_MANIFEST_SIZE} bytes")
-        try:
-            with self._open(name) as f:
-                return f.read(MAX_MANIFEST_SIZE + 1)
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise _refuse(f"{name}: {exc}") from None
-
-    def chunks(self, name: str) -> Iterator[bytes]:
-        try:
-            with self._open(name) as f:
-                while chunk := f.read(_CHUNK):
-                    yield chunk
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise _refuse(f"{name}: {exc}") from None
-
-
-def _scan(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
-    files: dict[str, tarfile.TarInfo] = {}
-    seen: set[str] = set()
-    count = 0
-    try:
-        for member in tar:
-            count += 1
-            if count > MAX_MEMBERS:
-                raise _refuse(f"more than {MAX_MEMBERS} members")
-            name = _member_name(member.name)
-            if member.issym() or member.islnk():
-                raise _refuse(f"{member.name!r} is a link")
-            if member.isdir():
-                continue
-            if not member.isreg() or member.issparse():
-                raise _refuse(f"{member.name!r} is not a regular file")
-            if name in seen:
-                raise _refuse(f"{name!r} appears twice")
-            if member.size > MAX_BLOB_SIZE:
-                raise _refuse(f"{name!r} is larger than {MAX_BLOB_SIZE} bytes")
-            seen.add(name)
-            files[name] = member
-    except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
-        raise _refuse(f"unreadable tar: {exc}") from None
-    return files
-
-
-def _blob_name(digest: str) -> str:
-    return "blobs/sha256/" + check_digest(digest)[7:]
 
 
 def _json(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _refuse(f"{what} is not JSON: {exc}") from None
+        raise refuse(f"{what} is not JSON: {exc}") from None
 
 
 # -- what an import writes ---------------------------------------------------------
@@ -242,15 +113,15 @@ class _Plan:
 class _LayoutReader:
     """An OCI image layout inside the archive."""
 
-    def __init__(self, archive: _Archive, plan: _Plan, platform: Platform) -> None:
+    def __init__(self, archive: Archive, plan: _Plan, platform: Platform) -> None:
         self.archive = archive
         self.plan = plan
         self.platform = platform
 
     def small(self, desc: Descriptor, what: str) -> bytes:
-        name = _blob_name(desc.digest)
+        name = blob_name(desc.digest)
         if desc.size > MAX_MANIFEST_SIZE:
-            raise _refuse(f"{what} {desc.digest} is larger than {MAX_MANIFEST_SIZE} bytes")
+            raise refuse(f"{what} {desc.digest} is larger than {MAX_MANIFEST_SIZE} bytes")
         data = self.archive.read_small(name, what)
         if len(data) != desc.size or sha256_digest(data) != desc.digest:
             raise errors.FailedPrecondition(
@@ -259,9 +130,9 @@ class _LayoutReader:
         return data
 
     def large(self, desc: Descriptor, what: str) -> _Blob:
-        name = _blob_name(desc.digest)
+        name = blob_name(desc.digest)
         if name not in self.archive.files:
-            raise _refuse(f"{what} {desc.digest} is not in the archive")
+            raise refuse(f"{what} {desc.digest} is not in the archive")
         if self.archive.size(name) != desc.size:
             raise errors.FailedPrecondition(
                 f"image archive refused: {name} has {self.archive.size(name)} bytes, "
@@ -283,8 +154,8 @@ class _LayoutReader:
     def walk(self, desc: Descriptor, depth: int) -> tuple[Manifest, ImageConfig] | None:
         """Queue ``desc`` and what it points to that the archive holds; the
         manifest (and config) for this host's platform, if there is one."""
-        if depth > _MAX_DEPTH:
-            raise _refuse("indexes nested too deep")
+        if depth > MAX_DEPTH:
+            raise refuse("indexes nested too deep")
         if desc.media_type in MANIFEST_TYPES:
             return self.manifest(desc)
         body = self.small(desc, "index")
@@ -293,7 +164,7 @@ class _LayoutReader:
         children = parse_index(body)
         # An index may offer platforms whose blobs the archive lacks (a
         # single-platform save): what is present is imported.
-        present = [c for c in children if _blob_name(c.digest) in self.archive.files]
+        present = [c for c in children if blob_name(c.digest) in self.archive.files]
         chosen: tuple[Manifest, ImageConfig] | None = None
         try:
             best = present[select_platform(self.platform, [c.platform for c in present])]
@@ -310,10 +181,10 @@ class _LayoutReader:
 def _image_name(desc: Descriptor, name: str | None) -> str:
     if name is not None:
         return name
-    full = desc.annotations.get(_NAME_ANNOTATION) or desc.annotations.get(_REF_ANNOTATION, "")
+    full = desc.annotations.get(NAME_ANNOTATION) or desc.annotations.get(REF_ANNOTATION, "")
     if "/" not in full:
         # OCI lets ref.name be a bare tag, which names no repository.
-        raise _refuse(
+        raise refuse(
             f"image {desc.digest} has no full name in the archive"
             + (f" (only the tag {full!r})" if full else "")
             + ": pass name="
@@ -321,17 +192,17 @@ def _image_name(desc: Descriptor, name: str | None) -> str:
     return str(parse_reference(full))
 
 
-def _plan_layout(archive: _Archive, name: str | None, platform: Platform) -> _Plan:
+def _plan_layout(archive: Archive, name: str | None, platform: Platform) -> _Plan:
     plan = _Plan()
     index = _json(archive.read_small("index.json", "index.json"), "index.json")
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-        raise _refuse("index.json has no manifests list")
+        raise refuse("index.json has no manifests list")
     try:
         entries = [Descriptor.from_json(m, "index.json") for m in index["manifests"]]
     except errors.FailedPrecondition as exc:
-        raise _refuse(exc.message) from None
+        raise refuse(exc.message) from None
     if not entries:
-        raise _refuse("index.json lists no image")
+        raise refuse("index.json lists no image")
     if name is not None and len(entries) != 1:
         raise errors.InvalidArgument(
             f"the archive holds {len(entries)} images: name= can only name one"
@@ -346,7 +217,7 @@ def _plan_layout(archive: _Archive, name: str | None, platform: Platform) -> _Pl
     return plan
 
 
-def _hash_member(archive: _Archive, member: str) -> tuple[str, int, bool]:
+def _hash_member(archive: Archive, member: str) -> tuple[str, int, bool]:
     """(digest, size, gzip-compressed) of a member whose digest is not
     given (a legacy ``<id>/layer.tar``)."""
     digest, size, head = hashlib.sha256(), 0, b""
@@ -358,27 +229,27 @@ def _hash_member(archive: _Archive, member: str) -> tuple[str, int, bool]:
     return "sha256:" + digest.hexdigest(), size, head == _GZIP_MAGIC
 
 
-def _plan_docker(archive: _Archive, name: str | None) -> _Plan:
+def _plan_docker(archive: Archive, name: str | None) -> _Plan:
     """A ``docker save`` archive (``manifest.json``): an OCI manifest is made
     for each of its images, over the same config and layer bytes."""
     plan = _Plan()
     entries = _json(archive.read_small("manifest.json", "manifest.json"), "manifest.json")
     if not isinstance(entries, list) or not entries:
-        raise _refuse("manifest.json is not a non-empty list")
+        raise refuse("manifest.json is not a non-empty list")
     if name is not None and len(entries) != 1:
         raise errors.InvalidArgument(
             f"the archive holds {len(entries)} images: name= can only name one"
         )
     for entry in entries:
         if not isinstance(entry, dict):
-            raise _refuse("a manifest.json entry is not an object")
+            raise refuse("a manifest.json entry is not an object")
         config_path, layer_paths = entry.get("Config"), entry.get("Layers")
         tags = entry.get("RepoTags") or []
         if not isinstance(config_path, str) or not isinstance(layer_paths, list):
-            raise _refuse("a manifest.json entry lacks Config or Layers")
+            raise refuse("a manifest.json entry lacks Config or Layers")
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise _refuse("RepoTags is not a list of strings")
-        config_body = archive.read_small(_member_name(config_path), "config")
+            raise refuse("RepoTags is not a list of strings")
+        config_body = archive.read_small(member_name(config_path), "config")
         config = parse_config(config_body)
         config_desc = Descriptor(OCI_CONFIG, sha256_digest(config_body), len(config_body))
         _check_named(config_path, config_desc.digest)
@@ -389,9 +260,9 @@ def _plan_docker(archive: _Archive, name: str | None) -> _Plan:
             )
         layers = []
         for path, diff_id in zip(layer_paths, config.diff_ids, strict=True):
-            member = _member_name(str(path))
+            member = member_name(str(path))
             if member not in archive.files:
-                raise _refuse(f"layer {member!r} is not in the archive")
+                raise refuse(f"layer {member!r} is not in the archive")
             digest, size, gzipped = _hash_member(archive, member)
             _check_named(member, digest)
             if not gzipped and digest != diff_id:
@@ -409,7 +280,7 @@ def _plan_docker(archive: _Archive, name: str | None) -> _Plan:
         plan.add(_Blob(top, manifest_body, labels=manifest_labels(manifest)))
         names = [name] if name is not None else [str(parse_reference(t)) for t in tags]
         if not names:
-            raise _refuse(f"image {config_desc.digest} has no RepoTags: pass name=")
+            raise refuse(f"image {config_desc.digest} has no RepoTags: pass name=")
         for image_name in names:
             plan.images.append(_Image(image_name, top, manifest, config))
     return plan
@@ -435,18 +306,18 @@ def _manifest_json(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _plan(archive: _Archive, name: str | None, platform: Platform) -> _Plan:
+def _plan(archive: Archive, name: str | None, platform: Platform) -> _Plan:
     if "index.json" in archive.files and "oci-layout" in archive.files:
         return _plan_layout(archive, name, platform)
     if "manifest.json" in archive.files:
         return _plan_docker(archive, name)
-    raise _refuse("neither an OCI image layout (index.json) nor a docker save (manifest.json)")
+    raise refuse("neither an OCI image layout (index.json) nor a docker save (manifest.json)")
 
 
 # -- import -------------------------------------------------------------------------
 
 
-def _verify_member(archive: _Archive, blob: _Blob) -> None:
+def _verify_member(archive: Archive, blob: _Blob) -> None:
     verifier = Verifier(blob.desc.digest, blob.desc.size)
     for chunk in archive.chunks(blob.member):
         verifier.update(chunk)
@@ -455,7 +326,7 @@ def _verify_member(archive: _Archive, blob: _Blob) -> None:
 
 
 async def _write_member(
-    store: ContainerdImages, archive: _Archive, blob: _Blob, lease_id: str, cleanup: float
+    store: ContainerdImages, archive: Archive, blob: _Blob, lease_id: str, cleanup: float
 ) -> None:
     desc = blob.desc
 
@@ -503,7 +374,7 @@ async def import_archive(
     service = ImageService(session)
     store = service.store
     snapshotter = await service.snapshotter(None)
-    archive = await anyio.to_thread.run_sync(_Archive.open, os.fspath(path))
+    archive = await anyio.to_thread.run_sync(Archive.open, os.fspath(path))
     try:
         plan = await anyio.to_thread.run_sync(_plan, archive, name, host_platform())
         records: list[ImageRecord] = []
@@ -576,170 +447,3 @@ async def _store(
     )
 
 
-# -- export -------------------------------------------------------------------------
-
-
-class _TarWriter:
-    """A tar written member by member to a file we created, the data of a
-    member streamed in after its header (tarfile wants a file object)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._mtime = int(time.time())
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            done = os.write(self._fd, view)
-            view = view[done:]
-
-    def header(self, name: str, size: int) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = size, 0o644, self._mtime
-        self._write(info.tobuf(format=tarfile.PAX_FORMAT))
-
-    def data(self, chunk: bytes) -> None:
-        self._write(chunk)
-
-    def pad(self, size: int) -> None:
-        rest = size % tarfile.BLOCKSIZE
-        if rest:
-            self._write(b"\0" * (tarfile.BLOCKSIZE - rest))
-
-    def end(self) -> None:
-        self._write(b"\0" * (2 * tarfile.BLOCKSIZE))
-        os.fsync(self._fd)
-
-
-async def _export_blob(
-    store: ContainerdImages, tar: _TarWriter, desc: Descriptor, data: bytes | None
-) -> None:
-    await anyio.to_thread.run_sync(tar.header, _blob_name(desc.digest), desc.size)
-    verifier = Verifier(desc.digest, desc.size)
-    if data is not None:
-        verifier.update(data)
-        await anyio.to_thread.run_sync(tar.data, data)
-    else:
-        async for chunk in store.read_content(desc.digest):
-            verifier.update(chunk)
-            await anyio.to_thread.run_sync(tar.data, chunk)
-    verifier.check()
-    await anyio.to_thread.run_sync(tar.pad, desc.size)
-
-
-def _familiar(name: str) -> str | None:
-    """The name ``docker load`` tags the image with (``busybox:1``)."""
-    ref = parse_reference(name)
-    if ref.tag is None:
-        return None
-    path = ref.path
-    if ref.domain == DOCKER_HUB:
-        path = path.removeprefix("library/")
-        return f"{path}:{ref.tag}"
-    return f"{ref.domain}/{path}:{ref.tag}"
-
-
-async def _collect(
-    store: ContainerdImages, top: Descriptor, platform: Platform
-) -> tuple[list[tuple[Descriptor, bytes | None]], Manifest | None]:
-    """Every blob of the image that the store holds (children first), and
-    the manifest ``docker load`` is given (this host's platform)."""
-    blobs: dict[str, tuple[Descriptor, bytes | None]] = {}
-    chosen: Manifest | None = None
-
-    async def visit(desc: Descriptor, depth: int) -> Manifest | None:
-        if depth > _MAX_DEPTH:
-            raise errors.FailedPrecondition("indexes nested too deep")
-        body = await store.read_all(desc.digest, MAX_MANIFEST_SIZE)
-        media_type = media_type_of(body, desc.media_type)
-        if media_type in MANIFEST_TYPES:
-            manifest = parse_manifest(body, media_type)
-            for layer in manifest.layers:
-                if await store.content_size(layer.digest) is None:
-                    raise errors.NotFound(f"layer {layer.digest} is not in the content store")
-                blobs[layer.digest] = (layer, None)
-            config = await store.read_all(manifest.config.digest, MAX_MANIFEST_SIZE)
-            blobs[manifest.config.digest] = (manifest.config, config)
-            blobs[desc.digest] = (desc, body)
-            return manifest
-        children = parse_index(body)
-        present = [c for c in children if await store.content_size(c.digest) is not None]
-        try:
-            best = present[select_platform(platform, [c.platform for c in present])]
-        except errors.NotFound:
-            best = None
-        found: Manifest | None = None
-        for child in present:
-            got = await visit(child, depth + 1)
-            if child is best:
-                found = got
-        blobs[desc.digest] = (desc, body)
-        return found
-
-    chosen = await visit(top, 0)
-    return list(blobs.values()), chosen
-
-
-async def export_archive(session: Session, ref: str, path: str | os.PathLike[str]) -> None:
-    """Write an image as an OCI layout tar: see :meth:`supervisor.Client.export_image`."""
-    from ._service import ImageService
-
-    session.check_open()
-    service = ImageService(session)
-    store = service.store
-    name = str(parse_reference(ref))
-    record = await store.get_image(name)
-    top = record.target
-    # The whole image must be readable before the file is made.
-    blobs, manifest = await _collect(store, top, host_platform())
-    target = os.fspath(path)
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
-    except FileExistsError:
-        raise errors.AlreadyExists(f"{target} exists: export writes a new file") from None
-    except OSError as exc:
-        raise errors.InvalidArgument(f"cannot create {target}: {exc}") from None
-    tar = _TarWriter(fd)
-    try:
-        for desc, data in blobs:
-            await _export_blob(store, tar, desc, data)
-        top_json = Descriptor(top.media_type, top.digest, top.size).to_json()
-        top_json["annotations"] = {_NAME_ANNOTATION: name}
-        familiar = _familiar(name)
-        parsed = parse_reference(name)
-        if parsed.tag is not None:
-            top_json["annotations"][_REF_ANNOTATION] = parsed.tag
-        small = {
-            "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
-            "index.json": json.dumps(
-                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top_json]}
-            ).encode(),
-        }
-        if manifest is not None:
-            docker = [
-                {
-                    "Config": _blob_name(manifest.config.digest),
-                    "RepoTags": [familiar] if familiar else [],
-                    "Layers": [_blob_name(layer.digest) for layer in manifest.layers],
-                }
-            ]
-            small["manifest.json"] = json.dumps(docker).encode()
-        for member, data in small.items():
-            await anyio.to_thread.run_sync(tar.header, member, len(data))
-            await anyio.to_thread.run_sync(tar.data, data)
-            await anyio.to_thread.run_sync(tar.pad, len(data))
-        await anyio.to_thread.run_sync(tar.end)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            _remove_ours(target, fd)
-        raise
-    finally:
-        os.close(fd)
-    _log.info("image.export", image=name, path=target)
-
-
-def _remove_ours(path: str, fd: int) -> None:
-    """Unlink the half-written file, unless the name now holds another."""
-    mine, there = os.fstat(fd), os.lstat(path)
-    if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
-        os.unlink(path)

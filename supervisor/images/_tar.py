@@ -1,0 +1,132 @@
+"""Reading an image archive as the hostile input it is: every member checked
+before anything is read (a path that is absolute or climbs, a link, a
+device, a name given twice, too many members, a blob past
+:data:`MAX_BLOB_SIZE`, a JSON document past ``MAX_MANIFEST_SIZE`` refuse the
+whole archive), then regular files read by name."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator
+from typing import IO
+
+from .. import errors
+from ._manifest import MAX_MANIFEST_SIZE
+
+__all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "Archive", "member_name", "refuse"]
+
+# An archive with more members than this is refused (a layout has a few per
+# image; a legacy docker save a few per layer).
+MAX_MEMBERS = 100_000
+# No single blob may claim more than this.
+MAX_BLOB_SIZE = 64 << 30
+_CHUNK = 1 << 20
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def refuse(message: str) -> errors.InvalidArgument:
+    """The error that refuses a whole archive."""
+    return errors.InvalidArgument(f"image archive refused: {message}")
+
+
+def member_name(raw: str) -> str:
+    """A member's path, normalised; refused if it could land outside."""
+    if not raw or "\0" in raw or "\\" in raw:
+        raise refuse(f"bad member name {raw!r}")
+    if raw.startswith("/"):
+        raise refuse(f"absolute member path {raw!r}")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise refuse(f"member path {raw!r} climbs out of the archive")
+    return "/".join(parts)
+
+
+class Archive:
+    """An open tar whose members were all checked: regular files by name."""
+
+    def __init__(self, tar: tarfile.TarFile, files: dict[str, tarfile.TarInfo]) -> None:
+        self._tar = tar
+        self.files = files
+
+    @classmethod
+    def open(cls, path: str) -> Archive:
+        try:
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        except FileNotFoundError:
+            raise errors.NotFound(f"no such archive: {path}") from None
+        except OSError as exc:
+            raise errors.InvalidArgument(f"cannot open {path}: {exc}") from None
+        file = os.fdopen(fd, "rb")
+        try:
+            tar = tarfile.open(fileobj=file, mode="r:*")
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            file.close()
+            raise refuse(f"{path} is not a tar archive: {exc}") from None
+        try:
+            return cls(tar, _scan(tar))
+        except BaseException:
+            tar.close()
+            file.close()
+            raise
+
+    def close(self) -> None:
+        fileobj = self._tar.fileobj
+        self._tar.close()
+        if fileobj is not None:
+            fileobj.close()
+
+    def _open(self, name: str) -> IO[bytes]:
+        reader = self._tar.extractfile(self.files[name])
+        if reader is None:
+            raise refuse(f"{name} is not a regular file")
+        return reader
+
+    def size(self, name: str) -> int:
+        return int(self.files[name].size)
+
+    def read_small(self, name: str, what: str) -> bytes:
+        if name not in self.files:
+            raise refuse(f"{what}: no member {name!r}")
+        if self.size(name) > MAX_MANIFEST_SIZE:
+            raise refuse(f"{what} ({name}) is larger than {MAX_MANIFEST_SIZE} bytes")
+        try:
+            with self._open(name) as f:
+                return f.read(MAX_MANIFEST_SIZE + 1)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise refuse(f"{name}: {exc}") from None
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        try:
+            with self._open(name) as f:
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise refuse(f"{name}: {exc}") from None
+
+
+def _scan(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    files: dict[str, tarfile.TarInfo] = {}
+    seen: set[str] = set()
+    count = 0
+    try:
+        for member in tar:
+            count += 1
+            if count > MAX_MEMBERS:
+                raise refuse(f"more than {MAX_MEMBERS} members")
+            name = member_name(member.name)
+            if member.issym() or member.islnk():
+                raise refuse(f"{member.name!r} is a link")
+            if member.isdir():
+                continue
+            if not member.isreg() or member.issparse():
+                raise refuse(f"{member.name!r} is not a regular file")
+            if name in seen:
+                raise refuse(f"{name!r} appears twice")
+            if member.size > MAX_BLOB_SIZE:
+                raise refuse(f"{name!r} is larger than {MAX_BLOB_SIZE} bytes")
+            seen.add(name)
+            files[name] = member
+    except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
+        raise refuse(f"unreadable tar: {exc}") from None
+    return files
