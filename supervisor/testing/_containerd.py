@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import errors
 from .._paths import private_dir, read_small, write_new
-from ._namespaces import Ctr, Owner, Session, blocking, purge
+from ._namespaces import Namespaces, Owner, Session, blocking, purge
 
 __all__ = [
     "Containerd",
@@ -191,11 +191,10 @@ async def _empty_private(directory: Path) -> None:
     # its directories, which finds the shims still running its containers).
     binary = shutil.which("containerd") or "containerd"
     async with Daemon(directory / "root", directory / "state", binary=binary) as daemon:
-        ctr = Ctr(daemon.address)
-        if ctr.available:
-            for name in await asyncio.to_thread(ctr.list):
-                await purge(daemon.address, name, directory / "admin")
-                await asyncio.to_thread(ctr.remove, name)
+        namespaces = Namespaces(daemon.address)
+        for name in await asyncio.to_thread(namespaces.list):
+            await purge(daemon.address, name, directory / "admin")
+            await asyncio.to_thread(namespaces.remove, name)
 
 
 def reap_directories(base: Path, me: Owner) -> list[str]:

@@ -8,10 +8,10 @@ and pid namespace it runs in). A later session that finds an anchor whose
 owner is gone empties and removes every namespace of that token: this is what
 cleans up after a ``kill -9`` of pytest, when no teardown ran.
 
-The library has no namespace calls (an application works in one namespace it
-is given); listing, labelling and removing namespaces goes through ``ctr``,
-which ships with containerd. Without it, namespaces are left (empty) and no
-reaping happens; containers are still removed through the library.
+The library's clients have no namespace calls (an application works in the
+one namespace it is given); listing, labelling and removing namespaces goes
+through :mod:`supervisor.backends.blocking`, which the plugin can call from
+any thread without an event loop.
 """
 
 from __future__ import annotations
@@ -20,24 +20,35 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
-import subprocess
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from .. import errors
 
-__all__ = ["PREFIX", "Ctr", "Owner", "Session", "alive", "blocking", "new_token", "purge", "reap"]
+if TYPE_CHECKING:
+    from ..backends.blocking import Channel
+
+__all__ = [
+    "PREFIX",
+    "Namespaces",
+    "Owner",
+    "Session",
+    "alive",
+    "blocking",
+    "new_token",
+    "purge",
+    "reap",
+]
 
 PREFIX = "svt"
 _LABEL = "supervisor.pytest"
 _TOKEN = re.compile(rf"({PREFIX}-(\d+)-([0-9a-z]{{4}}))(?:-.*)?")
-_CTR_TIMEOUT = 30.0
+_NAMESPACE_TIMEOUT = 30.0
 _T = TypeVar("_T")
 # containerd's states of a task whose shim still runs a process (or could).
 _LIVE = {"created", "running", "paused", "pausing"}
@@ -123,51 +134,41 @@ class Owner:
         return not alive(self.pid) or start_time(self.pid) != self.start
 
 
-class Ctr:
-    """containerd's namespaces through ``ctr`` (see the module docstring)."""
+class Namespaces:
+    """containerd's namespaces (see the module docstring); each call opens
+    its own connection, so any thread may make it."""
 
-    def __init__(self, address: str, binary: str | None = None) -> None:
+    def __init__(self, address: str) -> None:
         self.address = address
-        self.binary = binary if binary is not None else shutil.which("ctr")
 
-    @property
-    def available(self) -> bool:
-        return self.binary is not None
+    def _channel(self) -> Channel:
+        from ..backends.blocking import Channel
 
-    def _run(self, *args: str) -> str:
-        assert self.binary is not None
-        done = subprocess.run(
-            [self.binary, "--address", self.address, "namespaces", *args],
-            capture_output=True,
-            text=True,
-            timeout=_CTR_TIMEOUT,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise errors.Unknown(f"ctr namespaces {args[0]}: {done.stderr.strip()}")
-        return done.stdout
+        # containerd publishes namespace events in the caller's namespace,
+        # so even these calls need one: ctr's default.
+        return Channel(self.address, "default", timeout=_NAMESPACE_TIMEOUT)
 
     def list(self) -> dict[str, dict[str, str]]:
         """Every namespace with its labels."""
-        found: dict[str, dict[str, str]] = {}
-        for line in self._run("ls").splitlines()[1:]:
-            name, _, rest = line.strip().partition(" ")
-            if not name:
-                continue
-            labels = {}
-            for pair in rest.strip().split(","):
-                key, sep, value = pair.partition("=")
-                if sep:
-                    labels[key] = value
-            found[name] = labels
-        return found
+        from ..backends.blocking import list_namespaces
+
+        with self._channel() as channel:
+            return list_namespaces(channel)
 
     def create(self, name: str, labels: Mapping[str, str]) -> None:
-        self._run("create", name, *(f"{k}={v}" for k, v in labels.items()))
+        from ..backends.blocking import create_namespace
+
+        with self._channel() as channel:
+            create_namespace(channel, name, dict(labels))
 
     def remove(self, *names: str) -> None:
-        if names:
-            self._run("rm", *names)
+        """Delete the (emptied) namespaces; one already gone is no error."""
+        from ..backends.blocking import delete_namespace
+
+        with self._channel() as channel:
+            for name in names:
+                with contextlib.suppress(errors.NotFound):
+                    delete_namespace(channel, name)
 
 
 async def purge(address: str, namespace: str, state_dir: Path | None = None) -> list[str]:
@@ -212,13 +213,18 @@ class Session:
     """This pytest run's token, anchor namespace and namespace names."""
 
     def __init__(
-        self, token: str, owner: Owner, address: str, admin_dir: Path, ctr: Ctr | None = None
+        self,
+        token: str,
+        owner: Owner,
+        address: str,
+        admin_dir: Path,
+        namespaces: Namespaces | None = None,
     ) -> None:
         self.token = token
         self.owner = owner
         self.address = address
         self.admin_dir = admin_dir
-        self.ctr = ctr or Ctr(address)
+        self.namespaces = namespaces or Namespaces(address)
         self._count = 0
 
     def labels(self) -> dict[str, str]:
@@ -238,10 +244,8 @@ class Session:
         Returns:
             Problems met while reaping, one line each.
         """
-        if not self.ctr.available:
-            return []
-        problems = reap(self.address, self.ctr, self.owner, self.admin_dir)
-        self.ctr.create(self.token, self.owner.labels())
+        problems = reap(self.address, self.namespaces, self.owner, self.admin_dir)
+        self.namespaces.create(self.token, self.owner.labels())
         return problems
 
     def close(self) -> list[str]:
@@ -250,19 +254,16 @@ class Session:
         Returns:
             Problems met, one line each (nothing raises: the session is ending).
         """
-        if not self.ctr.available:
-            return []
         try:
-            names = [n for n in self.ctr.list() if _token_of(n) == self.token]
-        except (errors.SupervisorError, OSError, subprocess.SubprocessError) as exc:
+            names = [n for n in self.namespaces.list() if _token_of(n) == self.token]
+        except errors.SupervisorError as exc:
             return [f"cannot list namespaces: {exc}"]
         ordered = sorted(names, key=len, reverse=True)
-        return _remove_all(self.address, self.ctr, ordered, self.admin_dir)
+        return _remove_all(self.address, self.namespaces, ordered, self.admin_dir)
 
     def remove(self, namespace: str) -> None:
-        """Remove one (emptied) namespace of this session, if ``ctr`` is here."""
-        if self.ctr.available:
-            self.ctr.remove(namespace)
+        """Remove one (emptied) namespace of this session."""
+        self.namespaces.remove(namespace)
 
 
 def _token_of(name: str) -> str | None:
@@ -270,33 +271,35 @@ def _token_of(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def reap(address: str, ctr: Ctr, me: Owner, admin_dir: Path) -> list[str]:
+def reap(address: str, namespaces: Namespaces, me: Owner, admin_dir: Path) -> list[str]:
     """Empty and remove the namespaces of every session whose owner is gone.
 
     Returns:
         Problems met, one line each.
     """
-    namespaces = ctr.list()
+    listed = namespaces.list()
     dead = {
         name
-        for name, labels in namespaces.items()
+        for name, labels in listed.items()
         if _token_of(name) == name
         and (owner := Owner.from_labels(labels)) is not None
         and owner.pid != me.pid
         and owner.is_gone(me)
     }
-    doomed = [n for n in namespaces if _token_of(n) in dead]
+    doomed = [n for n in listed if _token_of(n) in dead]
     # Longest first: a session's anchor (its bare token) goes last, so a reap
     # that is itself interrupted is picked up again by the next session.
-    return _remove_all(address, ctr, sorted(doomed, key=len, reverse=True), admin_dir)
+    return _remove_all(address, namespaces, sorted(doomed, key=len, reverse=True), admin_dir)
 
 
-def _remove_all(address: str, ctr: Ctr, names: list[str], admin_dir: Path) -> list[str]:
+def _remove_all(
+    address: str, namespaces: Namespaces, names: list[str], admin_dir: Path
+) -> list[str]:
     problems: list[str] = []
     for name in names:
         try:
             blocking(purge, address, name, admin_dir)
-            ctr.remove(name)
-        except (errors.SupervisorError, OSError, subprocess.SubprocessError) as exc:
+            namespaces.remove(name)
+        except errors.SupervisorError as exc:
             problems.append(f"namespace {name}: {exc}")
     return problems

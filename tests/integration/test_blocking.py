@@ -162,3 +162,34 @@ async def test_ps_lists_the_same_over_the_transport(
         assert [t.state for t in blocking[1]] == [ProcessState.RUNNING]
     finally:
         await task.delete(force=True)
+
+
+async def test_namespaces_created_listed_and_deleted(
+    client: supervisor.Client, containerd_address: str, namespace: str, rootfs: str
+) -> None:
+    from supervisor.backends.blocking import create_namespace, delete_namespace, list_namespaces
+
+    name = f"{namespace}-ns"
+    labels = {"a,b": "c=d, e", "owner": "équipe", "x": ""}
+
+    def lifecycle() -> dict[str, dict[str, str]]:
+        with Channel(containerd_address, "default", timeout=20) as channel:
+            create_namespace(channel, name, labels)
+            with pytest.raises(errors.AlreadyExists):
+                create_namespace(channel, name, {})
+            listed = list_namespaces(channel)
+            # The client's own namespace holds a container: not deletable.
+            with pytest.raises(errors.FailedPrecondition):
+                delete_namespace(channel, namespace)
+            delete_namespace(channel, name)
+            with pytest.raises(errors.NotFound):
+                delete_namespace(channel, name)
+            assert name not in list_namespaces(channel)
+            return listed
+
+    await client.new_container("keeps-it-busy", supervisor.default_spec(["true"], rootfs))
+    listed = await anyio.to_thread.run_sync(lifecycle)
+    # Labels are kept byte for byte (ctr's listing would split "a,b" apart);
+    # containerd drops one whose value is empty.
+    assert listed[name] == {"a,b": "c=d, e", "owner": "équipe"}
+    assert namespace in listed

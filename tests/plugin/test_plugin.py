@@ -15,7 +15,7 @@ import pytest
 
 import supervisor
 from supervisor.testing import Containerd
-from supervisor.testing._namespaces import Ctr, alive, blocking
+from supervisor.testing._namespaces import Namespaces, alive, blocking
 
 pytest_plugins = ["pytester"]
 
@@ -67,7 +67,7 @@ def containers_named(address: str, slug: str, state_dir: Path) -> dict[str, list
         ) as client:
             return [c.id for c in await client.containers()]
 
-    return {name: blocking(inside, name) for name in Ctr(address).list() if slug in name}
+    return {name: blocking(inside, name) for name in Namespaces(address).list() if slug in name}
 
 
 # -- fixtures, for real ---------------------------------------------------------
@@ -298,7 +298,7 @@ def test_the_next_run_reaps_what_a_killed_run_left(
     )
     token = "-".join(namespace.split("-")[:3])
     assert containers_named(address, namespace, app.path / "look") == {namespace: ["orphan"]}
-    assert token in Ctr(address).list()  # the killed session's anchor
+    assert token in Namespaces(address).list()  # the killed session's anchor
     # The next session, whatever it runs, cleans up before it starts.
     app.makepyfile(test_hangs="async def test_nothing(containerd_daemon):\n    pass\n")
     run(app, containerd_daemon, busybox_rootfs).assert_outcomes(passed=1)

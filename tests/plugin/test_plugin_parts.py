@@ -15,7 +15,7 @@ from supervisor import errors
 from supervisor._ids import validate_id
 from supervisor._log import get_logger
 from supervisor.testing import _containerd, _rootfs
-from supervisor.testing._namespaces import Ctr, Owner, Session, new_token
+from supervisor.testing._namespaces import Namespaces, Owner, Session, new_token
 from supervisor.testing._record import TestRecord, current
 from tests._containerd import REPO
 
@@ -32,7 +32,7 @@ from tests._containerd import REPO
 )
 def test_namespaces_are_valid_ids_of_at_most_60_characters(name: str, tmp_path: Path) -> None:
     owner = Owner.me()
-    session = Session(new_token(owner), owner, "unused", tmp_path, Ctr("unused", binary=""))
+    session = Session(new_token(owner), owner, "unused", tmp_path, Namespaces("unused"))
     first, second = session.namespace(name), session.namespace(name)
     for namespace in (first, second):
         assert validate_id(namespace) == namespace

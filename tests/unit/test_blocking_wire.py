@@ -285,3 +285,15 @@ def test_mutated_replies_decode_or_are_malformed(seed: int) -> None:
             tasks_reply(bytes(data))
         except MalformedReply:
             pass
+
+
+def test_namespaces_round_trip_through_the_wire() -> None:
+    from supervisor.backends.blocking._messages import namespace_message, namespaces_reply
+
+    labels = {"a,b": "c=d", "owner": "équipe", "": "empty key"}
+    listed = _len(1, namespace_message("n1", labels)) + _len(1, namespace_message("n2", {}))
+    assert namespaces_reply(listed) == {"n1": labels, "n2": {}}
+    # proto3 leaves out empty strings: a name-less namespace is one field less.
+    assert namespace_message("", {}) == b""
+    with pytest.raises(MalformedReply):
+        namespaces_reply(_len(1, _len(1, b"\xff")))

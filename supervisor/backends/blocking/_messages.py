@@ -1,8 +1,8 @@
-"""containerd's List replies, read off the wire into the library's records.
+"""containerd's messages for the blocking reader, on and off the wire.
 
-Field numbers are those of containerd's ``containers.proto`` and
-``types/task/task.proto``; what the fields mean is :mod:`.._records`'s, shared
-with the grpclib transport.
+Field numbers are those of containerd's ``containers.proto``,
+``types/task/task.proto`` and ``namespace.proto``; what the container and task
+fields mean is :mod:`.._records`'s, shared with the grpclib transport.
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from datetime import datetime
 
 from ..._types import ContainerRecord, StdioPaths, TaskRecord
 from .. import _records
-from ._wire import fields, number, raw, text, timestamp
+from ._wire import fields, len_field, number, raw, text, text_field, timestamp
 
-__all__ = ["containers_reply", "tasks_reply"]
+__all__ = [
+    "containers_reply",
+    "namespace_message",
+    "namespaces_reply",
+    "tasks_reply",
+]
 
 
 def _pair(entry: bytes) -> tuple[str, str]:
@@ -119,3 +124,28 @@ def containers_reply(message: bytes) -> list[ContainerRecord]:
 def tasks_reply(message: bytes) -> list[TaskRecord]:
     """A ``ListTasksResponse``: its tasks, in containerd's order."""
     return [_process(raw(field)) for num, _, field in fields(message) if num == 1]
+
+
+def namespaces_reply(message: bytes) -> dict[str, dict[str, str]]:
+    """A ``ListNamespacesResponse``: each namespace's labels by its name."""
+    found: dict[str, dict[str, str]] = {}
+    for num, _, field in fields(message):
+        if num != 1:
+            continue
+        name, labels = "", {}
+        for inner, _, value in fields(raw(field)):
+            if inner == 1:
+                name = text(value)
+            elif inner == 2:
+                key, label = _pair(raw(value))
+                labels[key] = label
+        found[name] = labels
+    return found
+
+
+def namespace_message(name: str, labels: dict[str, str]) -> bytes:
+    """A ``Namespace``: its name and labels."""
+    entries = b"".join(
+        len_field(2, text_field(1, key) + text_field(2, value)) for key, value in labels.items()
+    )
+    return text_field(1, name) + entries

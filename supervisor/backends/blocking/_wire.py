@@ -1,6 +1,7 @@
-"""The protobuf wire format, read by hand for the few messages listed here.
+"""The protobuf wire format, by hand, for the few messages the blocking reader
+reads and writes.
 
-Only what containerd's List replies use: varints, fixed-width numbers and
+Reading takes only what those replies use: varints, fixed-width numbers and
 length-delimited fields. Anything else (groups, a length past the end, a
 varint longer than ten bytes) is a :class:`MalformedReply`; unknown fields are
 skipped as protobuf requires.
@@ -11,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["MalformedReply", "fields", "int64", "number", "raw", "text", "timestamp"]
+__all__ = [
+    "MalformedReply",
+    "fields",
+    "int64",
+    "len_field",
+    "number",
+    "raw",
+    "text",
+    "text_field",
+    "timestamp",
+]
 
 VARINT = 0
 I64 = 1
@@ -109,3 +120,22 @@ def timestamp(value: int | bytes) -> datetime:
         return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     except OverflowError:
         raise MalformedReply(f"a timestamp out of range: {seconds}s {nanos}ns") from None
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def len_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (a string's UTF-8, a message's bytes)."""
+    return _varint_bytes(number << 3 | LEN) + _varint_bytes(len(payload)) + payload
+
+
+def text_field(number: int, value: str) -> bytes:
+    """A string field; nothing for the empty string (proto3's default)."""
+    return len_field(number, value.encode()) if value else b""
