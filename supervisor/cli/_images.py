@@ -172,17 +172,33 @@ async def new_image_container(
     client: Client, args: argparse.Namespace, cid: str, labels: dict[str, str] | None
 ) -> Container:
     """``run IMAGE [CMD...]``: the container of an image, its spec the
-    image's config with run's flags applied over it. The image is not
-    pulled: ``supervisor pull`` it first (pulling needs choices, such as
-    credentials, that ``run`` does not take)."""
+    image's config with run's flags applied over it. As ``docker run``,
+    the image is pulled when it is not here (``--pull missing``), every time
+    (``always``) or never; a pull that needs more than ``pull``'s defaults
+    (credentials beyond ``~/.docker/config.json``, a platform, plain HTTP
+    to a remote registry) is ``supervisor pull``'s to make."""
     from ..images._image_spec import spec_from_image
     from ..images._service import ImageService
 
     image, command = args.command[0], args.command[1:]
-    try:
-        local = await ImageService(client._session).local(image)
-    except errors.NotFound:
-        raise CliError(f"no image {image!r} here: supervisor pull {image} first") from None
+    service = ImageService(client._session)
+    local = None
+    if args.pull != "always":
+        try:
+            local = await service.local(image)
+        except errors.NotFound:
+            if args.pull == "never":
+                raise CliError(
+                    f"no image {image!r} here (--pull never): supervisor pull {image} first"
+                ) from None
+    if local is None:
+        print(f"supervisor: pulling {image}", file=sys.stderr)
+        progress = Progress(sys.stderr, live=sys.stderr.isatty())
+        try:
+            pulled = await client.pull(image, progress=progress)
+        finally:
+            progress.finish()
+        local = await service.local(pulled.name)
     caller: dict[str, Any] = {"process": {"terminal": args.tty}}
     if args.user is not None:
         uid, gid = user_ids(args.user, None)

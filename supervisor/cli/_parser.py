@@ -283,6 +283,12 @@ def _run(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runtime", help="containerd shim (default io.containerd.runc.v2)")
     p.add_argument(
+        "--pull",
+        choices=["missing", "always", "never"],
+        default="missing",
+        help="with IMAGE: pull it when it is not here (default), always, or never",
+    )
+    p.add_argument(
         "--embedded",
         metavar="DIR",
         help="start a containerd of our own under DIR for this run instead of --address",
@@ -384,7 +390,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
         "_run:run",
         "run a command in a new container",
         "Run a command in a new container made from a root filesystem directory\n"
-        "(--rootfs DIR -- CMD...) or from an image (IMAGE [CMD...], pulled before).\n\n"
+        "(--rootfs DIR -- CMD...) or from an image (IMAGE [CMD...], pulled if missing).\n\n"
         "The root filesystem is mounted read-only unless --writable is given: the\n"
         "directory is used in place (no copy-on-write layer), so containers that\n"
         "share it must not write to it. /tmp is a private tmpfs.\n\n"

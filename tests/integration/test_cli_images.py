@@ -86,12 +86,31 @@ async def test_pull_images_run_export_rmi_import(
     assert (code, out) == (0, "imported\n"), err
 
 
+async def test_run_pulls_a_missing_image_as_docker_run_does(
+    cli: Cli, registry: tuple[str, Layout]
+) -> None:
+    host, layout = registry
+    ref = f"{host}/busybox:1"
+    code, out, err = await cli("run", "--rm", ref)
+    assert (code, out) == (0, "hello from the image\n"), err
+    assert f"pulling {ref}" in err and " unpacked " in err
+    code, out, _ = await cli("images", "--format", "json")
+    assert [json.loads(line)["digest"] for line in out.splitlines()] == [layout.manifest_digest]
+    # Here now: not pulled again, unless asked to.
+    code, out, err = await cli("run", "--rm", ref, "echo", "again")
+    assert (code, out) == (0, "again\n") and "pulling" not in err, err
+    code, out, err = await cli("run", "--rm", "--pull", "always", ref, "echo", "fresh")
+    assert (code, out) == (0, "fresh\n") and f"pulling {ref}" in err, err
+
+
 async def test_refusals(cli: Cli, registry: tuple[str, Layout], tmp_path: Path) -> None:
     host, _ = registry
     code, _, err = await cli("pull", "-u", "nocolon", f"{host}/busybox:1")
     assert code == 125 and "USER:PASSWORD" in err
-    code, _, err = await cli("run", "--rm", f"{host}/busybox:1")
-    assert code == 125 and "pull" in err
+    code, _, err = await cli("run", "--rm", "--pull", "never", f"{host}/busybox:1")
+    assert code == 125 and "--pull never" in err
+    code, _, err = await cli("run", "--rm", f"{host}/absent:1")
+    assert code == 125 and "NotFound" in err
     code, _, err = await cli("pull", f"{host}/absent:1")
     assert code == 125 and "NotFound" in err
     junk = tmp_path / "junk.tar"
