@@ -13,7 +13,7 @@ import anyio
 
 from ..events import EventInfo, EventType
 from ._connection import open_client
-from ._format import rfc3339
+from ._format import printable, rfc3339
 
 __all__ = ["events"]
 
@@ -36,8 +36,8 @@ class _Printer:
             extra = f" exit_code={info.exit_code} oom_killed={info.oom_killed}"
         when = rfc3339(info.timestamp) or "-"
         print(
-            f"{when} {event.value:<13} {container_id} "
-            f"process={info.process_id} pid={info.pid}{extra}",
+            f"{when} {event.value:<13} {printable(container_id)} "
+            f"process={printable(info.process_id)} pid={info.pid}{extra}",
             flush=True,
         )
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-__all__ = ["command_line", "human_bytes", "rfc3339", "table"]
+__all__ = ["command_line", "human_bytes", "printable", "rfc3339", "table"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -45,9 +46,25 @@ def command_line(args: Sequence[str], width: int | None = None) -> str:
     return text
 
 
+# C0 and C1 controls and DEL: a terminal obeys them (moves the cursor, clears
+# the screen, sets the title or the clipboard).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: control characters written as
+    ``\\xNN``. What containerd stores (a command, a label, an env value)
+    may come from any of its clients, and a table is no place for an escape
+    sequence to take over the reader's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns three spaces apart, as docker prints them."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Left-aligned columns three spaces apart, as docker prints them; every
+    cell made :func:`printable`."""
+    cells = [[printable(str(h)) for h in headers]] + [
+        ["" if c is None else printable(str(c)) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:

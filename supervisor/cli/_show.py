@@ -21,7 +21,7 @@ from .._task import Task
 from .._types import ProcessState
 from ._connection import open_client
 from ._errors import CliError
-from ._format import command_line, human_bytes, rfc3339, spec_args
+from ._format import command_line, human_bytes, printable, rfc3339, spec_args
 from ._logfile import follow, open_log, print_available, recorded_log_path
 from ._options import LOG_PATH_LABEL
 
@@ -170,6 +170,7 @@ def _inspect_text(e: _State) -> str:
     lines = []
     for name, values in fields:
         values = values or [""]
+        values = [printable(v) for v in values]
         lines.append(f"{name + ':':<{width}}{values[0]}".rstrip())
         lines.extend(f"{'':<{width}}{v}" for v in values[1:])
     return "\n".join(lines)

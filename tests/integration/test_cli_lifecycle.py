@@ -327,3 +327,26 @@ async def test_a_log_path_label_written_by_another_client_is_never_used(
     assert code == 0, err
     await anyio.sleep(1)
     assert secret.read_text() == "do not show\n"
+
+
+async def test_escape_sequences_stored_by_another_client_never_reach_the_terminal(
+    cli: Cli, containerd_address: str, namespace: str, tmp_path: Path
+) -> None:
+    # Any client of containerd may store a command, env or label holding
+    # terminal control sequences (set the title, clear the screen, write the
+    # clipboard): the tables show them escaped. JSON escapes them by itself.
+    hostile = "\x1b]0;pwned\x07\x1b[2J\x9b31m"
+    spec = supervisor.default_spec(["sh", "-c", f"true {hostile}"], cli.rootfs)
+    spec["process"]["env"].append(f"X={hostile}")
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=tmp_path / "other", events=False
+    ) as other:
+        await other.new_container("hostile", spec, labels={"note": hostile})
+    shown = "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m"
+    for args in (("ps",), ("inspect", "hostile"), ("ps", "--format", "json")):
+        code, out, err = await cli(*args)
+        assert code == 0, err
+        assert not any(0x00 <= ord(ch) < 0x20 and ch != "\n" for ch in out), repr(out)
+        assert not any(0x7F <= ord(ch) <= 0x9F for ch in out), repr(out)
+        if args[-1] != "json":
+            assert shown in out, out
