@@ -172,17 +172,23 @@ async def test_loading_a_task_never_removes_fifos_of_an_exec_being_created(
     await container.delete()
 
 
+async def _leave_with_an_exec(fake: FakeTransport, state_dir: Path, cid: str) -> FakeTransport:
+    """A first run leaves a started task with a started exec ``e1``; the
+    connection of the next run."""
+    async with connect(fake, state_dir) as first:
+        container = await first.new_container(cid, spec())
+        task = await container.new_task()
+        await task.start()
+        await (await task.exec("e1", ["sleep", "60"])).start()
+    return fake.reopen()
+
+
 async def test_restore_without_attaching_opens_nothing_and_can_attach_later(
     fake: FakeTransport, state_dir: Path
 ) -> None:
     # A look-only restore must not take the FIFOs' read ends: another
     # reader (the first run, another object) keeps the whole output.
-    async with connect(fake, state_dir) as first:
-        container = await first.new_container("runs", spec())
-        task = await container.new_task()
-        await task.start()
-        await (await task.exec("e1", ["sleep", "60"])).start()
-    again = fake.reopen()
+    again = await _leave_with_an_exec(fake, state_dir, "runs")
     async with connect(again, state_dir) as client:
         before = open_fds()
         ((container, task),) = await client.restore(attach=False)
@@ -206,12 +212,7 @@ async def test_restore_without_attaching_opens_nothing_and_can_attach_later(
 async def test_deleting_an_unattached_process_removes_its_files(
     fake: FakeTransport, state_dir: Path
 ) -> None:
-    async with connect(fake, state_dir) as first:
-        container = await first.new_container("c", spec())
-        task = await container.new_task()
-        await task.start()
-        await (await task.exec("e1", ["true"])).start()
-    again = fake.reopen()
+    again = await _leave_with_an_exec(fake, state_dir, "c")
     async with connect(again, state_dir) as client:
         ((container, task),) = await client.restore(attach=False)
         assert task is not None
@@ -231,12 +232,7 @@ async def test_loading_a_task_again_shares_its_open_stdio(
 ) -> None:
     # An application that restores (or loads) periodically must not open the
     # FIFOs once more per call: the fds would pile up until the task ends.
-    async with connect(fake, state_dir) as first:
-        container = await first.new_container("runs", spec())
-        task = await container.new_task()
-        await task.start()
-        await (await task.exec("e1", ["sleep", "60"])).start()
-    again = fake.reopen()
+    again = await _leave_with_an_exec(fake, state_dir, "runs")
     async with connect(again, state_dir) as client:
         ((_, task),) = await client.restore()
         assert task is not None
