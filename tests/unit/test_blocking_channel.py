@@ -9,6 +9,7 @@ but a gRPC status, which leaves the connection usable.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import random
@@ -866,7 +867,6 @@ BROKEN = [
         "past-max-reply",
         _after_head(_data(grpc(b"y" * 101)), _tail()),
         "larger than 100 bytes",
-        names_path=False,
         max_reply=100,
     ),
     Broken(
@@ -875,7 +875,6 @@ BROKEN = [
             *[_data(b"\x00\x00\x00\x00\x78" if i == 0 else b"z" * 30) for i in range(6)], _tail()
         ),
         "larger than 100 bytes",
-        names_path=False,
         max_reply=100,
     ),
     Broken(
@@ -1203,3 +1202,9 @@ def test_a_seeded_fuzz_of_a_recorded_reply(path: str) -> None:
                 outcomes["bytes"] = outcomes.get("bytes", 0) + 1
     assert open_fds() - fds == set()
     assert outcomes.get("bytes", 0) > 1 and outcomes.get("Unavailable", 0) > FUZZ_RUNS // 4
+
+
+@pytest.mark.parametrize("timeout", [math.inf, math.nan, -1.0, 1e9])
+def test_a_timeout_no_socket_can_take_is_refused(timeout: float) -> None:
+    with pytest.raises(errors.InvalidArgument, match="timeout"):
+        Channel("/nonexistent.sock", "default", timeout=timeout)

@@ -50,12 +50,18 @@ _DEFAULT_WINDOW = 65535
 # We never raise SETTINGS_MAX_FRAME_SIZE, so no frame may be larger.
 _MAX_FRAME = 16384
 _MAX_HEADER_BLOCK = 64 * 1024
+# Longer than any call should take, short enough for socket timeouts.
+_MAX_TIMEOUT = 1e8
 # containerd's own Go client accepts replies up to this size.
 DEFAULT_MAX_REPLY = 16 * 1024 * 1024
 
 
 class _Violation(Exception):
     """The peer broke HTTP/2 or gRPC framing."""
+
+
+class _TooLarge(Exception):
+    """The reply passed the cap."""
 
 
 def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -80,7 +86,14 @@ def _header_block(headers: list[tuple[str, str]]) -> bytes:
     # decoder to remember, and no table size for us to agree on.
     out = bytearray()
     for name, value in headers:
-        n, v = name.encode(), value.encode()
+        try:
+            n, v = name.encode(), value.encode()
+        except UnicodeEncodeError:
+            raise errors.InvalidArgument(f"{name} {value!r} cannot be sent") from None
+        if any(c in v for c in b"\r\n\x00"):
+            # HTTP/2 forbids them in a field value; containerd would reset
+            # the stream instead of saying what was wrong.
+            raise errors.InvalidArgument(f"{name} {value!r} cannot be sent")
         out += b"\x00" + _hpack_int(len(n), 7) + n + _hpack_int(len(v), 7) + v
     return bytes(out)
 
@@ -150,20 +163,21 @@ class _Reply:
         if self.headers is None:
             raise _Violation("DATA before HEADERS")
         if len(self.body) + len(data) > self.max_reply + 5:
-            raise errors.Unavailable(f"containerd's reply is larger than {self.max_reply} bytes")
+            raise _TooLarge(f"a reply larger than {self.max_reply} bytes")
         self.body += data
         if end_stream:
             raise _Violation("the stream ended without a gRPC status")
 
-    def result(self) -> bytes:
+    def outcome(self) -> bytes | errors.SupervisorError:
+        """The reply's message, or the error its gRPC status stands for."""
         assert self.trailers is not None
-        code_text = self.trailers.get("grpc-status")
-        if code_text is None or not code_text.isdigit():
-            raise _Violation(f"gRPC status {code_text!r}")
+        code_text = self.trailers.get("grpc-status", "")
+        if not (code_text.isascii() and code_text.isdigit() and len(code_text) <= 10):
+            raise _Violation(f"gRPC status {code_text[:20]!r}")
         code = int(code_text)
         if code != 0:
             message = _unpercent(self.trailers.get("grpc-message", ""))
-            raise error_for(code, message)(message or f"gRPC status {code}")
+            return error_for(code, message)(message or f"gRPC status {code}")
         body = self.body
         if len(body) < 5:
             raise _Violation("a reply without a message")
@@ -191,6 +205,8 @@ class Channel:
         timeout: float,
         max_reply: int = DEFAULT_MAX_REPLY,
     ) -> None:
+        if not 0 <= timeout < _MAX_TIMEOUT:  # NaN fails both
+            raise errors.InvalidArgument(f"timeout {timeout!r}: want 0 to {_MAX_TIMEOUT:.0f}s")
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
@@ -221,9 +237,14 @@ class Channel:
 
     def call(self, method: str, request: bytes) -> bytes:
         """One unary call: ``method`` as ``/package.Service/Method``, the
-        serialized request; the serialized reply."""
+        serialized request; the serialized reply.
+
+        A status containerd answers with (NotFound, ...) leaves the
+        connection usable; any other failure closes it.
+        """
+        headers, message = self._encode(method, request)
         try:
-            return self._call(method, request)
+            outcome = self._exchange(headers, message).outcome()
         except errors.SupervisorError:
             self.close()
             raise
@@ -232,6 +253,9 @@ class Channel:
             raise errors.Unavailable(
                 f"containerd at {self.address} answered with a broken reply: {exc}"
             ) from None
+        except _TooLarge as exc:
+            self.close()
+            raise errors.Unavailable(f"containerd at {self.address} sent {exc}") from None
         except hpack.HPACKError as exc:
             self.close()
             raise errors.Unavailable(
@@ -247,6 +271,9 @@ class Channel:
             raise errors.Unavailable(
                 f"cannot reach containerd at {self.address}: {exc.strerror or exc}"
             ) from None
+        if isinstance(outcome, errors.SupervisorError):
+            raise outcome
+        return outcome
 
     def _remaining(self) -> float:
         left = self._deadline - time.monotonic()
@@ -257,7 +284,7 @@ class Channel:
     def _connect(self) -> socket.socket:
         if self._sock is not None:
             return self._sock
-        if self._goaway or self._next_stream > 1:
+        if self._next_stream > 1:
             raise errors.Unavailable(f"the connection to containerd at {self.address} is closed")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -315,25 +342,32 @@ class Channel:
                 raise _Violation("a header block larger than 64 KiB")
         return [(str(k), str(v)) for k, v in self._decoder.decode(bytes(block))]
 
-    def _call(self, method: str, request: bytes) -> bytes:
-        self._connect()
-        stream = self._next_stream
-        self._next_stream += 2
-        headers = _header_block(
-            [
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", method),
-                (":authority", "containerd"),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-                ("grpc-timeout", _grpc_timeout(self._remaining())),
-                ("containerd-namespace", self.namespace),
-            ]
-        )
+    def _encode(self, method: str, request: bytes) -> tuple[bytes, bytes]:
+        # Checked before anything is sent: a refused request changes nothing.
+        left = max(self._deadline - time.monotonic(), 0.001)
+        fields = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", method),
+            (":authority", "containerd"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-timeout", _grpc_timeout(left)),
+            ("containerd-namespace", self.namespace),
+        ]
+        headers = _header_block(fields)
         message = b"\x00" + struct.pack(">I", len(request)) + request
         if len(headers) > _MAX_FRAME or len(message) > _MAX_FRAME:
             raise errors.InvalidArgument("a request too large for one frame")
+        return headers, message
+
+    def _exchange(self, headers: bytes, message: bytes) -> _Reply:
+        if self._goaway:
+            # containerd said it takes no new streams on this connection.
+            raise errors.Unavailable(f"containerd at {self.address} is closing the connection")
+        self._connect()
+        stream = self._next_stream
+        self._next_stream += 2
         self._send(
             _frame(_HEADERS, _END_HEADERS, stream, headers)
             + _frame(_DATA, _END_STREAM, stream, message)
@@ -341,7 +375,7 @@ class Channel:
         reply = _Reply(stream, self.max_reply)
         while reply.trailers is None:
             self._dispatch(reply, *self._frame())
-        return reply.result()
+        return reply
 
     def _dispatch(self, reply: _Reply, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if kind == _HEADERS:
