@@ -4,15 +4,20 @@ a busybox image built here from ``busybox-static``, pushed with skopeo."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import hashlib
+import http.server
 import io
 import json
+import secrets
 import socket
 import subprocess
 import tarfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,14 +140,14 @@ class Registry:
 
 
 def start_registry(
-    tmp: Path, *, htpasswd: Path | None = None
+    tmp: Path, *, htpasswd: Path | None = None, tokens: TokenService | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    auth = (
-        f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
-        if htpasswd is not None
-        else ""
-    )
+    auth = ""
+    if htpasswd is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+    elif tokens is not None:
+        auth = tokens.auth_config()
     config = tmp / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n"
@@ -193,3 +198,90 @@ def busybox_registry(tmp: Path) -> Iterator[tuple[str, Layout]]:
         yield host, layout
     finally:
         stop(proc)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenService:
+    """The token half of the registry's bearer auth, as Docker Hub runs it:
+    ``GET /token?service=..&scope=repository:NAME:ACTIONS`` answers a JWT
+    (RS256, signed with ``openssl``, its certificate in ``x5c``) granting
+    those actions, to ``alice:s3cret`` only; anonymous and wrong
+    credentials get 401. Every request it saw is in :attr:`requests`."""
+
+    USER, PASSWORD = "alice", "s3cret"
+    SERVICE, ISSUER = "test-registry", "test-issuer"
+
+    def __init__(self, tmp: Path) -> None:
+        self.key, self.cert = tmp / "token.key", tmp / "token.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=test-issuer", "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout
+        self._x5c = base64.b64encode(der).decode()
+        self.requests: list[dict[str, object]] = []
+        service = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                authorization = self.headers.get("Authorization", "")
+                service.requests.append({"query": query, "authorization": authorization})
+                expected = "Basic " + base64.b64encode(
+                    f"{service.USER}:{service.PASSWORD}".encode()
+                ).decode()
+                if authorization != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": service.token(query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def token(self, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        claims = {
+            "iss": self.ISSUER, "sub": self.USER, "aud": self.SERVICE, "iat": now,
+            "nbf": now - 60, "exp": now + 600, "jti": secrets.token_hex(8), "access": access,
+        }  # fmt: skip
+        signed = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signed.encode(), check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        return f"{signed}.{_b64url(signature)}"
+
+    def auth_config(self) -> str:
+        """The registry's ``auth:`` section trusting this service."""
+        return (
+            f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.SERVICE}\n"
+            f"    issuer: {self.ISSUER}\n    rootcertbundle: {self.cert}\n"
+        )
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -22,12 +22,14 @@ from supervisor import errors
 from tests._registry import (
     BUSYBOX,
     Registry,
+    TokenService,
     build_layout,
     busybox_layer,
     push,
     start_registry,
     stop,
 )
+from tests.integration.helpers import read_all
 
 if TYPE_CHECKING:
     # Not at collection: loading supervisor.images changes the package's namespace.
@@ -242,6 +244,60 @@ async def test_basic_auth_refused_then_accepted(
     token = base64.b64encode(b"alice:s3cret").decode()
     (tmp_path / "config.json").write_text(json.dumps({"auths": {auth_registry: {"auth": token}}}))
     assert (await client.pull(ref)).name == ref
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    tmp_path_factory: pytest.TempPathFactory, layer_tar: bytes
+) -> Iterator[tuple[str, TokenService]]:
+    tmp = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenService(tmp)
+    try:
+        proc, host = start_registry(tmp, tokens=tokens)
+        try:
+            layout = build_layout(tmp / "busybox", layer_tar)
+            push(layout, f"{host}/team/private:1", creds="alice:s3cret")
+            yield host, tokens
+        finally:
+            stop(proc)
+    finally:
+        tokens.close()
+
+
+async def test_token_auth_as_docker_hub_does_it(
+    client: supervisor.Client,
+    token_registry: tuple[str, TokenService],
+    images_cleanup: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The registry answers 401 with a Bearer challenge naming the token
+    # service; the token (a JWT the registry checks against its issuer's
+    # certificate) is fetched with the credentials and sent as Bearer.
+    host, tokens = token_registry
+    ref = f"{host}/team/private:1"
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(errors.FailedPrecondition):
+        await client.pull(ref)
+    with pytest.raises(errors.FailedPrecondition):
+        await client.pull(ref, auth=("alice", "wrong"))
+    tokens.requests.clear()
+    image = await client.pull(ref, auth=("alice", "s3cret"))
+    assert image.name == ref
+    # One token served the whole pull (manifest, config, layer), asked for
+    # the pull scope of the repository and the registry's service.
+    assert len(tokens.requests) == 1, tokens.requests
+    query = tokens.requests[0]["query"]
+    assert query == {"scope": ["repository:team/private:pull"], "service": ["test-registry"]}
+    container = await client.new_container("from-token", image=ref)
+    task = await container.new_task()
+    await task.start()
+    with anyio.fail_after(30):
+        out = await read_all(task.stdout)
+        assert (await task.wait()).exit_code == 0
+    assert out == b"hello from the image\n"
+    await task.delete()
+    await container.delete()
 
 
 async def test_remove_image(
