@@ -142,6 +142,13 @@ class Registry:
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise errors.FailedPrecondition(f"{what}: bad token realm {realm!r}")
+        if creds is not None and realm.startswith("http://") and self._base.startswith("https://"):
+            # The credentials would cross the network in the clear, sent
+            # where a registry reached over TLS pointed us.
+            raise errors.FailedPrecondition(
+                f"{what}: the registry's token service {realm!r} is plain HTTP; "
+                "credentials are not sent there"
+            )
         params = {"scope": f"repository:{self.ref.path}:pull"}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]

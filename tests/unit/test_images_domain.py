@@ -168,3 +168,34 @@ def test_spec_from_image_config_and_overrides(m: SimpleNamespace) -> None:
     )
     with pytest.raises(errors.InvalidArgument):
         m.spec_from_image({})
+
+
+@pytest.mark.asyncio
+async def test_credentials_never_go_to_a_plain_http_token_service() -> None:
+    # A registry reached over HTTPS that points its Bearer challenge at an
+    # http:// realm would have the credentials cross the network in clear.
+    import httpx
+
+    from supervisor.images._auth import Credentials
+    from supervisor.images._reference import parse_reference
+    from supervisor.images._registry import Registry
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.host == "registry.example":
+            challenge = 'Bearer realm="http://tokens.example/token",service="registry"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200, json={"token": "t"})
+
+    registry = Registry(
+        parse_reference("registry.example/team/app:1"), credentials=Credentials("alice", "pw")
+    )
+    async with registry:
+        assert registry._client is not None
+        await registry._client.aclose()
+        registry._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        with pytest.raises(errors.FailedPrecondition, match="plain HTTP"):
+            await registry.manifest("1")
+    assert seen == ["https://registry.example/v2/team/app/manifests/1"]
