@@ -1,9 +1,11 @@
-"""Registry credentials: the caller's, or those ``docker login`` saved, and
-the ``WWW-Authenticate`` challenges that say how to use them."""
+"""Registry credentials: the caller's, or those ``docker login`` saved (in
+``config.json`` or through a credential helper), and the
+``WWW-Authenticate`` challenges that say how to use them."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -12,8 +14,16 @@ from pathlib import Path
 
 from .. import errors
 
-__all__ = ["Challenge", "Credentials", "docker_config_credentials", "parse_challenge"]
+__all__ = [
+    "Challenge",
+    "Credentials",
+    "configured_credentials",
+    "docker_config_credentials",
+    "parse_challenge",
+]
 
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_HUB_SERVER = "https://index.docker.io/v1/"
 _PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
@@ -56,26 +66,86 @@ def _config_path() -> Path:
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
-def docker_config_credentials(domain: str, path: Path | None = None) -> Credentials | None:
-    """The credentials ``docker login DOMAIN`` stored in ``~/.docker/config.json``
-    (or ``$DOCKER_CONFIG``), if any. Credential helpers are not run."""
-    file = path or _config_path()
+def _read_config(path: Path | None) -> dict[str, object]:
     try:
-        with open(file, "rb") as f:
+        with open(path or _config_path(), "rb") as f:
             data = json.loads(f.read(1 << 20))
     except (OSError, ValueError):
-        return None
-    auths = data.get("auths") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def docker_config_credentials(domain: str, path: Path | None = None) -> Credentials | None:
+    """The credentials ``docker login DOMAIN`` stored in ``~/.docker/config.json``
+    (or ``$DOCKER_CONFIG``) itself, if any; see :func:`configured_credentials`
+    for the credential helpers."""
+    auths = _read_config(path).get("auths")
     if not isinstance(auths, dict):
         return None
     keys = [domain, f"https://{domain}", f"http://{domain}"]
     if domain == "docker.io":
-        keys += ["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"]
+        keys += [_HUB_SERVER, "index.docker.io", "registry-1.docker.io"]
     for key in keys:
         entry = auths.get(key) or auths.get(key + "/")
         if isinstance(entry, dict):
             return _entry_credentials(entry, domain)
     return None
+
+
+async def configured_credentials(
+    domain: str, path: Path | None = None, *, limit: float = 30.0
+) -> Credentials | None:
+    """What ``docker login DOMAIN`` left, as docker finds it: the registry's
+    credential helper (``credHelpers``), else the default store
+    (``credsStore``), else ``auths``. A helper is run as
+    ``docker-credential-NAME get`` from ``PATH``, bounded by ``limit`` seconds.
+
+    Raises:
+        InvalidArgument: a helper name that is not one.
+        FailedPrecondition: the helper is missing, fails, answers nonsense or
+            does not answer in time.
+    """
+    config = _read_config(path)
+    helpers = config.get("credHelpers")
+    helper = helpers.get(domain) if isinstance(helpers, dict) else None
+    if not isinstance(helper, str) or not helper:
+        store = config.get("credsStore")
+        helper = store if isinstance(store, str) and store else None
+    if helper is not None:
+        return await _from_helper(helper, _HUB_SERVER if domain == "docker.io" else domain, limit)
+    return docker_config_credentials(domain, path)
+
+
+async def _from_helper(helper: str, server: str, limit: float) -> Credentials | None:
+    import shutil
+
+    if not _HELPER_NAME.fullmatch(helper):
+        raise errors.InvalidArgument(f"the docker config names credential helper {helper!r}")
+    name = f"docker-credential-{helper}"
+    found = shutil.which(name)
+    if found is None:
+        raise errors.FailedPrecondition(f"credential helper {name} is not on PATH")
+    try:
+        code, out, err = await _run_helper(found, server, limit)
+    except TimeoutError:
+        raise errors.FailedPrecondition(f"{name} did not answer within {limit}s") from None
+    except OSError as exc:
+        raise errors.FailedPrecondition(f"cannot run {name}: {exc}") from None
+    said = (out + err).decode(errors="replace").strip()
+    if code != 0:
+        if "credentials not found" in said.lower():
+            return None
+        raise errors.FailedPrecondition(f"{name} get failed: {said[:200]}")
+    try:
+        answer = json.loads(out)
+        user, secret = answer["Username"], answer["Secret"]
+    except (ValueError, TypeError, KeyError):
+        raise errors.FailedPrecondition(
+            f"{name} answered something that is not credentials"
+        ) from None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise errors.FailedPrecondition(f"{name} answered something that is not credentials")
+    return Credentials(user, secret) if user or secret else None
 
 
 def _entry_credentials(entry: dict[str, object], domain: str) -> Credentials | None:
@@ -95,3 +165,38 @@ def _entry_credentials(entry: dict[str, object], domain: str) -> Credentials | N
     if isinstance(token, str) and token:
         return Credentials("<token>", token)
     return None
+
+
+async def _run_helper(executable: str, server: str, limit: float) -> tuple[int, bytes, bytes]:
+    """``executable get`` with ``server`` on its stdin: its exit code, stdout
+    and stderr (each at most 1 MiB). Killed if it outlives ``limit`` or the
+    caller is cancelled."""
+    import anyio
+    from anyio.abc import ByteReceiveStream
+
+    out, err = bytearray(), bytearray()
+
+    async def drain(stream: ByteReceiveStream | None, into: bytearray) -> None:
+        if stream is not None:
+            async for chunk in stream:
+                if len(into) < 1 << 20:
+                    into += chunk
+
+    process = await anyio.open_process([executable, "get"])
+    try:
+        with anyio.fail_after(limit):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain, process.stdout, out)
+                tg.start_soon(drain, process.stderr, err)
+                if process.stdin is not None:
+                    # A helper may exit without reading what it was asked.
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await process.stdin.send(server.encode())
+                    await process.stdin.aclose()
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.move_on_after(5, shield=True):
+            await process.aclose()
+    return code, bytes(out), bytes(err)

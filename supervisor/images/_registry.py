@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .._log import get_logger
-from ._auth import Credentials, docker_config_credentials, parse_challenge
+from ._auth import Credentials, configured_credentials, parse_challenge
 from ._digest import Verifier, sha256_digest
 from ._manifest import ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
 from ._reference import Reference
@@ -83,7 +83,7 @@ class Registry:
         import httpx
 
         if self._credentials is None:
-            self._credentials = docker_config_credentials(self.ref.domain)
+            self._credentials = await configured_credentials(self.ref.domain, limit=self._timeout)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=True,

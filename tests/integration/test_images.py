@@ -298,6 +298,22 @@ async def test_token_auth_as_docker_hub_does_it(
     assert out == b"hello from the image\n"
     await task.delete()
     await container.delete()
+    await client.remove_image(image.name)
+
+    # The same credentials from a credential helper, as `docker login` with
+    # a credsStore leaves them: the helper is asked about this registry.
+    helper = tmp_path / "bin" / "docker-credential-test"
+    helper.parent.mkdir()
+    asked = tmp_path / "asked"
+    helper.write_text(
+        f"#!/bin/sh\ncat > {asked}\n"
+        'echo \'{"ServerURL": "", "Username": "alice", "Secret": "s3cret"}\'\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {host: "test"}}))
+    assert (await client.pull(ref)).name == ref
+    assert asked.read_text() == host
 
 
 async def test_remove_image(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import anyio
 import pytest
 
 from supervisor import errors
@@ -199,3 +201,70 @@ async def test_credentials_never_go_to_a_plain_http_token_service() -> None:
         with pytest.raises(errors.FailedPrecondition, match="plain HTTP"):
             await registry.manifest("1")
     assert seen == ["https://registry.example/v2/team/app/manifests/1"]
+
+
+def _helper(directory: Path, name: str, body: str) -> None:
+    script = directory / f"docker-credential-{name}"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+
+
+@pytest.mark.asyncio
+async def test_credential_helpers_as_docker_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor.images._auth import Credentials, configured_credentials
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    # Answers for the server it is asked about (on stdin), as the real ones do.
+    _helper(
+        bin_dir,
+        "store",
+        'read server; case "$server" in\n'
+        '  reg.example:5000) echo \'{"ServerURL":"x","Username":"alice","Secret":"pw"}\';;\n'
+        '  https://index.docker.io/v1/) echo \'{"Username":"<token>","Secret":"tok"}\';;\n'
+        '  *) echo "credentials not found in native keychain"; exit 1;;\n'
+        "esac",
+    )
+    _helper(bin_dir, "broken", 'echo "cannot unlock the keyring" >&2; exit 3')
+    _helper(bin_dir, "junk", "echo not json")
+    _helper(bin_dir, "slow", f"echo $$ > {tmp_path / 'slow.pid'}; exec sleep 30")
+    config = tmp_path / "config.json"
+
+    def write(data: dict[str, object]) -> None:
+        config.write_text(json.dumps(data))
+
+    auths = {"auths": {"other.example": {"auth": "Ym9iOnNlY3JldA=="}}}
+    write({**auths, "credsStore": "store"})
+    assert await configured_credentials("reg.example:5000", config) == Credentials("alice", "pw")
+    assert await configured_credentials("docker.io", config) == Credentials("<token>", "tok")
+    # The store does not know it: no credentials (docker too ignores auths then).
+    assert await configured_credentials("other.example", config) is None
+    # A registry's own helper comes before the store; none at all: auths.
+    write({**auths, "credsStore": "broken", "credHelpers": {"reg.example:5000": "store"}})
+    assert await configured_credentials("reg.example:5000", config) == Credentials("alice", "pw")
+    write(auths)
+    assert await configured_credentials("other.example", config) == Credentials("bob", "secret")
+
+    for helper, words in [
+        ("broken", "cannot unlock the keyring"),
+        ("junk", "not credentials"),
+        ("absent", "not on PATH"),
+        ("slow", "did not answer"),
+    ]:
+        write({"credsStore": helper})
+        with pytest.raises(errors.FailedPrecondition, match=words):
+            await configured_credentials("reg.example:5000", config, limit=0.5)
+    for bad in ("../../bin/sh", "a b", "-x"):
+        write({"credHelpers": {"reg.example:5000": bad}})
+        with pytest.raises(errors.InvalidArgument):
+            await configured_credentials("reg.example:5000", config)
+
+    # Cancelled while the helper runs: the helper is killed, not left behind.
+    write({"credsStore": "slow"})
+    with anyio.move_on_after(0.5):
+        await configured_credentials("reg.example:5000", config)
+    pid = int((tmp_path / "slow.pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()
