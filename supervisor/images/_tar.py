@@ -1,12 +1,14 @@
 """Reading an image archive as the hostile input it is: every member checked
-before anything is read (a path that is absolute or climbs, a link, a
-device, a name given twice, too many members, a blob past
-:data:`MAX_BLOB_SIZE`, a JSON document past ``MAX_MANIFEST_SIZE`` refuse the
-whole archive), then regular files read by name."""
+before anything is read (a path that is absolute or climbs, a device, a name
+given twice, too many members, a blob past :data:`MAX_BLOB_SIZE`, a JSON
+document past ``MAX_MANIFEST_SIZE``, a link to anything but a regular file
+of the archive refuse the whole archive), then regular files read by name;
+a link reads as the file it names."""
 
 from __future__ import annotations
 
 import os
+import posixpath
 import tarfile
 from collections.abc import Iterator
 from typing import IO
@@ -105,8 +107,23 @@ class Archive:
             raise refuse(f"{name}: {exc}") from None
 
 
+def _link_target(name: str, member: tarfile.TarInfo) -> str:
+    # A hard link names an archive path; a symbolic one is relative to its
+    # own directory (as docker save writes one per repeated layer).
+    raw = member.linkname
+    if member.issym():
+        if raw.startswith("/"):
+            raise refuse(f"{member.name!r} links to the absolute path {raw!r}")
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), raw))
+        if joined == ".." or joined.startswith("../"):
+            raise refuse(f"{member.name!r} links out of the archive ({raw!r})")
+        raw = joined
+    return member_name(raw)
+
+
 def _scan(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     files: dict[str, tarfile.TarInfo] = {}
+    links: dict[str, str] = {}
     seen: set[str] = set()
     count = 0
     try:
@@ -115,18 +132,26 @@ def _scan(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
             if count > MAX_MEMBERS:
                 raise refuse(f"more than {MAX_MEMBERS} members")
             name = member_name(member.name)
-            if member.issym() or member.islnk():
-                raise refuse(f"{member.name!r} is a link")
             if member.isdir():
+                continue
+            if name in seen:
+                raise refuse(f"{name!r} appears twice")
+            seen.add(name)
+            if member.issym() or member.islnk():
+                links[name] = _link_target(name, member)
                 continue
             if not member.isreg() or member.issparse():
                 raise refuse(f"{member.name!r} is not a regular file")
-            if name in seen:
-                raise refuse(f"{name!r} appears twice")
             if member.size > MAX_BLOB_SIZE:
                 raise refuse(f"{name!r} is larger than {MAX_BLOB_SIZE} bytes")
-            seen.add(name)
             files[name] = member
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
         raise refuse(f"unreadable tar: {exc}") from None
+    # A link reads as the regular file it names; one naming anything else
+    # (nothing, a directory, another link, so no chains and no loops) refuses
+    # the archive.
+    for name, target in links.items():
+        if target not in files:
+            raise refuse(f"{name!r} links to {target!r}, which is not a file of the archive")
+        files[name] = files[target]
     return files

@@ -154,20 +154,24 @@ async def test_an_index_layout_with_one_platform_present(
     assert await _output(client, "multi", image.name) == b"hello from the image\n"
 
 
-def _docker_save(tmp_path: Path, layer_tar: bytes, tags: list[str]) -> tuple[Path, str]:
+def _docker_save(
+    tmp_path: Path, layer_tar: bytes, tags: list[str], *, repeated: bool = False
+) -> tuple[Path, str]:
     """The legacy ``docker save`` shape: ``<id>/layer.tar``, ``<hex>.json``
-    and ``manifest.json``."""
+    and ``manifest.json``; with ``repeated``, the layer twice, the second a
+    symbolic link to the first as docker writes one."""
     diff_id = digest(layer_tar)
+    layer_dir, again = "a" * 64, "c" * 64
     config = {
         "architecture": "amd64",
         "os": "linux",
         "config": {"Cmd": ["echo", "saved by docker"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id, diff_id] if repeated else [diff_id]},
     }
     config_body = json.dumps(config).encode()
     config_name = digest(config_body)[7:] + ".json"
-    layer_dir = "a" * 64
-    manifest = [{"Config": config_name, "RepoTags": tags, "Layers": [f"{layer_dir}/layer.tar"]}]
+    layers = [f"{layer_dir}/layer.tar"] + ([f"{again}/layer.tar"] if repeated else [])
+    manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layers}]
     members = [
         (tarfile.TarInfo(layer_dir), None),
         _file(f"{layer_dir}/layer.tar", layer_tar),
@@ -175,6 +179,10 @@ def _docker_save(tmp_path: Path, layer_tar: bytes, tags: list[str]) -> tuple[Pat
         _file("manifest.json", json.dumps(manifest).encode()),
     ]
     members[0][0].type = tarfile.DIRTYPE
+    if repeated:
+        link = tarfile.TarInfo(f"{again}/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, f"../{layer_dir}/layer.tar"
+        members.append((link, None))
     return _tar(tmp_path / "saved.tar", members), digest(config_body)
 
 
@@ -193,6 +201,16 @@ async def test_a_docker_save_archive_imports(
     with tarfile.open(out) as tar:
         docker = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert docker[0]["RepoTags"] == ["busybox-saved:1"]
+
+
+async def test_a_docker_save_with_a_repeated_layer_imports(
+    client: supervisor.Client, tmp_path: Path, layer_tar: bytes, images_cleanup: None
+) -> None:
+    # docker save writes a layer that repeats (the same diff id twice) once,
+    # and the second as a symbolic link to the first.
+    archive, _ = _docker_save(tmp_path, layer_tar, ["twice:1"], repeated=True)
+    [image] = await client.import_image(archive)
+    assert await _output(client, "twice", image.name) == b"saved by docker\n"
 
 
 async def test_an_untagged_docker_save_needs_a_name(
@@ -214,8 +232,20 @@ def _hostile_cases(layout: Layout) -> dict[str, list[tuple[tarfile.TarInfo, byte
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
     symlinked = [*good, (link, None)]
     hard = tarfile.TarInfo("hard")
-    hard.type, hard.linkname = tarfile.LNKTYPE, "index.json"
+    hard.type, hard.linkname = tarfile.LNKTYPE, "nowhere"
     hardlinked = [*good, (hard, None)]
+
+    def symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        return info, None
+
+    link_climbing = [*good, symlink("blobs/x", "../../etc/shadow")]
+    dir_entry = tarfile.TarInfo("blobs/dir")
+    dir_entry.type = tarfile.DIRTYPE
+    link_to_dir = [*good, (dir_entry, None), symlink("blobs/y", "dir")]
+    link_chain = [*good, symlink("blobs/a", "b"), symlink("blobs/b", "../index.json")]
+    link_loop = [*good, symlink("blobs/a", "b"), symlink("blobs/b", "a")]
     # The layer's bytes altered, its name (the digest) kept.
     manifest = json.loads((layout.path / "blobs/sha256" / layout.manifest_digest[7:]).read_text())
     layer_name = "blobs/sha256/" + manifest["layers"][0]["digest"][7:]
@@ -230,13 +260,29 @@ def _hostile_cases(layout: Layout) -> dict[str, list[tuple[tarfile.TarInfo, byte
         "absolute": absolute,
         "symlink": symlinked,
         "hardlink": hardlinked,
+        "symlink climbing": link_climbing,
+        "symlink to a directory": link_to_dir,
+        "symlink to a symlink": link_chain,
+        "symlink loop": link_loop,
         "tampered layer": tampered,
         "a name twice": twice,
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["climbing", "absolute", "symlink", "hardlink", "tampered layer", "a name twice"]
+    "case",
+    [
+        "climbing",
+        "absolute",
+        "symlink",
+        "hardlink",
+        "symlink climbing",
+        "symlink to a directory",
+        "symlink to a symlink",
+        "symlink loop",
+        "tampered layer",
+        "a name twice",
+    ],
 )
 async def test_a_hostile_archive_is_refused_and_leaves_nothing(
     client: supervisor.Client, tmp_path: Path, layer_tar: bytes, case: str
