@@ -27,6 +27,7 @@ from .._stats import (
     limit_or_none,
 )
 from ._decode_windows import STATISTICS_TYPE_URL, decode_statistics
+from ._message_view import view
 
 __all__ = ["decode_stats", "decode_v1", "decode_v2", "stats_v1", "stats_v2"]
 
@@ -254,13 +255,15 @@ def stats_v2(m: pb_cg2.Metrics, read_at: datetime | None = None) -> Stats:
 
 
 def decode_v1(value: bytes, read_at: datetime | None = None) -> Stats:
-    """The bytes of a cgroup v1 ``Metrics`` message as :class:`Stats`."""
-    return stats_v1(pb_cg1.Metrics.parse(value), read_at)
+    """The bytes of a cgroup v1 ``Metrics`` message as :class:`Stats`
+    (read through a :mod:`._message_view`, not parsed whole)."""
+    return stats_v1(view(pb_cg1.Metrics, value), read_at)
 
 
 def decode_v2(value: bytes, read_at: datetime | None = None) -> Stats:
-    """The bytes of a cgroup v2 ``Metrics`` message as :class:`Stats`."""
-    return stats_v2(pb_cg2.Metrics.parse(value), read_at)
+    """The bytes of a cgroup v2 ``Metrics`` message as :class:`Stats`
+    (read through a :mod:`._message_view`, not parsed whole)."""
+    return stats_v2(view(pb_cg2.Metrics, value), read_at)
 
 
 _DECODERS: dict[str, Callable[[bytes, datetime | None], Stats]] = {

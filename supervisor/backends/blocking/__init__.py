@@ -18,9 +18,9 @@ from typing import TypeVar
 
 from ... import errors
 from ..._types import ContainerRecord, TaskRecord
+from .._wire import MalformedReply, len_field, text_field
 from ._channel import Channel
 from ._messages import containers_reply, namespace_message, namespaces_reply, tasks_reply
-from ._wire import MalformedReply, len_field, text_field
 
 __all__ = [
     "Channel",

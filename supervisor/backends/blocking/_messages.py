@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ..._types import ContainerRecord, StdioPaths, TaskRecord
 from .. import _records
-from ._wire import fields, len_field, number, raw, text, text_field, timestamp
+from .._wire import fields, len_field, number, raw, text, text_field, timestamp
 
 __all__ = [
     "containers_reply",

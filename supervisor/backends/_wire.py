@@ -1,7 +1,7 @@
-"""The protobuf wire format, by hand, for the few messages the blocking reader
-reads and writes.
+"""The protobuf wire format, by hand: what the blocking reader reads and
+writes, and what :mod:`._message_view` reads the metrics from.
 
-Reading takes only what those replies use: varints, fixed-width numbers and
+Reading takes only what those messages use: varints, fixed-width numbers and
 length-delimited fields. Anything else (groups, a length past the end, a
 varint longer than ten bytes) is a :class:`MalformedReply`; unknown fields are
 skipped as protobuf requires.
@@ -22,6 +22,7 @@ __all__ = [
     "text",
     "text_field",
     "timestamp",
+    "varints",
 ]
 
 VARINT = 0
@@ -37,10 +38,9 @@ class MalformedReply(ValueError):
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise MalformedReply("truncated varint")
+    value = shift = 0
+    end = min(len(data), pos + 10)
+    while pos < end:
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -48,7 +48,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             if value >= 1 << 64:
                 raise MalformedReply("varint wider than 64 bits")
             return value, pos
-    raise MalformedReply("varint longer than ten bytes")
+        shift += 7
+    if pos < len(data):
+        raise MalformedReply("varint longer than ten bytes")
+    raise MalformedReply("truncated varint")
 
 
 def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
@@ -56,18 +59,27 @@ def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     numbers, the bytes for length-delimited fields)."""
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _varint(data, pos)
+        # Keys, small numbers and short lengths fit one byte: read those inline.
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(data, pos)
         number, kind = key >> 3, key & 7
         if number == 0:
             raise MalformedReply("field number 0")
         value: int | bytes
-        if kind == VARINT:
-            value, pos = _varint(data, pos)
-        elif kind == LEN:
-            size, pos = _varint(data, pos)
-            if size > end - pos:
+        if kind == VARINT or kind == LEN:
+            if pos < end and data[pos] < 0x80:
+                n, pos = data[pos], pos + 1
+            else:
+                n, pos = _varint(data, pos)
+            if kind == VARINT:
+                value = n
+            elif n > end - pos:
                 raise MalformedReply("length past the end of the message")
-            value, pos = data[pos : pos + size], pos + size
+            else:
+                value, pos = data[pos : pos + n], pos + n
         elif kind == I64 or kind == I32:
             width = 8 if kind == I64 else 4
             if width > end - pos:
@@ -76,6 +88,14 @@ def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         else:
             raise MalformedReply(f"wire type {kind}")
         yield number, kind, value
+
+
+def varints(data: bytes) -> Iterator[int]:
+    """The values of a packed repeated varint field."""
+    pos = 0
+    while pos < len(data):
+        value, pos = _varint(data, pos)
+        yield value
 
 
 def text(value: int | bytes) -> str:
