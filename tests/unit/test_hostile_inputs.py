@@ -315,6 +315,30 @@ async def test_a_helper_found_only_in_the_current_directory_is_not_run(
 
 
 @pytest.mark.xfail(
+    strict=True,
+    reason="docker keys credHelpers by the server address it asks the helper about, "
+    "https://index.docker.io/v1/ for Docker Hub; the lookup uses 'docker.io', so a Hub "
+    "helper entry is ignored (and credsStore or auths used instead)",
+)
+@pytest.mark.asyncio
+async def test_a_docker_hub_helper_entry_is_found_as_docker_keys_it(
+    tmp_path: Path, helpers: Path
+) -> None:
+    from supervisor.images._auth import Credentials, configured_credentials
+
+    _helper(
+        helpers,
+        "hub",
+        'read server; [ "$server" = https://index.docker.io/v1/ ] || exit 1\n'
+        """echo '{"Username":"hubuser","Secret":"pw"}'""",
+    )
+    config = _config(
+        tmp_path / "config.json", {"credHelpers": {"https://index.docker.io/v1/": "hub"}}
+    )
+    assert await configured_credentials("docker.io", config) == Credentials("hubuser", "pw")
+
+
+@pytest.mark.xfail(
     strict=True, reason="limit=nan raises ValueError ('deadline must not be NaN') out of the call"
 )
 @pytest.mark.asyncio
@@ -869,6 +893,38 @@ async def test_a_restore_after_closing_stdout_reads_the_output(
         os.close(writer)
         fake.exit("c")
         await restored.delete()
+        await container.delete()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a restore that lists a task while new_task()'s create call is in flight opens "
+    "the FIFOs a second time (the creator's set is tracked only once the call returns): "
+    "two readers split the output",
+)
+@pytest.mark.asyncio
+async def test_a_restore_racing_a_task_creation_shares_the_creators_stdio(
+    client: supervisor.Client, fake: FakeTransport
+) -> None:
+    container = await client.new_container("c", spec())
+    gate = fake.hold("create_task", after=True)  # containerd made it; the reply is on its way
+    made: list[supervisor.Task] = []
+
+    async def create() -> None:
+        made.append(await container.new_task())
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(create)
+            await gate.wait()
+            ((_, restored),) = await client.restore()
+            gate.release()
+    (task,) = made
+    try:
+        assert restored is not None
+        assert restored.stdout is task.stdout
+    finally:
+        await task.delete(force=True)
         await container.delete()
 
 
