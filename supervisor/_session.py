@@ -70,7 +70,7 @@ class Session:
         process (same stdout FIFO), so loading it again shares it rather than
         opening the FIFOs once more per load."""
         for s in self.stdio.get((container_id, process_id), ()):
-            if stdout and s.stdout_path == stdout:
+            if stdout and s.stdout_path == stdout and _open(s):
                 return s
         return None
 
@@ -106,3 +106,10 @@ class Session:
         """From now on every call fails with Closed and every wait wakes."""
         self.closed = True
         self.tracker.close()
+
+
+def _open(stdio: StdioSet) -> bool:
+    # A set whose stdout a caller closed cannot be handed on: the process is
+    # opened again instead. (Our FIFO streams show -1 once closed.)
+    fileno = getattr(stdio.stdout, "fileno", None)
+    return not isinstance(fileno, int) or fileno >= 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import betterproto2
 
-from ._wire import MalformedReply, fields, text, varints
+from ._wire import LEN, VARINT, MalformedReply, fields, text, varints
 
 __all__ = ["MessageView", "view"]
 
@@ -80,13 +80,16 @@ class MessageView:
         values["_schema"] = schema
         pending: dict[int, list[int | bytes]] = {}
         by_number = schema.by_number
-        for number, _, value in fields(data):
+        for number, kind, value in fields(data):
             field = by_number.get(number)
             if field is None:
                 continue
             if field.mask and not field.repeated:
-                values[field.name] = _scalar(field, value)
-            else:
+                # Another wire type than the field's makes it an unknown
+                # field, as protobuf reads it.
+                if kind == VARINT:
+                    values[field.name] = _scalar(field, value)
+            elif kind == LEN or (kind == VARINT and field.mask):
                 pending.setdefault(number, []).append(value)
         values["_pending"] = pending
 
@@ -120,10 +123,13 @@ def _scalar(field: _Field, value: int | bytes) -> int:
 
 def _decode(field: _Field, values: Any) -> Any:
     if field.message is not None:
-        views = [MessageView(field.message, _bytes(field, v)) for v in values]
         if field.repeated:
-            return views
-        return views[-1] if views else None
+            return [MessageView(field.message, _bytes(field, v)) for v in values]
+        # A message sent more than once is merged, which for the wire is
+        # reading its parts as one.
+        if not values:
+            return None
+        return MessageView(field.message, b"".join(_bytes(field, v) for v in values))
     if field.type == betterproto2.TYPE_STRING:
         return text(values[-1]) if values else ""
     if not field.repeated:

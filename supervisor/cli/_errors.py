@@ -45,7 +45,14 @@ def exit_code(exc: BaseException) -> int:
 
 
 def describe(exc: BaseException, address: str) -> str:
-    """The lines printed on stderr for an error that ended the command."""
+    """The lines printed on stderr for an error that ended the command; what
+    they quote (containerd's messages, stored names) is made printable."""
+    from ._format import printable
+
+    return "\n".join(printable(line) for line in _describe(exc, address).split("\n"))
+
+
+def _describe(exc: BaseException, address: str) -> str:
     if isinstance(exc, CliError):
         return f"supervisor: {exc.message}"
     if isinstance(exc, errors.Unavailable):

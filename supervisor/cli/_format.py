@@ -46,9 +46,9 @@ def command_line(args: Sequence[str], width: int | None = None) -> str:
     return text
 
 
-# C0 and C1 controls and DEL: a terminal obeys them (moves the cursor, clears
+# C0 and C1 controls, DEL and lone surrogates: a terminal obeys the first (moves the cursor, clears
 # the screen, sets the title or the clipboard).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
@@ -56,7 +56,13 @@ def printable(text: str) -> str:
     ``\\xNN``. What containerd stores (a command, a label, an env value)
     may come from any of its clients, and a table is no place for an escape
     sequence to take over the reader's terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    # Lone surrogates (from a JSON \ud800 escape) cannot even be encoded.
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -219,7 +219,17 @@ def _plan_layout(archive: Archive, name: str | None, platform: Platform) -> _Pla
 
 def _hash_member(archive: Archive, member: str) -> tuple[str, int, bool]:
     """(digest, size, gzip-compressed) of a member whose digest is not
-    given (a legacy ``<id>/layer.tar``)."""
+    given (a legacy ``<id>/layer.tar``); each member (and what links to it)
+    is read once however often the manifest names it."""
+    # A link's entry is its target's TarInfo: key by the target's own name.
+    key = archive.files[member].name
+    found = archive.hashed.get(key)
+    if found is None:
+        found = archive.hashed[key] = _hash_member_once(archive, member)
+    return found
+
+
+def _hash_member_once(archive: Archive, member: str) -> tuple[str, int, bool]:
     digest, size, head = hashlib.sha256(), 0, b""
     for chunk in archive.chunks(member):
         if not head:

@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import re
+import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +69,21 @@ def _config_path() -> Path:
 
 
 def _read_config(path: Path | None) -> dict[str, object]:
+    # Non-blocking and a regular file only: a FIFO put there would otherwise
+    # hold the event loop's thread in open() until someone wrote to it.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path or _config_path(), "rb") as f:
-            data = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
+        fd = os.open(path or _config_path(), flags)
+    except OSError:
         return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        data = json.loads(os.read(fd, 1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 
@@ -105,14 +117,20 @@ async def configured_credentials(
         FailedPrecondition: the helper is missing, fails, answers nonsense or
             does not answer in time.
     """
+    if not 0 < limit < float("inf"):  # NaN fails too
+        raise errors.InvalidArgument(f"credential helper limit {limit!r}")
     config = _read_config(path)
+    server = _HUB_SERVER if domain == "docker.io" else domain
     helpers = config.get("credHelpers")
-    helper = helpers.get(domain) if isinstance(helpers, dict) else None
+    helper = None
+    if isinstance(helpers, dict):
+        # docker keys Docker Hub's entry by its index address.
+        helper = helpers.get(domain) or (helpers.get(server) if server != domain else None)
     if not isinstance(helper, str) or not helper:
         store = config.get("credsStore")
         helper = store if isinstance(store, str) and store else None
     if helper is not None:
-        return await _from_helper(helper, _HUB_SERVER if domain == "docker.io" else domain, limit)
+        return await _from_helper(helper, server, limit)
     return docker_config_credentials(domain, path)
 
 
@@ -122,7 +140,12 @@ async def _from_helper(helper: str, server: str, limit: float) -> Credentials | 
     if not _HELPER_NAME.fullmatch(helper):
         raise errors.InvalidArgument(f"the docker config names credential helper {helper!r}")
     name = f"docker-credential-{helper}"
-    found = shutil.which(name)
+    # Absolute PATH entries only: an empty or relative one would run a
+    # program from whatever the current directory is (docker refuses too).
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(d)
+    )
+    found = shutil.which(name, path=path)
     if found is None:
         raise errors.FailedPrecondition(f"credential helper {name} is not on PATH")
     try:
@@ -139,7 +162,7 @@ async def _from_helper(helper: str, server: str, limit: float) -> Credentials | 
     try:
         answer = json.loads(out)
         user, secret = answer["Username"], answer["Secret"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         raise errors.FailedPrecondition(
             f"{name} answered something that is not credentials"
         ) from None
@@ -182,7 +205,8 @@ async def _run_helper(executable: str, server: str, limit: float) -> tuple[int, 
                 if len(into) < 1 << 20:
                     into += chunk
 
-    process = await anyio.open_process([executable, "get"])
+    # A session of its own: the helper and anything it started die together.
+    process = await anyio.open_process([executable, "get"], start_new_session=True)
     try:
         with anyio.fail_after(limit):
             async with anyio.create_task_group() as tg:
@@ -193,9 +217,16 @@ async def _run_helper(executable: str, server: str, limit: float) -> tuple[int, 
                     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                         await process.stdin.send(server.encode())
                     await process.stdin.aclose()
-            code = await process.wait()
+                code = await process.wait()
+                # Its answer is in; a child it left holding the pipes must
+                # not keep us reading: the rest of its output gets a moment.
+                tg.cancel_scope.deadline = anyio.current_time() + 0.5
     finally:
-        if process.returncode is None:
+        killpg = getattr(os, "killpg", None)
+        if killpg is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                killpg(process.pid, signal.SIGKILL)
+        elif process.returncode is None:
             process.kill()
         with anyio.move_on_after(5, shield=True):
             await process.aclose()

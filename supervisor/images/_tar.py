@@ -50,6 +50,8 @@ class Archive:
     def __init__(self, tar: tarfile.TarFile, files: dict[str, tarfile.TarInfo]) -> None:
         self._tar = tar
         self.files = files
+        # What the importer worked out of a member: (digest, size, gzipped).
+        self.hashed: dict[str, tuple[str, int, bool]] = {}
 
     @classmethod
     def open(cls, path: str) -> Archive:

@@ -433,11 +433,6 @@ async def test_images_of_another_client_are_listed_escaped(
     await _store(client).delete_image(f"example.com/{hostile}:1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stored spec holding a lone surrogate (JSON \\ud800) crashes ps and inspect "
-    "with UnicodeEncodeError: printable() keeps it and print() cannot encode it",
-)
 @pytest.mark.parametrize("command", [("ps",), ("inspect", "surrogate")])
 async def test_a_spec_with_a_lone_surrogate_does_not_break_the_listing(
     cli: Cli, containerd_address: str, namespace: str, tmp_path: Path, command: tuple[str, ...]
@@ -451,11 +446,6 @@ async def test_a_spec_with_a_lone_surrogate_does_not_break_the_listing(
     assert "surrogate" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containerd's error quotes the stored runtime name verbatim and describe() "
-    "prints it raw on stderr: the terminal obeys the escape sequences",
-)
 async def test_start_does_not_pass_a_stored_runtime_name_to_the_terminal(
     cli: Cli, containerd_address: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -469,11 +459,6 @@ async def test_start_does_not_pass_a_stored_runtime_name_to_the_terminal(
     assert _raw_controls(out + err) == [], repr(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import's refusal quotes the archive's member name verbatim (no repr) and "
-    "describe() prints it raw on stderr",
-)
 async def test_import_does_not_pass_an_archive_member_name_to_the_terminal(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -19,8 +19,8 @@ from supervisor._proto.google.protobuf import Any as PbAny
 from supervisor._types import ProcessState
 from supervisor.backends import blocking
 from supervisor.backends._decode import container_record, task_record
-from supervisor.backends.blocking._messages import containers_reply, tasks_reply
 from supervisor.backends._wire import MalformedReply
+from supervisor.backends.blocking._messages import containers_reply, tasks_reply
 
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 TEXT = "abcXYZ09-_.:/ éü€漢😀\t\n"

@@ -184,11 +184,6 @@ async def test_cancelled_at_any_point_the_helper_is_killed_and_no_fd_is_left(
     assert open_fds() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a helper answering deeply nested JSON raises RecursionError out of the call "
-    "(json.loads' RecursionError is not caught with ValueError)",
-)
 @pytest.mark.asyncio
 async def test_a_helper_answering_deeply_nested_json_is_failed_precondition(
     tmp_path: Path, helpers: Path
@@ -201,11 +196,6 @@ async def test_a_helper_answering_deeply_nested_json_is_failed_precondition(
         await configured_credentials("reg.example", config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a config.json of deeply nested JSON raises RecursionError out of the call "
-    "(_read_config catches ValueError and OSError only)",
-)
 @pytest.mark.asyncio
 async def test_a_deeply_nested_config_is_no_config(tmp_path: Path) -> None:
     from supervisor.images._auth import configured_credentials, docker_config_credentials
@@ -216,11 +206,6 @@ async def test_a_deeply_nested_config_is_no_config(tmp_path: Path) -> None:
     assert await configured_credentials("reg.example", config) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a config.json that is a FIFO blocks open() in the event loop thread until a "
-    "writer comes (no cancellation can end it)",
-)
 @pytest.mark.asyncio
 async def test_a_fifo_config_does_not_block_the_event_loop(tmp_path: Path) -> None:
     from supervisor.images._auth import configured_credentials
@@ -255,11 +240,6 @@ async def test_a_fifo_config_does_not_block_the_event_loop(tmp_path: Path) -> No
     assert not rescued, "open() of the FIFO blocked the event loop"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a helper's child that keeps the pipes open outlives the call: only the "
-    "helper itself is killed, not its process group",
-)
 @pytest.mark.asyncio
 async def test_a_helper_child_holding_the_pipes_is_not_left_running(
     tmp_path: Path, helpers: Path
@@ -287,12 +267,6 @@ async def test_a_helper_child_holding_the_pipes_is_not_left_running(
             _kill(int(pidfile.read_text()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shutil.which takes an empty or relative PATH entry as the current directory: "
-    "a docker-credential-NAME file there is run (docker, through Go's LookPath, refuses "
-    "such relative results)",
-)
 @pytest.mark.asyncio
 async def test_a_helper_found_only_in_the_current_directory_is_not_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -314,12 +288,6 @@ async def test_a_helper_found_only_in_the_current_directory_is_not_run(
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker keys credHelpers by the server address it asks the helper about, "
-    "https://index.docker.io/v1/ for Docker Hub; the lookup uses 'docker.io', so a Hub "
-    "helper entry is ignored (and credsStore or auths used instead)",
-)
 @pytest.mark.asyncio
 async def test_a_docker_hub_helper_entry_is_found_as_docker_keys_it(
     tmp_path: Path, helpers: Path
@@ -338,9 +306,6 @@ async def test_a_docker_hub_helper_entry_is_found_as_docker_keys_it(
     assert await configured_credentials("docker.io", config) == Credentials("hubuser", "pw")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="limit=nan raises ValueError ('deadline must not be NaN') out of the call"
-)
 @pytest.mark.asyncio
 async def test_a_nan_limit_is_refused_with_a_library_error(tmp_path: Path, helpers: Path) -> None:
     from supervisor.images._auth import configured_credentials
@@ -459,12 +424,6 @@ def test_links_count_against_the_member_limit(
         _read_all(_archive(tmp_path / "many.tar", members))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planning a docker save hashes a layer once per mention in manifest.json "
-    "(links and repeated paths alike): N mentions of an S-byte layer cost N*S reads, "
-    "in a worker thread that a cancellation waits for",
-)
 def test_a_layer_named_many_times_is_hashed_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -597,11 +556,11 @@ def test_hostile_metrics_are_malformed_or_read_as_betterproto2_reads_them(seed: 
             viewed = decode(data)
         except MalformedReply:
             continue  # anything else propagates and fails the test
-        try:
-            parsed = stats(cls.parse(data))
-        except Exception:  # noqa: BLE001 - betterproto2 fails in its own ways
-            continue
-        assert viewed == parsed, data.hex()
+        # Agreement with betterproto2 on the bytes it writes itself is
+        # test_message_view's; on these, protobuf merges a message sent twice
+        # and skips a field of another wire type, which betterproto2 does
+        # not (and re-encoding its parse of them can take it minutes).
+        assert viewed is not None
 
 
 # Bytes betterproto2 takes that protobuf does not (or reads wrongly): the view
@@ -613,9 +572,6 @@ _PIDS = 2  # Metrics.pids (v1 and v2)
 @pytest.mark.parametrize(
     ("data", "betterproto2_current"),
     [
-        # PidsStat.current (uint64) sent as a length-delimited field:
-        # betterproto2 gives current=[5], a list.
-        (_ld(_PIDS, _key(1, 2) + b"\x01\x05"), [5]),
         # A 10-byte varint whose last byte is 2 (past 64 bits): betterproto2
         # reads 2**63 - 1; protobuf calls it an overflow.
         (_ld(_PIDS, _key(1, 0) + b"\xff" * 9 + b"\x02"), (1 << 63) - 1),
@@ -657,11 +613,6 @@ def test_explicit_defaults_packing_and_wide_varints_read_as_protobuf_says() -> N
     assert pb_cg1.RdmaEntry.parse(rdma).hca_handles == (1 << 32) - 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message field sent twice is merged by protobuf; the view (like betterproto2) "
-    "keeps only the last occurrence: pids current=5 then limit=7 reads as (0, 7)",
-)
 def test_a_message_field_sent_twice_is_merged() -> None:
     data = _ld(_PIDS, _key(1, 0) + b"\x05") + _ld(_PIDS, _key(2, 0) + b"\x07")
     # betterproto2 is just as wrong: the view is not worse than the parse it replaced.
@@ -669,12 +620,6 @@ def test_a_message_field_sent_twice_is_merged() -> None:
     assert decode_v1(data).pids == PidsStats(current=5, limit=7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a uint64 field sent with a fixed-width wire type (I64/I32) is read as the "
-    "number; protobuf treats a wire-type mismatch as an unknown field (betterproto2 raises "
-    "KeyError)",
-)
 def test_a_number_sent_as_fixed_width_is_not_taken_as_the_number() -> None:
     for data in (
         _ld(_PIDS, _key(1, 1) + (5).to_bytes(8, "little")),
@@ -867,12 +812,6 @@ async def test_a_restore_while_a_delete_runs_leaves_no_fd_and_no_file(
     assert fifo_files(state_dir) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a restore shares the set this client has open even after its stdout was "
-    "closed: the restored task's stdout raises ClosedResourceError (before sharing, a "
-    "restore opened the FIFO anew)",
-)
 @pytest.mark.asyncio
 async def test_a_restore_after_closing_stdout_reads_the_output(
     client: supervisor.Client, fake: FakeTransport
@@ -942,11 +881,6 @@ def test_printable_escapes_every_control_and_table_cells_too() -> None:
     assert "\x1b" not in text and "\x9b" not in text and "\\x9b2J" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="describe() prints error messages raw: containerd's own messages and the "
-    "library's quote stored data (a runtime name, an archive member name) verbatim",
-)
 def test_error_lines_on_stderr_never_carry_control_sequences() -> None:
     from supervisor.cli._errors import describe
 
@@ -960,13 +894,16 @@ def test_error_lines_on_stderr_never_carry_control_sequences() -> None:
         assert not any(ch in line for ch in "\x1b\x07\x9b"), repr(line)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="printable() leaves lone surrogates (from a stored spec's JSON \\ud800 escape): "
-    "print() of the table then raises UnicodeEncodeError and ps/inspect crash",
-)
 def test_printable_text_is_always_encodable() -> None:
     from supervisor.cli._format import printable, table
 
     for text in (printable("sh \ud800"), table(["COMMAND"], [["sh \udcff"]])):
         text.encode("utf-8")
+
+
+def test_a_number_sent_length_delimited_is_an_unknown_field() -> None:
+    # PidsStat.current (uint64) sent as a length-delimited field: protobuf
+    # skips it as unknown (betterproto2 gives current=[5], a list).
+    data = _ld(_PIDS, _key(1, 2) + b"\x01\x05")
+    assert pb_cg1.Metrics.parse(data).pids.current == [5]
+    assert decode_v1(data).pids.current == 0
