@@ -189,11 +189,16 @@ class Container:
         # attach later or to remove the files.
         if not attach:
             return None, record.stdio
-        shared = self._session.open_stdio_for(self.id, process_id, record.stdio.stdout)
+        return self._open_stdio(process_id, record.stdio), None
+
+    def _open_stdio(self, process_id: str, stdio: StdioPaths) -> StdioSet | None:
+        """The set this client already has open for that instance of the
+        process, else its FIFOs opened again (None if they are not ours)."""
+        shared = self._session.open_stdio_for(self.id, process_id, stdio.stdout)
         if shared is not None:
-            return shared, None
+            return shared
         init = process_id == self.id
-        return attach_stdio(self.bundle_dir, process_id, init=init, stdio=record.stdio), None
+        return attach_stdio(self.bundle_dir, process_id, init=init, stdio=stdio)
 
     def _adopt_task(self, record: TaskRecord, *, attach: bool) -> Task:
         """A Task for containerd's record of it (loaded or listed)."""

@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _platform, errors
-from ._attach import attach_stdio, stdio_files
+from ._attach import stdio_files
 from ._cleanup import shielded
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
@@ -243,10 +243,7 @@ class Process:
         still ours and there)."""
         if self._fifos is not None or self._detached_stdio is None or self._deleted:
             return
-        stdio = self._detached_stdio
-        fifos = self._session.open_stdio_for(
-            self.container.id, self.id, stdio.stdout
-        ) or attach_stdio(self.container.bundle_dir, self.id, init=not self._exec_id, stdio=stdio)
+        fifos = self.container._open_stdio(self.id, self._detached_stdio)
         if fifos is not None:
             self._fifos, self._detached_stdio = fifos, None
             self._session.track_stdio(self.container.id, self.id, fifos)
