@@ -13,11 +13,11 @@ known here; any other is refused when the class is first viewed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import betterproto2
 
-from ._wire import LEN, VARINT, MalformedReply, fields, text, varints
+from ._wire import LEN, VARINT, fields, text, varints
 
 __all__ = ["MessageView", "view"]
 
@@ -88,7 +88,7 @@ class MessageView:
                 # Another wire type than the field's makes it an unknown
                 # field, as protobuf reads it.
                 if kind == VARINT:
-                    values[field.name] = _scalar(field, value)
+                    values[field.name] = cast(int, value) & field.mask
             elif kind == LEN or (kind == VARINT and field.mask):
                 pending.setdefault(number, []).append(value)
         values["_pending"] = pending
@@ -115,38 +115,28 @@ class MessageView:
         return f"<view of {self.__dict__['_schema'].cls.__name__}>"
 
 
-def _scalar(field: _Field, value: int | bytes) -> int:
-    if isinstance(value, bytes):
-        raise MalformedReply(f"{field.name}: a number sent as bytes")
-    return value & field.mask
-
-
 def _decode(field: _Field, values: Any) -> Any:
+    # Only values of the field's own wire type were kept (__init__): bytes
+    # for messages and strings, ints or packed bytes for repeated numbers.
     if field.message is not None:
         if field.repeated:
-            return [MessageView(field.message, _bytes(field, v)) for v in values]
+            return [MessageView(field.message, v) for v in values]
         # A message sent more than once is merged, which for the wire is
         # reading its parts as one.
         if not values:
             return None
-        return MessageView(field.message, b"".join(_bytes(field, v) for v in values))
+        return MessageView(field.message, b"".join(values))
     if field.type == betterproto2.TYPE_STRING:
         return text(values[-1]) if values else ""
     if not field.repeated:
-        return _scalar(field, values[-1]) if values else 0
+        return values[-1] & field.mask if values else 0
     numbers: list[int] = []
     for value in values:
         if isinstance(value, bytes):  # packed, as proto3 writes them
             numbers.extend(v & field.mask for v in varints(value))
         else:
-            numbers.append(_scalar(field, value))
+            numbers.append(value & field.mask)
     return numbers
-
-
-def _bytes(field: _Field, value: int | bytes) -> bytes:
-    if not isinstance(value, bytes):
-        raise MalformedReply(f"{field.name}: a message sent as a number")
-    return value
 
 
 def view(cls: type[betterproto2.Message], data: bytes) -> Any:
