@@ -91,7 +91,11 @@ def docker_config_credentials(domain: str, path: Path | None = None) -> Credenti
     """The credentials ``docker login DOMAIN`` stored in ``~/.docker/config.json``
     (or ``$DOCKER_CONFIG``) itself, if any; see :func:`configured_credentials`
     for the credential helpers."""
-    auths = _read_config(path).get("auths")
+    return _from_auths(_read_config(path), domain)
+
+
+def _from_auths(config: dict[str, object], domain: str) -> Credentials | None:
+    auths = config.get("auths")
     if not isinstance(auths, dict):
         return None
     keys = [domain, f"https://{domain}", f"http://{domain}"]
@@ -131,7 +135,7 @@ async def configured_credentials(
         helper = store if isinstance(store, str) and store else None
     if helper is not None:
         return await _from_helper(helper, server, limit)
-    return docker_config_credentials(domain, path)
+    return _from_auths(config, domain)
 
 
 async def _from_helper(helper: str, server: str, limit: float) -> Credentials | None:
