@@ -554,18 +554,45 @@ class Process:
         return self._session.tracker.oom_killed(self.container.id)
 
     async def _force_stop(self) -> None:
+        """SIGKILL the process (the init: every process of the task) and wait,
+        bounded, until it has exited."""
+        from ._timeouts import backoff
+
         transport = self._session.transport
         cid = self.container.id
         try:
             await transport.kill(cid, self._exec_id, _platform.SIGKILL, not self._exec_id)
         except (errors.NotFound, errors.FailedPrecondition):
             return
+
         # A frozen cgroup holds the signal: thaw it, as dockerd's rm -f does.
-        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
-            if (await transport.get_task(cid)).state is ProcessState.PAUSED:
-                await transport.resume(cid)
+        # But a state read is only a snapshot of a race: a pause or resume in
+        # flight reads as PAUSING or RUNNING and may land after our resume,
+        # and runc's kill --all thaws the cgroup by itself, so that the task
+        # is dead and runc refuses our resume ("container not paused") while
+        # containerd still says PAUSED. So nothing read here is trusted:
+        # until the exit is known, a task that reads as frozen is thawed
+        # again, refusals are ignored, and only the exit ends the wait.
+        async def thaw() -> None:
+            for pause in backoff(0.005, 0.25):
+                try:
+                    state = (await transport.get_task(cid)).state
+                    if state in (ProcessState.PAUSED, ProcessState.PAUSING):
+                        await transport.resume(cid)
+                except errors.NotFound:
+                    return
+                except errors.SupervisorError as exc:
+                    _log.debug("process.thaw_refused", container_id=cid, error=str(exc))
+                await anyio.sleep(pause)
+
         with anyio.move_on_after(self._session.timeouts.cleanup):
-            await self.wait()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(thaw)
+                    await self.wait()
+                    tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise errors.unwrap_group(group) from None
 
     def _release(self, status: ExitStatus) -> None:
         if self._deleted:
