@@ -1,0 +1,49 @@
+"""Container networking through CNI plugins (issue 23).
+
+::
+
+    _cni.py        the CNI protocol: plugin runs, chaining, the result cache
+    _conflist.py   network configuration lists, checked on load
+    _errors.py     a plugin's CNI error as a supervisor.errors class
+    _netns.py      network namespaces made and owned by the library
+    _ports.py      port specs and the sockets that hold published ports
+    _dns.py        resolv.conf, hosts, hostname
+    _host.py       the host's routes and addresses, bridges, locks
+    _info.py       NetworkInfo and the OCI spec changes
+    _manager.py    NetworkManager: attach, detach, release_stale
+
+See docs/networking.md.
+"""
+
+from __future__ import annotations
+
+from ._cni import CNI, CachedResult, RuntimeConf, VersionInfo
+from ._conflist import ConfList, find_conflist
+from ._dns import DnsConfig
+from ._errors import PluginError
+from ._host import SUBNET_POOL, scoped_name
+from ._info import NetworkInfo, apply_network
+from ._manager import DEFAULT_CNI_PATH, NetworkManager, NetworkTimeouts
+from ._ports import PortMapping, parse_port
+
+__all__ = [
+    # the API
+    "NetworkManager",
+    "NetworkTimeouts",
+    "NetworkInfo",
+    "apply_network",
+    "DnsConfig",
+    "PortMapping",
+    "parse_port",
+    "PluginError",
+    "DEFAULT_CNI_PATH",
+    "SUBNET_POOL",
+    "scoped_name",
+    # the protocol, for callers driving plugins themselves
+    "CNI",
+    "CachedResult",
+    "ConfList",
+    "RuntimeConf",
+    "VersionInfo",
+    "find_conflist",
+]

@@ -1,0 +1,486 @@
+"""The CNI protocol, from the spec (containernetworking/cni SPEC.md, 1.0 and 1.1).
+
+A plugin is an executable found by its ``type`` on ``CNI_PATH``.  It gets
+its command and the container's identity in environment variables
+(``CNI_COMMAND``, ``CNI_CONTAINERID``, ``CNI_NETNS``, ``CNI_IFNAME``,
+``CNI_ARGS``, ``CNI_PATH``), its configuration as JSON on stdin, and answers
+with JSON on stdout: a result, or an error with a code when it exits
+non-zero.  A network is a list of plugins: ADD runs them in order, each
+getting the previous one's result as ``prevResult``; DEL runs them in
+reverse with the result ADD returned, which is why that result is cached
+on disk (:class:`ResultCache`) between the two; CHECK runs them in order
+with the cached result.  VERSION asks a plugin which versions it speaks;
+STATUS (CNI 1.1) asks whether it is ready, and is only sent to plugins that
+claim 1.1.
+
+Every plugin run is bounded by a timeout and killed, with everything it
+started (its own process group), on timeout or cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .. import errors
+from .._log import get_logger
+from .._paths import private_dir, read_small, write_new
+from ._conflist import ConfList, valid_network_name, version_tuple
+from ._errors import plugin_error
+
+__all__ = ["CNI", "CachedResult", "ResultCache", "RuntimeConf", "VersionInfo"]
+
+log = get_logger("network.cni")
+
+_MAX_OUTPUT = 1 << 20
+# How much of a plugin's stderr an error quotes.
+_STDERR_TAIL = 2000
+_IFNAME_MAX = 15
+
+
+def valid_ifname(name: object) -> str:
+    """An interface name the kernel accepts (at most 15 bytes, no '/', ':' or space)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name.encode()) > _IFNAME_MAX
+        or name in (".", "..")
+        or any(c in name for c in "/: \t\n")
+    ):
+        raise errors.InvalidArgument(f"interface name {name!r} is invalid")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConf:
+    """What a runtime tells a plugin about one attachment.
+
+    Attributes:
+        container_id: ``CNI_CONTAINERID``.
+        netns: ``CNI_NETNS``, the network namespace's path (``None`` for
+            VERSION/STATUS, or for a DEL after the namespace is gone).
+        ifname: ``CNI_IFNAME``, the interface to make inside the namespace.
+        args: ``CNI_ARGS`` pairs (``K=V;K2=V2``).
+        capability_args: values for the capabilities plugins declare
+            (``portMappings``, ``dns``...), passed as ``runtimeConfig``.
+    """
+
+    container_id: str
+    netns: str | None
+    ifname: str = "eth0"
+    args: tuple[tuple[str, str], ...] = ()
+    capability_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """A plugin's answer to VERSION."""
+
+    cni_version: str
+    supported_versions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResult:
+    """What the cache holds about one attachment: enough to DEL it later,
+    even after the application restarted or the configuration changed."""
+
+    network: ConfList
+    runtime: RuntimeConf
+    result: Mapping[str, Any] | None  # None: ADD started but did not finish
+
+
+class ResultCache:
+    """Results of ADD on disk, one file per (network, container, interface),
+    as libcni keeps them (``<dir>/<network>-<container>-<ifname>``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, network: str, container_id: str, ifname: str) -> Path:
+        return self.directory / f"{network}-{container_id}-{ifname}"
+
+    def put(self, network: ConfList, rt: RuntimeConf, result: Mapping[str, Any] | None) -> None:
+        private_dir(self.directory)
+        record = {
+            "kind": "cniCacheV1",
+            "containerId": rt.container_id,
+            "ifName": rt.ifname,
+            "networkName": network.name,
+            "netns": rt.netns,
+            "cniArgs": [list(a) for a in rt.args],
+            "capabilityArgs": dict(rt.capability_args),
+            "config": network.to_dict(),
+            "result": result,
+        }
+        write_new(self._path(network.name, rt.container_id, rt.ifname), json.dumps(record).encode())
+
+    def get(self, network: str, container_id: str, ifname: str) -> CachedResult | None:
+        return self._load(self._path(network, container_id, ifname))
+
+    def remove(self, network: str, container_id: str, ifname: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(network, container_id, ifname))
+
+    def all(self) -> list[CachedResult]:
+        """Every readable entry (a corrupt one is logged and skipped)."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            entry = self._load(self.directory / name)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def _load(self, path: Path) -> CachedResult | None:
+        try:
+            data = json.loads(read_small(path, _MAX_OUTPUT))
+            net = ConfList.from_dict(data["config"])
+            rt = RuntimeConf(
+                container_id=data["containerId"],
+                netns=data.get("netns"),
+                ifname=data["ifName"],
+                args=tuple((str(k), str(v)) for k, v in data.get("cniArgs", [])),
+                capability_args=data.get("capabilityArgs") or {},
+            )
+            result = data.get("result")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, errors.InvalidArgument) as exc:
+            log.warning("cni.cache_unreadable", path=str(path), error=str(exc))
+            return None
+        return CachedResult(net, rt, result if isinstance(result, dict) else None)
+
+
+class CNI:
+    """Runs CNI plugins for network configuration lists.
+
+    Args:
+        paths: the directories searched for plugin binaries (``CNI_PATH``).
+        cache_dir: where ADD results are kept for DEL and CHECK.
+        timeout: bound on each plugin run, in seconds; a plugin still running
+            then is killed with its process group and the call raises
+            :class:`~supervisor.errors.DeadlineExceeded`.
+    """
+
+    def __init__(self, paths: Sequence[Path | str], cache_dir: Path, *, timeout: float = 30.0):
+        self.paths = tuple(Path(p) for p in paths)
+        self.cache = ResultCache(cache_dir)
+        self.timeout = timeout
+
+    # -- the protocol's commands on a network ----------------------------
+
+    async def add(self, network: ConfList, rt: RuntimeConf) -> dict[str, Any]:
+        """ADD: run the plugins in order, chaining results; cache and return
+        the last one.  A failure (or cancellation) DELs what was added,
+        shielded and bounded, before the error is raised: nothing is left.
+
+        Raises:
+            PluginError: a plugin failed (its class follows the CNI code).
+            InvalidArgument: a plugin binary is missing or not executable.
+            DeadlineExceeded: a plugin ran past the timeout.
+        """
+        self._check_rt(rt, need_netns=True)
+        for plugin in network.plugins:
+            self.find_plugin(str(plugin["type"]))
+        # The intent goes to disk first: if the application dies during ADD,
+        # the next release finds the entry and DELs what the plugins made.
+        self.cache.put(network, rt, None)
+        prev: dict[str, Any] | None = None
+        try:
+            for i, plugin in enumerate(network.plugins):
+                stdin = network.plugin_config(
+                    i, prev_result=prev, capability_args=rt.capability_args
+                )
+                out = await self._exec(str(plugin["type"]), "ADD", stdin, rt)
+                if out is None:
+                    raise plugin_error(
+                        plugin=str(plugin["type"]),
+                        command="ADD",
+                        code=None,
+                        msg="printed no result",
+                        container_id=rt.container_id,
+                    )
+                prev = out
+            assert prev is not None
+            self.cache.put(network, rt, prev)
+            return prev
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._undo_bound(network)):
+                try:
+                    await self._delete(network, rt, prev_result=None)
+                    self.cache.remove(network.name, rt.container_id, rt.ifname)
+                except (errors.SupervisorError, OSError) as exc:
+                    log.warning(
+                        "cni.add_undo_failed",
+                        network=network.name,
+                        container_id=rt.container_id,
+                        error=str(exc),
+                    )
+            raise
+
+    async def delete(self, network: ConfList | None, rt: RuntimeConf) -> None:
+        """DEL: run the plugins in reverse with the cached result, then drop
+        the cache entry.  Every plugin runs even if one fails (so one broken
+        plugin does not strand the others' state); the first failure is then
+        raised and the entry kept, so a retry can finish the job.
+
+        ``network`` may be ``None`` when the cache is to supply it.  With no
+        cache entry and no network there is nothing to do.
+        """
+        self._check_rt(rt, need_netns=False)
+        name = network.name if network is not None else None
+        cached = None
+        if name is not None:
+            cached = self.cache.get(name, rt.container_id, rt.ifname)
+        if cached is not None:
+            # What ADD was called with, not what the configuration says today.
+            network = cached.network
+        if network is None:
+            return
+        prev = cached.result if cached is not None else None
+        await self._delete(network, rt, prev_result=prev)
+        self.cache.remove(network.name, rt.container_id, rt.ifname)
+
+    async def check(self, network: ConfList, rt: RuntimeConf) -> None:
+        """CHECK (CNI >= 0.4.0): every plugin confirms the attachment is as ADD
+        left it.
+
+        Raises:
+            NotFound: nothing was ADDed for this container and interface.
+            FailedPrecondition: the network's cniVersion predates CHECK.
+            PluginError: a plugin found something wrong.
+        """
+        self._check_rt(rt, need_netns=True)
+        if version_tuple(network.cni_version) < (0, 4, 0):
+            raise errors.FailedPrecondition(
+                f"network {network.name!r} is CNI {network.cni_version}: CHECK needs 0.4.0",
+                container_id=rt.container_id,
+            )
+        cached = self.cache.get(network.name, rt.container_id, rt.ifname)
+        if cached is None or cached.result is None:
+            raise errors.NotFound(
+                f"no cached ADD result for network {network.name!r}, interface {rt.ifname!r}",
+                container_id=rt.container_id,
+            )
+        if cached.network.disable_check:
+            return
+        for i, plugin in enumerate(cached.network.plugins):
+            stdin = cached.network.plugin_config(
+                i, prev_result=cached.result, capability_args=rt.capability_args
+            )
+            await self._exec(str(plugin["type"]), "CHECK", stdin, rt)
+
+    async def status(self, network: ConfList) -> None:
+        """STATUS (CNI 1.1): is every plugin ready for ADDs?  Plugins that do not
+        speak 1.1 (the Debian 1.1.1 set speaks up to 1.0.0) have no STATUS; for
+        them, being present and answering VERSION is the answer.
+
+        Raises:
+            InvalidArgument: a plugin is missing.
+            PluginError: a plugin said it is not ready (code 50/51: Unavailable).
+        """
+        for i, plugin in enumerate(network.plugins):
+            ptype = str(plugin["type"])
+            info = await self.version(ptype)
+            if version_tuple(network.cni_version) >= (1, 1, 0) and "1.1.0" in (
+                info.supported_versions
+            ):
+                stdin = network.plugin_config(i, prev_result=None, capability_args={})
+                await self._exec(ptype, "STATUS", stdin, None)
+
+    async def version(self, plugin: str, cni_version: str = "1.0.0") -> VersionInfo:
+        """VERSION: the versions a plugin speaks."""
+        stdin = json.dumps({"cniVersion": cni_version}).encode()
+        out = await self._exec(plugin, "VERSION", stdin, None)
+        if out is None:
+            raise plugin_error(plugin=plugin, command="VERSION", code=None, msg="printed nothing")
+        supported = out.get("supportedVersions")
+        if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
+            raise plugin_error(
+                plugin=plugin, command="VERSION", code=None, msg="no supportedVersions list"
+            )
+        return VersionInfo(str(out.get("cniVersion", "")), tuple(supported))
+
+    # -- plumbing ------------------------------------------------------------
+
+    def find_plugin(self, plugin: str) -> Path:
+        """The binary for plugin ``plugin`` on the search path.
+
+        Raises:
+            InvalidArgument: no executable of that name in any directory.
+        """
+        valid_network_name(plugin, what="plugin type")
+        for directory in self.paths:
+            path = directory / plugin
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK):
+                return path
+        raise errors.InvalidArgument(
+            f"CNI plugin {plugin!r} not found (or not executable) in "
+            + ":".join(str(p) for p in self.paths)
+        )
+
+    def _check_rt(self, rt: RuntimeConf, *, need_netns: bool) -> None:
+        valid_network_name(rt.container_id, what="container id")
+        valid_ifname(rt.ifname)
+        if need_netns and not rt.netns:
+            raise errors.InvalidArgument(
+                "a network namespace path is needed", container_id=rt.container_id
+            )
+        for k, v in rt.args:
+            if not k or "=" in k or ";" in k + v or "\0" in k + v:
+                raise errors.InvalidArgument(f"CNI_ARGS pair {k!r}={v!r} is invalid")
+
+    def _undo_bound(self, network: ConfList) -> float:
+        return self.timeout * len(network.plugins) + 1.0
+
+    async def _delete(
+        self, network: ConfList, rt: RuntimeConf, *, prev_result: Mapping[str, Any] | None
+    ) -> None:
+        first: BaseException | None = None
+        for i in reversed(range(len(network.plugins))):
+            plugin = str(network.plugins[i]["type"])
+            stdin = network.plugin_config(
+                i, prev_result=prev_result, capability_args=rt.capability_args
+            )
+            try:
+                await self._exec(plugin, "DEL", stdin, rt)
+            except (errors.SupervisorError, OSError) as exc:
+                log.warning(
+                    "cni.del_failed", plugin=plugin, container_id=rt.container_id, error=str(exc)
+                )
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    def _env(self, command: str, rt: RuntimeConf | None) -> dict[str, str]:
+        # As libcni: the runtime's own environment (PATH finds iptables for
+        # the plugins), minus any CNI_* a parent left, plus ours.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        env["CNI_COMMAND"] = command
+        env["CNI_PATH"] = ":".join(str(p) for p in self.paths)
+        if rt is not None:
+            env["CNI_CONTAINERID"] = rt.container_id
+            env["CNI_IFNAME"] = rt.ifname
+            if rt.netns:
+                env["CNI_NETNS"] = rt.netns
+            if rt.args:
+                env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in rt.args)
+        return env
+
+    async def _exec(
+        self, plugin: str, command: str, stdin: bytes, rt: RuntimeConf | None
+    ) -> dict[str, Any] | None:
+        """Run one plugin; its parsed stdout, or None if it printed nothing."""
+        path = self.find_plugin(plugin)
+        cid = rt.container_id if rt is not None else None
+        log.debug("cni.exec", plugin=plugin, command=command, container_id=cid)
+        proc = await anyio.open_process(
+            [str(path)],
+            env=self._env(command, rt),
+            start_new_session=True,  # its own process group: killed with its children
+        )
+        stdout = bytearray()
+        stderr = bytearray()
+        timed_out = False
+        try:
+            with anyio.move_on_after(self.timeout) as scope:
+                async with anyio.create_task_group() as tg:
+                    assert proc.stdout is not None and proc.stderr is not None
+                    tg.start_soon(_drain, proc.stdout, stdout)
+                    tg.start_soon(_drain, proc.stderr, stderr)
+                    assert proc.stdin is not None
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await proc.stdin.send(stdin)
+                    await proc.stdin.aclose()
+                    await proc.wait()
+            timed_out = scope.cancelled_caught
+        finally:
+            # Normal end, timeout or cancellation: nothing of the plugin's may
+            # outlive the call (a hung child would hold the pipes and leases).
+            with anyio.CancelScope(shield=True):
+                if proc.returncode is None or timed_out:
+                    _killpg(proc.pid)
+                with anyio.move_on_after(5.0):
+                    await proc.wait()
+                await proc.aclose()
+        if timed_out:
+            raise errors.DeadlineExceeded(
+                f"CNI plugin {plugin!r} ({command}) did not finish within {self.timeout:g}s",
+                container_id=cid,
+            )
+        text = bytes(stdout).strip()
+        err_tail = bytes(stderr[-_STDERR_TAIL:]).decode(errors="replace").strip()
+        parsed: Any = None
+        if text:
+            try:
+                parsed = json.loads(text)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+        if proc.returncode != 0:
+            if isinstance(parsed, dict) and isinstance(parsed.get("code"), int):
+                raise plugin_error(
+                    plugin=plugin,
+                    command=command,
+                    code=parsed["code"],
+                    msg=str(parsed.get("msg", "")),
+                    details=str(parsed.get("details", "")),
+                    container_id=cid,
+                )
+            raise plugin_error(
+                plugin=plugin,
+                command=command,
+                code=None,
+                msg=f"exited with status {proc.returncode}",
+                details=err_tail or text.decode(errors="replace")[:_STDERR_TAIL],
+                container_id=cid,
+            )
+        if not text:
+            return None
+        if not isinstance(parsed, dict):
+            raise plugin_error(
+                plugin=plugin,
+                command=command,
+                code=None,
+                msg="printed something that is not a JSON object",
+                details=text.decode(errors="replace")[:_STDERR_TAIL],
+                container_id=cid,
+            )
+        return parsed
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream, into: bytearray) -> None:
+    with contextlib.suppress(
+        anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError
+    ):
+        while True:
+            chunk = await stream.receive()
+            # Keep reading past the bound (the plugin must not block on a full
+            # pipe) but keep only the first megabyte.
+            if len(into) < _MAX_OUTPUT:
+                into += chunk[: _MAX_OUTPUT - len(into)]
+
+
+def _killpg(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

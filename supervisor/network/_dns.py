@@ -1,0 +1,139 @@
+"""The name-resolution files a networked container gets: resolv.conf, hosts, hostname.
+
+``resolv.conf`` is the caller's, or the host's with loopback resolvers
+removed: a resolver on the host's 127.0.0.53 (systemd-resolved, dnsmasq) is
+not reachable from another network namespace, where 127.0.0.53 is the
+container's own loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import errors
+from .._log import get_logger
+
+__all__ = ["DnsConfig", "hostname_for", "hosts_file", "resolv_conf", "valid_hostname"]
+
+log = get_logger("network.dns")
+
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_HOST_RESOLV = Path("/etc/resolv.conf")
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """A container's resolver settings (``None`` fields: take the host's).
+
+    Attributes:
+        nameservers: resolver addresses.
+        search: search domains.
+        options: resolv.conf options (``ndots:2``...).
+    """
+
+    nameservers: tuple[str, ...] | None = None
+    search: tuple[str, ...] | None = None
+    options: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for ns in self.nameservers or ():
+            try:
+                ipaddress.ip_address(ns)
+            except ValueError:
+                raise errors.InvalidArgument(f"nameserver {ns!r} is not an IP address") from None
+        for item in (*(self.search or ()), *(self.options or ())):
+            if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+                raise errors.InvalidArgument(f"resolv.conf entry {item!r} is invalid")
+
+
+def valid_hostname(name: object) -> str:
+    """``name`` if it is a valid host name (RFC 1123 labels, 63 bytes at most,
+    as ``sethostname`` and the OCI spec allow)."""
+    if (
+        not isinstance(name, str)
+        or len(name) > 63
+        or not all(_LABEL.fullmatch(label) for label in name.split("."))
+    ):
+        raise errors.InvalidArgument(f"hostname {name!r} is invalid")
+    return name
+
+
+def hostname_for(container_id: str) -> str:
+    """The default host name: the container id made hostname-safe."""
+    name = re.sub(r"[^A-Za-z0-9-]", "-", container_id)[:63].strip("-")
+    return name or "container"
+
+
+def _parse(text: str) -> tuple[list[str], list[str], list[str]]:
+    nameservers: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if not fields:
+            continue
+        key, rest = fields[0], fields[1:]
+        if key == "nameserver" and rest:
+            nameservers.append(rest[0])
+        elif key in ("search", "domain"):
+            search = rest  # the last one wins, as in the resolver
+        elif key == "options":
+            options.extend(rest)
+    return nameservers, search, options
+
+
+def _not_loopback(address: str) -> bool:
+    try:
+        return not ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def resolv_conf(dns: DnsConfig | None = None, *, host_file: Path = _HOST_RESOLV) -> str:
+    """The container's ``/etc/resolv.conf``: the host's minus loopback
+    resolvers, each field replaced by the caller's where given."""
+    try:
+        host = host_file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        host = ""
+    nameservers, search, options = _parse(host)
+    nameservers = [ns for ns in nameservers if _not_loopback(ns)]
+    if dns is not None:
+        if dns.nameservers is not None:
+            nameservers = list(dns.nameservers)
+        if dns.search is not None:
+            search = list(dns.search)
+        if dns.options is not None:
+            options = list(dns.options)
+    if not nameservers:
+        # No public fallback (docker adds 8.8.8.8): the library sends nothing
+        # anywhere the caller did not ask for.
+        log.info("dns.no_nameserver")
+    lines = [f"nameserver {ns}" for ns in nameservers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"
+
+
+def hosts_file(hostname: str, addresses: Sequence[str]) -> str:
+    """The container's ``/etc/hosts``: loopback names and its own name on its
+    addresses (on 127.0.1.1 when it has none, as Debian does)."""
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "ff00::0\tip6-mcastprefix",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    short = hostname.split(".", 1)[0]
+    names = hostname if short == hostname else f"{hostname} {short}"
+    for address in addresses or ["127.0.1.1"]:
+        lines.append(f"{address}\t{names}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,654 @@
+"""NetworkManager: containers attached to networks, and everything that takes
+owned under one state directory.
+
+Layout under ``<state_dir>/network/``::
+
+    containers/<id>.json   one record per attached container, written before
+                           anything is made (so a crash leaves a record that
+                           names what to release)
+    netns/<id>             the container's network namespace (a bind mount)
+    files/<id>/            its resolv.conf, hosts, hostname
+    cni/                   cached ADD results (for DEL and CHECK)
+    ipam/                  host-local's leases for the default network
+    bridge.json            the default network's subnet
+    lock                   shared by attach/detach, exclusive to remove the bridge
+
+The default network ``"bridge"`` is a Linux bridge named after the state
+directory (``sv-<hash>``, see :func:`scoped_name`), so two state directories
+never share a bridge, a CNI network name (which scopes portmap's and
+bridge's per-container iptables chains), or IPAM data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from .. import errors
+from .._ids import validate_id
+from .._log import get_logger
+from .._paths import private_dir, read_small, write_new
+from ._cni import CNI, RuntimeConf, valid_ifname
+from ._conflist import ConfList, find_conflist, valid_network_name
+from ._dns import DnsConfig, hostname_for, hosts_file, resolv_conf, valid_hostname
+from ._host import (
+    bridge_exists,
+    bridge_subnet,
+    choose_subnet,
+    conflict,
+    delete_bridge,
+    file_lock,
+    host_networks,
+    scoped_name,
+)
+from ._info import NetworkInfo, parse_result
+from ._netns import create_netns, list_mounts_under, remove_netns
+from ._ports import PortMapping, PortReservation, parse_port, reserve
+
+__all__ = ["DEFAULT_CNI_PATH", "NetworkManager", "NetworkTimeouts"]
+
+log = get_logger("network")
+
+DEFAULT_CNI_PATH = ("/usr/lib/cni", "/opt/cni/bin")
+# Held while the default network's subnet is chosen and its bridge made, so
+# two library instances (two state directories) never pick the same subnet.
+HOST_LOCK = Path("/run/supervisor-network.lock")
+_BUILTIN = ("bridge", "none", "host")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkTimeouts:
+    """How long the network layer waits, in seconds.
+
+    Attributes:
+        plugin: bound on one plugin run (a hung plugin is killed then).
+        lock: bound on waiting for the state directory's or the host's lock.
+        cleanup: bound on each shielded undo (after a failure or cancellation).
+    """
+
+    plugin: float = 30.0
+    lock: float = 60.0
+    cleanup: float = 60.0
+
+
+class NetworkManager:
+    """Attaches containers to networks and releases what they held.
+
+    Args:
+        state_dir: the library's state directory; everything lives under
+            ``state_dir/network``.
+        conf_dir: where named networks' conflists are looked up
+            (``/etc/cni/net.d`` by convention); ``None``: only the built-in
+            ``"bridge"``, ``"none"`` and ``"host"``.
+        cni_path: directories holding the plugin binaries.
+        subnet: the default network's IPv4 subnet; ``None`` picks a free /24
+            of 10.88.0.0/13, checked against the host's routes and addresses.
+        timeouts: see :class:`NetworkTimeouts`.
+
+    Example::
+
+        async with NetworkManager(state_dir) as nm:
+            info = await nm.attach("web", ports=["127.0.0.1:18080:80"])
+            spec = apply_network(spec, info)   # then create the container
+            ...
+            await nm.detach("web")
+
+    The manager is an async context manager: the sockets holding published
+    ports are closed when it exits (the ports stay published: the rules stay
+    until :meth:`detach` or :meth:`release_stale`).  Several managers may use
+    one state directory at once; ``live_ids`` given to :meth:`release_stale`
+    must then name every live container of all of them.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        conf_dir: Path | str | None = None,
+        cni_path: Sequence[Path | str] = DEFAULT_CNI_PATH,
+        subnet: str | None = None,
+        timeouts: NetworkTimeouts = NetworkTimeouts(),
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.root = self.state_dir / "network"
+        self.conf_dir = Path(conf_dir) if conf_dir is not None else None
+        self.timeouts = timeouts
+        self.bridge = scoped_name(self.state_dir)
+        try:
+            self._fixed_subnet = ipaddress.IPv4Network(subnet) if subnet is not None else None
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"subnet {subnet!r} is invalid: {exc}") from None
+        if self._fixed_subnet is not None and self._fixed_subnet.prefixlen > 30:
+            raise errors.InvalidArgument(f"subnet {subnet} is too small")
+        self.cni = CNI(cni_path, self.root / "cni", timeout=timeouts.plugin)
+        self._subnet: ipaddress.IPv4Network | None = None
+        self._reservations: dict[str, PortReservation] = {}
+        self._busy: set[str] = set()
+        self._entered = False
+
+    # -- context -------------------------------------------------------------
+
+    async def __aenter__(self) -> NetworkManager:
+        for sub in ("", "containers", "netns", "files", "cni", "ipam"):
+            private_dir(self.root / sub if sub else self.root)
+        # Ports published by an earlier run stay held while we run.
+        for record in self._records():
+            with contextlib.suppress(errors.SupervisorError):
+                self._reservations[record.container_id] = self._hold(record.ports, record)
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Let go of the held ports; remove the bridge if nothing uses it."""
+        for reservation in self._reservations.values():
+            reservation.close()
+        self._reservations.clear()
+        if self._entered:
+            self._entered = False
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeouts.cleanup):
+                with contextlib.suppress(errors.SupervisorError, OSError):
+                    await self._remove_idle_bridge()
+
+    # -- the API -------------------------------------------------------------
+
+    async def attach(
+        self,
+        container_id: str,
+        *,
+        network: str = "bridge",
+        ports: Iterable[str | PortMapping] = (),
+        hostname: str | None = None,
+        dns: DnsConfig | None = None,
+        ifname: str = "eth0",
+        args: Sequence[tuple[str, str]] = (),
+    ) -> NetworkInfo:
+        """Give ``container_id`` a network namespace on ``network``, publish
+        ``ports`` and write its DNS files.  Call before the container is
+        created; put the result in its spec with :func:`apply_network`.
+
+        Args:
+            container_id: the container (a valid containerd id).
+            network: ``"bridge"`` (the library's default network), ``"none"``
+                (loopback only), ``"host"`` (the host's network) or the name of
+                a conflist in ``conf_dir``.
+            ports: ``"18080:80"``, ``"127.0.0.1:18081:81/udp"``...; host port 0
+                picks a free port.  Needs a network with portmap.
+            hostname: the container's host name (default: from its id).
+            dns: resolver settings (default: the host's minus loopback resolvers).
+            ifname: the interface inside the namespace.
+            args: extra ``CNI_ARGS`` pairs.
+
+        Raises:
+            InvalidArgument: a malformed id, port, hostname or conflist; a
+                plugin missing; ports on a network without portmap.
+            NotFound: no network of that name.
+            AlreadyExists: the container is attached already, or a host port
+                (or the given subnet) is taken.
+            PluginError: a plugin failed (its class follows the CNI code).
+            DeadlineExceeded: a plugin hung past ``timeouts.plugin``.
+
+        On any failure, or cancellation, nothing is left: no namespace, lease,
+        rule, file or record.
+        """
+        self._require_open()
+        validate_id(container_id, kind="container id")
+        valid_ifname(ifname)
+        name = valid_hostname(hostname) if hostname is not None else hostname_for(container_id)
+        mappings = [parse_port(p) for p in ports]
+        conflist = await self._resolve(network)
+        if mappings and (conflist is None or not _has_capability(conflist, "portMappings")):
+            raise errors.InvalidArgument(
+                f"network {network!r} cannot publish ports (no plugin with portMappings)",
+                container_id=container_id,
+            )
+        if container_id in self._busy or self._record_path(container_id).exists():
+            raise errors.AlreadyExists(
+                "the container is attached to a network already", container_id=container_id
+            )
+        self._busy.add(container_id)
+        reservation = PortReservation()
+        try:
+            mappings = reserve(mappings, reservation, container_id=container_id)
+            return await self._attach(
+                container_id, network, conflist, mappings, reservation, name, dns, ifname, args
+            )
+        except BaseException:
+            reservation.close()
+            raise
+        finally:
+            self._busy.discard(container_id)
+
+    async def detach(self, container_id: str) -> None:
+        """Undo :meth:`attach`: DEL through the plugins, remove the namespace,
+        the files and the record.  Idempotent: a container never attached (or
+        detached already) is fine.
+
+        Raises:
+            PluginError / DeadlineExceeded: a plugin's DEL failed; the
+                namespace and the record stay, so a later call retries.
+        """
+        self._require_open()
+        validate_id(container_id, kind="container id")
+        async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
+            await self._teardown(container_id)
+
+    async def info(self, container_id: str) -> NetworkInfo | None:
+        """The container's network as attached, or ``None`` if it is not."""
+        validate_id(container_id, kind="container id")
+        record = self._load(container_id)
+        return record.info if record is not None and record.attached else None
+
+    async def check(self, container_id: str) -> None:
+        """CNI CHECK: the plugins confirm the container's network is as made.
+
+        Raises:
+            NotFound: the container is not attached.
+            PluginError: a plugin found it changed.
+        """
+        record = self._load(container_id)
+        if record is None or not record.attached:
+            raise errors.NotFound("the container is not attached", container_id=container_id)
+        if record.cni_name is None:
+            return
+        cached = self.cni.cache.get(record.cni_name, container_id, record.ifname)
+        if cached is None:
+            raise errors.NotFound("no cached ADD result", container_id=container_id)
+        await self.cni.check(cached.network, cached.runtime)
+
+    async def release_stale(self, live_ids: Collection[str]) -> list[str]:
+        """Release everything held for containers not in ``live_ids``: their
+        plugins' state (leases, iptables rules, veths), namespaces, files and
+        records, including the remains of an attach a crash interrupted.
+        Removes the default network's bridge when nothing is attached.
+
+        Returns:
+            The container ids released, sorted.
+        """
+        self._require_open()
+        live = set(live_ids) | self._busy
+        released: set[str] = set()
+        async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
+            for record in self._records():
+                if record.container_id not in live:
+                    await self._teardown(record.container_id)
+                    released.add(record.container_id)
+            # ADD results without a record (a crash between the two writes).
+            for cached in self.cni.cache.all():
+                cid = cached.runtime.container_id
+                if cid not in live and not self._record_path(cid).exists():
+                    await self.cni.delete(cached.network, cached.runtime)
+                    released.add(cid)
+            # host-local leases nobody's cache knows of.
+            for cid, ifname in self._leases():
+                if cid not in live and not self._record_path(cid).exists():
+                    subnet = self._subnet or await self._known_subnet()
+                    if subnet is not None:
+                        rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
+                        await self.cni.delete(self._bridge_conflist(subnet), rt)
+                        released.add(cid)
+            for entry in _listdir(self.root / "netns"):
+                if entry not in live and not self._record_path(entry).exists():
+                    await remove_netns(self.root / "netns" / entry)
+                    released.add(entry)
+            for entry in _listdir(self.root / "files"):
+                if entry not in live and not self._record_path(entry).exists():
+                    shutil.rmtree(self.root / "files" / entry, ignore_errors=True)
+        with contextlib.suppress(errors.SupervisorError, OSError):
+            await self._remove_idle_bridge()
+        if released:
+            log.info("network.release_stale", released=",".join(sorted(released)))
+        return sorted(released)
+
+    def attached(self) -> list[NetworkInfo]:
+        """Every attached container's network, by container id."""
+        return [r.info for r in self._records() if r.attached]
+
+    # -- the work ------------------------------------------------------------
+
+    async def _attach(
+        self,
+        cid: str,
+        network: str,
+        conflist: ConfList | None,
+        mappings: list[PortMapping],
+        reservation: PortReservation,
+        hostname: str,
+        dns: DnsConfig | None,
+        ifname: str,
+        args: Sequence[tuple[str, str]],
+    ) -> NetworkInfo:
+        netns = None if network == "host" else str(self.root / "netns" / cid)
+        files = self.root / "files" / cid
+        record = _Record(
+            info=NetworkInfo(
+                container_id=cid,
+                network=network,
+                netns=netns,
+                ports=tuple(mappings),
+                hostname=hostname,
+            ),
+            cni_name=conflist.name if conflist is not None else None,
+            ifname=ifname,
+            args=tuple((str(k), str(v)) for k, v in args),
+            attached=False,
+        )
+        async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
+            self._save(record)
+            try:
+                if netns is not None:
+                    await create_netns(Path(netns))
+                result: dict[str, Any] | None = None
+                if conflist is not None:
+                    rt = record.runtime()
+                    if network == "bridge":
+                        result = await self._add_default(conflist, rt)
+                    else:
+                        result = await self.cni.add(conflist, rt)
+                got = parse_result(result, ifname)
+                info = await anyio.to_thread.run_sync(
+                    self._write_files, record.info, files, got, dns
+                )
+                record = record.replace(info=info, attached=True)
+                self._save(record)
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeouts.cleanup):
+                    try:
+                        await self._teardown(cid)
+                    except (errors.SupervisorError, OSError) as exc:
+                        log.warning("network.attach_undo_failed", container_id=cid, error=str(exc))
+                raise
+        self._reservations[cid] = reservation
+        log.info("network.attach", container_id=cid, network=network, ip=record.info.ip)
+        return record.info
+
+    def _write_files(
+        self, info: NetworkInfo, files: Path, got: dict[str, Any], dns: DnsConfig | None
+    ) -> NetworkInfo:
+        private_dir(files, 0o711)
+        hostname = info.hostname or hostname_for(info.container_id)
+        if info.network == "host":
+            resolv_src = "/etc/resolv.conf"
+            hosts_src = "/etc/hosts"
+        else:
+            resolv_src = str(files / "resolv.conf")
+            hosts_src = str(files / "hosts")
+            write_new(Path(resolv_src), resolv_conf(dns).encode(), 0o644)
+            addresses = [got["ip"]] if got.get("ip") else []
+            write_new(Path(hosts_src), hosts_file(hostname, addresses).encode(), 0o644)
+        hostname_src = files / "hostname"
+        write_new(hostname_src, (hostname + "\n").encode(), 0o644)
+        return NetworkInfo(
+            container_id=info.container_id,
+            network=info.network,
+            netns=info.netns,
+            interface=got.get("interface"),
+            ip=got.get("ip"),
+            prefix_length=got.get("prefix_length"),
+            gateway=got.get("gateway"),
+            mac=got.get("mac"),
+            ports=info.ports,
+            hostname=hostname,
+            resolv_conf=resolv_src,
+            hosts=hosts_src,
+            hostname_file=str(hostname_src),
+        )
+
+    async def _teardown(self, cid: str) -> None:
+        record = self._load(cid)
+        reservation = self._reservations.pop(cid, None)
+        if reservation is not None:
+            reservation.close()
+        ifname = record.ifname if record is not None else "eth0"
+        netns_path = self.root / "netns" / cid
+        netns_there = await anyio.to_thread.run_sync(os.path.exists, netns_path)
+        if record is not None and record.cni_name is not None:
+            cached = self.cni.cache.get(record.cni_name, cid, ifname)
+            if cached is not None:
+                rt = cached.runtime
+                if not netns_there:
+                    # The namespace is gone: DEL must still free the lease.
+                    rt = RuntimeConf(rt.container_id, None, rt.ifname, rt.args, rt.capability_args)
+                await self.cni.delete(cached.network, rt)
+        await remove_netns(netns_path)
+        shutil.rmtree(self.root / "files" / cid, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._record_path(cid))
+        log.info("network.detach", container_id=cid)
+
+    async def _resolve(self, network: str) -> ConfList | None:
+        if not isinstance(network, str):
+            raise errors.InvalidArgument(f"network must be a string, not {type(network).__name__}")
+        if network in ("none", "host"):
+            return None
+        if network == "bridge":
+            # The subnet is only known once chosen; a placeholder checks the
+            # plugins are there before anything is made.
+            conflist = self._bridge_conflist(self._subnet or ipaddress.IPv4Network("10.88.0.0/24"))
+        elif self.conf_dir is None:
+            raise errors.NotFound(f"unknown network {network!r} (no configuration directory)")
+        else:
+            conflist = await anyio.to_thread.run_sync(find_conflist, self.conf_dir, network)
+        for plugin in conflist.plugins:
+            self.cni.find_plugin(str(plugin["type"]))
+        return conflist
+
+    async def _add_default(self, placeholder: ConfList, rt: RuntimeConf) -> dict[str, Any]:
+        if self._subnet is not None and bridge_exists(self.bridge):
+            return await self.cni.add(self._bridge_conflist(self._subnet), rt)
+        # First use (or our bridge went away): choose the subnet and make the
+        # bridge under the host-wide lock, so its route claims the subnet
+        # before another instance looks.
+        async with file_lock(HOST_LOCK, bound=self.timeouts.lock):
+            subnet = await self._settle_subnet()
+            self._subnet = subnet
+            return await self.cni.add(self._bridge_conflist(subnet), rt)
+
+    async def _settle_subnet(self) -> ipaddress.IPv4Network:
+        if bridge_exists(self.bridge):
+            existing = await bridge_subnet(self.bridge)
+            if existing is not None:
+                return existing
+        used = await host_networks()
+        wanted = self._fixed_subnet or await self._known_subnet()
+        if wanted is not None:
+            clash = conflict(wanted, used, own_dev=self.bridge)
+            if clash is None:
+                self._save_subnet(wanted)
+                return wanted
+            if self._fixed_subnet is not None:
+                raise errors.AlreadyExists(
+                    f"subnet {wanted} is already in use on this host ({clash.what})"
+                )
+        subnet = choose_subnet(self.state_dir, used, own_dev=self.bridge)
+        self._save_subnet(subnet)
+        return subnet
+
+    async def _known_subnet(self) -> ipaddress.IPv4Network | None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(read_small(self.root / "bridge.json"))
+            return ipaddress.IPv4Network(data["subnet"])
+        return None
+
+    def _save_subnet(self, subnet: ipaddress.IPv4Network) -> None:
+        write_new(self.root / "bridge.json", json.dumps({"subnet": str(subnet)}).encode())
+
+    def _bridge_conflist(self, subnet: ipaddress.IPv4Network) -> ConfList:
+        gateway = str(next(subnet.hosts()))
+        return ConfList.from_dict(
+            {
+                "cniVersion": "1.0.0",
+                "name": self.bridge,
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": self.bridge,
+                        "isGateway": True,
+                        "ipMasq": True,
+                        "hairpinMode": True,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": str(subnet), "gateway": gateway}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "dataDir": str(self.root / "ipam"),
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                    {"type": "firewall", "backend": "iptables"},
+                ],
+            }
+        )
+
+    async def _remove_idle_bridge(self) -> None:
+        if not bridge_exists(self.bridge) or self._busy or any(True for _ in self._records()):
+            return
+        async with file_lock(self.root / "lock", bound=0, wait=False) as taken:
+            # Taken only when no attach or detach of any instance is running.
+            if taken and not any(True for _ in self._records()) and not self._busy:
+                await delete_bridge(self.bridge)
+                self._subnet = None
+
+    # -- records -------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if not self._entered:
+            raise errors.FailedPrecondition("the NetworkManager is not open (use `async with`)")
+
+    def _record_path(self, cid: str) -> Path:
+        return self.root / "containers" / f"{cid}.json"
+
+    def _save(self, record: _Record) -> None:
+        write_new(self._record_path(record.container_id), json.dumps(record.to_dict()).encode())
+
+    def _load(self, cid: str) -> _Record | None:
+        try:
+            return _Record.from_dict(json.loads(read_small(self._record_path(cid), 1 << 20)))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, errors.SupervisorError) as exc:
+            log.warning("network.record_unreadable", container_id=cid, error=str(exc))
+            # Unreadable: still ours to release, with what the name tells.
+            return _Record(NetworkInfo(cid, "bridge", None), self.bridge, "eth0", (), False)
+
+    def _records(self) -> list[_Record]:
+        out = []
+        for entry in _listdir(self.root / "containers"):
+            if entry.endswith(".json") and not entry.startswith("."):
+                record = self._load(entry[: -len(".json")])
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def _hold(self, ports: Iterable[PortMapping], record: _Record) -> PortReservation:
+        reservation = PortReservation()
+        try:
+            reserve(list(ports), reservation, container_id=record.container_id)
+        except BaseException:
+            reservation.close()
+            raise
+        return reservation
+
+    def _leases(self) -> list[tuple[str, str]]:
+        out = []
+        directory = self.root / "ipam" / self.bridge
+        for entry in _listdir(directory):
+            if entry.startswith(("last_reserved_ip", "lock", ".")):
+                continue
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                cid, _, ifname = read_small(directory / entry, 4096).decode().partition("\r\n")
+                if cid:
+                    out.append((cid.strip(), ifname.strip() or "eth0"))
+        return out
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What the state directory still holds (records, namespace mounts,
+        cache entries, leases): for tests and diagnostics."""
+        return {
+            "records": sorted(e for e in _listdir(self.root / "containers") if e.endswith(".json")),
+            "mounts": sorted(str(p) for p in list_mounts_under(self.root)),
+            "netns": _listdir(self.root / "netns"),
+            "cache": _listdir(self.root / "cni"),
+            "leases": sorted(cid for cid, _ in self._leases()),
+            "files": _listdir(self.root / "files"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    info: NetworkInfo
+    cni_name: str | None  # the CNI network's name: the key of its cached results
+    ifname: str
+    args: tuple[tuple[str, str], ...]
+    attached: bool
+
+    @property
+    def container_id(self) -> str:
+        return self.info.container_id
+
+    @property
+    def ports(self) -> tuple[PortMapping, ...]:
+        return self.info.ports
+
+    def runtime(self) -> RuntimeConf:
+        return RuntimeConf(
+            container_id=self.container_id,
+            netns=self.info.netns,
+            ifname=self.ifname,
+            args=self.args,
+            capability_args={"portMappings": [p.to_cni() for p in self.ports]}
+            if self.ports
+            else {},
+        )
+
+    def replace(self, **changes: Any) -> _Record:
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        return _Record(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "info": self.info.to_dict(),
+            "cni_name": self.cni_name,
+            "ifname": self.ifname,
+            "args": [list(a) for a in self.args],
+            "attached": self.attached,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> _Record:
+        name = data.get("cni_name")
+        return cls(
+            info=NetworkInfo.from_dict(data["info"]),
+            cni_name=valid_network_name(name) if name is not None else None,
+            ifname=str(data.get("ifname") or "eth0"),
+            args=tuple((str(k), str(v)) for k, v in data.get("args") or ()),
+            attached=bool(data.get("attached")),
+        )
+
+
+def _has_capability(conflist: ConfList, capability: str) -> bool:
+    return any((p.get("capabilities") or {}).get(capability) is True for p in conflist.plugins)
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
