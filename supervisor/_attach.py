@@ -22,6 +22,7 @@ from ._ids import validate_id
 from ._stdio_files import parse_stdio_path
 from ._types import StdioPaths
 from .fifo import FdReceiveStream, FdSendStream
+from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
 
 __all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "stdio_files"]
 
@@ -97,6 +98,9 @@ def _ours(
             return None
     present = {s: bool(names[s]) for s in ("stdin", "stdout", "stderr")}
     files = [bundle_dir / f"{prefix}-{s}" for s in ("stdin", "stdout", "stderr") if present[s]]
+    record = bundle_dir / f"{prefix}-log"
+    if os.path.lexists(record):
+        files.append(record)
     return prefix, present, files
 
 
@@ -109,13 +113,21 @@ def stdio_files(bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPa
 
 def attach_stdio(
     bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
-) -> AttachedStdio | None:
+) -> AttachedStdio | LogPump | None:
     """Reopen the FIFOs containerd's record names, if they are ours; ``None``
-    when they are not (another client's process, a log file, no stdio)."""
+    when they are not (another client's process, a log file, no stdio).
+
+    A process whose output goes to a log file (a record of ours beside its
+    FIFOs names the file) comes back as a :class:`LogPump` that goes on
+    copying into that file."""
     found = _ours(bundle_dir, process_id, init, stdio)
     if found is None:
         return None
     prefix, present, files = found
+    record = bundle_dir / f"{prefix}-log"
+    log_path = read_log_record(record) if record in files else None
+    if log_path is not None:
+        files.remove(record)
     attached = AttachedStdio(stdio.terminal, files)
     try:
         attached.stdout_path = stdio.stdout
@@ -131,7 +143,35 @@ def attach_stdio(
     except OSError:
         attached.close()
         return None
-    return attached
+    if log_path is None:
+        return attached
+    # An init process's id is its container's; an exec's logs name it alone.
+    container_id = process_id if init else ""
+    return _pump(attached, record, log_path, container_id=container_id, process_id=process_id)
+
+
+def _pump(
+    attached: AttachedStdio, record: Path, log_path: Path, *, container_id: str, process_id: str
+) -> LogPump | None:
+    if attached.stdin is not None:
+        attached.close()  # a logged process never has stdin: not ours
+        return None
+    try:
+        log_fd = open_log_file(log_path)
+    except errors.InvalidArgument:
+        attached.close()
+        return None
+    for stream in (attached.stdout, attached.stderr):
+        if stream is not None:
+            enlarge_pipe(stream.fileno)
+    return LogPump(
+        attached,
+        log_path,
+        log_fd,
+        record=record,
+        container_id=container_id,
+        process_id=process_id,
+    )
 
 
 def exec_ids_in(bundle_dir: Path) -> list[str]:

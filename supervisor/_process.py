@@ -19,6 +19,7 @@ from ._log import get_logger
 from ._stdio_files import new_stdio_name
 from ._types import ExitStatus, ProcessState, StdioPaths
 from .fifo import StdioSet, open_stdio
+from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -101,10 +102,84 @@ def checked_output(
 
 
 def _file_stdio(path: Path | None, *, terminal: bool) -> StdioPaths:
-    # The shim itself appends stdout and stderr to a file:// URI's file; for
-    # discarded output that file is /dev/null.
+    # The shim itself appends stdout and stderr to a file:// URI's file: only
+    # for discarded output (/dev/null), and for log files where the platform
+    # has no FIFOs to pump (see supervisor.fifo._log_pump for why not).
     uri = (path or Path(os.devnull)).as_uri()
     return StdioPaths(stdout=uri, stderr=uri, terminal=terminal)
+
+
+def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool]:
+    """The log file open for appending, and whether this call made it."""
+    try:
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_CLOEXEC", 0),
+            0o644,
+        )
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise errors.InvalidArgument(
+            f"cannot create log_path {path}: {exc.strerror}",
+            container_id=container_id,
+            process_id=process_id,
+        ) from exc
+    else:
+        return fd, True
+    try:
+        return open_log_file(path), False
+    except errors.InvalidArgument as exc:
+        raise errors.InvalidArgument(
+            str(exc), container_id=container_id, process_id=process_id
+        ) from exc.__cause__
+
+
+async def _logged_stdio(
+    bundle_dir: Path, container_id: str, process_id: str, *, terminal: bool, log_path: Path
+) -> LogPump:
+    """FIFOs whose output the library appends to ``log_path``, and the
+    record that lets a later application carry on copying; on failure
+    nothing of it is left (a log file this call made is removed too)."""
+    init = process_id == container_id
+    name = new_stdio_name(process_id, init=init)
+    log_fd, made = _open_log(log_path, container_id, process_id)
+    fifos: StdioSet | None = None
+    record = bundle_dir / f"{name}-log"
+    try:
+        fifos = await open_stdio(bundle_dir, name, stdin=False, terminal=terminal)
+        for stream in (fifos.stdout, fifos.stderr):
+            fileno = getattr(stream, "fileno", -1)
+            if isinstance(fileno, int) and fileno >= 0:
+                enlarge_pipe(fileno)
+        try:
+            write_log_record(record, log_path)
+        except OSError as exc:
+            raise errors.Unknown(
+                f"cannot record the log file in {bundle_dir}: {exc}",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
+        return LogPump(
+            fifos,
+            log_path,
+            log_fd,
+            record=record,
+            container_id=container_id,
+            process_id=process_id,
+            made_file=made,
+        )
+    except BaseException:
+        os.close(log_fd)
+        with contextlib.suppress(OSError):
+            os.unlink(record)
+        if fifos is not None:
+            fifos.remove()
+        if made:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
+        raise
 
 
 async def create_process(
@@ -130,15 +205,30 @@ async def create_process(
         name = new_stdio_name(process_id, init=init)
         fifos = await open_stdio(bundle_dir, name, stdin=stdin, terminal=terminal)
         paths = stdio_paths(fifos)
+    elif log_path is not None and _platform.PLATFORM.stdio == "fifo":
+        fifos = await _logged_stdio(
+            bundle_dir, container_id, process_id, terminal=terminal, log_path=log_path
+        )
+        paths = stdio_paths(fifos)
     else:
         paths = _file_stdio(log_path, terminal=terminal)
     existed = tracker.has(container_id, process_id)
     slot = tracker.watch(container_id, process_id, owned=True)
+    if fifos is not None:
+        # Before containerd can list the process: a restore() of this client
+        # that sees it while the create call is in flight shares this set
+        # instead of opening the FIFOs a second time (two readers would
+        # split the output).
+        session.track_stdio(container_id, process_id, fifos)
     try:
         with shielded(session.timeouts.shield, "creating the process"):
             pid = await create(paths)
     except BaseException:
-        if fifos is not None:
+        if isinstance(fifos, LogPump):
+            session.untrack_stdio(container_id, process_id, fifos)
+            fifos.discard()
+        elif fifos is not None:
+            session.untrack_stdio(container_id, process_id, fifos)
             fifos.remove()
         if not existed:
             tracker.forget(container_id, process_id)
@@ -203,8 +293,14 @@ class Process:
         self._started = False
         self._stdin_close_pending = False
         self._deleted = False
+        # A logged process's FIFOs are copied into its file by the pump; the
+        # caller gets no streams of it.
+        self._log: LogPump | None = None
         if fifos is not None:
             session.track_stdio(container.id, process_id, fifos)
+            if isinstance(fifos, LogPump):
+                self._log, self._fifos = fifos, None
+                self.log_path = fifos.log_path
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.container.id}/{self.id} pid={self._pid}>"
@@ -245,8 +341,12 @@ class Process:
             return
         fifos = self.container._open_stdio(self.id, self._detached_stdio)
         if fifos is not None:
-            self._fifos, self._detached_stdio = fifos, None
+            self._detached_stdio = None
             self._session.track_stdio(self.container.id, self.id, fifos)
+            if isinstance(fifos, LogPump):
+                self._log, self.log_path = fifos, fifos.log_path
+            else:
+                self._fifos = fifos
 
     def _fifos_or_raise(self) -> StdioSet:
         if self._fifos is None:
@@ -377,6 +477,8 @@ class Process:
             self._slot.owned = True
             if self._fifos is not None:
                 self._fifos.started()
+            if self._log is not None:
+                self._log.started()
             _log.debug("process.start", container_id=cid, process_id=self.id, pid=pid)
             if self._stdin_close_pending:
                 self._stdin_close_pending = False
@@ -440,6 +542,13 @@ class Process:
         Raises:
             Closed: the client closed before the exit was known.
         """
+        status = await self._wait_exit()
+        if self._log is not None:
+            # Every byte the process wrote is in its file when wait() returns.
+            await self._log.wait_drained(self._session.timeouts.output_drain)
+        return status
+
+    async def _wait_exit(self) -> ExitStatus:
         session = self._session
         if session.events or self._slot.status is not None or self._deleted:
             return await self._slot.wait()
@@ -538,6 +647,10 @@ class Process:
             except errors.NotFound:
                 self._release(ExitStatus(255))
                 raise
+            if self._log is not None:
+                # The shim has let go of the FIFOs: what it still held reaches
+                # the file before our ends close.
+                await self._log.wait_drained(session.timeouts.output_drain)
             self._release(status)
         if not oom and self._slot.status is not None:
             oom = self._slot.status.oom_killed
@@ -602,7 +715,9 @@ class Process:
         cid = self.container.id
         if self._fifos is not None:
             self._fifos.remove()
-        elif self._detached_stdio is not None:
+        if self._log is not None:
+            self._log.remove()
+        if self._detached_stdio is not None:
             init = not self._exec_id
             for path in stdio_files(
                 self.container.bundle_dir, self.id, init=init, stdio=self._detached_stdio

@@ -65,6 +65,15 @@ class Session:
         if not any(s is stdio for s in sets):
             sets.append(stdio)
 
+    def untrack_stdio(self, container_id: str, process_id: str, stdio: StdioSet) -> None:
+        """Forget one set (a create that failed): its owner removes it."""
+        key = (container_id, process_id)
+        sets = [s for s in self.stdio.get(key, ()) if s is not stdio]
+        if sets:
+            self.stdio[key] = sets
+        else:
+            self.stdio.pop(key, None)
+
     def open_stdio_for(self, container_id: str, process_id: str, stdout: str) -> StdioSet | None:
         """The stdio this client already has open for that instance of the
         process (same stdout FIFO), so loading it again shares it rather than

@@ -5,9 +5,7 @@ archive links (:mod:`supervisor.images._tar`), metrics read through the wire
 view (:mod:`supervisor.backends._message_view`), loading tasks with and
 without attaching (over the fake transport) and the command's escaping.
 
-A test marked ``xfail(strict=True)`` shows a defect of the current code: it
-fails now, and passes (so turns the suite red until the mark goes) once the
-defect is fixed. The others hold today and guard against regressions.
+Each test guards against the regression of a defect found by a red-team pass.
 """
 
 from __future__ import annotations
@@ -835,12 +833,6 @@ async def test_a_restore_after_closing_stdout_reads_the_output(
         await container.delete()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a restore that lists a task while new_task()'s create call is in flight opens "
-    "the FIFOs a second time (the creator's set is tracked only once the call returns): "
-    "two readers split the output",
-)
 @pytest.mark.asyncio
 async def test_a_restore_racing_a_task_creation_shares_the_creators_stdio(
     client: supervisor.Client, fake: FakeTransport

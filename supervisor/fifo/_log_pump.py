@@ -1,0 +1,285 @@
+"""A process's output copied into its log file by the library, not the shim.
+
+containerd's runc shim can append a process's stdout and stderr to a file
+itself (a ``file://`` URI), but it copies the two streams into one shared
+file from two goroutines and the stdout copier closes the file under the
+stderr copier when it finishes first: stderr written late is dropped, with
+only a warning in containerd's log. So the output comes through FIFOs, as in
+pipe mode, and the library appends it to the file.
+
+The copy runs in the event loop's reader callbacks, one chunk per wake-up: a
+chunk is written as soon as it is read, with no await in between, so there
+is no moment at which a cancellation or a close could drop bytes already
+taken out of a FIFO. Whatever has not been read stays in the FIFO, which the
+shim keeps open while the process is known to containerd: a later reader
+(this application after its restart) copies it then. While nobody reads, the
+process can write about the FIFO's buffer (enlarged to
+:data:`PIPE_SIZE` where the system allows) before it blocks.
+
+A write to the file that fails (a full disk) is logged once per pump and the
+bytes are dropped: blocking the container on our disk would be worse, and
+the caller's operations never fail for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import errors
+from .._log import get_logger
+
+if TYPE_CHECKING:
+    from anyio.abc import ByteReceiveStream
+
+    from ._stdio import StdioSet
+
+__all__ = ["PIPE_SIZE", "LogPump", "open_log_file", "read_log_record", "write_log_record"]
+
+_log = get_logger("process")
+
+PIPE_SIZE = 1 << 20
+"""The buffer asked for each output FIFO of a logged process: what the
+process may write while the application is down before it blocks (the
+kernel caps it at ``/proc/sys/fs/pipe-max-size`` for unprivileged users)."""
+
+_CHUNK = 65536
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, absent from older Pythons' fcntl
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_RECORD_LIMIT = 4096
+
+
+def enlarge_pipe(fd: int) -> None:
+    """Ask for :data:`PIPE_SIZE` of buffer on ``fd``'s pipe; keep the
+    default if the system refuses (a limit, or no such call)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def open_log_file(path: Path) -> int:
+    """Open (creating it) the log file for appending, never through a symlink.
+
+    Raises:
+        InvalidArgument: it cannot be opened, or is not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+    except OSError as exc:
+        raise errors.InvalidArgument(f"cannot open log_path {path}: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise errors.InvalidArgument(f"log_path {path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_log_record(record: Path, log_path: Path) -> None:
+    """Remember, in our own bundle directory, which file a process logs to,
+    so a later application can go on copying its output there."""
+    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    try:
+        os.write(fd, os.fsencode(log_path))
+    finally:
+        os.close(fd)
+
+
+def read_log_record(record: Path) -> Path | None:
+    """The log file a record of ours names; ``None`` if there is no record
+    (pipe mode) or it is not one we could have written."""
+    try:
+        fd = os.open(record, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        geteuid = getattr(os, "geteuid", None)
+        if not stat.S_ISREG(st.st_mode) or (geteuid is not None and st.st_uid != geteuid()):
+            return None
+        data = os.read(fd, _RECORD_LIMIT + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not data or len(data) > _RECORD_LIMIT or b"\0" in data:
+        return None
+    path = Path(os.fsdecode(data))
+    return path if path.is_absolute() else None
+
+
+class LogPump:
+    """Our ends of a process's output FIFOs, copied into its log file.
+
+    Offers the ``StdioSet`` shape so the session can track, share and
+    release it like any stdio set; its streams belong to the pump (the
+    process object gives the caller none).
+
+    Attributes:
+        log_path: the file the output is appended to.
+    """
+
+    def __init__(
+        self,
+        stdio: StdioSet,
+        log_path: Path,
+        log_fd: int,
+        *,
+        record: Path,
+        container_id: str,
+        process_id: str,
+        made_file: bool = False,
+    ) -> None:
+        import asyncio
+
+        self.log_path = log_path
+        self._record = record
+        self._made_file = made_file
+        self.terminal = stdio.terminal
+        self.stdin_path: str | None = None
+        self.stdout_path = stdio.stdout_path
+        self.stderr_path = stdio.stderr_path
+        self._stdio = stdio
+        self._log_fd = log_fd
+        self._ids = {"container_id": container_id, "process_id": process_id}
+        self._loop = asyncio.get_running_loop()
+        self._reading: set[int] = set()
+        self._drained = asyncio.Event()
+        self._closed = False
+        self._write_failed = False
+        self.dropped = 0
+        for stream in (stdio.stdout, stdio.stderr):
+            if stream is not None:
+                fd = getattr(stream, "fileno", -1)
+                if isinstance(fd, int) and fd >= 0:
+                    self._loop.add_reader(fd, self._readable, fd)
+                    self._reading.add(fd)
+        if not self._reading:
+            self._drained.set()
+
+    # -- the StdioSet shape ---------------------------------------------------
+
+    @property
+    def stdin(self) -> None:
+        return None
+
+    @property
+    def stdout(self) -> ByteReceiveStream:
+        return self._stdio.stdout
+
+    @property
+    def stderr(self) -> ByteReceiveStream | None:
+        return self._stdio.stderr
+
+    def started(self) -> None:
+        """The process started: from now on end-of-file means its side is done."""
+        self._stdio.started()
+
+    def close(self) -> None:
+        """Stop copying and close our ends (what is unread stays in the FIFOs
+        for a later reader) and the log file (idempotent)."""
+        self._stop_all()
+        self._stdio.close()
+        self._close_log()
+
+    def remove(self) -> None:
+        """Stop copying, close everything and remove the FIFOs and the
+        record of the log file (idempotent)."""
+        self._stop_all()
+        self._stdio.remove()
+        self._close_log()
+        with contextlib.suppress(OSError):
+            os.unlink(self._record)
+
+    def discard(self) -> None:
+        """:meth:`remove`, for a process that was never created: the log
+        file goes too if this pump made it."""
+        self.remove()
+        if self._made_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+
+    # -- draining -------------------------------------------------------------
+
+    @property
+    def drained(self) -> bool:
+        """True once both streams reached end-of-file (or the pump closed)."""
+        return self._drained.is_set()
+
+    async def wait_drained(self, limit: float) -> bool:
+        """Wait until everything the process wrote is in the file (both
+        FIFOs at end-of-file), at most ``limit`` seconds; whether it is."""
+        import anyio
+
+        if self._drained.is_set():
+            return True
+        with anyio.move_on_after(limit):
+            await self._drained.wait()
+        if not self._drained.is_set():
+            _log.warning("process.log_not_drained", limit=limit, **self._ids)
+        return self._drained.is_set()
+
+    def _readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, _CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            _log.warning("process.log_read_failed", error=str(exc), **self._ids)
+            self._stop(fd)
+            return
+        if not data:
+            self._stop(fd)
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            fd = self._log_fd
+            if fd < 0:
+                self.dropped += len(view)
+                return
+            try:
+                written = os.write(fd, view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self.dropped += len(view)
+                if not self._write_failed:
+                    self._write_failed = True
+                    _log.error(
+                        "process.log_write_failed",
+                        path=str(self.log_path),
+                        error=str(exc),
+                        **self._ids,
+                    )
+                return
+            view = view[written:]
+
+    def _stop(self, fd: int) -> None:
+        if fd in self._reading:
+            self._reading.discard(fd)
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(fd)
+        if not self._reading:
+            self._drained.set()
+
+    def _stop_all(self) -> None:
+        for fd in list(self._reading):
+            self._stop(fd)
+        self._drained.set()
+
+    def _close_log(self) -> None:
+        fd, self._log_fd = self._log_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
