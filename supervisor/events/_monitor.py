@@ -248,7 +248,9 @@ class EventMonitor:
             # Only once handled, and only while the process still exists: an
             # exit handler that deleted it (the usual thing) needs no record.
             if tracker.knows(info.container_id, info.process_id, info.pid):
-                ledger.record(info.container_id, info.process_id, info.pid, info.exited_at)
+                await ledger.record_async(
+                    info.container_id, info.process_id, info.pid, info.exited_at
+                )
 
         queue.append(info.container_id, handle_exit)
 
