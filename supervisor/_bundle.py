@@ -8,6 +8,10 @@ the namespace level then becomes ``<namespace>@<uid>.<gid>`` (``@`` cannot
 occur in a namespace name, so it never meets another namespace's level) and,
 like the bundle itself, is owned by that uid/gid, so the remapped root can
 reach it while other users cannot.
+
+Removing a bundle changes a directory that every container of the
+namespace shares: on a busy host that can wait on the filesystem for
+milliseconds, so :func:`remove_bundle_async` does it in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from . import _paths
 from .errors import InvalidArgument
 
@@ -26,6 +32,7 @@ __all__ = [
     "bundle_path",
     "prepare_bundle",
     "remove_bundle",
+    "remove_bundle_async",
     "remove_namespace_level",
     "remapped_root",
 ]
@@ -59,9 +66,7 @@ def _host_id(mappings: object, kind: str) -> int:
         for b in range(a + 1, len(ranges)):
             (ca, ha, sa), (cb, hb, sb) = ranges[a], ranges[b]
             if ca < cb + sb and cb < ca + sa:
-                raise InvalidArgument(
-                    f"linux.{kind}[{a}] and [{b}] overlap in their container ids"
-                )
+                raise InvalidArgument(f"linux.{kind}[{a}] and [{b}] overlap in their container ids")
             if ha < hb + sb and hb < ha + sa:
                 raise InvalidArgument(f"linux.{kind}[{a}] and [{b}] overlap in their host ids")
     for container_id, host_id, size in ranges:
@@ -136,6 +141,13 @@ def remove_bundle(state_dir: Path, path: Path) -> None:
         pass
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
+
+
+async def remove_bundle_async(state_dir: Path, path: Path) -> None:
+    """:func:`remove_bundle` in a worker thread, waited for even when the
+    caller is cancelled: a removal still running when the call returned
+    could take the bundle of a container created next with the same id."""
+    await anyio.to_thread.run_sync(remove_bundle, state_dir, path)
 
 
 def remove_namespace_level(state_dir: Path, namespace: str) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._attach import attach_stdio, exec_ids_in
-from ._bundle import remove_bundle
+from ._bundle import remove_bundle_async
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
 from ._process import Output, Process, checked_output, create_process
@@ -293,7 +293,7 @@ class Container:
             # Its processes are gone: the stdio any object of ours still
             # held for them (a task deleted through another client, say).
             session.release_stdio(cid)
-            remove_bundle(session.state_dir, self.bundle_dir)
+            await remove_bundle_async(session.state_dir, self.bundle_dir)
             session.ledger.prune_container(cid)
             session.tracker.forget_container(cid)
         _log.debug("container.delete", container_id=cid)
