@@ -17,6 +17,11 @@ A stream whose reader is slower than the interval misses rounds (it gets
 the next one, never a stale sample), and the first sample of a stream
 opened while others run comes with the next round, at most one interval
 later: joining does not cost a call of its own.
+
+What each sample adds from this host (``/proc/stat``, and each task's
+``net/dev``) is read for the whole round at once in a worker thread: a
+``/proc/stat`` of a host with many CPUs and interrupts takes milliseconds to
+generate, and the event loop must not wait for it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import anyio
 
 from . import errors
 from ._log import get_logger
-from ._stats import HostCpu, Stats, read_host_cpu, with_host_figures
+from ._stats import Stats, read_host_cpu, with_host_figures
 from ._types import ProcessState
 
 if TYPE_CHECKING:
@@ -52,10 +57,10 @@ class _Round:
         "interval",
         "epoch",
         "waiting",
+        "streams",
         "number",
         "ids",
         "samples",
-        "host_cpu",
         "error",
         "fetching",
     )
@@ -64,10 +69,13 @@ class _Round:
         self.interval = interval
         self.epoch = epoch
         self.waiting: Counter[str] = Counter()
+        # (container id, init pid) of the streams waiting: whose network
+        # counters the round reads.
+        self.streams: Counter[tuple[str, int]] = Counter()
         self.number = -1  # the latest fetched round
         self.ids: frozenset[str] = frozenset()  # whom it was fetched for
-        self.samples: dict[str, Stats] = {}
-        self.host_cpu: HostCpu = (None, None)
+        # The round's samples with the host's figures, by (container id, pid).
+        self.samples: dict[tuple[str, int], Stats] = {}
         self.error: errors.SupervisorError | None = None
         self.fetching: anyio.Event | None = None
 
@@ -96,20 +104,38 @@ class _Round:
     async def _fetch(self, session: Session, number: int) -> None:
         done = self.fetching = anyio.Event()
         ids = frozenset(self.waiting)
+        streams = frozenset(self.streams)
         try:
             try:
                 samples = await session.transport.metrics(ids)
             except errors.SupervisorError as exc:
                 self.samples, self.error = {}, exc
             else:
-                self.samples, self.error = samples, None
-                self.host_cpu = read_host_cpu()
+                # Only reads: a cancelled fetch drops the thread's answer,
+                # and the next waiter fetches the round again.
+                self.samples = await anyio.to_thread.run_sync(
+                    _with_host_figures, samples, streams, abandon_on_cancel=True
+                )
+                self.error = None
             self.number, self.ids = number, ids
         finally:
             # Also when cancelled: the waiters wake, and one of them fetches.
             self.fetching = None
             done.set()
         _log.debug("stats.round", round=number, tasks=len(ids), interval=self.interval)
+
+
+def _with_host_figures(
+    samples: dict[str, Stats], streams: frozenset[tuple[str, int]]
+) -> dict[tuple[str, int], Stats]:
+    """Every stream's sample completed with this host's figures (in a worker
+    thread: it reads ``/proc``)."""
+    host_cpu = read_host_cpu()
+    return {
+        (cid, pid): with_host_figures(samples[cid], pid=pid, host_cpu=host_cpu)
+        for cid, pid in streams
+        if cid in samples
+    }
 
 
 class StatsSampler:
@@ -127,17 +153,21 @@ class StatsSampler:
         """How many stream reads are in progress (0 when idle)."""
         return sum(sum(r.waiting.values()) for r in self._rounds.values())
 
-    def _join(self, interval: float, container_id: str, at: float) -> _Round:
+    def _join(self, interval: float, container_id: str, pid: int, at: float) -> _Round:
         rnd = self._rounds.get(interval)
         if rnd is None:
             rnd = self._rounds[interval] = _Round(interval, at)
         rnd.waiting[container_id] += 1
+        rnd.streams[container_id, pid] += 1
         return rnd
 
-    def _leave(self, rnd: _Round, container_id: str) -> None:
+    def _leave(self, rnd: _Round, container_id: str, pid: int) -> None:
         rnd.waiting[container_id] -= 1
         if rnd.waiting[container_id] <= 0:
             del rnd.waiting[container_id]
+        rnd.streams[container_id, pid] -= 1
+        if rnd.streams[container_id, pid] <= 0:
+            del rnd.streams[container_id, pid]
         if not rnd.waiting and rnd.fetching is None and self._rounds.get(rnd.interval) is rnd:
             del self._rounds[rnd.interval]
 
@@ -193,7 +223,7 @@ class StatsStream:
         sampler: StatsSampler = session.stats_sampler
         now = anyio.current_time()
         due = now if self._due is None else self._due
-        rnd = sampler._join(self._interval, cid, due)
+        rnd = sampler._join(self._interval, cid, self._pid, due)
         try:
             number = rnd.first_due(due)
             if self._due is None and rnd.number < rnd.due_now() < number:
@@ -214,16 +244,15 @@ class StatsStream:
                         rnd.error.message, container_id=cid, process_id=rnd.error.process_id
                     ) from rnd.error
                 self._due = rnd.tick(got) + self._interval
-                sample = rnd.samples.get(cid)
-                host_cpu = rnd.host_cpu
+                sample = rnd.samples.get((cid, self._pid))
                 break
         finally:
-            sampler._leave(rnd, cid)
+            sampler._leave(rnd, cid, self._pid)
         if sample is None:
             return None  # containerd reports nothing: the task is gone
         if sample.pids.current == 0 and await self._stopped():
             return None
-        return with_host_figures(sample, pid=self._pid, host_cpu=host_cpu)
+        return sample
 
     async def _stopped(self) -> bool:
         # A task whose processes are all gone still has its cgroup (and
