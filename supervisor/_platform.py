@@ -11,6 +11,7 @@ containerd address  ``/run/containerd/containerd.sock``  ``\\\\.\\pipe\\containe
 default runtime     ``io.containerd.runc.v2``            ``io.containerd.runhcs.v1``
 process stdio       FIFOs in the bundle directory        named pipes the library serves
 spec defaults       ``linux.cgroupsPath``                none (above all no ``linux``)
+runc's state        beside a private containerd's socket none (runhcs)
 bundle ownership    a user namespace's remapped root     none (no uid/gid)
 exec defaults       cwd ``/``, uid/gid 0                 cwd ``C:\\``
 update_resources    sent to the shim                     logged as not supported (as moby)
@@ -23,7 +24,9 @@ time: :func:`detect` reads only ``sys.platform``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -36,6 +39,7 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_RUNTIME",
     "IS_WINDOWS",
+    "Instance",
     "LINUX_ADDRESS",
     "PLATFORM",
     "Platform",
@@ -43,12 +47,16 @@ __all__ = [
     "RUNHCS_RUNTIME",
     "SIGKILL",
     "SIGTERM",
+    "SYSTEM_INSTANCE",
     "WINDOWS_ADDRESS",
     "bundle_owner",
     "default_process_fields",
+    "default_runtime_options",
     "default_spec_section",
     "default_state_dir",
     "detect",
+    "instance_of",
+    "instance_scope",
 ]
 
 LINUX_ADDRESS = "/run/containerd/containerd.sock"
@@ -139,8 +147,116 @@ DEFAULT_ADDRESS = PLATFORM.default_address
 DEFAULT_RUNTIME = PLATFORM.default_runtime
 
 
+# ---- which containerd: what two containerds on one machine must not share ----
+#
+# containerd keeps its own metadata, shim state and bundles under its root and
+# state directories, but three things are named by the client, and containerd
+# only guarantees that a (namespace, id) is unique within *one* containerd:
+# the bundle directory (under the client's state directory), the container's
+# cgroup (``linux.cgroupsPath``) and runc's state directory (runc's
+# ``--root``, which the runc shims default to the machine-wide
+# ``/run/containerd/runc/<namespace>``). Two containerds with the same
+# namespace and id would share all three: a create in the second fails ("container
+# with given ID already exists") and its clean-up (``runc delete --force``),
+# or any delete, kills the first one's processes. So each of the three is
+# scoped by the containerd instance, named by its socket. The machine's
+# default containerd keeps the names everybody else uses (``/<ns>/<id>``, runc's
+# own root, the plain state directory), as ctr, nerdctl and dockerd do.
+
+# Shim name -> the field of its options message that sets runc's --root.
+_RUNC_ROOT_OPTION: Mapping[str, str] = {
+    RUNC_RUNTIME: "root",
+    "io.containerd.runc.v1": "root",
+    "io.containerd.runtime.v1.linux": "runtime_root",
+}
+
+
+def _normal_address(address: str, platform: Platform) -> str:
+    if platform.is_windows:
+        # Pipe names are case-insensitive; they have no links to resolve.
+        return address.lower()
+    # Two spellings of one socket (a symlinked /var/run, a relative path) are
+    # one containerd.
+    return os.path.realpath(address)
+
+
+def instance_scope(address: str, platform: Platform | None = None) -> str | None:
+    """A short, stable tag for the containerd at ``address``; ``None`` for
+    the platform's default containerd (see :data:`Platform.default_address`).
+
+    The tag is the first 12 hex digits of the SHA-256 of the socket's real
+    path: a valid path component and cgroup name, the same from every client
+    and across restarts.
+    """
+    platform = platform or PLATFORM
+    normal = _normal_address(address, platform)
+    if normal == _normal_address(platform.default_address, platform):
+        return None
+    return hashlib.sha256(normal.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+class Instance(NamedTuple):
+    """What a client's defaults take from the containerd it talks to.
+
+    Attributes:
+        scope: :func:`instance_scope` of its address (``None``: the default
+            containerd, whose defaults are everybody's).
+        runc_root: runc's ``--root`` for containers whose runtime options
+            name none, or ``None`` for runc's own default.
+    """
+
+    scope: str | None
+    runc_root: str | None
+
+
+SYSTEM_INSTANCE = Instance(scope=None, runc_root=None)
+"""The machine's default containerd: runc's root, ``/<ns>/<id>`` cgroups."""
+
+
+def _private_dir_of(path: str) -> str | None:
+    # runc, run by a root containerd, trusts its state: never in a directory
+    # that somebody other than root or us could write to (a socket in /tmp).
+    directory = os.path.dirname(path)
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return None
+    geteuid = getattr(os, "geteuid", None)
+    owners = {0} if geteuid is None else {0, geteuid()}
+    if (
+        not stat.S_ISDIR(st.st_mode)
+        or st.st_uid not in owners
+        or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        return None
+    return directory
+
+
+def instance_of(address: str, platform: Platform | None = None) -> Instance:
+    """The :class:`Instance` for the containerd at ``address``.
+
+    Linux, a containerd other than the default one: runc's root is ``runc``
+    beside its socket, as ``/run/containerd/runc`` is beside
+    ``/run/containerd/containerd.sock``. For a :class:`~supervisor.Daemon`
+    that is ``state_dir/runc``: everything its runc keeps lives in its own
+    directories. A socket whose directory others can write to gets runc's
+    default root instead (runc's state must not be where others can plant
+    files); give such a containerd a private directory, or pass ``root``
+    in ``runtime_options``.
+    """
+    platform = platform or PLATFORM
+    scope = instance_scope(address, platform)
+    if scope is None or platform.is_windows:
+        return Instance(scope=scope, runc_root=None)
+    directory = _private_dir_of(_normal_address(address, platform))
+    runc_root = None if directory is None else os.path.join(directory, "runc")
+    return Instance(scope=scope, runc_root=runc_root)
+
+
 def default_state_dir(
-    platform: Platform | None = None, environ: Mapping[str, str] | None = None
+    platform: Platform | None = None,
+    environ: Mapping[str, str] | None = None,
+    address: str | None = None,
 ) -> Path:
     """Where the library keeps bundles, FIFOs and its exit ledger by default.
 
@@ -153,9 +269,20 @@ def default_state_dir(
     folders, so it is not used), else the per-user temporary directory. It
     must be the same across runs: the exit ledger read by
     :meth:`Client.restore` lives there.
+
+    With ``address`` naming a containerd other than the default one, its
+    own ``@<scope>`` directory inside that (see :func:`instance_scope`):
+    bundles are ``<state>/<namespace>/<id>``, and clients of two containerds
+    using the same namespace and id must not remove each other's. ``@``
+    cannot begin a namespace, so the name never meets a namespace's directory.
     """
     platform = platform or PLATFORM
-    env = os.environ if environ is None else environ
+    base = _base_state_dir(platform, os.environ if environ is None else environ)
+    scope = None if address is None else instance_scope(address, platform)
+    return base if scope is None else base / f"@{scope}"
+
+
+def _base_state_dir(platform: Platform, env: Mapping[str, str]) -> Path:
     if platform.is_windows:
         local = env.get("LOCALAPPDATA")
         if local:
@@ -169,6 +296,19 @@ def default_state_dir(
         return Path(runtime) / "containerd-supervisor"
     uid = geteuid() if geteuid is not None else os.getpid()
     return Path(tempfile.gettempdir()) / f"containerd-supervisor-{uid}"
+
+
+def default_runtime_options(
+    runtime: str, options: Mapping[str, Any] | None, instance: Instance | None
+) -> Mapping[str, Any] | None:
+    """``options`` with runc's root set for ``instance`` when a runc shim's
+    options name none (the caller's own ``root``/``runtime_root`` wins)."""
+    if instance is None or instance.runc_root is None:
+        return options
+    key = _RUNC_ROOT_OPTION.get(runtime)
+    if key is None or (options is not None and key in options):
+        return options
+    return {**(options or {}), key: instance.runc_root}
 
 
 def bundle_owner(
@@ -189,18 +329,28 @@ def bundle_owner(
 
 
 def default_spec_section(
-    spec: dict[str, Any], namespace: str, container_id: str, platform: Platform | None = None
+    spec: dict[str, Any],
+    namespace: str,
+    container_id: str,
+    platform: Platform | None = None,
+    instance: Instance | None = None,
 ) -> None:
     """Fill in the defaults the library adds to a checked spec, in place.
 
-    Linux: ``linux.cgroupsPath`` = ``/<namespace>/<id>`` unless set. Windows:
-    nothing; above all no ``linux`` section, which would make hcsshim run the
-    container as a Linux one in a utility VM (LCOW).
+    Linux: ``linux.cgroupsPath`` unless set: ``/<namespace>/<id>`` for the
+    default containerd (``instance`` ``None`` or without a scope), else
+    ``/containerd-<scope>/<namespace>/<id>``: runc's delete kills whatever
+    is in the container's cgroup, so two containerds' containers of the same
+    namespace and id must never share one. Windows: nothing; above all no
+    ``linux`` section, which would make hcsshim run the container as a Linux
+    one in a utility VM (LCOW).
     """
     platform = platform or PLATFORM
     if platform.spec_section == "linux":
+        scope = instance.scope if instance is not None else None
+        parent = "" if scope is None else f"/containerd-{scope}"
         linux = spec.setdefault("linux", {})
-        linux.setdefault("cgroupsPath", f"/{namespace}/{container_id}")
+        linux.setdefault("cgroupsPath", f"{parent}/{namespace}/{container_id}")
 
 
 def default_process_fields(platform: Platform | None = None) -> dict[str, Any]:

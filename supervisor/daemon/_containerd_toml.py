@@ -2,7 +2,9 @@
 
 It points containerd's root, state, socket and debug socket into the two
 directories given to the Daemon and disables what an embedded containerd
-has no use for.
+has no use for. The legacy v1 shim is told runc's root here; the runc v2
+shims only take it per container, from the client (see
+:func:`supervisor._platform.instance_of`), which puts it at the same place.
 """
 
 from __future__ import annotations
@@ -46,8 +48,25 @@ def _quote(value: str | Path) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render(*, root: Path, state: Path, address: str, debug_address: str, log_level: str) -> str:
+def render(
+    *,
+    root: Path,
+    state: Path,
+    address: str,
+    debug_address: str,
+    log_level: str,
+    runc_root: Path | None = None,
+) -> str:
     """The TOML text of containerd's config (config version 2)."""
+    v1_shim = (
+        []
+        if runc_root is None
+        else [
+            "",
+            '[plugins."io.containerd.runtime.v1.linux"]',
+            f"  runtime_root = {_quote(runc_root)}",
+        ]
+    )
     return "\n".join(
         [
             "# Written by containerd-supervisor; rewritten at every start.",
@@ -62,13 +81,21 @@ def render(*, root: Path, state: Path, address: str, debug_address: str, log_lev
             "[debug]",
             f"  address = {_quote(debug_address)}",
             f"  level = {_quote(_LOGRUS.get(log_level, log_level))}",
+            *v1_shim,
             "",
         ]
     )
 
 
 def write(
-    path: Path, *, root: Path, state: Path, address: str, debug_address: str, log_level: str
+    path: Path,
+    *,
+    root: Path,
+    state: Path,
+    address: str,
+    debug_address: str,
+    log_level: str,
+    runc_root: Path | None = None,
 ) -> None:
     """Write the config to ``path`` atomically: a new file (``O_EXCL``, never
     through a symlink) renamed over the old one.
@@ -77,6 +104,11 @@ def write(
         OSError: it could not be written.
     """
     text = render(
-        root=root, state=state, address=address, debug_address=debug_address, log_level=log_level
+        root=root,
+        state=state,
+        address=address,
+        debug_address=debug_address,
+        log_level=log_level,
+        runc_root=runc_root,
     )
     write_new(path, text.encode())

@@ -10,7 +10,17 @@ Layout under the two directories given to :class:`Daemon`::
     state_dir/containerd.log   its output, followed into logging
     state_dir/supervisor.lock  held (flock; msvcrt.locking) by the one Daemon running it
     state_dir/daemon/          containerd's state directory
+    state_dir/runc/            runc's state (``--root``) of this containerd's containers
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
+
+Two Daemons never share anything that names a container: containerd's
+metadata, shim state and bundles are under their own directories, runc's
+state is under ``state_dir/runc`` (clients put it beside the socket, see
+:func:`supervisor._platform.instance_of`), and clients give containers of a
+containerd other than the machine's default cgroups and bundle directories
+of that containerd's own. The one thing outside: the shims' sockets, which
+containerd 1.6 always makes in ``/run/containerd/s/``, named by a hash of
+containerd's address, namespace and id, so they never meet either.
 
 The watchdog: a containerd that exits is noticed the moment it exits (an
 adopted one too, through its pidfd) and replaced with back-off; one that is
@@ -206,6 +216,16 @@ class Daemon:
         return self._state / "containerd.pid"
 
     @property
+    def runc_root(self) -> Path:
+        """runc's state directory (``--root``) for this containerd's containers.
+
+        Clients of :attr:`address` use it by themselves (runc's root beside
+        the socket; see :func:`supervisor._platform.instance_of`); the legacy
+        v1 shim is told it in containerd's config.
+        """
+        return self._state / "runc"
+
+    @property
     def wrapper_dir(self) -> Path:
         """Where wrapper scripts of runtimes with arguments are written."""
         return self._state / "runtimes"
@@ -297,7 +317,12 @@ class Daemon:
     def _prepare(self) -> None:
         # containerd's root and state: 0711 as containerd makes them, so that
         # shims and containers of other users can reach what they need.
-        for directory in (self._root, self._state, self._state / "daemon"):
+        directories = [self._root, self._state, self._state / "daemon"]
+        if self._parts.unix_sockets:
+            # Made and checked here, not left to runc's MkdirAll: a directory
+            # that another user made first would hold our containers' state.
+            directories.append(self.runc_root)
+        for directory in directories:
             owned_dir(directory, 0o711)
         self._lock.acquire()
         try:
@@ -312,6 +337,7 @@ class Daemon:
                 address=self.address,
                 debug_address=self.debug_address,
                 log_level=self._log_level,
+                runc_root=self.runc_root if self._parts.unix_sockets else None,
             )
         except BaseException:
             self._lock.release()

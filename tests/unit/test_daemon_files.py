@@ -93,6 +93,7 @@ async def test_parents_we_make_are_ours_whatever_the_umask(base: Path, no_umask:
         base / "made" / "too",
         state,
         state / "daemon",
+        state / "runc",
     ):
         mode = stat.S_IMODE(directory.stat().st_mode)
         assert mode & 0o022 == 0, (directory, oct(mode))
@@ -163,5 +164,17 @@ async def test_new_files_are_made_exclusively_and_private(base: Path) -> None:
         "containerd.log",
         "containerd.toml",
         "daemon",
+        "runc",
         "supervisor.lock",
     ]
+
+
+async def test_a_runc_root_not_ours_alone_is_refused(base: Path) -> None:
+    # runc, run by our containerd, trusts what it finds there: another user's
+    # directory in its place would hold our containers' state.
+    state = base / "state"
+    state.mkdir(mode=0o711)
+    (state / "runc").mkdir()
+    os.chown(state / "runc", NOBODY, NOBODY)
+    with pytest.raises(errors.FailedPrecondition, match=f"belongs to uid {NOBODY}"):
+        await enter(base / "root", state)
