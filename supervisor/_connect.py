@@ -213,8 +213,9 @@ def connect(
             of grpclib (e.g. :class:`supervisor.backends.fake.FakeTransport` in
             unit tests); it must be bound to ``namespace``. ``address`` is then
             only used in messages. The connection closes it on exit.
-        state_dir: where bundles and FIFOs go (default :func:`default_state_dir`);
-            it must belong to this user and not be writable by others.
+        state_dir: where bundles and FIFOs go (default :func:`default_state_dir`,
+            with a directory of its own for a containerd other than the
+            default one); it must belong to this user and not be writable by others.
         timeouts: see :class:`supervisor.Timeouts`.
         events: subscribe to events (default).  Without, waits use containerd's
             Wait call and ``backend`` must be ``None``.
@@ -241,7 +242,11 @@ def connect(
         address,
         namespace,
         backend,
-        Path(state_dir).absolute() if state_dir is not None else default_state_dir(),
+        Path(state_dir).absolute()
+        if state_dir is not None
+        # Bundles are <state>/<ns>/<id>: clients of two containerds must not
+        # share them (see _platform.instance_of).
+        else _platform.default_state_dir(address=address if transport is None else None),
         timeouts or Timeouts(),
         events,
         transport,
