@@ -18,7 +18,7 @@ import tarfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,5 +283,158 @@ class TokenService:
         )
 
     def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# -- a hostile registry ------------------------------------------------------------
+
+Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class Served:
+    """What the hostile registry sent on one path: bytes of body, and whether
+    it sent them all (False: the client hung up first)."""
+
+    sent: int = 0
+    completed: bool = False
+
+
+class HostileRegistry:
+    """Just enough of the registry API v2, on a loopback port, for a test to
+    make any answer hostile: ``routes[path]`` is called with the request
+    handler. :meth:`serve_image` installs honest routes for one small image;
+    :meth:`stream` sends a body of any size at any pace and records in
+    :attr:`served` how much went out before the client hung up."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.served: dict[str, Served] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.requests: list[str] = []
+        self._stopping = threading.Event()
+        registry = self
+
+        class RequestHandler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = urllib.parse.urlsplit(self.path).path
+                registry.requests.append(path)
+                route = registry.routes.get(path)
+                if route is None:
+                    registry.send(self, 404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+                else:
+                    route(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def send(
+        handler: http.server.BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def stream(
+        self,
+        path: str,
+        *,
+        status: int = 200,
+        total: int,
+        chunk: bytes = b"x" * 65536,
+        pause: float = 0.0,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer ``path`` with ``total`` bytes of ``chunk`` repeated (a
+        ``pause`` between writes), announced by Content-Length."""
+        served = self.served[path] = Served()
+        done = self.done[path] = threading.Event()
+
+        def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(total))
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            try:
+                while served.sent < total and not self._stopping.is_set():
+                    piece = chunk[: total - served.sent]
+                    handler.wfile.write(piece)
+                    handler.wfile.flush()
+                    served.sent += len(piece)
+                    if pause:
+                        self._stopping.wait(pause)
+                served.completed = served.sent == total
+            except OSError:
+                handler.close_connection = True
+            finally:
+                done.set()
+
+        self.routes[path] = route
+
+    def serve_image(self, repo: str, tag: str, layer: bytes) -> tuple[str, str]:
+        """Honest routes for ``repo:tag``, one gzipped layer: (manifest
+        digest, layer digest)."""
+        blob = gzip.compress(layer, mtime=0)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [digest(layer)]},
+            }
+        ).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": digest(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": digest(blob),
+                        "size": len(blob),
+                    }
+                ],
+            }
+        ).encode()
+        oci = "application/vnd.oci.image.manifest.v1+json"
+        for name, body, kind in (
+            (f"/v2/{repo}/manifests/{tag}", manifest, oci),
+            (f"/v2/{repo}/manifests/{digest(manifest)}", manifest, oci),
+            (f"/v2/{repo}/blobs/{digest(config)}", config, "application/octet-stream"),
+            (f"/v2/{repo}/blobs/{digest(blob)}", blob, "application/octet-stream"),
+        ):
+            self.routes[name] = (
+                lambda h, body=body, kind=kind: self.send(h, 200, body, kind)  # type: ignore[misc]
+            )
+        return digest(manifest), digest(blob)
+
+    def close(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()

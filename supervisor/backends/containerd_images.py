@@ -126,6 +126,17 @@ class ContainerdImages:
         request = pb_leases.DeleteRequest(id=lease_id, sync=sync)
         await self._call(lambda: self._leases.delete(request))
 
+    async def lease_resource(self, lease_id: str, resource: str, kind: str = "content") -> None:
+        """Add a resource to a lease: content (``kind`` ``"content"``, by
+        digest) or a snapshot (``"snapshots/<snapshotter>"``, by key).
+        Something found already in the store is held from then on, so that
+        GC cannot take it while the lease's owner builds on it; what is not
+        there yet may be added too (it is held once it exists)."""
+        request = pb_leases.AddResourceRequest(
+            id=lease_id, resource=pb_leases.Resource(id=resource, type=kind)
+        )
+        await self._call(lambda: self._leases.add_resource(request))
+
     async def list_leases(self) -> list[str]:
         reply = await self._call(lambda: self._leases.list(pb_leases.ListRequest()))
         return [lease.id for lease in reply.leases]
@@ -255,6 +266,12 @@ class ContainerdImages:
         if offset < desc.size:
             async with source(offset) as chunks:
                 async for data in _rechunk(chunks):
+                    if offset + len(data) > desc.size:
+                        # Refused before it reaches containerd's disk (which
+                        # would only check the size at commit).
+                        raise errors.FailedPrecondition(
+                            f"{desc.digest}: more than the {desc.size} bytes its descriptor says"
+                        )
                     request = pb_content.WriteContentRequest(
                         action=pb_content.WriteAction.WRITE, offset=offset, data=data
                     )

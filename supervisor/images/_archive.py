@@ -455,5 +455,3 @@ async def _store(
         cleanup=service.cleanup,
         progress=None,
     )
-
-

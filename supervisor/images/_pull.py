@@ -100,6 +100,9 @@ async def write_bytes(
         yield chunks()
 
     ref = f"supervisor-{desc.digest}"
+    # Leased before it is looked for: content found is then held by this
+    # lease, not only by whatever holds it now (which may go meanwhile).
+    await store.lease_resource(lease_id, desc.digest)
     if await store.content_size(desc.digest) == desc.size:
         if labels:
             await store.set_content_labels(desc.digest, labels)
@@ -123,6 +126,10 @@ async def _fetch_layer(
             opts.progress, LayerProgress(layer.digest, layer.media_type, offset, layer.size, state)
         )
 
+    # Leased before it is looked for: a layer found is then held by this
+    # pull, not only by the image that holds it now (which may be removed,
+    # and GC run, before this pull unpacks it).
+    await store.lease_resource(lease_id, layer.digest)
     if await store.content_size(layer.digest) == layer.size:
         report(layer.size, "exists")
         return
@@ -134,7 +141,7 @@ async def _fetch_layer(
                 await store.write_content(
                     ref,
                     layer,
-                    lambda offset: registry.blob_stream(layer.digest, offset),
+                    lambda offset: registry.blob_stream(layer.digest, offset, layer.size),
                     lease=lease_id,
                     progress=report,
                 )

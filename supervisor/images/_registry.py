@@ -1,6 +1,13 @@
 """The registry HTTP API v2, read side, over httpx: manifests and blobs,
 with token and basic authentication.
 
+A registry is hostile input like an archive: every body is read up to a
+bound (an error body :data:`ERROR_BODY_LIMIT`, a token reply
+:data:`TOKEN_LIMIT`, a manifest ``MAX_MANIFEST_SIZE``, a blob its
+descriptor's size), and every transfer must keep up :data:`MIN_RATE` over
+each window of ``http_timeout`` seconds spent waiting for it, so that a
+server sending one byte a second cannot keep a pull alive forever.
+
 httpx is imported when a :class:`Registry` is first opened, so that
 ``import supervisor`` never pays for it.
 """
@@ -8,6 +15,7 @@ httpx is imported when a :class:`Registry` is first opened, so that
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,10 +30,61 @@ from ._reference import Reference
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Registry"]
+__all__ = ["ERROR_BODY_LIMIT", "MIN_RATE", "TOKEN_LIMIT", "Registry"]
 
 _log = get_logger("images.registry")
-_CHUNK = 1 << 20
+# What of an error body is read (it is only shown, cut to 200 characters).
+ERROR_BODY_LIMIT = 4096
+# A token reply is a JWT or two in JSON: a few KiB; more is refused.
+TOKEN_LIMIT = 1 << 20
+# Bytes per second a transfer must average over each window of
+# ``http_timeout`` seconds spent waiting for the registry.
+MIN_RATE = 10 * 1024
+
+
+def tag_registry(exc: BaseException, host: str) -> None:
+    """Record on a :mod:`supervisor.errors` exception which registry it came
+    from (its ``registry`` attribute: ``host[:port]``), so that a caller can
+    tell a registry's failure from containerd's."""
+    if isinstance(exc, errors.SupervisorError) and getattr(exc, "registry", None) is None:
+        exc.registry = host
+
+
+class _Pace:
+    """The minimum rate of one transfer: each window of ``window`` seconds
+    spent waiting for bytes must bring ``MIN_RATE * window`` of them (the
+    time spent writing to containerd in between does not count)."""
+
+    def __init__(self, window: float, what: str) -> None:
+        self.window = window
+        self.need = max(1, int(MIN_RATE * window))
+        self.what = what
+        self._waited = 0.0
+        self._got = 0
+
+    async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next chunk, None at the end; DeadlineExceeded if the window
+        runs out first."""
+        import anyio
+
+        start = anyio.current_time()
+        with anyio.move_on_after(max(0.0, self.window - self._waited)) as scope:
+            chunk = await anext(chunks, None)
+        if scope.cancelled_caught:
+            raise errors.DeadlineExceeded(
+                f"{self.what}: slower than the minimum rate of {MIN_RATE} bytes/s "
+                f"over {self.window}s"
+            )
+        self._waited += anyio.current_time() - start
+        if chunk is not None:
+            self._got += len(chunk)
+            if self._got >= self.need:
+                self._waited, self._got = 0.0, 0
+        return chunk
+
+
+def _separator(obj: str) -> str:
+    return "@" if obj.startswith("sha256:") else ":"
 
 
 @contextlib.contextmanager
@@ -45,8 +104,9 @@ def map_http_errors(what: str) -> Iterator[None]:
         raise errors.Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-def _status_error(status: int, what: str, body: str = "") -> errors.SupervisorError:
-    detail = f"{what}: HTTP {status}" + (f": {body[:200]}" if body else "")
+def _status_error(status: int, what: str, body: bytes = b"") -> errors.SupervisorError:
+    text = body[:200].decode(errors="replace").strip()
+    detail = f"{what}: HTTP {status}" + (f": {text}" if text else "")
     if status == 404:
         return errors.NotFound(detail)
     if status in (401, 403):
@@ -103,6 +163,14 @@ class Registry:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
+    @contextlib.contextmanager
+    def _tagged(self) -> Iterator[None]:
+        try:
+            yield
+        except errors.SupervisorError as exc:
+            tag_registry(exc, self.ref.domain)
+            raise
+
     @property
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -118,14 +186,50 @@ class Registry:
             if self._authorization is not None:
                 request_headers["Authorization"] = self._authorization
             request = http.build_request(method, url, headers=request_headers)
-            with map_http_errors(what):
-                response = await http.send(request, stream=True)
+            response = await self._send_once(request, what)
             if response.status_code != 401 or attempt:
                 return response
             challenge = response.headers.get("www-authenticate", "")
             await response.aclose()
             await self._authenticate(challenge, what)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_once(self, request: Any, what: str) -> Any:
+        """The response's head, which must come within ``http_timeout``
+        however it trickles in."""
+        import anyio
+
+        with map_http_errors(what), anyio.move_on_after(self._timeout) as scope:
+            return await self._http.send(request, stream=True)
+        if scope.cancelled_caught:
+            raise errors.DeadlineExceeded(
+                f"{what}: the registry did not answer within {self._timeout}s"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read(self, response: Any, limit: int, what: str, *, cut: bool = False) -> bytes:
+        """At most ``limit`` bytes of a body, at the minimum rate: more is
+        refused (FailedPrecondition), or with ``cut`` dropped."""
+        body = bytearray()
+        pace = _Pace(self._timeout, what)
+        with map_http_errors(what):
+            chunks = response.aiter_bytes()
+            while (chunk := await pace.next(chunks)) is not None:
+                body += chunk
+                if len(body) > limit:
+                    if cut:
+                        return bytes(body[:limit])
+                    raise errors.FailedPrecondition(f"{what}: larger than {limit} bytes")
+        return bytes(body)
+
+    async def _status(self, response: Any, what: str) -> errors.SupervisorError:
+        """The error for a response that is not a success, from a bounded
+        prefix of its body."""
+        try:
+            body = await self._read(response, ERROR_BODY_LIMIT, what, cut=True)
+        except errors.SupervisorError:
+            body = b""
+        return _status_error(response.status_code, what, body)
 
     async def _authenticate(self, header: str, what: str) -> None:
         challenge = parse_challenge(header)
@@ -153,14 +257,18 @@ class Registry:
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
         headers = {} if creds is None else {"Authorization": creds.basic()}
-        with map_http_errors(f"{what}: token"):
-            reply = await self._http.get(realm, params=params, headers=headers)
-        if reply.status_code != 200:
-            raise _status_error(reply.status_code, f"{what}: token", reply.text)
+        request = self._http.build_request("GET", realm, params=params, headers=headers)
+        reply = await self._send_once(request, f"{what}: token")
         try:
-            body = reply.json()
+            if reply.status_code != 200:
+                raise await self._status(reply, f"{what}: token")
+            raw = await self._read(reply, TOKEN_LIMIT, f"{what}: token")
+        finally:
+            await reply.aclose()
+        try:
+            body = json.loads(raw)
             token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise errors.FailedPrecondition(f"{what}: the token service gave no token")
@@ -170,20 +278,18 @@ class Registry:
     async def manifest(self, obj: str, declared: str = "") -> tuple[str, bytes, str]:
         """The manifest or index named by a tag or digest: its media type,
         bytes and digest. A digest asked for is verified."""
-        what = f"manifest {self.ref.path}:{obj}"
+        with self._tagged():
+            return await self._manifest(obj, declared)
+
+    async def _manifest(self, obj: str, declared: str) -> tuple[str, bytes, str]:
+        what = f"manifest {self.ref.domain}/{self.ref.path}{_separator(obj)}{obj}"
         response = await self._send(
             "GET", f"{self._base}/manifests/{obj}", {"Accept": ACCEPT}, what
         )
         try:
             if response.status_code != 200:
-                await response.aread()
-                raise _status_error(response.status_code, what, response.text)
-            body = b""
-            with map_http_errors(what):
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_MANIFEST_SIZE:
-                        raise errors.FailedPrecondition(f"{what}: larger than allowed")
+                raise await self._status(response, what)
+            body = await self._read(response, MAX_MANIFEST_SIZE, what)
         finally:
             await response.aclose()
         digest = sha256_digest(body)
@@ -198,35 +304,50 @@ class Registry:
             raise errors.FailedPrecondition(f"{desc.digest}: too large to read whole")
         verifier = Verifier(desc.digest, desc.size)
         parts = []
-        async with self.blob_stream(desc.digest, 0) as stream:
+        async with self.blob_stream(desc.digest, 0, desc.size) as stream:
             async for chunk in stream:
-                verifier.update(chunk)
+                with self._tagged():
+                    verifier.update(chunk)
                 parts.append(chunk)
-        verifier.check()
+        with self._tagged():
+            verifier.check()
         return b"".join(parts)
 
     @contextlib.asynccontextmanager
-    async def blob_stream(self, digest: str, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        """The bytes of a blob from ``offset`` on (a Range request; a
-        registry that ignores the range has the prefix skipped here)."""
-        what = f"blob {digest}"
+    async def blob_stream(
+        self, digest: str, offset: int, size: int
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The bytes of a blob of ``size`` bytes from ``offset`` on (a Range
+        request; a registry that ignores the range has the prefix skipped
+        here). A byte past ``size`` is refused as it arrives."""
+        what = f"blob {self.ref.domain}/{self.ref.path}@{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        response = await self._send("GET", f"{self._base}/blobs/{digest}", headers, what)
+        with self._tagged():
+            response = await self._send("GET", f"{self._base}/blobs/{digest}", headers, what)
         try:
-            if response.status_code not in (200, 206):
-                await response.aread()
-                raise _status_error(response.status_code, what, response.text)
+            with self._tagged():
+                if response.status_code not in (200, 206):
+                    raise await self._status(response, what)
             skip = offset if (offset and response.status_code == 200) else 0
-            yield self._chunks(response, skip, what)
+            # What the caller's block raises is not the registry's doing:
+            # only the stream's own errors are tagged.
+            yield self._chunks(response, skip, size - offset, what)
         finally:
             await response.aclose()
 
-    async def _chunks(self, response: Any, skip: int, what: str) -> AsyncIterator[bytes]:
-        with map_http_errors(what):
-            async for chunk in response.aiter_bytes(_CHUNK):
+    async def _chunks(self, response: Any, skip: int, left: int, what: str) -> AsyncIterator[bytes]:
+        pace = _Pace(self._timeout, what)
+        with self._tagged(), map_http_errors(what):
+            chunks = response.aiter_bytes()
+            while (chunk := await pace.next(chunks)) is not None:
                 if skip:
                     cut = min(skip, len(chunk))
                     chunk, skip = chunk[cut:], skip - cut
                     if not chunk:
                         continue
+                left -= len(chunk)
+                if left < 0:
+                    raise errors.FailedPrecondition(
+                        f"{what}: the registry sent more than the descriptor's size"
+                    )
                 yield chunk

@@ -54,6 +54,9 @@ async def unpack(
     for i, (layer, diff_id, chain) in enumerate(
         zip(manifest.layers, config.diff_ids, chains, strict=True)
     ):
+        # Leased before it is looked for: a snapshot found is then held by
+        # this lease while its children are built on it.
+        await store.lease_resource(lease, chain, f"snapshots/{snapshotter}")
         if await store.snapshot_exists(snapshotter, chain):
             parent = chain
             continue
