@@ -13,7 +13,7 @@ import anyio
 from . import _platform, errors
 from ._bundle import bundle_path, prepare_bundle, remove_bundle
 from ._cleanup import shielded, undo_if_cancelled
-from ._container import Container
+from ._container import Container, oom_killed
 from ._ids import validate_id
 from ._log import get_logger
 from ._process import Output
@@ -310,9 +310,7 @@ class Client:
                         "cleanup.failed", container_id=container_id, what=what, error=str(exc)
                     )
             if scope.cancelled_caught:
-                _log.warning(
-                    "cleanup.timeout", container_id=container_id, what=what, seconds=limit
-                )
+                _log.warning("cleanup.timeout", container_id=container_id, what=what, seconds=limit)
 
     async def run(
         self,
@@ -385,10 +383,7 @@ class Client:
 
     async def containers(self) -> list[Container]:
         """Every container in the client's namespace."""
-        return [
-            self._from_record(r)
-            for r in await self._session.transport.list_containers()
-        ]
+        return [self._from_record(r) for r in await self._session.transport.list_containers()]
 
     async def restore(self, *, attach: bool = True) -> list[tuple[Container, Task | None]]:
         """Every container of the namespace with its task (``None`` if it has
@@ -398,7 +393,9 @@ class Client:
 
         A task that stopped while nobody listened is reported to the backend
         now (once, and not at all if an earlier run's backend handled it; see
-        ``docs/events.md``); its ``wait()`` returns at once.
+        ``docs/events.md``); its ``wait()`` returns at once. If its cgroup
+        counted an OOM kill, an OOM event comes first and the exit carries
+        ``oom_killed``, as live (one more RPC for all such tasks together).
 
         The stdio of live processes is reopened as :meth:`Container.task`
         does (not with ``attach=False``: see there); each exec made through
@@ -407,13 +404,17 @@ class Client:
         transport = self._session.transport
         records = await transport.list_containers()
         tasks = {t.container_id: t for t in await transport.list_tasks()}
+        containers = [self._from_record(r) for r in records]
+        # Every question first, then every adoption without an await: a call
+        # that fails leaves nothing opened or tracked.
+        loaded = {c.id: (tasks[c.id], await c._exec_records()) for c in containers if c.id in tasks}
+        oom = await oom_killed(self._session, loaded)
         restored: list[tuple[Container, Task | None]] = []
-        for r in records:
-            container = self._from_record(r)
-            record = tasks.get(r.id)
-            task = None if record is None else container._adopt_task(record, attach=attach)
-            if task is not None:
-                await container._adopt_execs(task, attach=attach)
+        for container in containers:
+            task = None
+            if container.id in loaded:
+                record, execs = loaded[container.id]
+                task = container._adopt(record, execs, attach=attach, oom=container.id in oom)
             restored.append((container, task))
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,18 +12,50 @@ from ._attach import attach_stdio, exec_ids_in
 from ._bundle import remove_bundle_async
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
-from ._process import Output, Process, checked_output, create_process
+from ._process import LogWriter, Output, Process, checked_output, create_process
 from ._task import Task
-from ._types import ProcessState
+from ._types import ExitStatus, ProcessState, TaskEvent, Topic
 
 if TYPE_CHECKING:
     from ._session import Session
     from ._types import StdioPaths, TaskRecord
     from .fifo import StdioSet
 
-__all__ = ["Container"]
+__all__ = ["Container", "oom_killed"]
 
 _log = get_logger("container")
+
+
+async def oom_killed(
+    session: Session, loaded: Mapping[str, tuple[TaskRecord, Sequence[TaskRecord]]]
+) -> set[str]:
+    """Of the tasks just loaded (container id: the task's record and its
+    execs'), those with a process found stopped whose cgroup counted an OOM
+    kill.
+
+    No event can tell: an OOM while nobody listened is gone from the stream.
+    But the task's cgroup lives until the task is deleted, and its OOM-kill
+    counter (v1 ``memory.oom_control``, v2 ``memory.events``) counts every
+    kill in the task's life. Only tasks with a stopped process are asked,
+    all in one Metrics call, so loading running tasks costs nothing more.
+    """
+    wanted = [
+        cid
+        for cid, (record, execs) in loaded.items()
+        if any(r.exit_status is not None for r in (record, *execs))
+    ]
+    if not wanted:
+        return set()
+    try:
+        samples = await session.transport.metrics(wanted)
+    except (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled):
+        raise
+    except errors.SupervisorError as exc:
+        # A runtime without cgroup metrics: the exits are still reported,
+        # without what cannot be known.
+        _log.warning("task.oom_unknown", containers=len(wanted), error=str(exc))
+        return set()
+    return {cid for cid, sample in samples.items() if sample.memory.oom_kills}
 
 
 class Container:
@@ -72,6 +105,7 @@ class Container:
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
+        log_writer: LogWriter = "client",
     ) -> Task:
         """Create the container's task (its init process), not yet started.
 
@@ -82,13 +116,20 @@ class Container:
             stdin: give the init process a standard input stream.
             terminal: run it on a terminal; its output then all comes on stdout.
                 Must match the spec's ``process.terminal``.
-            log_path: an absolute path: the shim itself appends the process's
-                stdout and stderr to that file, so no reader is needed, nothing
-                blocks, and the output outlives the application. The task
-                then has no ``stdout``/``stderr`` streams.
+            log_path: an absolute path: the process's stdout and stderr are
+                appended to that file (opened without following links), and
+                everything the process wrote is in it once :meth:`~Process.wait`
+                returned. The task then has no ``stdout``/``stderr`` streams.
             output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
                 ``task.stderr``, or they fill and block the process) or
                 ``"null"`` (discarded).
+            log_writer: who appends to ``log_path``: ``"client"`` (default:
+                this client copies the output; while no client of the state
+                directory runs, up to about 1 MiB per stream waits in the
+                FIFOs before the process blocks) or ``"logger"`` (a small
+                logger process that containerd's shim runs beside the task:
+                the output never waits for the application). See
+                ``docs/api.md``.
 
         Raises:
             AlreadyExists: the container has a task already (the existing
@@ -129,6 +170,7 @@ class Container:
             create=create,
             log_path=path,
             output=output,
+            log_writer=log_writer,
         )
         task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=path)
         self._task = task
@@ -173,13 +215,13 @@ class Container:
         slot = tracker.watch(cid, cid)
         try:
             record = await session.transport.get_task(cid)
+            execs = await self._exec_records()
+            oom = await oom_killed(session, {cid: (record, execs)})
         except BaseException:
             if not existed and not slot.pid:
                 tracker.forget(cid, cid)
             raise
-        task = self._adopt_task(record, attach=attach)
-        await self._adopt_execs(task, attach=attach)
-        return task
+        return self._adopt(record, execs, attach=attach, oom=cid in oom)
 
     def _stdio(
         self, process_id: str, record: TaskRecord, attach: bool
@@ -200,17 +242,42 @@ class Container:
         init = process_id == self.id
         return attach_stdio(self.bundle_dir, process_id, init=init, stdio=stdio)
 
+    async def _exec_records(self) -> list[TaskRecord]:
+        """containerd's records of the execs this library made in the task,
+        found by their FIFOs in our own bundle directory (containerd cannot
+        list stopped execs)."""
+        records = []
+        for exec_id in exec_ids_in(self.bundle_dir):
+            try:
+                records.append(await self._session.transport.get_task(self.id, exec_id))
+            except errors.NotFound:
+                # Either gone with an earlier instance of the task, or an exec
+                # another client of this state dir is creating right now (its
+                # FIFOs exist before containerd knows it): never ours to remove
+                # here. The bundle goes with the container.
+                continue
+        return records
+
+    def _adopt(
+        self, record: TaskRecord, execs: list[TaskRecord], *, attach: bool, oom: bool
+    ) -> Task:
+        """A Task (and its execs) for containerd's records of them, loaded or
+        listed; ``oom``: the task's cgroup counted an OOM kill. Nothing is
+        awaited, so what the stream says meanwhile cannot come in between."""
+        task = self._adopt_task(record, attach=attach)
+        for exec_record in execs:
+            if exec_record.process_id not in task._execs:
+                self._adopt_exec(task, exec_record, attach=attach)
+        found = [(r, r.exit_status) for r in (record, *execs) if r.exit_status is not None]
+        if found:
+            self._report_found(found, oom=oom)
+        return task
+
     def _adopt_task(self, record: TaskRecord, *, attach: bool) -> Task:
-        """A Task for containerd's record of it (loaded or listed)."""
         session = self._session
         cid = self.id
         slot = session.tracker.started(cid, cid, record.pid)
         slot.owned = True
-        status = record.exit_status
-        if status is not None:
-            # Exited while nobody here listened: the backend hears it now,
-            # once (the tracker drops a copy from the stream).
-            session.monitor.found_exited(cid, cid, record.pid, status.exit_code, status.exited_at)
         fifos, detached = self._stdio(cid, record, attach)
         task = Task(
             self, session, cid, pid=record.pid, fifos=fifos, slot=slot, detached_stdio=detached
@@ -219,41 +286,48 @@ class Container:
         self._task = task
         return task
 
-    async def _adopt_execs(self, task: Task, *, attach: bool) -> None:
-        """The execs this library made in the task, found by their FIFOs in
-        our own bundle directory (containerd cannot list stopped execs)."""
+    def _adopt_exec(self, task: Task, record: TaskRecord, *, attach: bool) -> None:
+        session = self._session
+        exec_id = record.process_id
+        slot = session.tracker.started(self.id, exec_id, record.pid)
+        slot.owned = True
+        fifos, detached = self._stdio(exec_id, record, attach)
+        proc = Process(
+            self,
+            session,
+            exec_id,
+            pid=record.pid,
+            fifos=fifos,
+            slot=slot,
+            detached_stdio=detached,
+        )
+        proc._started = record.state is not ProcessState.CREATED
+        task._execs[exec_id] = proc
+
+    def _report_found(self, found: list[tuple[TaskRecord, ExitStatus]], *, oom: bool) -> None:
+        """Processes found stopped: they exited while nobody here listened
+        (the application's own restart). The backend hears each exit now,
+        once (the tracker drops a copy from the stream), and, when the
+        cgroup counted an OOM kill, the OOM first, as it would have live:
+        the init's exit then carries ``oom_killed``."""
         session = self._session
         cid = self.id
-        for exec_id in exec_ids_in(self.bundle_dir):
-            if exec_id in task._execs:
-                continue
-            try:
-                record = await session.transport.get_task(cid, exec_id)
-            except errors.NotFound:
-                # Either gone with an earlier instance of the task, or an exec
-                # another client of this state dir is creating right now (its
-                # FIFOs exist before containerd knows it): never ours to remove
-                # here. The bundle goes with the container.
-                continue
-            slot = session.tracker.started(cid, exec_id, record.pid)
-            slot.owned = True
-            fifos, detached = self._stdio(exec_id, record, attach)
-            proc = Process(
-                self,
-                session,
-                exec_id,
-                pid=record.pid,
-                fifos=fifos,
-                slot=slot,
-                detached_stdio=detached,
+        if oom:
+            news = any(
+                not session.ledger.handled(cid, r.process_id, r.pid, status.exited_at)
+                for r, status in found
             )
-            proc._started = record.state is not ProcessState.CREATED
-            task._execs[exec_id] = proc
-            status = record.exit_status
-            if status is not None:
-                session.monitor.found_exited(
-                    cid, exec_id, record.pid, status.exit_code, status.exited_at
-                )
+            if news:
+                event = TaskEvent(session.raw_transport.namespace, Topic.OOM, cid, cid)
+                session.monitor.handle(event)
+            else:
+                # The earlier run's backend handled these exits (and heard the
+                # OOM then): the status alone learns it.
+                session.tracker.oom(cid)
+        for r, status in found:
+            session.monitor.found_exited(
+                cid, r.process_id, r.pid, status.exit_code, status.exited_at
+            )
 
     def _task_deleted(self, task: Task) -> None:
         if self._task is task:

@@ -160,13 +160,15 @@ class FakeControls:
         proc.ignored = frozenset(signals)
 
     def oom(self, container_id: str) -> None:
-        """The kernel OOM-killed a process of the task: a TaskOOM is published
-        (it kills nothing by itself; follow with :meth:`exit`).
+        """The kernel OOM-killed a process of the task: the task's OOM-kill
+        counter (``Stats.memory.oom_kills``) goes up and a TaskOOM is
+        published (it kills nothing by itself; follow with :meth:`exit`).
 
         Raises:
             NotFound: the container has no task.
         """
-        self._lookup(container_id, None)
+        task, _ = self._lookup(container_id, None)
+        task.oom_kills += 1
         self._daemon.event(self._namespace, Topic.OOM, container_id)
 
     def publish(self, event: TaskEvent) -> None:

@@ -27,6 +27,7 @@ from ..base import Sync, Transport
 
 if TYPE_CHECKING:
     from ._transport import FakeTransport
+
     pass
 
 __all__ = ["ZERO_TIME", "Hold"]
@@ -144,6 +145,8 @@ class _Task:
         self.cpu_ns = 0
         # Signals a frozen process has not received yet: delivered on resume.
         self.pending: list[tuple[_Process, int]] = []
+        # The cgroup's OOM-kill counter: it lives as long as the task does.
+        self.oom_kills = 0
 
     def processes(self) -> list[_Process]:
         return [self.init, *self.execs.values()]
@@ -296,5 +299,3 @@ class _Containerd:
             for task in ns.tasks.values():
                 for proc in task.processes():
                     proc.notify()
-
-

@@ -359,6 +359,7 @@ class FakeTransport(FakeControls):
                 rss=live << 20,
                 max_usage=live << 20,
                 failcnt=0,
+                oom_kills=task.oom_kills,
             ),
             cpu=CpuStats(total_usage=task.cpu_ns, user_usage=task.cpu_ns, per_cpu_usage=()),
             pids=PidsStats(
