@@ -46,7 +46,7 @@ from ._manifest import (
 from ._platform import Platform, host_platform, select_platform
 from ._pull import index_labels, lease, manifest_labels, store_image, write_bytes
 from ._reference import parse_reference
-from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive, member_name, refuse
+from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive, checkpoint, member_name, refuse
 from ._types import ImageRecord
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def _json(data: bytes, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise refuse(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise refuse(f"{what} is nested too deep") from None
 
 
 # -- what an import writes ---------------------------------------------------------
@@ -117,6 +119,10 @@ class _LayoutReader:
         self.archive = archive
         self.plan = plan
         self.platform = platform
+        # What walking each digest found: an index may name one child many
+        # times, and indexes below it again (N children, four levels, would
+        # be N**4 walks): each digest is read and walked once.
+        self._walked: dict[str, tuple[Manifest, ImageConfig] | None] = {}
 
     def small(self, desc: Descriptor, what: str) -> bytes:
         name = blob_name(desc.digest)
@@ -156,6 +162,14 @@ class _LayoutReader:
         manifest (and config) for this host's platform, if there is one."""
         if depth > MAX_DEPTH:
             raise refuse("indexes nested too deep")
+        if desc.digest in self._walked:
+            return self._walked[desc.digest]
+        checkpoint()
+        found = self._walk(desc, depth)
+        self._walked[desc.digest] = found
+        return found
+
+    def _walk(self, desc: Descriptor, depth: int) -> tuple[Manifest, ImageConfig] | None:
         if desc.media_type in MANIFEST_TYPES:
             return self.manifest(desc)
         body = self.small(desc, "index")

@@ -133,6 +133,9 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.FailedPrecondition(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        # Deep nesting fits well under the size cap and exhausts the stack.
+        raise errors.FailedPrecondition(f"{what} is nested too deep") from None
     if not isinstance(value, dict):
         raise errors.FailedPrecondition(f"{what} is not a JSON object")
     return value

@@ -16,7 +16,7 @@ from typing import IO
 from .. import errors
 from ._manifest import MAX_MANIFEST_SIZE
 
-__all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "Archive", "member_name", "refuse"]
+__all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "Archive", "checkpoint", "member_name", "refuse"]
 
 # An archive with more members than this is refused (a layout has a few per
 # image; a legacy docker save a few per layer).
@@ -25,6 +25,18 @@ MAX_MEMBERS = 100_000
 MAX_BLOB_SIZE = 64 << 30
 _CHUNK = 1 << 20
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def checkpoint() -> None:
+    """In a worker thread of ``anyio.to_thread.run_sync``: raise the
+    cancellation of the task waiting for it, so that reading a large
+    archive stops when its caller is cancelled. Elsewhere: nothing."""
+    from anyio.from_thread import check_cancelled
+
+    try:
+        check_cancelled()
+    except RuntimeError:
+        pass  # not an anyio worker thread (a direct call)
 
 
 def refuse(message: str) -> errors.InvalidArgument:
@@ -104,6 +116,7 @@ class Archive:
         try:
             with self._open(name) as f:
                 while chunk := f.read(_CHUNK):
+                    checkpoint()
                     yield chunk
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise refuse(f"{name}: {exc}") from None
@@ -133,6 +146,8 @@ def _scan(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
             count += 1
             if count > MAX_MEMBERS:
                 raise refuse(f"more than {MAX_MEMBERS} members")
+            if count % 256 == 0:
+                checkpoint()
             name = member_name(member.name)
             if member.isdir():
                 continue
