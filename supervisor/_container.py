@@ -135,6 +135,13 @@ class Container:
         if isinstance(process, dict) and bool(process.get("terminal")) != bool(terminal):
             raise errors.InvalidArgument(
                 f"terminal={terminal} but the spec's process.terminal is "
+            Unavailable, DeadlineExceeded: containerd could not be reached or
+                did not answer in time. Whether it made the task is asked
+                again once it answers (within ``timeouts.cleanup``), and a task
+                this call made is deleted before the error is raised: the
+                call made nothing, and trying again is safe. Past that bound
+                the question stays open; :meth:`delete` with ``force=True``
+                removes whatever task is there.
                 f"{bool(process.get('terminal'))}",
                 container_id=cid,
             )
@@ -147,10 +154,14 @@ class Container:
 
             self._rootfs = await rootfs_mounts(session, self.snapshotter, self.snapshot_key)
 
-        async def create(stdio: Any) -> int:
-            if not self._rootfs:
-                return await session.transport.create_task(cid, stdio)
-            return await session.transport.create_task(cid, stdio, rootfs=self._rootfs)
+        async def create(stdio: StdioPaths) -> int:
+            try:
+                if not self._rootfs:
+                    return await session.transport.create_task(cid, stdio)
+                return await session.transport.create_task(cid, stdio, rootfs=self._rootfs)
+            except UNKNOWN_OUTCOME:
+                await undo_unknown_create(session, cid, "", stdio)
+                raise
 
         pid, fifos, slot = await create_process(
             session,
@@ -324,22 +335,47 @@ class Container:
         if self._task is task:
             self._task = None
 
-    async def delete(self) -> None:
+    async def delete(self, *, force: bool = False) -> None:
         """Delete the container from containerd and remove its bundle directory.
 
         Whether the container still has a task is asked of containerd, never
         assumed: a task made by another client (or one whose create failed
+    async def _delete_task(self) -> None:
+        """Kill and delete the task, if any, through the Task object that
+        holds it here (or one loaded for it, without attaching its stdio)."""
+        task = self._task
+        if task is None or task._deleted:
+            try:
+                task = await self.task(attach=False)
+            except errors.NotFound:
+                return
+        try:
+            await task.delete(force=True)
+        except errors.NotFound:
+            pass
+
         only on our side) must not be orphaned.
 
         Raises:
-            FailedPrecondition: the container still has a task (delete it first),
-                as containerd's own client refuses too.
+            FailedPrecondition: the container still has a task (without
+                ``force``, or one made again meanwhile), as containerd's own
+                client refuses too.
             NotFound: no such container.
         """
         session = self._session
         transport = session.transport
         cid = self.id
         try:
+        Args:
+            force: first kill and delete whatever task the container has, as
+                ``docker rm -f`` does: whoever made it, whatever its state
+                (created, running, paused or being paused, stopped), every
+                process of it (execs included) killed with SIGKILL, a frozen
+                task thawed, each step bounded by ``timeouts.cleanup``. An exit
+                nobody had heard yet is reported on the way. The clean-up
+                for a container an outage or a crash left in a state the
+                application does not know.
+
             await transport.get_task(cid)
         except errors.NotFound:
             pass
@@ -348,6 +384,8 @@ class Container:
                 "cannot delete a container with a task", container_id=cid
             )
         # Shielded: a delete cancelled after containerd acted would otherwise
+        if force:
+            await self._delete_task()
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):
             await transport.delete_container(cid)

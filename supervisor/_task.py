@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from . import _platform, errors
 from ._cleanup import undo_if_cancelled
@@ -16,15 +19,94 @@ from ._resources import checked_resources
 from ._spec import checked_process, inherited_process
 from ._stats import with_host_figures
 from ._stats_stream import stats_stream
+from ._timeouts import backoff
 from ._types import ProcessInfo, Stats, StdioPaths
 from .backends import runhcs
 
 if TYPE_CHECKING:
+    from ._session import Session
     from ._summary import ProcessSummary
 
-__all__ = ["Task"]
+__all__ = ["Task", "UNKNOWN_OUTCOME", "undo_unknown_create"]
 
 _log = get_logger("task")
+
+# A create that failed with one of these may still have been carried out:
+# the connection broke, containerd restarted, or no reply came in time.
+UNKNOWN_OUTCOME = (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled)
+
+
+async def undo_unknown_create(
+    session: Session, container_id: str, exec_id: str, stdio: StdioPaths
+) -> None:
+    """After a create of a task (``exec_id`` empty) or of an exec failed with
+    an unknown outcome: ask containerd, once it answers again, and delete
+    what this very call made, so that the caller's error means "nothing was
+    made" and trying again is safe. Undone rather than adopted: the caller
+    was about to be told of a failure, and a call that fails leaves nothing.
+
+    The process is this call's when containerd's record names this call's
+    stdio (FIFO names are unique to the call; ``output="null"`` and
+    ``log_path`` files are not, and a process another client made with the
+    same ones in that instant would be taken for ours). Bounded by
+    ``timeouts.cleanup``: a containerd that does not answer within it
+    leaves the question open (logged); ``Container.delete(force=True)``
+    then removes whatever task the container has.
+    """
+    transport = session.transport
+    process_id = exec_id or container_id
+    with anyio.move_on_after(session.timeouts.cleanup):
+        for pause in backoff(0.01, 0.5):
+            try:
+                record = await transport.get_task(container_id, exec_id)
+                if (record.stdio.stdin, record.stdio.stdout, record.stdio.stderr) != (
+                    stdio.stdin,
+                    stdio.stdout,
+                    stdio.stderr,
+                ):
+                    return  # another client's, made in the meantime
+                await _discard(session, container_id, exec_id)
+                _log.info("process.create_undone", container_id=container_id, process_id=process_id)
+                return
+            except errors.NotFound:
+                return  # containerd never made it
+            except UNKNOWN_OUTCOME:
+                await anyio.sleep(pause)
+            except errors.SupervisorError as exc:
+                _log.warning(
+                    "process.create_unresolved",
+                    container_id=container_id,
+                    process_id=process_id,
+                    error=str(exc),
+                )
+                return
+    _log.warning(
+        "process.create_unresolved",
+        container_id=container_id,
+        process_id=process_id,
+        error="containerd did not answer in time",
+    )
+
+
+async def _discard(session: Session, container_id: str, exec_id: str) -> None:
+    transport = session.transport
+
+    async def delete() -> None:
+        if exec_id:
+            await transport.delete_process(container_id, exec_id)
+        else:
+            await transport.delete_task(container_id)
+
+    try:
+        # Created, never started: containerd deletes it as it is, and no
+        # exit of a process that never ran reaches the backend.
+        await delete()
+    except errors.FailedPrecondition:
+        # Running after all (a start from elsewhere): the force path.
+        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+            await transport.kill(container_id, exec_id, _platform.SIGKILL, not exec_id)
+        await transport.wait(container_id, exec_id)
+        await delete()
 
 
 class Task(Process):
@@ -149,6 +231,9 @@ class Task(Process):
 
         Example::
 
+            Unavailable: containerd could not be reached; an exec the call
+                made all the same was deleted again once containerd answered
+                (see :meth:`Container.new_task`).
             proc = await task.exec(None, ["sh", "-c", "echo $HOME"])
             await proc.start()
         """
@@ -173,7 +258,11 @@ class Task(Process):
         transport = session.transport
 
         async def create(stdio: StdioPaths) -> int:
-            await transport.exec(cid, exec_id, spec, stdio)
+            try:
+                await transport.exec(cid, exec_id, spec, stdio)
+            except UNKNOWN_OUTCOME:
+                await undo_unknown_create(session, cid, exec_id, stdio)
+                raise
             return 0
 
         _, fifos, slot = await create_process(

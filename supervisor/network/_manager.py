@@ -297,7 +297,7 @@ class NetworkManager:
                     await self.cni.delete(cached.network, cached.runtime)
                     released.add(cid)
             # host-local leases nobody's cache knows of.
-            for cid, ifname in self._leases():
+            for cid, ifname in self._leases(self.bridge):
                 if cid not in live and not self._record_path(cid).exists():
                     subnet = self._subnet or await self._known_subnet()
                     if subnet is not None:
@@ -565,16 +565,21 @@ class NetworkManager:
             raise
         return reservation
 
-    def _leases(self) -> list[tuple[str, str]]:
+    def _leases(self, network: str | None = None) -> list[tuple[str, str]]:
+        """(container id, ifname) of each host-local lease in our IPAM data
+        directory: of ``network`` only, or of every network kept there."""
         out = []
-        directory = self.root / "ipam" / self.bridge
-        for entry in _listdir(directory):
-            if entry.startswith(("last_reserved_ip", "lock", ".")):
-                continue
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                cid, _, ifname = read_small(directory / entry, 4096).decode().partition("\r\n")
-                if cid:
-                    out.append((cid.strip(), ifname.strip() or "eth0"))
+        ipam = self.root / "ipam"
+        for net in [network] if network is not None else _listdir(ipam):
+            directory = ipam / net
+            for entry in _listdir(directory):
+                if entry.startswith(("last_reserved_ip", "lock", ".")):
+                    continue
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    raw = read_small(directory / entry, 4096).decode()
+                    cid, _, ifname = raw.partition("\r\n")
+                    if cid:
+                        out.append((cid.strip(), ifname.strip() or "eth0"))
         return out
 
     def leftovers(self) -> dict[str, list[str]]:
