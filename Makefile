@@ -12,7 +12,7 @@ BUILD := .build
 ROOTFS := $(BUILD)/rootfs
 # A short path: unix socket paths are limited to 108 bytes.
 CTRD_DIR := /tmp/supervisor-test-$(shell id -u)-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
-APT_PACKAGES := containerd runc busybox-static docker-registry skopeo apache2-utils \
+APT_PACKAGES := containerd runc busybox-static docker-registry skopeo apache2-utils containernetworking-plugins iptables iproute2 \
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-gogo-protobuf-dev
 

@@ -13,7 +13,7 @@ from ._bundle import remove_bundle_async
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
 from ._process import Output, Process, checked_output, create_process
-from ._task import Task
+from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 from ._types import ExitStatus, ProcessState, TaskEvent, Topic
 
 if TYPE_CHECKING:
@@ -127,6 +127,13 @@ class Container:
             AlreadyExists: the container has a task already (the existing
                 task and its stdio are left untouched).
             InvalidArgument: ``terminal`` disagrees with the spec.
+            Unavailable, DeadlineExceeded: containerd could not be reached or
+                did not answer in time. Whether it made the task is asked
+                again once it answers (within ``timeouts.cleanup``), and a task
+                this call made is deleted before the error is raised: the
+                call made nothing, and trying again is safe. Past that bound
+                the question stays open; :meth:`delete` with ``force=True``
+                removes whatever task is there.
         """
         session = self._session
         session.check_open()
@@ -135,13 +142,6 @@ class Container:
         if isinstance(process, dict) and bool(process.get("terminal")) != bool(terminal):
             raise errors.InvalidArgument(
                 f"terminal={terminal} but the spec's process.terminal is "
-            Unavailable, DeadlineExceeded: containerd could not be reached or
-                did not answer in time. Whether it made the task is asked
-                again once it answers (within ``timeouts.cleanup``), and a task
-                this call made is deleted before the error is raised: the
-                call made nothing, and trying again is safe. Past that bound
-                the question stays open; :meth:`delete` with ``force=True``
-                removes whatever task is there.
                 f"{bool(process.get('terminal'))}",
                 container_id=cid,
             )
@@ -331,15 +331,6 @@ class Container:
                 cid, r.process_id, r.pid, status.exit_code, status.exited_at
             )
 
-    def _task_deleted(self, task: Task) -> None:
-        if self._task is task:
-            self._task = None
-
-    async def delete(self, *, force: bool = False) -> None:
-        """Delete the container from containerd and remove its bundle directory.
-
-        Whether the container still has a task is asked of containerd, never
-        assumed: a task made by another client (or one whose create failed
     async def _delete_task(self) -> None:
         """Kill and delete the task, if any, through the Task object that
         holds it here (or one loaded for it, without attaching its stdio)."""
@@ -354,18 +345,17 @@ class Container:
         except errors.NotFound:
             pass
 
+    def _task_deleted(self, task: Task) -> None:
+        if self._task is task:
+            self._task = None
+
+    async def delete(self, *, force: bool = False) -> None:
+        """Delete the container from containerd and remove its bundle directory.
+
+        Whether the container still has a task is asked of containerd, never
+        assumed: a task made by another client (or one whose create failed
         only on our side) must not be orphaned.
 
-        Raises:
-            FailedPrecondition: the container still has a task (without
-                ``force``, or one made again meanwhile), as containerd's own
-                client refuses too.
-            NotFound: no such container.
-        """
-        session = self._session
-        transport = session.transport
-        cid = self.id
-        try:
         Args:
             force: first kill and delete whatever task the container has, as
                 ``docker rm -f`` does: whoever made it, whatever its state
@@ -376,6 +366,18 @@ class Container:
                 for a container an outage or a crash left in a state the
                 application does not know.
 
+        Raises:
+            FailedPrecondition: the container still has a task (without
+                ``force``, or one made again meanwhile), as containerd's own
+                client refuses too.
+            NotFound: no such container.
+        """
+        session = self._session
+        transport = session.transport
+        cid = self.id
+        if force:
+            await self._delete_task()
+        try:
             await transport.get_task(cid)
         except errors.NotFound:
             pass
@@ -384,8 +386,6 @@ class Container:
                 "cannot delete a container with a task", container_id=cid
             )
         # Shielded: a delete cancelled after containerd acted would otherwise
-        if force:
-            await self._delete_task()
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):
             await transport.delete_container(cid)

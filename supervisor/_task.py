@@ -228,12 +228,12 @@ class Task(Process):
             InvalidArgument: bad id or spec (an id equal to the container's
                 is refused: it names the init process); nothing was created.
             AlreadyExists: an exec with this id exists (it is left untouched).
-
-        Example::
-
             Unavailable: containerd could not be reached; an exec the call
                 made all the same was deleted again once containerd answered
                 (see :meth:`Container.new_task`).
+
+        Example::
+
             proc = await task.exec(None, ["sh", "-c", "echo $HOME"])
             await proc.start()
         """
