@@ -4,12 +4,14 @@ paused, being paused, being thawed (issue 20, item 3)."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import anyio
 import pytest
 
 import supervisor
 from supervisor import errors
+from tests.integration.conftest import fifo_files
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,3 +74,52 @@ async def test_running_deletes_the_container_of_a_paused_task(
         async with client.running(f"block-{i}", spec, output="null") as task:
             await task.pause()
         assert await client.containers() == []
+
+
+@pytest.mark.parametrize("state", ["created", "running", "paused", "stopped"])
+async def test_container_force_delete_removes_a_task_nobody_holds(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, state: str
+) -> None:
+    # A first run leaves a task with an exec behind, as a crash would.
+    args = ["sh", "-c", "exit 3"] if state == "stopped" else ["sleep", "60"]
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as first:
+        container = await first.new_container("left", supervisor.default_spec(args, rootfs))
+        task = await container.new_task(output="null")
+        if state != "created":
+            await task.start()
+        if state in ("running", "paused"):
+            proc = await task.exec("side", ["sleep", "60"])
+            await proc.start()
+        if state == "paused":
+            await task.pause()
+        if state == "stopped":
+            with anyio.fail_after(20):
+                await task.wait()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as client:
+        await (await client.load_container("left")).delete(force=True)
+        assert await client.containers() == []
+        assert await client._session.transport.list_tasks() == []
+        assert len(client._session.tracker) == 0
+    assert fifo_files(state_dir) == []
+
+
+async def test_container_force_delete_through_the_objects_held(
+    client: supervisor.Client, state_dir: Path, rootfs: str
+) -> None:
+    spec = supervisor.default_spec(["sh", "-c", "trap '' TERM; sleep 60"], rootfs)
+    container = await client.new_container("held", spec)
+    task = await container.new_task()
+    await task.start()
+    proc = await task.exec("side", ["sleep", "60"])
+    await proc.start()
+    await container.delete(force=True)
+    with anyio.fail_after(20):
+        assert (await task.wait()).exit_code == 137
+        assert (await proc.wait()).exit_code == 137
+    assert await client.containers() == []
+    assert await client._session.transport.list_tasks() == []
+    assert fifo_files(state_dir) == []
