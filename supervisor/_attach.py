@@ -23,13 +23,15 @@ from ._stdio_files import parse_stdio_path
 from ._types import StdioPaths
 from .fifo import FdReceiveStream, FdSendStream
 from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
+from .fifo._logger import LoggerStdio, logger_stdio_for
 
 __all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "stdio_files"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_EXEC_FIFO = re.compile(r"exec\.(?P<id>.+)\.[0-9a-f]{8}-stdout")
+# An exec's stdout FIFO, or the control FIFO of its shim-run logger.
+_EXEC_FIFO = re.compile(r"exec\.(?P<id>.+)\.[0-9a-f]{8}-(?:stdout|ctl)")
 
 
 def _open_fifo(path: Path, flags: int) -> int:
@@ -107,19 +109,30 @@ def _ours(
 def stdio_files(bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths) -> list[Path]:
     """The stdio files of ours that containerd's record names, without
     opening them (what deleting a process not attached to must remove)."""
+    logger = logger_stdio_for(
+        bundle_dir, process_id, init=init, uri=stdio.stdout, terminal=stdio.terminal
+    )
+    if logger is not None:
+        return logger.files
     found = _ours(bundle_dir, process_id, init, stdio)
     return [] if found is None else found[2]
 
 
 def attach_stdio(
     bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
-) -> AttachedStdio | LogPump | None:
+) -> AttachedStdio | LogPump | LoggerStdio | None:
     """Reopen the FIFOs containerd's record names, if they are ours; ``None``
     when they are not (another client's process, a log file, no stdio).
 
     A process whose output goes to a log file (a record of ours beside its
     FIFOs names the file) comes back as a :class:`LogPump` that goes on
-    copying into that file."""
+    copying into that file; one whose output a shim-run logger writes, as a
+    :class:`LoggerStdio` (nothing to open)."""
+    logger = logger_stdio_for(
+        bundle_dir, process_id, init=init, uri=stdio.stdout, terminal=stdio.terminal
+    )
+    if logger is not None:
+        return logger
     found = _ours(bundle_dir, process_id, init, stdio)
     if found is None:
         return None

@@ -20,17 +20,31 @@ from ._stdio_files import new_stdio_name
 from ._types import ExitStatus, ProcessState, StdioPaths
 from .fifo import StdioSet, open_stdio
 from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
+from .fifo._logger import LoggerStdio, logger_stdio_for, make_logger_stdio
 
 if TYPE_CHECKING:
     from ._container import Container
     from ._session import Session
     from .events._tracker import Slot
 
-__all__ = ["ExitStatus", "Output", "Process", "create_process", "checked_output"]
+__all__ = [
+    "ExitStatus",
+    "LogWriter",
+    "Output",
+    "Process",
+    "checked_log_writer",
+    "checked_output",
+    "create_process",
+]
 
 Output = Literal["pipe", "null"]
 """Where a process's output goes when no ``log_path`` is given: ``"pipe"``
 (the caller reads :attr:`Process.stdout`) or ``"null"`` (discarded)."""
+
+LogWriter = Literal["client", "logger"]
+"""Who appends a process's output to its ``log_path``: ``"client"`` (this
+client copies it from FIFOs) or ``"logger"`` (a logger process that
+containerd's shim runs beside the process); see ``docs/api.md``."""
 
 _log = get_logger("process")
 
@@ -101,6 +115,32 @@ def checked_output(
     return path
 
 
+def checked_log_writer(
+    log_writer: object, log_path: Path | None, *, container_id: str, process_id: str
+) -> LogWriter:
+    """Check the ``log_writer`` choice (it needs a ``log_path`` when it is
+    not the default)."""
+    if log_writer not in ("client", "logger"):
+        raise errors.InvalidArgument(
+            f"log_writer must be 'client' or 'logger', not {log_writer!r}",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    if log_writer == "logger" and log_path is None:
+        raise errors.InvalidArgument(
+            "log_writer='logger' needs a log_path",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    if log_writer == "logger" and _platform.PLATFORM.stdio != "fifo":
+        raise errors.InvalidArgument(
+            "log_writer='logger' is not available on this platform",
+            container_id=container_id,
+            process_id=process_id,
+        )
+    return "logger" if log_writer == "logger" else "client"
+
+
 def _file_stdio(path: Path | None, *, terminal: bool) -> StdioPaths:
     # The shim itself appends stdout and stderr to a file:// URI's file: only
     # for discarded output (/dev/null), and for log files where the platform
@@ -137,13 +177,24 @@ def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool
 
 
 async def _logged_stdio(
-    bundle_dir: Path, container_id: str, process_id: str, *, terminal: bool, log_path: Path
-) -> LogPump:
+    session: Session,
+    bundle_dir: Path,
+    container_id: str,
+    process_id: str,
+    *,
+    terminal: bool,
+    log_path: Path,
+    log_writer: LogWriter,
+) -> LogPump | LoggerStdio:
     """FIFOs whose output the library appends to ``log_path``, and the
     record that lets a later application carry on copying; on failure
     nothing of it is left (a log file this call made is removed too)."""
     init = process_id == container_id
     name = new_stdio_name(process_id, init=init)
+    if log_writer == "logger":
+        return _logger_stdio(
+            session, bundle_dir, name, log_path, container_id, process_id, terminal
+        )
     log_fd, made = _open_log(log_path, container_id, process_id)
     fifos: StdioSet | None = None
     record = bundle_dir / f"{name}-log"
@@ -182,6 +233,39 @@ async def _logged_stdio(
         raise
 
 
+def _logger_stdio(
+    session: Session,
+    bundle_dir: Path,
+    name: str,
+    log_path: Path,
+    container_id: str,
+    process_id: str,
+    terminal: bool,
+) -> LoggerStdio:
+    # The file is made here, as ours (never through a link): the logger,
+    # which runs as containerd's user, only ever appends to it.
+    fd, made = _open_log(log_path, container_id, process_id)
+    os.close(fd)
+    try:
+        bundle_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stdio = make_logger_stdio(
+            session.state_dir, bundle_dir, name, log_path, terminal=terminal
+        )
+    except BaseException as exc:
+        if made:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
+        if isinstance(exc, OSError):
+            raise errors.Unknown(
+                f"cannot prepare the logger in {bundle_dir}: {exc}",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
+        raise
+    stdio._made_file = made
+    return stdio
+
+
 async def create_process(
     session: Session,
     bundle_dir: Path,
@@ -193,6 +277,7 @@ async def create_process(
     create: Callable[[StdioPaths], Awaitable[int]],
     log_path: Path | None = None,
     output: Output = "pipe",
+    log_writer: LogWriter = "client",
 ) -> tuple[int, StdioSet | None, Slot]:
     """The shared skeleton of creating a task or an exec: stdio first, a
     tracker slot before containerd can report an exit, the create RPC
@@ -200,6 +285,9 @@ async def create_process(
     what this attempt made is removed."""
     init = process_id == container_id
     tracker = session.tracker
+    writer = checked_log_writer(
+        log_writer, log_path, container_id=container_id, process_id=process_id
+    )
     fifos: StdioSet | None = None
     if log_path is None and output == "pipe":
         name = new_stdio_name(process_id, init=init)
@@ -207,7 +295,13 @@ async def create_process(
         paths = stdio_paths(fifos)
     elif log_path is not None and _platform.PLATFORM.stdio == "fifo":
         fifos = await _logged_stdio(
-            bundle_dir, container_id, process_id, terminal=terminal, log_path=log_path
+            session,
+            bundle_dir,
+            container_id,
+            process_id,
+            terminal=terminal,
+            log_path=log_path,
+            log_writer=writer,
         )
         paths = stdio_paths(fifos)
     else:
@@ -224,7 +318,7 @@ async def create_process(
         with shielded(session.timeouts.shield, "creating the process"):
             pid = await create(paths)
     except BaseException:
-        if isinstance(fifos, LogPump):
+        if isinstance(fifos, (LogPump, LoggerStdio)):
             session.untrack_stdio(container_id, process_id, fifos)
             fifos.discard()
         elif fifos is not None:
@@ -295,12 +389,24 @@ class Process:
         self._deleted = False
         # A logged process's FIFOs are copied into its file by the pump; the
         # caller gets no streams of it.
-        self._log: LogPump | None = None
+        self._log: LogPump | LoggerStdio | None = None
         if fifos is not None:
             session.track_stdio(container.id, process_id, fifos)
-            if isinstance(fifos, LogPump):
+            if isinstance(fifos, (LogPump, LoggerStdio)):
                 self._log, self._fifos = fifos, None
                 self.log_path = fifos.log_path
+        elif detached_stdio is not None:
+            # A shim-run logger needs nothing opened to be asked whether it
+            # has written everything: even a process only looked at can.
+            logger = logger_stdio_for(
+                container.bundle_dir,
+                process_id,
+                init=process_id == container.id,
+                uri=detached_stdio.stdout,
+                terminal=detached_stdio.terminal,
+            )
+            if logger is not None:
+                self._log, self.log_path = logger, logger.log_path
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.container.id}/{self.id} pid={self._pid}>"
@@ -343,7 +449,7 @@ class Process:
         if fifos is not None:
             self._detached_stdio = None
             self._session.track_stdio(self.container.id, self.id, fifos)
-            if isinstance(fifos, LogPump):
+            if isinstance(fifos, (LogPump, LoggerStdio)):
                 self._log, self.log_path = fifos, fifos.log_path
             else:
                 self._fifos = fifos

@@ -119,6 +119,11 @@ class Session:
 
 def _open(stdio: StdioSet) -> bool:
     # A set whose stdout a caller closed cannot be handed on: the process is
-    # opened again instead. (Our FIFO streams show -1 once closed.)
+    # opened again instead. (Our FIFO streams show -1 once closed; a
+    # shim-run logger's set has no stream of ours at all.)
+    from .fifo._logger import LoggerStdio
+
+    if isinstance(stdio, LoggerStdio):
+        return True
     fileno = getattr(stdio.stdout, "fileno", None)
     return not isinstance(fileno, int) or fileno >= 0

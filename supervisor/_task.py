@@ -14,7 +14,7 @@ from . import _platform, errors
 from ._cleanup import undo_if_cancelled
 from ._ids import validate_id
 from ._log import get_logger
-from ._process import Output, Process, checked_output, create_process
+from ._process import LogWriter, Output, Process, checked_output, create_process
 from ._resources import checked_resources
 from ._spec import checked_process, inherited_process
 from ._stats import with_host_figures
@@ -208,6 +208,7 @@ class Task(Process):
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
+        log_writer: LogWriter = "client",
     ) -> Process:
         """Add a process to the task (created, not started: call :meth:`Process.start`).
 
@@ -223,6 +224,8 @@ class Task(Process):
             log_path: append the process's output to this file (see
                 :meth:`Container.new_task`).
             output: ``"pipe"`` (default) or ``"null"`` without ``log_path``.
+            log_writer: ``"client"`` or ``"logger"`` (see
+                :meth:`Container.new_task`).
 
         Raises:
             InvalidArgument: bad id or spec (an id equal to the container's
@@ -275,6 +278,7 @@ class Task(Process):
             create=create,
             log_path=path,
             output=output,
+            log_writer=log_writer,
         )
         proc = Process(
             self.container, session, exec_id, pid=0, fifos=fifos, slot=slot, log_path=path

@@ -93,11 +93,14 @@ async def _new_task(
         if await old.status() in _LIVE:
             raise CliError(f"container {container.id} is running already")
         await old.delete(force=True)  # stopped (or never started): make way for a new one
+    log_path = _recorded_log_path(args, container)
     return await container.new_task(
         stdin=interactive,
         terminal=_terminal(container),
-        log_path=_recorded_log_path(args, container),
+        log_path=log_path,
         output="pipe" if attach else "null",
+        # The command does not stay to copy the output: the shim's logger does.
+        log_writer="logger" if log_path is not None else "client",
     )
 
 

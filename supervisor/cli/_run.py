@@ -94,7 +94,8 @@ async def foreground(task: Task, *, interactive: bool, tty: bool, log_path: str 
             task, start=task.start, stdin=interactive, raw_fd=raw_fd, size_fd=size_fd
         )
     else:
-        # The shim writes the file; show it as it grows, from where it ends now.
+        # The logger writes the file; show it as it grows, from where it ends
+        # now (the task's wait() returns once the logger has written it all).
         fd = open_log(log_path)
         try:
             os.lseek(fd, 0, os.SEEK_END)
@@ -149,13 +150,15 @@ async def run(args: argparse.Namespace) -> int:
             # label (which any client of containerd could rewrite).
             record_log_path(args, cid, log_path)
         try:
-            # The shim itself appends to --log-path; with -d and no log file
-            # the output is dropped (nobody stays to read a pipe).
+            # A logger that the shim runs appends to --log-path (the command
+            # does not stay to copy it); with -d and no log file the output
+            # is dropped (nobody stays to read a pipe).
             task = await container.new_task(
                 stdin=args.interactive,
                 terminal=args.tty,
                 log_path=log_path,
                 output="null" if args.detach else "pipe",
+                log_writer="logger" if log_path is not None else "client",
             )
             keep = False
             try:

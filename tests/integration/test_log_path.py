@@ -171,3 +171,91 @@ async def test_an_existing_log_file_is_appended_to_and_kept_on_refusal(
     await container.delete()
     assert log.read_text() == "earlier\nlater\n"
     assert os.stat(log).st_nlink == 1
+
+
+# -- log_writer="logger": a logger process that the shim runs ------------------------
+
+
+def _loggers(state_dir: Path) -> list[int]:
+    """Pids of live logger processes run from this state directory's script."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(state_dir / ".logger").encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_logger_has_both_streams_whole_once_wait_returns(
+    client: supervisor.Client, rootfs: str, tmp_path: Path, state_dir: Path
+) -> None:
+    spec = supervisor.default_spec(["sh", "-c", _INTERLEAVED], rootfs)
+    for i in range(20):
+        log = tmp_path / f"{i}.log"
+        container = await client.new_container(f"logger-{i}", spec)
+        task = await container.new_task(log_path=log, log_writer="logger")
+        with pytest.raises(errors.FailedPrecondition):
+            _ = task.stdout
+        await task.start()
+        with anyio.fail_after(30):
+            assert (await task.wait()).exit_code == 0
+        words = log.read_text().split()
+        await task.delete()
+        await container.delete()
+        assert sorted(words) == ["err1", "err2", "out1", "out2"], (i, words)
+    # The shim waits for its logger at delete: none is left.
+    assert _loggers(state_dir) == []
+    assert fifo_files(state_dir) == []
+
+
+_FIRST_RUN_LOGGER = _FIRST_RUN.replace("log_path=log)", 'log_path=log, log_writer="logger")')
+
+
+async def test_a_logger_writes_on_while_no_application_runs(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "alone.log"
+    # Far more than the FIFOs could hold: with nobody copying, the process
+    # would block; the logger takes it all while no application runs.
+    script = "head -c 4000000 /dev/zero | tr '\\0' o; echo; echo done >&2"
+    args = [containerd_address, namespace, str(state_dir), rootfs, script, str(log)]
+    assert "log_writer" in _FIRST_RUN_LOGGER
+    with anyio.fail_after(60):
+        await anyio.run_process([sys.executable, "-c", _FIRST_RUN_LOGGER, *args], check=True)
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir, events=False
+    ) as observer:
+        # Nobody reads: the task still ends, because the logger drains it.
+        ((container, task),) = await observer.restore(attach=False)
+        assert task is not None and task.log_path == log
+        with anyio.fail_after(60):
+            status = await task.wait()
+        data = log.read_bytes()
+        await task.delete()
+        await container.delete()
+    assert status.exit_code == 0
+    assert b"done\n" in data
+    assert data.replace(b"done\n", b"", 1).replace(b"\n", b"") == b"o" * 4_000_000
+    assert _loggers(state_dir) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"log_writer": "shim"}, {"log_writer": "logger"}, {"log_writer": None}],
+)
+async def test_bad_log_writer_choices_are_refused_before_anything_is_made(
+    client: supervisor.Client, rootfs: str, kwargs: dict[str, object]
+) -> None:
+    spec = supervisor.default_spec(["true"], rootfs)
+    container = await client.new_container("badwriter", spec)
+    before = open_fds()
+    with pytest.raises(errors.InvalidArgument, match="log_writer"):
+        await container.new_task(**kwargs)  # type: ignore[arg-type]
+    assert open_fds() == before
+    assert not container.bundle_dir.exists() or list(container.bundle_dir.iterdir()) == []
+    await container.delete()

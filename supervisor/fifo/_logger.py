@@ -1,0 +1,354 @@
+"""A process's output appended to its log file by a logger that the shim runs.
+
+With ``log_writer="logger"`` the task's stdio is containerd's ``binary://``
+URI: the runc shim starts a small logger process (this module's
+:data:`LOGGER_SOURCE`, run by this interpreter, standard library only) with
+the process's stdout and stderr pipes as fds 3 and 4, and waits until it is
+ready (it closes fd 5). The logger lives beside the shim, not in the
+application: the output never waits for the application, whether it is up,
+down or gone for good.
+
+The shim keeps the pipes' write ends until the task is deleted, so the logger
+cannot see the process's end by itself. ``wait()`` asks it: a line with a
+fresh token on the logger's control FIFO (``<prefix>-ctl``, made by the
+library) makes it read both pipes until they are empty and then write ``ok``
+into ``<prefix>-ack-<token>``, a FIFO the library opened for reading first.
+Once the process has exited nothing more can arrive, so an empty pipe means
+every byte is in the file. The logger exits when the shim closes the pipes
+(the task's delete, which waits for it) and ignores SIGTERM, which the shim
+sends after closing them, so it always drains to the end first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import stat
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from .. import errors
+from .._log import get_logger
+
+if TYPE_CHECKING:
+    from anyio.abc import ByteReceiveStream
+
+__all__ = [
+    "LOGGER_SOURCE",
+    "LoggerStdio",
+    "logger_script",
+    "logger_stdio_for",
+    "make_logger_stdio",
+]
+
+_log = get_logger("process")
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+LOGGER_SOURCE = r'''
+import os, re, select, signal, sys
+
+_CHUNK = 65536
+_TOKEN = re.compile(rb"[0-9a-f]{16}")
+
+
+def _write(out, data):
+    view = memoryview(data)
+    while view and out >= 0:
+        try:
+            view = view[os.write(out, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return  # a full disk: drop, never block the container
+
+
+def _copy(fd, out, streams):
+    # One chunk; False at end-of-file (the stream is then closed).
+    try:
+        data = os.read(fd, _CHUNK)
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        data = b""
+    if not data:
+        streams.discard(fd)
+        os.close(fd)
+        return False
+    _write(out, data)
+    return True
+
+
+def _drain(streams, out):
+    for fd in list(streams):
+        while fd in streams:
+            try:
+                data = os.read(fd, _CHUNK)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                streams.discard(fd)
+                os.close(fd)
+                break
+            _write(out, data)
+
+
+def _ack(prefix, token):
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(prefix + b"-ack-" + token, flags)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"ok\n")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def main():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log_path, prefix = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        out = os.open(log_path, flags, 0o644)
+    except OSError:
+        out = -1  # still drain the pipes, or the process would block
+    try:
+        ctl = os.open(prefix + b"-ctl", os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        ctl = -1
+    os.close(5)  # ready: the shim goes on
+    streams = {3, 4}
+    for fd in streams:
+        os.set_blocking(fd, False)
+    pending = b""
+    while streams:
+        watched = list(streams) + ([ctl] if ctl >= 0 else [])
+        try:
+            ready, _, _ = select.select(watched, [], [])
+        except InterruptedError:
+            continue
+        for fd in ready:
+            if fd != ctl:
+                if fd in streams:
+                    _copy(fd, out, streams)
+                continue
+            try:
+                pending += os.read(ctl, 4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            *lines, pending = pending.split(b"\n")
+            pending = pending[-64:]
+            for token in lines:
+                if _TOKEN.fullmatch(token):
+                    _drain(streams, out)
+                    _ack(prefix, token)
+
+
+main()
+'''
+
+
+def logger_script(state_dir: Path) -> Path:
+    """The logger, written once per interpreter and source under the state
+    directory (content-addressed: never changed while a shim may run it)."""
+    executable = sys.executable
+    if not executable or not os.path.isabs(executable) or any(c.isspace() for c in executable):
+        raise errors.FailedPrecondition(
+            f"log_writer='logger' needs an interpreter path without spaces, not {executable!r}"
+        )
+    text = f"#!{executable} -IS\n{LOGGER_SOURCE}".encode()
+    digest = hashlib.sha256(text).hexdigest()[:16]
+    from .._paths import private_dir, write_new
+
+    directory = private_dir(state_dir / ".logger")
+    script = directory / f"logger-{digest}.py"
+    try:
+        st = os.lstat(script)
+    except FileNotFoundError:
+        write_new(script, text, mode=0o755)
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.FailedPrecondition(f"{script} is not a regular file")
+    return script
+
+
+def _uri(script: Path, log_path: Path, prefix: Path) -> str:
+    # containerd passes each query pair to the logger as two arguments (in
+    # no fixed order across pairs, so there is exactly one pair).
+    key = quote(os.fsencode(log_path), safe="/")
+    value = quote(os.fsencode(prefix), safe="/")
+    return f"binary://{quote(str(script), safe='/')}?{key}={value}"
+
+
+class LoggerStdio:
+    """The ``StdioSet`` shape of a process whose output a shim-run logger
+    writes: no streams of ours, only the names, and the way to ask the
+    logger whether it has written everything.
+
+    Attributes:
+        log_path: the file the logger appends to.
+    """
+
+    def __init__(self, uri: str, log_path: Path, prefix: Path, *, terminal: bool) -> None:
+        self.log_path = log_path
+        self.terminal = terminal
+        self.stdin_path: str | None = None
+        self.stdout_path = uri
+        self.stderr_path: str | None = uri
+        self._prefix = prefix
+        self._made_file = False
+
+    @property
+    def files(self) -> list[Path]:
+        """What the library made for the process (removed with it)."""
+        return [self._ctl, self._record]
+
+    @property
+    def _ctl(self) -> Path:
+        return Path(f"{self._prefix}-ctl")
+
+    @property
+    def _record(self) -> Path:
+        return Path(f"{self._prefix}-log")
+
+    @property
+    def stdin(self) -> None:
+        return None
+
+    @property
+    def stdout(self) -> ByteReceiveStream:
+        raise errors.FailedPrecondition(f"the output goes to {self.log_path} through a logger")
+
+    @property
+    def stderr(self) -> None:
+        return None
+
+    def started(self) -> None:
+        """Nothing to do: the logger holds the pipes."""
+
+    def close(self) -> None:
+        """Nothing of ours is open."""
+
+    def remove(self) -> None:
+        """Remove the control FIFO and the record (idempotent)."""
+        for path in self.files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def discard(self) -> None:
+        """:meth:`remove`, for a process that was never created."""
+        self.remove()
+        if self._made_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+
+    @property
+    def drained(self) -> bool:
+        return False
+
+    async def wait_drained(self, limit: float) -> bool:
+        """Ask the logger to empty the pipes into the file and wait for its
+        answer, at most ``limit`` seconds; whether it answered (a logger that
+        is gone has written everything it ever will)."""
+        import anyio
+
+        token = secrets.token_hex(8)
+        ack = Path(f"{self._prefix}-ack-{token}")
+        try:
+            os.mkfifo(ack, 0o600)
+        except OSError as exc:
+            _log.warning("process.log_drain_failed", path=str(ack), error=str(exc))
+            return False
+        try:
+            # Read-write: the FIFO never reads as end-of-file while the
+            # logger has not opened it, and its open never blocks.
+            reply = os.open(ack, os.O_RDWR | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
+            try:
+                try:
+                    ctl = os.open(self._ctl, os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
+                except OSError:
+                    return True  # no logger reads it any more: it finished
+                try:
+                    os.write(ctl, f"{token}\n".encode())
+                except OSError:
+                    return True
+                finally:
+                    os.close(ctl)
+                with anyio.move_on_after(limit):
+                    while True:
+                        await anyio.wait_readable(reply)
+                        with contextlib.suppress(BlockingIOError):
+                            if os.read(reply, 16):
+                                return True
+                _log.warning("process.log_not_drained", limit=limit, path=str(self.log_path))
+                return False
+            finally:
+                os.close(reply)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(ack)
+
+
+def make_logger_stdio(
+    state_dir: Path, bundle_dir: Path, name: str, log_path: Path, *, terminal: bool
+) -> LoggerStdio:
+    """The logger's script, its control FIFO and the record, for a process
+    about to be created; nothing is left if this fails."""
+    from ._log_pump import write_log_record
+
+    script = logger_script(state_dir)
+    prefix = bundle_dir / name
+    stdio = LoggerStdio(_uri(script, log_path, prefix), log_path, prefix, terminal=terminal)
+    try:
+        os.mkfifo(stdio._ctl, 0o600)
+        write_log_record(stdio._record, log_path)
+    except BaseException:
+        stdio.remove()
+        raise
+    return stdio
+
+
+_PREFIX = re.compile(r"(?:init|exec\.(?P<id>.+))\.[0-9a-f]{8}")
+
+
+def logger_stdio_for(
+    bundle_dir: Path, process_id: str, *, init: bool, uri: str, terminal: bool
+) -> LoggerStdio | None:
+    """The logger stdio containerd's record names, if it is ours for this
+    process: the prefix must be exactly what our naming derives in
+    ``bundle_dir``, and the log file is read from our own record, never
+    from the URI."""
+    from ._log_pump import read_log_record
+
+    if not uri.startswith("binary://"):
+        return None
+    try:
+        pairs = parse_qsl(urlsplit(uri).query, keep_blank_values=True)
+    except ValueError:
+        return None
+    if len(pairs) != 1:
+        return None
+    prefix = Path(pairs[0][1])
+    if prefix.parent != bundle_dir:
+        return None
+    match = _PREFIX.fullmatch(prefix.name)
+    if match is None or (match.group("id") is None) != init:
+        return None
+    if not init and match.group("id") != process_id:
+        return None
+    log_path = read_log_record(Path(f"{prefix}-log"))
+    if log_path is None:
+        return None
+    return LoggerStdio(uri, log_path, prefix, terminal=terminal)
