@@ -1,11 +1,13 @@
-"""Shielded, bounded clean-up for calls that create something in containerd."""
+"""Shielded, bounded clean-up for calls that create something in containerd,
+and the task groups of the core, which never let a group out."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
+from anyio.abc import TaskGroup
 
 from . import errors
 from ._log import get_logger
@@ -44,3 +46,23 @@ async def undo_if_cancelled(
             except errors.SupervisorError as exc:
                 _log.warning("cleanup.failed", what=what, error=str(exc))
         raise
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[TaskGroup]:
+    """``anyio.create_task_group()`` for the library's own concurrency: what
+    its tasks raise leaves as the error itself, never wrapped in an
+    ``ExceptionGroup`` the caller would have to unpack. Several different
+    failures at once leave as :class:`~supervisor.errors.Unknown` with the
+    group chained; a group holding anything but ``Exception`` (a
+    ``KeyboardInterrupt``) is left as it is."""
+    try:
+        async with anyio.create_task_group() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        error = errors.unwrap_group(group)
+        if not isinstance(error, BaseExceptionGroup):
+            raise error from None
+        if group.subgroup(lambda e: not isinstance(e, Exception)) is not None:
+            raise
+        raise errors.Unknown(f"several failures at once: {group}") from group

@@ -14,7 +14,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _platform, errors
 from ._attach import stdio_files
-from ._cleanup import shielded
+from ._cleanup import shielded, task_group
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
 from ._types import ExitStatus, ProcessState, StdioPaths
@@ -508,7 +508,7 @@ class Process:
                     await stdin.send(input)
             await self.close_stdin()
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             tg.start_soon(drain, fifos.stdout, out)
             tg.start_soon(drain, fifos.stderr, err)
             tg.start_soon(feed)
@@ -675,12 +675,9 @@ class Process:
             result.append(await self._slot.wait())
             tg.cancel_scope.cancel()
 
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ask)
-                tg.start_soon(deleted)
-        except BaseExceptionGroup as group:
-            raise errors.unwrap_group(group) from None
+        async with task_group() as tg:
+            tg.start_soon(ask)
+            tg.start_soon(deleted)
         return result[0]
 
     async def resize(self, width: int, height: int) -> None:
@@ -805,13 +802,10 @@ class Process:
                 await anyio.sleep(pause)
 
         with anyio.move_on_after(self._session.timeouts.cleanup):
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(thaw)
-                    await self.wait()
-                    tg.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                raise errors.unwrap_group(group) from None
+            async with task_group() as tg:
+                tg.start_soon(thaw)
+                await self.wait()
+                tg.cancel_scope.cancel()
 
     def _release(self, status: ExitStatus) -> None:
         if self._deleted:
