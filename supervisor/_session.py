@@ -115,6 +115,17 @@ class Session:
         """From now on every call fails with Closed and every wait wakes."""
         self.closed = True
         self.tracker.close()
+        self._stop_copying()
+
+    def _stop_copying(self) -> None:
+        # A closed client copies no more log output: what is unread stays in
+        # the FIFOs (the shim keeps them) for the next client that attaches.
+        from .fifo._log_pump import LogPump
+
+        for sets in self.stdio.values():
+            for stdio in sets:
+                if isinstance(stdio, LogPump):
+                    stdio.close()
 
 
 def _open(stdio: StdioSet) -> bool:
