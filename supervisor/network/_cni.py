@@ -46,6 +46,9 @@ _MAX_OUTPUT = 1 << 20
 # How much of a plugin's stderr an error quotes.
 _STDERR_TAIL = 2000
 _IFNAME_MAX = 15
+# Bound on reaping a plugin after SIGKILL (only a process stuck in the kernel
+# could take longer, and then we stop waiting rather than hang).
+_REAP_BOUND = 10.0
 
 
 def valid_ifname(name: object) -> str:
@@ -418,11 +421,9 @@ class CNI:
         finally:
             # Normal end, timeout or cancellation: nothing of the plugin's may
             # outlive the call (a hung child would hold the pipes and leases).
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _REAP_BOUND):
                 if proc.returncode is None or timed_out:
                     _killpg(proc.pid)
-                with anyio.move_on_after(5.0):
-                    await proc.wait()
                 await proc.aclose()
         if timed_out:
             raise errors.DeadlineExceeded(
