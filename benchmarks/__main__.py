@@ -71,6 +71,19 @@ def table(results: dict[str, Any]) -> str:
                     f"  {n:<10} library {lib * 1000:6.2f}  floor {flo * 1000:6.2f}  "
                     f"ratio {lib / flo:5.2f}"
                 )
+    stalls = results.get("loop_stalls_at_50", {})
+    if stalls:
+        lines.append(
+            "event loop's longest stall at 50 in flight (worst lateness of a 1 ms tick), ms"
+        )
+        lines.append("  (own: less the time its thread waited for a CPU held by others)")
+        for way in ("library", "floor"):
+            st = stalls.get(way)
+            if st:
+                lines.append(
+                    f"  {way:<10} worst {st['worst_ms']:7.1f}  own {st['worst_own_ms']:7.1f}  "
+                    f"median round {st['median_round_worst_ms']:7.1f}  p99 {st['p99_ms']:6.2f}"
+                )
     mem = results.get("memory_bytes_per_live_container")
     if mem is not None:
         lines.append(f"Python memory per live container: {mem / 1024:.1f} KiB")
@@ -98,6 +111,13 @@ def table(results: dict[str, Any]) -> str:
             f"{rec['sigkill_to_exec_in_running_container_median_s']:.3f}, "
             f"SIGSTOP->client answers {rec['sigstop_to_client_answer_median_s']:.3f}"
         )
+    loss = results.get("log_loss")
+    if loss:
+        lines.append(
+            f"log_path lines lost: {loss['lines_lost']} of {loss['lines_expected']} "
+            f"({loss['lifecycles']} lifecycles of interleaved stdout/stderr, "
+            f"{loss['in_flight']} in flight)"
+        )
     lat = results.get("event_latency")
     if lat:
         lines.append(
@@ -114,7 +134,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results/latest.json"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="fewer (<1) or more lifecycles")
-    parser.add_argument("--only", action="append", help="run only these sections")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="run only these sections (rpcs, lifecycle, exec, memory, queue, latency, "
+        "daemon, log, import, cli, pull, stats)",
+    )
+    parser.add_argument(
+        "--log-lifecycles",
+        type=int,
+        default=1000,
+        help="log_path lifecycles of the lines-lost check (0 skips it)",
+    )
     args = parser.parse_args()
     # Same logging cost for library and floor: none rendered.
     # As a production application configures it: filtered, loggers cached.
@@ -148,6 +179,16 @@ def main() -> int:
     }
     results["min_rpcs"] = MIN_RPCS
     results["when"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if (not args.only or "log" in args.only) and args.log_lifecycles > 0:
+        from benchmarks.log_loss import measure_log_loss
+
+        results["log_loss"] = anyio.run(
+            lambda: measure_log_loss(
+                str(Path(args.address).resolve()),
+                str(Path(args.rootfs).resolve()),
+                lifecycles=args.log_lifecycles,
+            )
+        )
     if not args.only or "import" in args.only:
         results["import_time"] = import_time.main()
     if not args.only or "cli" in args.only:

@@ -69,6 +69,14 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{ps:.1f} ms" if isinstance(ps, (int, float)) else "n/a",
         )
     )
+    loss = r.get("log_loss")
+    out.append(
+        (
+            "no log_path line lost",
+            loss is not None and loss.get("lines_lost") == 0,
+            f"{loss['lines_lost']} of {loss['lines_expected']}" if loss else "n/a",
+        )
+    )
     return out
 
 

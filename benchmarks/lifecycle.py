@@ -7,6 +7,7 @@ round so that the shared machine's noise hits them alike.
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import shutil
 import statistics
@@ -24,6 +25,7 @@ from grpclib.events import SendRequest, listen
 import supervisor
 from benchmarks.bench_queue import bench_queue_throughput
 from benchmarks.floor import Floor
+from benchmarks.stalls import StallMonitor, stall_monitor
 
 TRUE = ["/bin/true"]
 
@@ -100,6 +102,9 @@ class Bench:
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         rows: dict[str, list[float]] = collections.defaultdict(list)
         cpu: dict[str, list[float]] = collections.defaultdict(list)
+        # The loop's stalls at 50 in flight, for both ways alike (the
+        # monitor's own wake-ups cost both the same).
+        stalls: dict[str, list[StallMonitor]] = collections.defaultdict(list)
         async with supervisor.connect(
             self.address, namespace=ns, state_dir=self.tmp / "lib"
         ) as client:
@@ -124,9 +129,14 @@ class Bench:
                         if (r + k) % 2:
                             ways.reverse()
                         for way, one in ways:
-                            c0 = time.process_time()
-                            rows[f"{way}/{n}"].append(await _in_flight(n, total, one))
-                            cpu[f"{way}/{n}"].append((time.process_time() - c0) / total)
+                            async with contextlib.AsyncExitStack() as stack:
+                                if n == 50:
+                                    stalls[way].append(
+                                        await stack.enter_async_context(stall_monitor())
+                                    )
+                                c0 = time.process_time()
+                                rows[f"{way}/{n}"].append(await _in_flight(n, total, one))
+                                cpu[f"{way}/{n}"].append((time.process_time() - c0) / total)
                         if n <= 10:
                             rows[f"ctr/{n}"].append(
                                 await _in_flight(
@@ -143,6 +153,9 @@ class Bench:
         self.results["lifecycle_rounds"] = dict(rows)
         self.results["cpu_seconds_per_lifecycle"] = {
             k: statistics.median(v) for k, v in cpu.items()
+        }
+        self.results["loop_stalls_at_50"] = {
+            way: stall_figures(monitors) for way, monitors in stalls.items()
         }
 
     async def execs(self) -> None:
@@ -312,6 +325,20 @@ class Bench:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stall_figures(monitors: list[StallMonitor]) -> dict[str, float]:
+    """The worst stall of every round, the median round's, and the 99th
+    percentile of all wake-ups; ms."""
+    rounds = [m.summary() for m in monitors]
+    lateness = sorted(x for m in monitors for x in m.lateness)
+    return {
+        "worst_ms": max(r["worst_ms"] for r in rounds),
+        "worst_own_ms": max(r["worst_own_ms"] for r in rounds),
+        "median_round_worst_ms": statistics.median(r["worst_ms"] for r in rounds),
+        "p99_ms": lateness[int(0.99 * (len(lateness) - 1))] * 1000 if lateness else 0.0,
+        "wakeups": float(len(lateness)),
+    }
 
 
 def paired_ratio(results: dict[str, Any], section: str, a: str, b: str) -> float | None:
