@@ -8,6 +8,7 @@ FIFOs itself (:mod:`supervisor.fifo._log_pump`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
@@ -259,3 +260,41 @@ async def test_bad_log_writer_choices_are_refused_before_anything_is_made(
     assert open_fds() == before
     assert not container.bundle_dir.exists() or list(container.bundle_dir.iterdir()) == []
     await container.delete()
+
+
+def _open_paths(before: set[str]) -> list[str]:
+    found = []
+    for fd in open_fds() - before:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("/"):
+                found.append(target)
+    return found
+
+
+async def test_a_closed_client_stops_copying_and_the_next_one_goes_on(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "handover.log"
+    spec = supervisor.default_spec(["sh", "-c", "head -c 3000000 /dev/zero; echo end >&2"], rootfs)
+    before = open_fds()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as first:
+        container = await first.new_container("handover", spec)
+        task = await container.new_task(log_path=log)
+        await task.start()
+    # Nothing of the first client's copying is left open on this loop: no
+    # FIFO end, no log file (no reader callback copying after its close).
+    assert _open_paths(before) == []
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as second:
+        ((container, task),) = await second.restore()
+        assert task is not None
+        with anyio.fail_after(60):
+            assert (await task.wait()).exit_code == 0
+        data = log.read_bytes()
+        await task.delete()
+        await container.delete()
+    assert data.count(b"\0") == 3_000_000 and data.endswith(b"end\n") or b"end\n" in data
