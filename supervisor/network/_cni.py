@@ -14,7 +14,7 @@ STATUS (CNI 1.1) asks whether it is ready, and is only sent to plugins that
 claim 1.1.
 
 Every plugin run is bounded by a timeout and killed, with everything it
-started (its own process group), on timeout or cancellation.
+started (its own process group), on timeout or cancellation (``_run.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,18 +36,15 @@ from .._log import get_logger
 from .._paths import private_dir, read_small, write_new
 from ._conflist import ConfList, valid_network_name, version_tuple
 from ._errors import plugin_error
+from ._run import MAX_OUTPUT, run_plugin
 
 __all__ = ["CNI", "CachedResult", "ResultCache", "RuntimeConf", "VersionInfo"]
 
 log = get_logger("network.cni")
 
-_MAX_OUTPUT = 1 << 20
 # How much of a plugin's stderr an error quotes.
 _STDERR_TAIL = 2000
 _IFNAME_MAX = 15
-# Bound on reaping a plugin after SIGKILL (only a process stuck in the kernel
-# could take longer, and then we stop waiting rather than hang).
-_REAP_BOUND = 10.0
 
 
 def valid_ifname(name: object) -> str:
@@ -152,7 +148,7 @@ class ResultCache:
 
     def _load(self, path: Path) -> CachedResult | None:
         try:
-            data = json.loads(read_small(path, _MAX_OUTPUT))
+            data = json.loads(read_small(path, MAX_OUTPUT))
             net = ConfList.from_dict(data["config"])
             rt = RuntimeConf(
                 container_id=data["containerId"],
@@ -398,38 +394,13 @@ class CNI:
         path = self.find_plugin(plugin)
         cid = rt.container_id if rt is not None else None
         log.debug("cni.exec", plugin=plugin, command=command, container_id=cid)
-        proc = await anyio.open_process(
-            [str(path)],
-            env=self._env(command, rt),
-            start_new_session=True,  # its own process group: killed with its children
-        )
-        stdout = bytearray()
-        stderr = bytearray()
-        timed_out = False
-        try:
-            with anyio.move_on_after(self.timeout) as scope:
-                async with anyio.create_task_group() as tg:
-                    assert proc.stdout is not None and proc.stderr is not None
-                    tg.start_soon(_drain, proc.stdout, stdout)
-                    tg.start_soon(_drain, proc.stderr, stderr)
-                    assert proc.stdin is not None
-                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        await proc.stdin.send(stdin)
-                    await proc.stdin.aclose()
-                    await proc.wait()
-            timed_out = scope.cancelled_caught
-        finally:
-            # Normal end, timeout or cancellation: nothing of the plugin's may
-            # outlive the call (a hung child would hold the pipes and leases).
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _REAP_BOUND):
-                if proc.returncode is None or timed_out:
-                    _killpg(proc.pid)
-                await proc.aclose()
-        if timed_out:
+        run = await run_plugin(path, self._env(command, rt), stdin, self.timeout)
+        if run.timed_out:
             raise errors.DeadlineExceeded(
                 f"CNI plugin {plugin!r} ({command}) did not finish within {self.timeout:g}s",
                 container_id=cid,
             )
+        stdout, stderr = run.stdout, run.stderr
         text = bytes(stdout).strip()
         err_tail = bytes(stderr[-_STDERR_TAIL:]).decode(errors="replace").strip()
         parsed: Any = None
@@ -438,7 +409,7 @@ class CNI:
                 parsed = json.loads(text)
             except (ValueError, UnicodeDecodeError):
                 parsed = None
-        if proc.returncode != 0:
+        if run.returncode != 0:
             if isinstance(parsed, dict) and isinstance(parsed.get("code"), int):
                 raise plugin_error(
                     plugin=plugin,
@@ -452,7 +423,7 @@ class CNI:
                 plugin=plugin,
                 command=command,
                 code=None,
-                msg=f"exited with status {proc.returncode}",
+                msg=f"exited with status {run.returncode}",
                 details=err_tail or text.decode(errors="replace")[:_STDERR_TAIL],
                 container_id=cid,
             )
@@ -468,20 +439,3 @@ class CNI:
                 container_id=cid,
             )
         return parsed
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream, into: bytearray) -> None:
-    with contextlib.suppress(
-        anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError
-    ):
-        while True:
-            chunk = await stream.receive()
-            # Keep reading past the bound (the plugin must not block on a full
-            # pipe) but keep only the first megabyte.
-            if len(into) < _MAX_OUTPUT:
-                into += chunk[: _MAX_OUTPUT - len(into)]
-
-
-def _killpg(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
