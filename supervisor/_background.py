@@ -30,11 +30,16 @@ class Background:
     ``body`` calls :meth:`ready` once it is up, then awaits
     :meth:`until_stopped`, then winds down. What it raises before
     :meth:`ready` comes out of :meth:`start`; what it raises after is kept in
-    :attr:`error` for the owner to report.
+    :attr:`error` for the owner to report, and handed at once to
+    ``on_failure``: the owner fails its callers then, as a task group fails
+    its other tasks, not only when its context is left.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, on_failure: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._name = name
+        self._on_failure = on_failure
         self._task: asyncio.Task[None] | None = None
         # Made (and asyncio loaded) on first use, not with `import supervisor`.
         self._events: tuple[asyncio.Event, asyncio.Event] | None = None
@@ -81,6 +86,17 @@ class Background:
         """True once the body called :meth:`ready`."""
         return self._up
 
+    def fail(self, error: BaseException) -> None:
+        """Called by the body (or for it) once it is up and a part of it died:
+        the first error is kept and handed to ``on_failure``, before the rest
+        of the body winds down (which may take a while)."""
+        error = errors.unwrap_group(error)
+        if self.error is not None or isinstance(error, anyio.get_cancelled_exc_class()):
+            return
+        self.error = error
+        if self._up and self._on_failure is not None:
+            self._on_failure(error)
+
     async def until_stopped(self) -> None:
         """Awaited by the body: returns when the owner calls :meth:`stop`."""
         await self._ready_stop()[1].wait()
@@ -103,8 +119,6 @@ class Background:
         try:
             await body()
         except BaseException as exc:  # the owner reads it; nothing is lost
-            exc = errors.unwrap_group(exc)
-            if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                self.error = exc
+            self.fail(exc)
         finally:
             self._ready_stop()[0].set()

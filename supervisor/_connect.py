@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 import anyio
+from anyio.abc import TaskStatus
 
 from . import _paths, _platform, errors
 from ._background import Background
@@ -73,8 +74,10 @@ class _Connection:
         self._events = events
         self._given_transport = transport
         self._transport: Transport | None = None
-        self._background = Background(f"supervisor-events:{namespace}")
+        self._background = Background(f"supervisor-events:{namespace}", on_failure=self._failed)
         self._session: Session | None = None
+        # What the event machinery died of, as the callers see it.
+        self._failure: errors.SupervisorError | None = None
         self._entered = False
 
     def _new_session(self, transport: Transport, monitor: EventMonitor | None = None) -> Session:
@@ -121,6 +124,12 @@ class _Connection:
                 f"containerd at {self._address} did not answer within "
                 f"{self._timeouts.connect}s; is it running?"
             ) from None
+        except errors.SupervisorError:
+            await self._shutdown()
+            raise
+        except Exception as exc:
+            await self._shutdown()
+            raise self._as_error(exc) from exc
         except BaseException:
             await self._shutdown()
             raise
@@ -138,7 +147,31 @@ class _Connection:
         _log.info("client.closed", address=self._address, namespace=self._namespace)
         error = self._background.error
         if error is not None and exc is None:
-            raise error
+            # As a task group reports a failed task on exit, also to a
+            # caller that swallowed the error its calls raised meanwhile.
+            raise self._failure or self._as_error(error)
+
+    def _as_error(self, exc: BaseException) -> errors.SupervisorError:
+        if isinstance(exc, errors.SupervisorError):
+            return exc
+        error = errors.Unknown(
+            f"the event monitor of namespace {self._namespace!r} failed: {exc!r}"
+        )
+        error.__cause__ = exc
+        return error
+
+    def _failed(self, exc: BaseException) -> None:
+        # Called at once when the event machinery dies (Background.fail):
+        # without it no wait would ever return.
+        self._failure = self._as_error(exc)
+        _log.error(
+            "events.monitor_failed",
+            namespace=self._namespace,
+            error=str(self._failure),
+            exc_info=exc,
+        )
+        if self._session is not None:
+            self._session.fail(self._failure)
 
     async def _run(self, transport: Transport) -> None:
         try:
@@ -156,7 +189,7 @@ class _Connection:
                     timeouts=self._timeouts,
                     ledger=ledger,
                 )
-                await tg.start(monitor.run)
+                await tg.start(self._monitor, monitor)
                 if ledger.has_records():
                     live = {c.id for c in await transport.list_containers()}
                     ledger.prune(live)
@@ -166,11 +199,19 @@ class _Connection:
                 tg.cancel_scope.cancel()
         except Exception as exc:
             if self._background.up:  # before that, connect() itself raises it
-                _log.error(
-                    "events.monitor_failed",
-                    namespace=self._namespace,
-                    exc_info=errors.unwrap_group(exc),
-                )
+                self._background.fail(exc)
+            raise
+
+    async def _monitor(
+        self, monitor: EventMonitor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await monitor.run(task_status=task_status)
+        except Exception as exc:
+            # Fail the callers now, not once the queue has wound down
+            # (pending backend handlers get up to Timeouts.handler for that).
+            if self._background.up:
+                self._background.fail(exc)
             raise
 
     async def _shutdown(self) -> None:

@@ -52,6 +52,8 @@ class Session:
     state_dir: Path
     events: bool
     closed: bool = field(default=False)
+    # Why the client stopped, when its event machinery failed (see fail()).
+    failure: errors.SupervisorError | None = field(default=None)
     # Every open stdio set per process, whichever object opened it: a process
     # deleted through one Task or Process object must not leave another
     # object's fds (and so its FIFOs) open.
@@ -107,8 +109,11 @@ class Session:
         return self.raw_transport
 
     def check_open(self) -> None:
-        """Raise :class:`~supervisor.errors.Closed` once the client has closed."""
+        """Raise :class:`~supervisor.errors.Closed` once the client has closed,
+        or the error its event machinery failed with."""
         if self.closed:
+            if self.failure is not None:
+                raise errors.raised_again(self.failure)
             raise errors.Closed(f"the client of namespace {self.namespace!r} is closed")
 
     def close(self) -> None:
@@ -126,6 +131,17 @@ class Session:
             for stdio in sets:
                 if isinstance(stdio, LogPump):
                     stdio.close()
+
+    def fail(self, error: errors.SupervisorError) -> None:
+        """The client's background machinery died: from now on every call,
+        and every wait pending or begun later, raises ``error`` (a copy of
+        it, chained to it), as callers in a failed task group would. A client
+        that closed already stays closed."""
+        if self.closed:
+            return
+        self.failure = error
+        self.closed = True
+        self.tracker.close(error)
 
 
 def _open(stdio: StdioSet) -> bool:

@@ -13,12 +13,16 @@
     ├── Unavailable          containerd cannot be reached (or went away mid-call)
     ├── Cancelled            containerd cancelled the call on its side
     ├── DeadlineExceeded     a call ran past its deadline
-    └── Unknown              anything containerd reported that fits nowhere else
+    └── Unknown              anything containerd reported that fits nowhere else,
+                             and any unexpected failure (its cause chained)
 
 Every gRPC status from containerd becomes exactly one of these at the transport
 boundary (``supervisor.backends``), with containerd's own message kept; callers
-never see grpclib's ``GRPCError``.  Each error carries the ids it concerns, when
-the call had them.
+never see grpclib's ``GRPCError``.  A connection that cannot be made or that
+breaks is :class:`Unavailable`; anything the boundary does not know (a reply
+that does not decode, a bug) is :class:`Unknown` with the original exception as
+its ``__cause__``, never relabelled as an outage.  Each error carries the ids
+it concerns, when the call had them.
 """
 
 from __future__ import annotations
@@ -110,7 +114,24 @@ class DeadlineExceeded(SupervisorError):
 
 
 class Unknown(SupervisorError):
-    """containerd reported an error that maps to no more specific class."""
+    """containerd reported an error that maps to no more specific class, or
+    something failed that the library did not expect (the original exception
+    is the ``__cause__``)."""
+
+
+def raised_again(error: SupervisorError) -> SupervisorError:
+    """A fresh copy of ``error`` to raise in one more caller, chained to it.
+
+    One failure reported to many callers (every wait and call of a client
+    whose event machinery died) must not be raised as the same object: each
+    raise would lengthen its traceback and rewrite its context.
+    """
+    again = type(error).__new__(type(error))
+    again.__dict__.update(error.__dict__)
+    again.args = error.args
+    again.__cause__ = error
+    again.__suppress_context__ = True
+    return again
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

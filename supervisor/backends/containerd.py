@@ -78,10 +78,13 @@ _T = TypeVar("_T")
 def map_grpc_errors(
     container_id: str | None = None, process_id: str | None = None
 ) -> Iterator[None]:
-    """Translate grpclib, socket and protocol failures into :mod:`supervisor.errors`.
+    """Translate what a call through grpclib raises into :mod:`supervisor.errors`.
 
-    Nothing else leaves: an unexpected exception inside grpclib (seen under
-    containerd crashes) becomes :class:`~supervisor.errors.Unavailable` too.
+    A gRPC status becomes its class; a deadline :class:`DeadlineExceeded`; a
+    connection that cannot be made or that broke :class:`Unavailable` (what
+    the event monitor rides out by resubscribing). Anything else, a reply
+    that does not decode or a bug, is :class:`Unknown` with the exception as
+    its cause: retrying it as if containerd were down would only fail again.
     """
     try:
         yield
@@ -97,26 +100,66 @@ def map_grpc_errors(
         raise errors.DeadlineExceeded(
             "containerd did not answer in time", container_id=container_id, process_id=process_id
         ) from exc
-    except (
-        grpclib.exceptions.StreamTerminatedError,
-        grpclib.exceptions.ProtocolError,
-        ConnectionError,
-        OSError,
-        EOFError,
-    ) as exc:
+    except (grpclib.exceptions.StreamTerminatedError, OSError) as exc:
+        # StreamTerminatedError: grpclib lost the connection, or containerd
+        # sent GOAWAY or reset the stream; OSError: the socket itself.
         raise errors.Unavailable(
             f"containerd connection failed: {exc or type(exc).__name__}",
             container_id=container_id,
             process_id=process_id,
         ) from exc
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
-        # grpclib's internals on a connection torn down mid-call, or a reply
-        # that does not decode: the call's outcome is unknown.
-        raise errors.Unavailable(
-            f"containerd call failed: {type(exc).__name__}: {exc}",
+    except Exception as exc:
+        if _on_closed_connection(exc):
+            raise errors.Unavailable(
+                f"containerd connection failed: closed under the call "
+                f"({type(exc).__name__}: {exc})",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
+        raise errors.Unknown(
+            f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}",
             container_id=container_id,
             process_id=process_id,
         ) from exc
+
+
+def _on_closed_connection(exc: Exception) -> bool:
+    """True if grpclib or h2 raised ``exc`` working on a connection that had
+    been closed under the call: a dead connection, not a bug.
+
+    grpclib's close deletes attributes that a late user then misses
+    (``Connection._transport``, ``H2Connection._frame_dispatch_table``,
+    ``EventsProcessor.processors``: grpclib issues 110, 140, 153, 156), and h2
+    refuses to send on a connection it saw a GOAWAY for (a call that waited
+    for the socket to drain while containerd went away raises
+    ``h2.exceptions.ProtocolError`` then). Told apart from the same
+    exception types raised elsewhere by the state of the connection object
+    that raised: the one an AttributeError names, or the ``self`` of the
+    grpclib and h2 frames the exception passed through.
+    """
+    from grpclib import protocol
+    from h2.connection import ConnectionState, H2Connection
+
+    def closed(obj: object) -> bool:
+        if isinstance(obj, (protocol.Stream, protocol.EventsProcessor)):
+            obj = obj.connection
+        if isinstance(obj, protocol.Connection):
+            return obj.is_closing()  # also True once grpclib's close ran
+        if isinstance(obj, H2Connection):
+            return (
+                not hasattr(obj, "_frame_dispatch_table")
+                or obj.state_machine.state is ConnectionState.CLOSED
+            )
+        return False
+
+    if isinstance(exc, AttributeError) and closed(exc.obj):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if closed(tb.tb_frame.f_locals.get("self")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def open_channel(address: str) -> Channel:

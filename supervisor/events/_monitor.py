@@ -86,7 +86,11 @@ class EventMonitor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribe and keep subscribing; report started once the first
-        subscription is live, or raise if that first attempt fails."""
+        subscription is live, or raise if that first attempt fails.
+
+        A broken stream (Unavailable, Cancelled, DeadlineExceeded) is
+        resubscribed with back-off for as long as it takes; any other error,
+        Unknown included, is raised: the owner then fails every waiter."""
         pauses = backoff(self._timeouts.resubscribe_initial, self._timeouts.resubscribe_max)
         first = True
         while True:
@@ -113,12 +117,11 @@ class EventMonitor:
                         if isinstance(item, TaskEvent):
                             self.handle(item)
                 _log.warning("events.stream_ended", namespace=self._transport.namespace)
-            except (
-                errors.Unavailable,
-                errors.Cancelled,
-                errors.DeadlineExceeded,
-                errors.Unknown,
-            ) as exc:
+            except (errors.Unavailable, errors.Cancelled, errors.DeadlineExceeded) as exc:
+                # Only what a restarting or overloaded containerd causes is
+                # retried. Anything else (Unknown above all: a reply that does
+                # not decode, a bug) would fail again on every attempt, so it
+                # ends the monitor and fails the client's callers.
                 if first:
                     raise
                 if self.live:

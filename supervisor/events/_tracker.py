@@ -35,13 +35,15 @@ class Slot:
     tells us when they are deleted.
     """
 
-    __slots__ = ("pid", "status", "owned", "closed", "_done")
+    __slots__ = ("pid", "status", "owned", "closed", "failure", "_done")
 
     def __init__(self) -> None:
         self.pid = 0
         self.status: ExitStatus | None = None
         self.owned = False
         self.closed = False
+        # Why the client stopped, when it did not just close.
+        self.failure: errors.SupervisorError | None = None
         self._done: anyio.Event | None = None
 
     def _resolve(self, status: ExitStatus) -> None:
@@ -49,8 +51,10 @@ class Slot:
         if self._done is not None:
             self._done.set()
 
-    def _close(self) -> None:
+    def _close(self, failure: errors.SupervisorError | None = None) -> None:
         self.closed = True
+        if self.failure is None:
+            self.failure = failure
         if self._done is not None:
             self._done.set()
 
@@ -59,9 +63,13 @@ class Slot:
 
         Raises:
             Closed: the client closed before the exit was known.
+            SupervisorError: the client's event machinery failed with this
+                error before the exit was known.
         """
         while self.status is None:
             if self.closed:
+                if self.failure is not None:
+                    raise errors.raised_again(self.failure)
                 raise errors.Closed("the client was closed before the process exited")
             if self._done is None:
                 self._done = anyio.Event()
@@ -86,6 +94,7 @@ class ExitTracker:
         # (container, process, pid) of instances already finished and forgotten.
         self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._closed = False
+        self._failure: errors.SupervisorError | None = None
 
     def __len__(self) -> int:
         return sum(len(c.processes) for c in self._containers.values())
@@ -100,17 +109,21 @@ class ExitTracker:
         if slot is None:
             slot = container.processes[process_id] = Slot()
             if self._closed:
-                slot.closed = True
+                slot._close(self._failure)
         if owned:
             slot.owned = True
         return slot
 
-    def close(self) -> None:
-        """The client closed: every wait still pending raises Closed."""
-        self._closed = True
+    def close(self, failure: errors.SupervisorError | None = None) -> None:
+        """The client closed: every wait still pending (and every wait begun
+        later) raises Closed, or ``failure`` when the client stopped because
+        its event machinery failed. The first reason given stays."""
+        if not self._closed:
+            self._closed = True
+            self._failure = failure
         for container in self._containers.values():
             for slot in container.processes.values():
-                slot._close()
+                slot._close(self._failure)
 
     def resolve_deleted(self, container_id: str, process_id: str, status: ExitStatus) -> None:
         """A process was deleted before its exit came: its waiters get ``status``."""
