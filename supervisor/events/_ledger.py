@@ -121,7 +121,6 @@ class ExitLedger:
         meanwhile. A :meth:`forget` or :meth:`prune_container` of the process
         while the thread writes removes the record as soon as it exists."""
         key = (container_id, process_id)
-        index = self._known()
         # One exit handler at a time per container (the queue's order), so
         # never two writes of one record.
         self._writing[key] = False
@@ -140,7 +139,8 @@ class ExitLedger:
             with contextlib.suppress(OSError):
                 os.unlink(self._path(container_id, process_id))
         else:
-            index.setdefault(container_id, set()).add(process_id)
+            # The index as it is now: has_records() may have rebuilt it meanwhile.
+            self._known().setdefault(container_id, set()).add(process_id)
 
     def handled(
         self, container_id: str, process_id: str, pid: int, exited_at: datetime | None

@@ -150,6 +150,26 @@ async def test_a_record_forgotten_while_being_written_is_not_left_behind(
         assert not ledger.has_records()
 
 
+async def test_a_record_written_while_the_ledger_is_listed_is_still_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # connect() lists the ledger (has_records, prune) while exits may
+    # already be handled: a write in flight then must not be lost from the
+    # index, or the delete would leave its file behind.
+    gate = Gate()
+    monkeypatch.setattr(_paths, "write_new", gate.wrap(_paths.write_new))
+    ledger = ExitLedger(tmp_path / "ns")
+    ledger.has_records()
+    with no_tmp_left(ledger.directory):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ledger.record_async, "c", "c", 7, AT)
+            await gate.wait_entered()
+            assert not ledger.has_records()
+            gate.opened.set()
+        ledger.prune_container("c")
+        assert list(ledger.directory.iterdir()) == []
+
+
 async def test_a_failed_write_leaves_no_record_and_no_index_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
