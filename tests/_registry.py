@@ -438,3 +438,99 @@ class HostileRegistry:
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+@dataclass
+class Certificates:
+    """A private CA (made here with openssl), a server certificate it signed
+    for 127.0.0.1 and localhost, and a client certificate it signed."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(tmp: Path) -> Certificates:
+    tmp.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=supervisor test CA",
+             "-keyout", "ca.key", "-out", "ca.crt",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=tmp)  # fmt: skip
+    for name, usage, subject, alt in (
+        ("server", "serverAuth", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "clientAuth", "/CN=alice", ""),
+    ):
+        _openssl("req", *ec, "-subj", subject, "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", cwd=tmp)  # fmt: skip
+        (tmp / f"{name}.ext").write_text(f"extendedKeyUsage={usage}\n" + (alt and alt + "\n"))
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                 "-out", f"{name}.crt", cwd=tmp)  # fmt: skip
+    return Certificates(
+        tmp / "ca.crt", tmp / "server.crt", tmp / "server.key", tmp / "client.crt",
+        tmp / "client.key",
+    )  # fmt: skip
+
+
+def start_tls_registry(
+    tmp: Path,
+    certs: Certificates,
+    *,
+    client_auth: bool = False,
+    htpasswd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``docker-registry`` on 127.0.0.1 serving TLS with ``certs``' server
+    certificate (and, with ``client_auth``, wanting a client certificate
+    signed by the same CA)."""
+    port = free_port()
+    auth = ""
+    if htpasswd is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+    tls = f"  tls:\n    certificate: {certs.server_cert}\n    key: {certs.server_key}\n"
+    if client_auth:
+        tls += f"    clientcas:\n      - {certs.ca}\n"
+    config = tmp / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{tls}{auth}"
+    )
+    log = open(tmp / "registry.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the registry did not start: " + (tmp / "registry.log").read_text())
+
+
+def docker_cert_dir(directory: Path, certs: Certificates, *, client: bool = True) -> Path:
+    """A directory as docker's ``certs.d/<host>/`` (and skopeo's
+    ``--cert-dir``) reads it: ``ca.crt``, ``client.cert``, ``client.key``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.crt").write_bytes(certs.ca.read_bytes())
+    if client:
+        (directory / "client.cert").write_bytes(certs.client_cert.read_bytes())
+        (directory / "client.key").write_bytes(certs.client_key.read_bytes())
+    return directory
+
+
+def push_tls(layout: Layout, dest: str, cert_dir: Path, *, creds: str | None = None) -> None:
+    cmd = ["skopeo", "copy", "--quiet", f"--dest-cert-dir={cert_dir}"]
+    if creds:
+        cmd += ["--dest-creds", creds]
+    subprocess.run([*cmd, f"oci:{layout.path}:1", f"docker://{dest}"], check=True, timeout=120)

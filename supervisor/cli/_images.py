@@ -92,11 +92,16 @@ def _credentials(text: str | None) -> tuple[str, str] | None:
 async def pull(args: argparse.Namespace) -> int:
     auth = _credentials(args.user)
     progress = Progress(sys.stderr, live=sys.stderr.isatty())
+    if args.tlskey is not None and args.tlscert is None:
+        raise CliError("--tlskey needs --tlscert")
+    from ..images._service import ImageService
+
     async with open_client(args) as client:
         try:
-            image = await client.pull(
-                args.ref, platform=args.platform, insecure=args.insecure, auth=auth,
-                progress=progress,
+            image = await ImageService(client._session).pull(
+                args.ref, platform=args.platform, auth=auth, progress=progress,
+                plain_http=args.plain_http, skip_verify=args.skip_verify,
+                tls_ca=args.tlscacert, tls_cert=args.tlscert, tls_key=args.tlskey,
             )  # fmt: skip
         finally:
             progress.finish()

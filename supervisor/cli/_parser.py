@@ -364,7 +364,14 @@ def _logs(p: argparse.ArgumentParser) -> None:
 def _pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="REF")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this machine's")
-    p.add_argument("--insecure", action="store_true", help="plain HTTP to a remote registry")
+    p.add_argument("--plain-http", action="store_true", help="plain HTTP, not TLS")
+    p.add_argument(
+        "--insecure", action="store_true", dest="plain_http", help=argparse.SUPPRESS
+    )  # the old name of --plain-http
+    p.add_argument("--skip-verify", action="store_true", help="do not verify the TLS certificate")
+    p.add_argument("--tlscacert", metavar="FILE", help="CA certificates (PEM) for the registry")
+    p.add_argument("--tlscert", metavar="FILE", help="client certificate (PEM)")
+    p.add_argument("--tlskey", metavar="FILE", help="client key (PEM)")
     p.add_argument("-u", "--user", metavar="USER:PASS", help="registry credentials")
 
 

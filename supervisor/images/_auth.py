@@ -1,4 +1,5 @@
-"""Registry credentials: the caller's, or those ``docker login`` saved (in
+"""Registry credentials: the caller's, or those ``podman login`` /
+``skopeo login`` saved (``auth.json``) or ``docker login`` saved (in
 ``config.json`` or through a credential helper), and the
 ``WWW-Authenticate`` challenges that say how to use them."""
 
@@ -19,6 +20,8 @@ from .. import errors
 __all__ = [
     "Challenge",
     "Credentials",
+    "auth_json_credentials",
+    "auth_json_paths",
     "configured_credentials",
     "docker_config_credentials",
     "parse_challenge",
@@ -68,6 +71,45 @@ def _config_path() -> Path:
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
+def auth_json_paths() -> list[Path]:
+    """Where podman and skopeo keep credentials, in the order they look:
+    ``$REGISTRY_AUTH_FILE``, ``$XDG_RUNTIME_DIR/containers/auth.json``,
+    ``~/.config/containers/auth.json``."""
+    paths = []
+    given = os.environ.get("REGISTRY_AUTH_FILE")
+    if given:
+        paths.append(Path(given))
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        paths.append(Path(runtime) / "containers" / "auth.json")
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    paths.append(Path(config_home) / "containers" / "auth.json")
+    return paths
+
+
+def auth_json_credentials(domain: str, repository: str = "") -> Credentials | None:
+    """The credentials an ``auth.json`` (see :func:`auth_json_paths`) holds
+    for ``domain``, the entry of the longest ``domain/repository`` prefix
+    first (``auth.json`` may key credentials by namespace or repository)."""
+    keys = []
+    parts = repository.split("/") if repository else []
+    for i in range(len(parts), 0, -1):
+        keys.append(f"{domain}/{'/'.join(parts[:i])}")
+    for path in auth_json_paths():
+        config = _read_config(path)
+        auths = config.get("auths")
+        if not isinstance(auths, dict):
+            continue
+        for key in keys:
+            entry = auths.get(key)
+            if isinstance(entry, dict):
+                return _entry_credentials(entry, domain)
+        found = _from_auths(config, domain)
+        if found is not None:
+            return found
+    return None
+
+
 def _read_config(path: Path | None) -> dict[str, object]:
     # Non-blocking and a regular file only: a FIFO put there would otherwise
     # hold the event loop's thread in open() until someone wrote to it.
@@ -109,11 +151,13 @@ def _from_auths(config: dict[str, object], domain: str) -> Credentials | None:
 
 
 async def configured_credentials(
-    domain: str, path: Path | None = None, *, limit: float = 30.0
+    domain: str, path: Path | None = None, *, limit: float = 30.0, repository: str = ""
 ) -> Credentials | None:
-    """What ``docker login DOMAIN`` left, as docker finds it: the registry's
-    credential helper (``credHelpers``), else the default store
-    (``credsStore``), else ``auths``. A helper is run as
+    """What ``podman login`` or ``docker login DOMAIN`` left: first an
+    ``auth.json`` entry (:func:`auth_json_credentials`; skipped when
+    ``path`` names a docker config), then docker's config as docker reads
+    it: the registry's credential helper (``credHelpers``), else the
+    default store (``credsStore``), else ``auths``. A helper is run as
     ``docker-credential-NAME get`` from ``PATH``, bounded by ``limit`` seconds.
 
     Raises:
@@ -123,6 +167,10 @@ async def configured_credentials(
     """
     if not 0 < limit < float("inf"):  # NaN fails too
         raise errors.InvalidArgument(f"credential helper limit {limit!r}")
+    if path is None:
+        found = auth_json_credentials(domain, repository)
+        if found is not None:
+            return found
     config = _read_config(path)
     server = _HUB_SERVER if domain == "docker.io" else domain
     helpers = config.get("credHelpers")

@@ -28,6 +28,7 @@ from ._manifest import (
 from ._platform import Platform, select_platform
 from ._reference import Reference
 from ._registry import Registry
+from ._tls import TLSOptions
 from ._types import ImageRecord, LayerProgress
 from ._unpack import SNAPSHOT_GC_LABEL, unpack
 
@@ -48,7 +49,7 @@ _ATTEMPTS = 3
 @dataclass(frozen=True, slots=True)
 class PullOptions:
     platform: Platform
-    insecure: bool
+    tls: TLSOptions
     credentials: Credentials | None
     progress: Progress | None
     snapshotter: str | None  # None: do not unpack
@@ -233,7 +234,7 @@ async def pull(store: ContainerdImages, ref: Reference, opts: PullOptions) -> Im
     async with (
         lease(store, "pull", opts.cleanup) as lease_id,
         Registry(
-            ref, insecure=opts.insecure, credentials=opts.credentials, timeout=opts.http_timeout
+            ref, tls=opts.tls, credentials=opts.credentials, timeout=opts.http_timeout
         ) as registry,
     ):
         top, top_body, m_desc, m_body, children = await _resolve(registry, ref, opts.platform)

@@ -15,6 +15,7 @@ httpx is imported when a :class:`Registry` is first opened, so that
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -26,6 +27,7 @@ from ._auth import Credentials, configured_credentials, parse_challenge
 from ._digest import Verifier, sha256_digest
 from ._manifest import ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
 from ._reference import Reference
+from ._tls import TLSOptions, resolve_tls
 
 if TYPE_CHECKING:
     import httpx
@@ -83,6 +85,17 @@ class _Pace:
         return chunk
 
 
+def _refused_certificate(exc: BaseException) -> bool:
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _separator(obj: str) -> str:
     return "@" if obj.startswith("sha256:") else ":"
 
@@ -100,6 +113,14 @@ def map_http_errors(what: str) -> Iterator[None]:
         raise errors.DeadlineExceeded(f"{what}: the registry did not answer in time") from exc
     except httpx.InvalidURL as exc:
         raise errors.InvalidArgument(f"{what}: {exc}") from exc
+    except httpx.ConnectError as exc:
+        if _refused_certificate(exc):
+            # Not something a retry mends: the caller must say whom to trust.
+            raise errors.FailedPrecondition(
+                f"{what}: the registry's certificate is not trusted ({exc}); "
+                "give its CA (tls_ca, a certs.d directory, SSL_CERT_FILE) or skip_verify"
+            ) from exc
+        raise errors.Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
     except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
         raise errors.Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -119,35 +140,57 @@ def _status_error(status: int, what: str, body: bytes = b"") -> errors.Superviso
 class Registry:
     """One repository of one registry, for the length of an ``async with``.
 
-    A loopback registry is spoken to over plain HTTP; any other only with
-    ``insecure=True`` (also plain HTTP), else over verified HTTPS.
+    How it is reached (plain HTTP or TLS, which certificates) is worked out
+    on entry from ``tls`` and the hosts directories: see
+    :mod:`supervisor.images._tls`. ``insecure=True`` is the deprecated
+    spelling of ``plain_http``.
     """
 
     def __init__(
         self,
         ref: Reference,
         *,
+        tls: TLSOptions | None = None,
         insecure: bool = False,
         credentials: Credentials | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.ref = ref
-        scheme = "http" if (insecure or ref.is_loopback) else "https"
-        self._base = f"{scheme}://{ref.api_host}/v2/{ref.path}"
+        tls = tls if tls is not None else TLSOptions()
+        if insecure and not tls.plain_http:
+            tls = dataclasses.replace(tls, plain_http=True)
+        self._tls = tls
+        self._schemes: tuple[str, ...] = ("https",)
+        # Set once an answer came: the scheme is then fixed for the pull.
+        self._settled = False
+        self._base = ""
         self._credentials = credentials
         self._timeout = timeout
         self._authorization: str | None = None
         self._client: httpx.AsyncClient | None = None
 
+    def _set_scheme(self, scheme: str) -> None:
+        self._base = f"{scheme}://{self.ref.api_host}/v2/{self.ref.path}"
+
     async def __aenter__(self) -> Registry:
+        import anyio
         import httpx
 
-        if self._credentials is None:
-            self._credentials = await configured_credentials(self.ref.domain, limit=self._timeout)
+        with self._tagged():
+            settings = await anyio.to_thread.run_sync(
+                resolve_tls, self.ref.domain, self.ref.api_host, self.ref.is_loopback, self._tls
+            )
+            if self._credentials is None:
+                self._credentials = await configured_credentials(
+                    self.ref.domain, limit=self._timeout, repository=self.ref.path
+                )
+        self._schemes = settings.schemes
+        self._set_scheme(settings.schemes[0])
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=True,
             trust_env=False,
+            verify=settings.context if settings.context is not None else True,
             headers={"User-Agent": "containerd-supervisor"},
         )
         return self
@@ -177,16 +220,18 @@ class Registry:
             raise errors.Closed("the registry client is not open")
         return self._client
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> Any:
-        """Send with our Authorization, answering one 401 challenge; the
-        response is streamed, and the caller closes it."""
+    async def _send(self, method: str, path: str, headers: dict[str, str], what: str) -> Any:
+        """Send to ``path`` under the repository's API with our
+        Authorization, answering one 401 challenge; the response is
+        streamed, and the caller closes it."""
         http = self._http
         for attempt in range(2):
             request_headers = dict(headers)
             if self._authorization is not None:
                 request_headers["Authorization"] = self._authorization
-            request = http.build_request(method, url, headers=request_headers)
-            response = await self._send_once(request, what)
+            request = http.build_request(method, self._base + path, headers=request_headers)
+            response = await self._send_once(request, what, registry=True)
+            self._settled = True
             if response.status_code != 401 or attempt:
                 return response
             challenge = response.headers.get("www-authenticate", "")
@@ -194,18 +239,38 @@ class Registry:
             await self._authenticate(challenge, what)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send_once(self, request: Any, what: str) -> Any:
+    async def _send_once(self, request: Any, what: str, *, registry: bool = False) -> Any:
         """The response's head, which must come within ``http_timeout``
-        however it trickles in."""
+        however it trickles in. A ``registry`` request to a loopback
+        registry that does not speak TLS is sent again over plain HTTP."""
         import anyio
+        import httpx
 
         with map_http_errors(what), anyio.move_on_after(self._timeout) as scope:
+            try:
+                return await self._http.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                if not (registry and self._may_fall_back(exc)):
+                    raise
+            _log.debug("registry.plain_http", registry=self.ref.domain)
+            self._set_scheme("http")
+            self._settled = True
+            url = "http://" + str(request.url).removeprefix("https://")
+            request = self._http.build_request(request.method, url, headers=request.headers)
             return await self._http.send(request, stream=True)
         if scope.cancelled_caught:
             raise errors.DeadlineExceeded(
                 f"{what}: the registry did not answer within {self._timeout}s"
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _may_fall_back(self, exc: BaseException) -> bool:
+        """True when plain HTTP is the next thing to try: HTTPS failed to
+        connect before any answer, and not because a TLS server's
+        certificate was refused (plain HTTP would then only hide that)."""
+        if self._settled or not self._base.startswith("https://") or "http" not in self._schemes:
+            return False
+        return not _refused_certificate(exc)
 
     async def _read(self, response: Any, limit: int, what: str, *, cut: bool = False) -> bytes:
         """At most ``limit`` bytes of a body, at the minimum rate: more is
@@ -283,9 +348,7 @@ class Registry:
 
     async def _manifest(self, obj: str, declared: str) -> tuple[str, bytes, str]:
         what = f"manifest {self.ref.domain}/{self.ref.path}{_separator(obj)}{obj}"
-        response = await self._send(
-            "GET", f"{self._base}/manifests/{obj}", {"Accept": ACCEPT}, what
-        )
+        response = await self._send("GET", f"/manifests/{obj}", {"Accept": ACCEPT}, what)
         try:
             if response.status_code != 200:
                 raise await self._status(response, what)
@@ -323,7 +386,7 @@ class Registry:
         what = f"blob {self.ref.domain}/{self.ref.path}@{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         with self._tagged():
-            response = await self._send("GET", f"{self._base}/blobs/{digest}", headers, what)
+            response = await self._send("GET", f"/blobs/{digest}", headers, what)
         try:
             with self._tagged():
                 if response.status_code not in (200, 206):

@@ -3,6 +3,8 @@ that binds the client's session to containerd's image-side services."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -13,6 +15,7 @@ from ._local import LocalImage, load_image
 from ._platform import Platform, host_platform, parse_platform
 from ._pull import Progress, PullOptions, lease, pull
 from ._reference import parse_reference
+from ._tls import TLSOptions
 from ._types import Image, ImageRecord
 from ._unpack import SNAPSHOT_GC_LABEL, unpack
 
@@ -39,6 +42,14 @@ def _credentials(auth: object) -> Credentials | None:
     if isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(x, str) for x in auth):
         return Credentials(auth[0], auth[1])
     raise errors.InvalidArgument("auth must be a (username, password) tuple")
+
+
+def _path(value: str | os.PathLike[str] | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise errors.InvalidArgument(f"{what} must be a path")
+    return str(os.fspath(value))
 
 
 def _platform(value: str | Platform | None) -> Platform:
@@ -81,19 +92,39 @@ class ImageService:
         self,
         ref: str,
         *,
-        platform: str | Platform | None,
-        progress: Progress | None,
-        insecure: bool,
-        auth: Any,
-        unpack: bool,
-        snapshotter: str | None,
-        http_timeout: float,
+        platform: str | Platform | None = None,
+        progress: Progress | None = None,
+        insecure: bool = False,
+        auth: Any = None,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+        http_timeout: float = 30.0,
+        plain_http: bool = False,
+        skip_verify: bool = False,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        certs_dirs: Sequence[str | os.PathLike[str]] | None = None,
     ) -> Image:
+        """:meth:`supervisor.Client.pull`, with the TLS choices of
+        :mod:`._tls` (``insecure`` is the deprecated ``plain_http``)."""
         self._session.check_open()
         reference = parse_reference(ref)
+        if not isinstance(http_timeout, int | float) or not 0 < http_timeout < float("inf"):
+            raise errors.InvalidArgument(f"http_timeout must be positive seconds: {http_timeout!r}")
+        tls = TLSOptions(
+            tls_ca=_path(tls_ca, "tls_ca"),
+            tls_cert=_path(tls_cert, "tls_cert"),
+            tls_key=_path(tls_key, "tls_key"),
+            plain_http=bool(plain_http or insecure),
+            skip_verify=bool(skip_verify),
+            certs_dirs=None
+            if certs_dirs is None
+            else tuple(_path(d, "certs_dirs") or "" for d in certs_dirs),
+        )
         opts = PullOptions(
             platform=_platform(platform),
-            insecure=bool(insecure),
+            tls=tls,
             credentials=_credentials(auth),
             progress=progress,
             snapshotter=await self.snapshotter(snapshotter) if unpack else None,

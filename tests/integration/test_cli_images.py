@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +14,18 @@ import pytest
 import pytest_asyncio
 
 import supervisor
-from tests._registry import Layout, busybox_registry
+from tests._registry import (
+    Certificates,
+    Layout,
+    build_layout,
+    busybox_layer,
+    busybox_registry,
+    docker_cert_dir,
+    make_certificates,
+    push_tls,
+    start_tls_registry,
+    stop,
+)
 from tests.integration.test_cli import Cli, clean_env
 
 pytestmark = pytest.mark.asyncio
@@ -149,3 +161,65 @@ async def test_pull_progress_is_redrawn_on_a_terminal(
     text = b"".join(chunks).decode()
     assert code == 0, text
     assert "\x1b[2K" in text and "unpacked" in text
+
+
+@pytest.fixture(scope="module")
+def mtls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Certificates]]:
+    """TLS on 127.0.0.1 with a private CA, a client certificate required,
+    and basic auth (alice:s3cret)."""
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("cli-tls-registry")
+    certs = make_certificates(tmp / "certs")
+    htpasswd = tmp / "htpasswd"
+    with open(htpasswd, "wb") as f:
+        subprocess.run(["htpasswd", "-Bbn", "alice", "s3cret"], stdout=f, check=True)
+    proc, host = start_tls_registry(tmp, certs, client_auth=True, htpasswd=htpasswd)
+    try:
+        layout = build_layout(tmp / "busybox", busybox_layer())
+        push_tls(
+            layout, f"{host}/private:1", docker_cert_dir(tmp / "push", certs), creds="alice:s3cret"
+        )
+        yield host, certs
+    finally:
+        stop(proc)
+
+
+async def test_pull_with_tls_flags(
+    cli: Cli, mtls_registry: tuple[str, Certificates], tmp_path: Path
+) -> None:
+    host, certs = mtls_registry
+    ref = f"{host}/private:1"
+    env = {"SUPERVISOR_CERTS_DIRS": str(tmp_path / "none"), "DOCKER_CONFIG": str(tmp_path)}
+    code, _, err = await cli("pull", "-u", "alice:s3cret", ref, env=env)
+    assert code == 125 and "not trusted" in err, err
+    tls = ["--tlscacert", str(certs.ca), "--tlscert", str(certs.client_cert),
+           "--tlskey", str(certs.client_key)]  # fmt: skip
+    code, out, err = await cli("pull", "-u", "alice:s3cret", *tls, ref, env=env)
+    assert (code, out) == (0, f"{ref}\n"), err
+    code, _, err = await cli("rmi", ref, env=env)
+    assert code == 0, err
+    # --skip-verify still presents the client certificate.
+    skip = ["--skip-verify", "--tlscert", str(certs.client_cert), "--tlskey", str(certs.client_key)]
+    code, out, err = await cli("pull", "-u", "alice:s3cret", *skip, ref, env=env)
+    assert (code, out) == (0, f"{ref}\n"), err
+    code, _, err = await cli("pull", "--tlskey", str(certs.client_key), ref, env=env)
+    assert code == 125 and "--tlscert" in err, err
+    # --plain-http to a TLS server fails (the server answers 400).
+    code, _, err = await cli("pull", "--plain-http", ref, env=env)
+    assert code == 125, err
+
+
+@pytest.mark.parametrize("command", ["pull", "run"])
+async def test_an_unreachable_registry_is_named_not_containerd(cli: Cli, command: str) -> None:
+    # A port nothing listens on: connection refused, as for a registry that is down.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ref = f"127.0.0.1:{port}/nothing:1"
+    args = ["pull", ref] if command == "pull" else ["run", "--rm", ref]
+    code, out, err = await cli(*args)
+    assert code == 125, err
+    assert f"registry at 127.0.0.1:{port}" in err, err
+    assert "containerd" not in err, err
+    assert "Traceback" not in err

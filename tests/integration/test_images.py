@@ -328,13 +328,14 @@ async def test_remove_image(
         await client.new_container("gone", image=image.name)
 
 
-async def test_loopback_only_is_plain_http() -> None:
-    from supervisor.images._reference import parse_reference
-    from supervisor.images._registry import Registry as Reg
+async def test_loopback_tries_https_then_plain_http() -> None:
+    from supervisor.images._tls import TLSOptions, resolve_tls
 
-    assert Reg(parse_reference("127.0.0.1:5000/a"))._base.startswith("http://")
-    assert Reg(parse_reference("example.com/a"))._base.startswith("https://")
-    assert Reg(parse_reference("example.com/a"), insecure=True)._base.startswith("http://")
+    none = TLSOptions(certs_dirs=())
+    assert resolve_tls("127.0.0.1:5000", "127.0.0.1:5000", True, none).schemes == ("https", "http")
+    assert resolve_tls("example.com", "example.com", False, none).schemes == ("https",)
+    plain = TLSOptions(plain_http=True, certs_dirs=())
+    assert resolve_tls("example.com", "example.com", False, plain).schemes == ("http",)
     assert shutil.which("docker-registry") and os.path.exists(BUSYBOX)
 
 
