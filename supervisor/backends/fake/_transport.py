@@ -79,13 +79,21 @@ class FakeTransport(FakeControls):
         options = (
             None if runtime_options is None else _json(runtime_options, "Options", container_id)
         )
+        _check_container(container_id, runtime, labels, snapshotter, snapshot_key)
         ns = self._ns
         if container_id in ns.containers:
             raise errors.AlreadyExists(
                 f'container "{container_id}": already exists', container_id=container_id
             )
         ns.containers[container_id] = ContainerRecord(
-            id=container_id, spec=body, runtime=runtime, labels=dict(labels), created_at=_now()
+            id=container_id,
+            spec=body,
+            runtime=runtime,
+            # containerd stores no label whose value is empty.
+            labels={k: v for k, v in labels.items() if v},
+            created_at=_now(),
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
         )
         ns.runtime_options[container_id] = options
         await self._after("create_container")
@@ -457,6 +465,36 @@ def _alive(proc: _Process) -> bool:
     )
 
 
+# containerd's bound on one label, its key and value together.
+_MAX_LABEL = 4096
+
+
+def _check_container(
+    container_id: str,
+    runtime: str,
+    labels: Mapping[str, str],
+    snapshotter: str,
+    snapshot_key: str,
+) -> None:
+    # What containerd's metadata store checks before it stores a container.
+    if not runtime:
+        raise errors.InvalidArgument(
+            "container.Runtime.Name must be set", container_id=container_id
+        )
+    for key, value in labels.items():
+        if len(key) + len(value) > _MAX_LABEL:
+            raise errors.InvalidArgument(
+                f"label key and value greater than maximum size ({_MAX_LABEL} bytes), "
+                f"key: {key[:64]}",
+                container_id=container_id,
+            )
+    if snapshot_key and not snapshotter:
+        raise errors.InvalidArgument(
+            "container.Snapshotter must be set if container.SnapshotKey is set",
+            container_id=container_id,
+        )
+
+
 def _copy_record(record: ContainerRecord) -> ContainerRecord:
     # Each reply is decoded afresh from containerd's bytes: callers never
     # share (and never alter) what the fake stores.
@@ -466,4 +504,6 @@ def _copy_record(record: ContainerRecord) -> ContainerRecord:
         runtime=record.runtime,
         labels=dict(record.labels),
         created_at=record.created_at,
+        snapshotter=record.snapshotter,
+        snapshot_key=record.snapshot_key,
     )
