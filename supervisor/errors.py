@@ -22,7 +22,8 @@ never see grpclib's ``GRPCError``.  A connection that cannot be made or that
 breaks is :class:`Unavailable`; anything the boundary does not know (a reply
 that does not decode, a bug) is :class:`Unknown` with the original exception as
 its ``__cause__``, never relabelled as an outage.  Each error carries the ids
-it concerns, when the call had them.
+it concerns, when the call had them, and one met at an image registry may name
+that registry (:attr:`SupervisorError.registry`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SupervisorError(Exception):
         message: what went wrong, containerd's own words where it said something.
         container_id: the container the failing call was about, if any.
         process_id: the exec id (or the container id for an init process), if any.
+        registry: the image registry (``host[:port]``) the failing call was
+            speaking to, if it failed there rather than at containerd.
     """
 
     def __init__(
@@ -58,11 +61,13 @@ class SupervisorError(Exception):
         *,
         container_id: str | None = None,
         process_id: str | None = None,
+        registry: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.container_id = container_id
         self.process_id = process_id
+        self.registry = registry
 
     def __str__(self) -> str:
         where = []

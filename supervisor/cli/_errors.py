@@ -1,8 +1,10 @@
 """Exit codes scripts can trust, and error messages that say what to do.
 
-docker's convention: 125 when the command itself or containerd failed, 126
-when the container's command could not be invoked, 127 when it was not
-found; anything else is the container's own exit code.
+docker's convention: 125 when the command itself, containerd or an image
+registry failed, 126 when the container's command could not be invoked, 127
+when it was not found; anything else is the container's own exit code. A
+message blames containerd's socket only for a failure of the containerd
+connection: one at a registry names the registry.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "CliError",
     "describe",
     "exit_code",
+    "registry_of",
 ]
 
 EXIT_FAILED = 125
@@ -52,9 +55,42 @@ def describe(exc: BaseException, address: str) -> str:
     return "\n".join(printable(line) for line in _describe(exc, address).split("\n"))
 
 
+def registry_of(exc: BaseException) -> str | None:
+    """The registry (``host[:port]``) an image call failed at; ``""`` when
+    it failed at a registry whose host is not known; ``None`` when it did
+    not fail at a registry at all."""
+    named = getattr(exc, "registry", None)
+    if isinstance(named, str) and named:
+        return named
+    # Until every image error names its registry: the registry code chains
+    # what httpx raised, and that knows the request it failed.
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__.partition(".")[0] == "httpx":
+            try:
+                netloc = cause.request.url.netloc  # type: ignore[attr-defined]
+            except (AttributeError, RuntimeError):  # httpx: no request attached
+                return ""
+            return bytes(netloc).decode("ascii", errors="replace")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _describe(exc: BaseException, address: str) -> str:
     if isinstance(exc, CliError):
         return f"supervisor: {exc.message}"
+    registry = registry_of(exc) if isinstance(exc, errors.SupervisorError) else None
+    if registry is not None:
+        where = f"the registry at {registry}" if registry else "the registry"
+        if isinstance(exc, errors.Unavailable):
+            return (
+                f"supervisor: Unavailable: cannot reach {where}: {exc}\n"
+                f"supervisor: is the registry up? the image reference names it "
+                f"(host[:port]/repository:tag)"
+            )
+        return f"supervisor: {type(exc).__name__}: {where}: {exc}"
     if isinstance(exc, errors.Unavailable):
         detail = str(exc)
         if address not in detail:
