@@ -295,7 +295,9 @@ class Client:
             finally:
                 await self._bounded(task.delete(force=True), id, "task")
         finally:
-            await self._bounded(container.delete(), id, "container")
+            # Forced: whatever task is still there (a delete above that
+            # failed, a create whose outcome stayed unknown) goes with it.
+            await self._bounded(container.delete(force=True), id, "container")
 
     async def _bounded(self, cleanup: Any, container_id: str, what: str) -> None:
         limit = self._session.timeouts.cleanup
@@ -360,15 +362,8 @@ class Client:
 
     async def _replace(self, id: str) -> None:
         old = await self.load_container(id)
-        try:
-            task = await old.task()
-        except errors.NotFound:
-            pass
-        else:
-            with contextlib.suppress(errors.NotFound):
-                await task.delete(force=True)
         with contextlib.suppress(errors.NotFound):
-            await old.delete()
+            await old.delete(force=True)
         _log.info("container.replaced", container_id=id)
 
     async def load_container(self, id: str) -> Container:
