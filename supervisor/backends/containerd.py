@@ -116,6 +116,13 @@ def map_grpc_errors(
                 container_id=container_id,
                 process_id=process_id,
             ) from exc
+        if _broken_framing(exc):
+            # As the blocking reader reports the same reply: a protocol failure.
+            raise errors.Unavailable(
+                f"containerd sent a broken reply: {type(exc).__name__}: {exc}",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
         raise errors.Unknown(
             f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}",
             container_id=container_id,
@@ -160,6 +167,24 @@ def _on_closed_connection(exc: Exception) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def _broken_framing(exc: Exception) -> bool:
+    """True if grpclib's own reading of gRPC's length-prefixed messages
+    failed: a stream that ended inside a message, or a compressed message
+    that was never negotiated. A message that arrived whole but does not
+    decode fails inside the codec instead, and is no protocol failure."""
+    from grpclib import protocol, stream
+
+    if not isinstance(exc, (AssertionError, NotImplementedError)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in (
+        stream.recv_message.__code__,
+        protocol.Buffer.read.__code__,
+    )
 
 
 def open_channel(address: str) -> Channel:

@@ -18,6 +18,7 @@ import grpclib.exceptions
 import grpclib.server
 import h2.config
 import h2.connection
+import h2.events
 import h2.settings
 import pytest
 from grpclib.const import Cardinality, Status
@@ -258,3 +259,61 @@ async def _grpclib_connection(transport: ContainerdTransport) -> Connection:
         await anyio.sleep(0.001)
     conn: Connection = channel._protocol.connection
     return conn
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # A stream that ends inside a message: 100 bytes announced, 3 sent.
+        b"\x00" + (100).to_bytes(4, "big") + b"abc",
+        # A compressed message, though no compression was negotiated.
+        b"\x01" + (3).to_bytes(4, "big") + b"abc",
+    ],
+    ids=["truncated", "compressed"],
+)
+@pytest.mark.asyncio
+async def test_broken_grpc_framing_is_unavailable_as_in_the_blocking_reader(
+    tmp_path: Path, reply: bytes
+) -> None:
+    # What the blocking reader calls "a broken reply" (Unavailable) is the
+    # same here; only a whole message that does not decode is Unknown.
+    path = tmp_path / "s.sock"
+    loop = asyncio.get_running_loop()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    listener.setblocking(False)
+    transport = ContainerdTransport.open(str(path), "ns", rpc_timeout=GUARD)
+    peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    accepted: socket.socket | None = None
+
+    async def answer() -> None:
+        nonlocal accepted
+        accepted, _ = await loop.sock_accept(listener)
+        peer.initiate_connection()
+        while True:
+            data = await loop.sock_recv(accepted, 65536)
+            assert data, "the client went away before asking"
+            for event in peer.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    sid = event.stream_id
+                    peer.send_headers(
+                        sid, [(":status", "200"), ("content-type", "application/grpc")]
+                    )
+                    peer.send_data(sid, reply, end_stream=True)
+                    await loop.sock_sendall(accepted, peer.data_to_send())
+                    return
+            await loop.sock_sendall(accepted, peer.data_to_send())
+
+    try:
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer)
+                with pytest.raises(errors.Unavailable) as caught:
+                    await transport.version()
+        assert isinstance(caught.value.__cause__, (AssertionError, NotImplementedError))
+    finally:
+        await transport.aclose()
+        if accepted is not None:
+            accepted.close()
+        listener.close()
