@@ -26,8 +26,9 @@ import ipaddress
 import json
 import os
 import shutil
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -281,40 +282,58 @@ class NetworkManager:
 
         Returns:
             The container ids released, sorted.
+
+        Raises:
+            SupervisorError: the first failure (a plugin's DEL, say), raised
+                after everything else was released; what failed stays for
+                the next call.
         """
         self._require_open()
         live = set(live_ids) | self._busy
         released: set[str] = set()
+        failures: list[errors.SupervisorError] = []
+
+        async def release(cid: str, step: Callable[[], Awaitable[None]]) -> None:
+            # One container's failure must not strand the others': go on,
+            # and raise the first failure once everything was tried.
+            try:
+                await step()
+                released.add(cid)
+            except errors.SupervisorError as exc:
+                log.warning("network.release_failed", container_id=cid, error=str(exc))
+                failures.append(exc)
+
+        def orphan(cid: str) -> bool:
+            return cid not in live and not self._record_path(cid).exists()
+
         async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
             for record in self._records():
                 if record.container_id not in live:
-                    await self._teardown(record.container_id)
-                    released.add(record.container_id)
+                    await release(record.container_id, partial(self._teardown, record.container_id))
             # ADD results without a record (a crash between the two writes).
             for cached in self.cni.cache.all():
                 cid = cached.runtime.container_id
-                if cid not in live and not self._record_path(cid).exists():
-                    await self.cni.delete(cached.network, cached.runtime)
-                    released.add(cid)
+                if orphan(cid):
+                    await release(cid, partial(self.cni.delete, cached.network, cached.runtime))
             # host-local leases nobody's cache knows of.
+            subnet = self._subnet or await self._known_subnet()
             for cid, ifname in self._leases(self.bridge):
-                if cid not in live and not self._record_path(cid).exists():
-                    subnet = self._subnet or await self._known_subnet()
-                    if subnet is not None:
-                        rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
-                        await self.cni.delete(self._bridge_conflist(subnet), rt)
-                        released.add(cid)
+                if orphan(cid) and subnet is not None:
+                    rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
+                    conf = self._bridge_conflist(subnet)
+                    await release(cid, partial(self.cni.delete, conf, rt))
             for entry in _listdir(self.root / "netns"):
-                if entry not in live and not self._record_path(entry).exists():
-                    await remove_netns(self.root / "netns" / entry)
-                    released.add(entry)
+                if orphan(entry):
+                    await release(entry, partial(remove_netns, self.root / "netns" / entry))
             for entry in _listdir(self.root / "files"):
-                if entry not in live and not self._record_path(entry).exists():
+                if orphan(entry):
                     shutil.rmtree(self.root / "files" / entry, ignore_errors=True)
         with contextlib.suppress(errors.SupervisorError, OSError):
             await self._remove_idle_bridge()
         if released:
             log.info("network.release_stale", released=",".join(sorted(released)))
+        if failures:
+            raise failures[0]
         return sorted(released)
 
     def attached(self) -> list[NetworkInfo]:

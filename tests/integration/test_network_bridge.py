@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 
 from supervisor import errors
-from supervisor.network import NetworkManager, NetworkTimeouts, PluginError
+from supervisor.network import NetworkManager, NetworkTimeouts, PluginError, scoped_name
 from supervisor.network._host import choose_subnet, host_networks
 from supervisor.network._netns import list_mounts_under
 from tests.unit.test_network_cni import write_plugin
@@ -110,10 +110,25 @@ def leftovers(nm: NetworkManager, subnet: str | None = None) -> dict[str, Any]:
 @pytest_asyncio.fixture
 async def nm(tmp_path: Path) -> AsyncIterator[NetworkManager]:
     manager = NetworkManager(tmp_path / "state", conf_dir=tmp_path / "net.d")
-    async with manager:
-        yield manager
-        await manager.release_stale([])
-    assert not bridge_exists(manager.bridge)
+    try:
+        async with manager:
+            yield manager
+            await manager.release_stale([])
+        assert not bridge_exists(manager.bridge)
+    finally:
+        await last_resort(manager.state_dir, manager.bridge)
+
+
+async def last_resort(state_dir: Path, *bridges: str) -> None:
+    """After a failed test, whatever release_stale could not release: no
+    namespace mount may stay (pytest could not delete the directory, and the
+    namespace's veth would live on), no bridge either."""
+    with anyio.CancelScope(shield=True), anyio.fail_after(GUARD):
+        for mount in list_mounts_under(state_dir):
+            await anyio.run_process(["umount", "-l", str(mount)], check=False)
+        for bridge in bridges:
+            if bridge_exists(bridge):
+                await anyio.run_process(["ip", "link", "delete", bridge], check=False)
 
 
 class NetnsProcess:
@@ -340,12 +355,14 @@ async def custom(tmp_path: Path) -> AsyncIterator[Callable[..., NetworkManager]]
     try:
         yield make
     finally:
-        # Whatever a failed test left: released, then the bridge removed.
-        with anyio.CancelScope(shield=True), anyio.fail_after(GUARD):
-            if made:
-                async with made[-1] as nm:
-                    await nm.release_stale([])
-            await anyio.run_process(["ip", "link", "delete", bridge], check=False)
+        # Whatever a failed test left: released, then the bridges removed.
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(GUARD):
+                if made:
+                    async with made[-1] as nm:
+                        await nm.release_stale([])
+        finally:
+            await last_resort(tmp_path / "state", bridge, scoped_name(tmp_path / "state"))
 
 
 def custom_leftovers(nm: NetworkManager, subnet: str, bridge: str) -> dict[str, Any]:
@@ -479,6 +496,27 @@ async def test_release_stale_after_a_crash_mid_attach(
         assert nm.leftovers()["records"] == ["kept.json"]
         assert custom_leftovers(nm, make.subnet, make.bridge).get("custom_veths") is None
         await nm.release_stale([])
+        assert custom_leftovers(nm, make.subnet, make.bridge) == {}
+
+
+async def test_release_stale_goes_on_past_a_failing_container(
+    custom: Callable[..., NetworkManager], tmp_path: Path
+) -> None:
+    make: Any = custom
+    broken = tmp_path / "broken"
+    broken.touch()
+    failing = {"type": "fake-a", "mode": "fail", "fail_on": ["DEL"], "fail_if": str(broken)}
+    async with make(failing) as nm:
+        await nm.attach("bad", network="custom")
+        await nm.attach("good")
+        with pytest.raises(PluginError, match="fake-a"):
+            await nm.release_stale([])
+        # "bad" sorts first: its failure did not keep "good" from going.
+        held = nm.leftovers()
+        assert held["records"] == ["bad.json"] and held["cache"] == ["custom-bad-eth0"]
+        # (The bridge plugin's DEL ran even though fake-a's failed.)
+        broken.unlink()
+        assert await nm.release_stale([]) == ["bad"]
         assert custom_leftovers(nm, make.subnet, make.bridge) == {}
 
 
