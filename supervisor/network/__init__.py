@@ -22,7 +22,7 @@ from ._conflist import ConfList, find_conflist
 from ._dns import DnsConfig
 from ._errors import PluginError
 from ._host import SUBNET_POOL, scoped_name
-from ._info import NetworkInfo, apply_network
+from ._info import NetworkInfo, apply_network, network_changes
 from ._manager import DEFAULT_CNI_PATH, NetworkManager, NetworkTimeouts
 from ._ports import PortMapping, parse_port
 
@@ -32,6 +32,7 @@ __all__ = [
     "NetworkTimeouts",
     "NetworkInfo",
     "apply_network",
+    "network_changes",
     "DnsConfig",
     "PortMapping",
     "parse_port",

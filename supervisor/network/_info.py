@@ -12,7 +12,7 @@ from typing import Any
 from .. import errors
 from ._ports import PortMapping
 
-__all__ = ["NetworkInfo", "apply_network", "parse_result"]
+__all__ = ["NetworkInfo", "apply_network", "network_changes", "parse_result"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,41 +121,55 @@ def parse_result(result: Mapping[str, Any] | None, ifname: str) -> dict[str, Any
     return out
 
 
-def apply_network(spec: Mapping[str, Any], info: NetworkInfo) -> dict[str, Any]:
-    """A copy of OCI ``spec`` that puts the container into ``info``'s network:
-    ``linux.namespaces`` gets the network namespace's path (or loses its
-    network entry for ``"host"``), ``hostname`` is set, and the DNS files are
-    bind-mounted over ``/etc/resolv.conf``, ``/etc/hosts`` and
-    ``/etc/hostname`` (replacing any mounts there).  ``spec`` is not changed.
-
-    Example::
-
-        info = await nm.attach("web", ports=["18080:80"])
-        spec = apply_network(supervisor.default_spec(["httpd", "-f"], rootfs), info)
-    """
-    out = copy.deepcopy(dict(spec))
-    linux = out.setdefault("linux", {})
-    namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
-    if info.netns is not None:
-        namespaces.append({"type": "network", "path": info.netns})
-    linux["namespaces"] = namespaces
-    if info.hostname and any(ns.get("type") == "uts" for ns in namespaces):
-        out["hostname"] = info.hostname
+def network_changes(info: NetworkInfo) -> dict[str, Any]:
+    """The OCI spec changes that put a container into ``info``'s network:
+    ``namespace`` (the ``linux.namespaces`` entry, ``None`` for the host's
+    network), ``hostname`` and ``mounts`` (the DNS files' bind mounts)."""
     files = {
         "/etc/resolv.conf": info.resolv_conf,
         "/etc/hosts": info.hosts,
         "/etc/hostname": info.hostname_file,
     }
-    wanted = {dst: src for dst, src in files.items() if src}
-    mounts = [m for m in out.get("mounts", []) if m.get("destination") not in wanted]
-    for dst, src in wanted.items():
-        mounts.append(
+    return {
+        "namespace": ({"type": "network", "path": info.netns} if info.netns is not None else None),
+        "hostname": info.hostname,
+        "mounts": [
             {
                 "destination": dst,
                 "type": "bind",
                 "source": src,
                 "options": ["rbind", "rprivate", "rw"],
             }
-        )
-    out["mounts"] = mounts
+            for dst, src in files.items()
+            if src
+        ],
+    }
+
+
+def apply_network(spec: Mapping[str, Any], info: NetworkInfo) -> dict[str, Any]:
+    """A copy of OCI ``spec`` with :func:`network_changes` applied:
+    ``linux.namespaces`` gets the network namespace's path (or loses its
+    network entry for ``"host"``), ``hostname`` is set (when the spec has a
+    UTS namespace), and the DNS files are bind-mounted over
+    ``/etc/resolv.conf``, ``/etc/hosts`` and ``/etc/hostname`` (replacing any
+    mounts there).  ``spec`` is not changed.
+
+    Example::
+
+        info = await nm.attach("web", ports=["18080:80"])
+        spec = apply_network(supervisor.default_spec(["httpd", "-f"], rootfs), info)
+    """
+    changes = network_changes(info)
+    out = copy.deepcopy(dict(spec))
+    linux = out.setdefault("linux", {})
+    namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
+    if changes["namespace"] is not None:
+        namespaces.append(changes["namespace"])
+    linux["namespaces"] = namespaces
+    if changes["hostname"] and any(ns.get("type") == "uts" for ns in namespaces):
+        out["hostname"] = changes["hostname"]
+    added = changes["mounts"]
+    replaced = {m["destination"] for m in added}
+    out["mounts"] = [m for m in out.get("mounts", []) if m.get("destination") not in replaced]
+    out["mounts"].extend(added)
     return out

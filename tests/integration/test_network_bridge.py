@@ -228,6 +228,25 @@ async def test_a_server_is_reached_through_a_published_port_and_by_ip(
     assert leftovers(nm) == {}
 
 
+async def test_concurrent_attaches_share_one_bridge_and_subnet(nm: NetworkManager) -> None:
+    # The first attaches race to choose the subnet and make the bridge.
+    infos: dict[str, Any] = {}
+
+    async def attach(cid: str) -> None:
+        infos[cid] = await nm.attach(cid, ports=["127.0.0.1:0:80"])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(attach, f"c{i}")
+    assert len({info.ip for info in infos.values()}) == 4
+    assert len({info.gateway for info in infos.values()}) == 1
+    assert len(veths_on(nm.bridge)) == 4
+    async with anyio.create_task_group() as tg:
+        for cid in infos:
+            tg.start_soon(nm.detach, cid)
+    assert leftovers(nm, f"{infos['c0'].gateway}/24") == {}
+
+
 async def test_dns_files(nm: NetworkManager) -> None:
     info = await nm.attach("dns-test", hostname="box.example")
     assert info.resolv_conf and info.hosts and info.hostname_file and info.ip

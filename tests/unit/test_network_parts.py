@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import types
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from supervisor.network import (
     PortMapping,
     apply_network,
     find_conflist,
+    network_changes,
     parse_port,
     scoped_name,
 )
@@ -290,6 +292,21 @@ def test_apply_network_sets_the_namespace_hostname_and_files() -> None:
     assert spec["linux"]["namespaces"][2] == {"type": "network"}  # type: ignore[index]
     host = apply_network(spec, NetworkInfo("web", "host", None))
     assert host["linux"]["namespaces"] == [{"type": "pid"}, {"type": "uts"}]
+    changes = network_changes(info)
+    assert changes["namespace"] == {"type": "network", "path": "/s/netns/web"}
+    assert changes["mounts"] == out["mounts"][1:] and changes["hostname"] == "web"
+
+
+def test_the_exported_names_are_the_public_ones() -> None:
+    import supervisor.network as network
+
+    public = {
+        name
+        for name, value in vars(network).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    public.discard("annotations")
+    assert public == set(network.__all__)
 
 
 def test_network_info_round_trips_and_finds_host_ports() -> None:
