@@ -53,7 +53,7 @@ from ._host import (
     scoped_name,
 )
 from ._info import NetworkInfo, parse_result
-from ._netns import create_netns, list_mounts_under, remove_netns
+from ._netns import create_netns, is_netns_mount, list_mounts_under, remove_netns
 from ._ports import PortMapping, PortReservation, parse_port, reserve
 
 __all__ = ["DEFAULT_CNI_PATH", "NetworkManager", "NetworkTimeouts"]
@@ -314,7 +314,8 @@ class NetworkManager:
             for cached in self.cni.cache.all():
                 cid = cached.runtime.container_id
                 if orphan(cid):
-                    await release(cid, partial(self.cni.delete, cached.network, cached.runtime))
+                    rt = await _reachable(cached.runtime)
+                    await release(cid, partial(self.cni.delete, cached.network, rt))
             # host-local leases nobody's cache knows of.
             subnet = self._subnet or await self._known_subnet()
             for cid, ifname in self._leases(self.bridge):
@@ -437,15 +438,10 @@ class NetworkManager:
             reservation.close()
         ifname = record.ifname if record is not None else "eth0"
         netns_path = self.root / "netns" / cid
-        netns_there = await anyio.to_thread.run_sync(os.path.exists, netns_path)
         if record is not None and record.cni_name is not None:
             cached = self.cni.cache.get(record.cni_name, cid, ifname)
             if cached is not None:
-                rt = cached.runtime
-                if not netns_there:
-                    # The namespace is gone: DEL must still free the lease.
-                    rt = RuntimeConf(rt.container_id, None, rt.ifname, rt.args, rt.capability_args)
-                await self.cni.delete(cached.network, rt)
+                await self.cni.delete(cached.network, await _reachable(cached.runtime))
         await remove_netns(netns_path)
         shutil.rmtree(self.root / "files" / cid, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -665,6 +661,16 @@ class _Record:
             args=tuple((str(k), str(v)) for k, v in data.get("args") or ()),
             attached=bool(data.get("attached")),
         )
+
+
+async def _reachable(rt: RuntimeConf) -> RuntimeConf:
+    """``rt`` for a DEL: without its namespace if that is gone (unmounted
+    behind our back, or a reboot left only the empty file).  Plugins must
+    then still free what they hold outside it (the IPAM lease), while a path
+    that is not a namespace would make them fail."""
+    if rt.netns is None or await anyio.to_thread.run_sync(is_netns_mount, Path(rt.netns)):
+        return rt
+    return RuntimeConf(rt.container_id, None, rt.ifname, rt.args, rt.capability_args)
 
 
 def _has_capability(conflist: ConfList, capability: str) -> bool:

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -536,6 +537,76 @@ async def test_release_stale_goes_on_past_a_failing_container(
         # (The bridge plugin's DEL ran even though fake-a's failed.)
         broken.unlink()
         assert await nm.release_stale([]) == ["bad"]
+        assert custom_leftovers(nm, make.subnet, make.bridge) == {}
+
+
+async def drop_masquerade(network: str, cid: str) -> list[str]:
+    """Remove the bridge plugin's masquerade rules of one container by hand;
+    the rules there were."""
+    comment = f'name: \\"{network}\\" id: \\"{cid}\\"'
+    rules = iptables_lines(comment)
+    for line in rules:
+        if line.startswith("-A POSTROUTING "):
+            args = shlex.split(line)[2:]
+            await anyio.run_process(["iptables", "-t", "nat", "-D", "POSTROUTING", *args])
+    for chain in {line.split()[1] for line in rules if line.startswith("-A CNI-")}:
+        await anyio.run_process(["iptables", "-t", "nat", "-F", chain])
+        await anyio.run_process(["iptables", "-t", "nat", "-X", chain])
+    return rules
+
+
+async def test_release_stale_after_the_namespace_was_lost(nm: NetworkManager) -> None:
+    # As after a reboot: the namespace's mount is gone, its file is still there.
+    info = await nm.attach("web")
+    assert info.netns is not None
+    await anyio.run_process(["umount", info.netns])
+    assert await nm.release_stale([]) == ["web"]
+    held = leftovers(nm)
+    # The bridge plugin finds a container's masquerade rules by the addresses
+    # it sees in the namespace: with the namespace gone, they stay (after a
+    # real reboot, they are gone too).  Everything else was released.
+    rules = await drop_masquerade(nm.bridge, "web")
+    assert held.pop("rules") == rules and len(rules) == 3
+    assert held == {} and leftovers(nm) == {}
+
+
+async def test_published_ports_stay_held_across_a_manager_restart(tmp_path: Path) -> None:
+    async with NetworkManager(tmp_path / "s") as first:
+        info = await first.attach("web", ports=["127.0.0.1:0:80"])
+    port = info.host_port(80)
+    # Closed: the sockets went with it (the rules did not).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+    async with NetworkManager(tmp_path / "s") as second:
+        with socket.socket() as s, pytest.raises(OSError):
+            s.bind(("127.0.0.1", port))
+        await second.detach("web")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+        assert leftovers(second) == {}
+
+
+async def test_a_cancelled_detach_can_be_retried(
+    custom: Callable[..., NetworkManager], tmp_path: Path
+) -> None:
+    make: Any = custom
+    stuck = tmp_path / "stuck"
+    pids = tmp_path / "pids"
+    hang = {"type": "fake-a", "mode": "hang", "fail_on": ["DEL"], "fail_if": str(stuck),
+            "pids": str(pids)}  # fmt: skip
+    async with make(hang) as nm:
+        await nm.attach("web", network="custom")
+        stuck.touch()
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(nm.detach, "web")
+                while not pids.exists() or len(pids.read_text().split()) < 2:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        # Nothing was half removed: the record and namespace are there for a retry.
+        assert nm.leftovers()["records"] == ["web.json"]
+        stuck.unlink()
+        await nm.detach("web")
         assert custom_leftovers(nm, make.subnet, make.bridge) == {}
 
 
