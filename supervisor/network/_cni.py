@@ -195,8 +195,7 @@ class CNI:
             DeadlineExceeded: a plugin ran past the timeout.
         """
         self._check_rt(rt, need_netns=True)
-        for plugin in network.plugins:
-            self.find_plugin(str(plugin["type"]))
+        self.check_plugins(network)
         # The intent goes to disk first: if the application dies during ADD,
         # the next release finds the entry and DELs what the plugins made.
         self.cache.put(network, rt, None)
@@ -337,6 +336,19 @@ class CNI:
             f"CNI plugin {plugin!r} not found (or not executable) in "
             + ":".join(str(p) for p in self.paths)
         )
+
+    def check_plugins(self, network: ConfList) -> None:
+        """Every binary the network needs is there: its plugins' and the IPAM
+        plugins they delegate to (``ipam.type``).
+
+        Raises:
+            InvalidArgument: one is missing or not executable (named).
+        """
+        for plugin in network.plugins:
+            self.find_plugin(str(plugin["type"]))
+            ipam = plugin.get("ipam")
+            if isinstance(ipam, dict) and "type" in ipam:
+                self.find_plugin(str(ipam["type"]))
 
     def _check_rt(self, rt: RuntimeConf, *, need_netns: bool) -> None:
         valid_network_name(rt.container_id, what="container id")

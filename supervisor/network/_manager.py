@@ -337,6 +337,21 @@ class NetworkManager:
             raise failures[0]
         return sorted(released)
 
+    async def status(self, network: str = "bridge") -> None:
+        """Whether ``network`` can take attachments: its configuration is
+        valid, its plugin binaries are there, and (CNI 1.1) each plugin's
+        STATUS says it is ready.
+
+        Raises:
+            NotFound: no network of that name.
+            InvalidArgument: a malformed conflist, or a plugin missing.
+            PluginError: a plugin said it is not ready (``Unavailable``).
+        """
+        self._require_open()
+        conflist = await self._resolve(network)
+        if conflist is not None:
+            await self.cni.status(conflist)
+
     def attached(self) -> list[NetworkInfo]:
         """Every attached container's network, by container id."""
         return [r.info for r in self._records() if r.attached]
@@ -461,8 +476,7 @@ class NetworkManager:
             raise errors.NotFound(f"unknown network {network!r} (no configuration directory)")
         else:
             conflist = await anyio.to_thread.run_sync(find_conflist, self.conf_dir, network)
-        for plugin in conflist.plugins:
-            self.cni.find_plugin(str(plugin["type"]))
+        self.cni.check_plugins(conflist)
         return conflist
 
     async def _add_default(self, placeholder: ConfList, rt: RuntimeConf) -> dict[str, Any]:

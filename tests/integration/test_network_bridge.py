@@ -316,6 +316,9 @@ async def test_unknown_and_malformed_networks(nm: NetworkManager, tmp_path: Path
     )
     with pytest.raises(errors.InvalidArgument, match="nosuch"):
         await nm.attach("web", network="missing")
+    with pytest.raises(errors.InvalidArgument, match="nosuch"):
+        await nm.status("missing")
+    await nm.status()  # the default network's plugins are all there
     for bad in ("../x", "-web", ""):
         with pytest.raises(errors.InvalidArgument):
             await nm.attach(bad)

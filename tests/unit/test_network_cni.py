@@ -278,6 +278,11 @@ async def test_a_missing_plugin_is_refused_before_anything_runs(
             await cni.add(net, rt())
     assert calls() == []
     assert cni.cache.all() == []
+    # An IPAM plugin a plugin delegates to is needed just as much.
+    net = conflist(tmp_path, {"type": "fake-a", "ipam": {"type": "no-such-ipam"}})
+    with pytest.raises(errors.InvalidArgument, match="no-such-ipam"):
+        await cni.add(net, rt())
+    assert calls() == [] and cni.cache.all() == []
 
 
 async def test_a_hanging_plugin_is_killed_with_its_children_at_the_timeout(
