@@ -23,6 +23,9 @@ log = get_logger("network.dns")
 
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _HOST_RESOLV = Path("/etc/resolv.conf")
+# Where systemd-resolved lists the upstream servers behind its 127.0.0.53
+# (Docker reads it for the same reason).
+_RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +96,27 @@ def _not_loopback(address: str) -> bool:
         return False
 
 
-def resolv_conf(dns: DnsConfig | None = None, *, host_file: Path = _HOST_RESOLV) -> str:
-    """The container's ``/etc/resolv.conf``: the host's minus loopback
-    resolvers, each field replaced by the caller's where given."""
+def _read(path: Path) -> str:
     try:
-        host = host_file.read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        host = ""
-    nameservers, search, options = _parse(host)
+        return ""
+
+
+def resolv_conf(
+    dns: DnsConfig | None = None,
+    *,
+    host_file: Path = _HOST_RESOLV,
+    upstream_file: Path = _RESOLVED_UPSTREAM,
+) -> str:
+    """The container's ``/etc/resolv.conf``: the host's minus loopback
+    resolvers (when that leaves none, systemd-resolved's upstream servers),
+    each field replaced by the caller's where given."""
+    nameservers, search, options = _parse(_read(host_file))
     nameservers = [ns for ns in nameservers if _not_loopback(ns)]
+    if not nameservers:
+        upstream = _parse(_read(upstream_file))[0]
+        nameservers = [ns for ns in upstream if _not_loopback(ns)]
     if dns is not None:
         if dns.nameservers is not None:
             nameservers = list(dns.nameservers)

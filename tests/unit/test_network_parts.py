@@ -204,7 +204,7 @@ def test_resolv_conf_drops_loopback_resolvers(tmp_path: Path) -> None:
         "# generated\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\n"
         "nameserver fd00::53\nsearch example.internal corp\noptions edns0 trust-ad\n"
     )
-    assert resolv_conf(host_file=host) == (
+    assert resolv_conf(host_file=host, upstream_file=tmp_path / "none") == (
         "nameserver 10.255.255.53\nnameserver fd00::53\n"
         "search example.internal corp\noptions edns0 trust-ad\n"
     )
@@ -212,7 +212,18 @@ def test_resolv_conf_drops_loopback_resolvers(tmp_path: Path) -> None:
     assert resolv_conf(mine, host_file=host) == (
         "nameserver 10.0.0.53\nsearch example.internal corp\noptions ndots:2\n"
     )
-    assert resolv_conf(host_file=tmp_path / "missing") == "\n"
+    missing = tmp_path / "missing"
+    assert resolv_conf(host_file=missing, upstream_file=missing) == "\n"
+
+
+def test_behind_systemd_resolved_the_upstream_servers_are_used(tmp_path: Path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 127.0.0.53\noptions edns0\nsearch lan\n")
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("nameserver 10.1.1.1\nnameserver 127.0.0.1\nsearch other\n")
+    assert resolv_conf(host_file=host, upstream_file=upstream) == (
+        "nameserver 10.1.1.1\nsearch lan\noptions edns0\n"
+    )
 
 
 def test_dns_config_checks_its_input() -> None:
