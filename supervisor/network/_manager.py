@@ -419,15 +419,18 @@ class NetworkManager:
     ) -> NetworkInfo:
         private_dir(files, 0o711)
         hostname = info.hostname or hostname_for(info.container_id)
+        resolv_src = files / "resolv.conf"
+        hosts_src = files / "hosts"
         if info.network == "host":
-            resolv_src = "/etc/resolv.conf"
-            hosts_src = "/etc/hosts"
+            # Copies, never the host's own files: the container may write to
+            # its /etc/hosts, and must not reach the host's through it.  On
+            # the host's network its loopback resolvers work.
+            write_new(resolv_src, read_small(Path("/etc/resolv.conf")), 0o644)
+            write_new(hosts_src, read_small(Path("/etc/hosts")), 0o644)
         else:
-            resolv_src = str(files / "resolv.conf")
-            hosts_src = str(files / "hosts")
-            write_new(Path(resolv_src), resolv_conf(dns).encode(), 0o644)
+            write_new(resolv_src, resolv_conf(dns).encode(), 0o644)
             addresses = [got["ip"]] if got.get("ip") else []
-            write_new(Path(hosts_src), hosts_file(hostname, addresses).encode(), 0o644)
+            write_new(hosts_src, hosts_file(hostname, addresses).encode(), 0o644)
         hostname_src = files / "hostname"
         write_new(hostname_src, (hostname + "\n").encode(), 0o644)
         return NetworkInfo(
@@ -441,8 +444,8 @@ class NetworkManager:
             mac=got.get("mac"),
             ports=info.ports,
             hostname=hostname,
-            resolv_conf=resolv_src,
-            hosts=hosts_src,
+            resolv_conf=str(resolv_src),
+            hosts=str(hosts_src),
             hostname_file=str(hostname_src),
         )
 

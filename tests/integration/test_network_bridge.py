@@ -273,7 +273,11 @@ async def test_none_and_host_networks(nm: NetworkManager) -> None:
     out = await anyio.run_process(["nsenter", f"--net={none.netns}", "ip", "-j", "link"])
     assert [link["ifname"] for link in json.loads(out.stdout)] == ["lo"]
     host = await nm.attach("hosty", network="host")
-    assert host.netns is None and host.resolv_conf == "/etc/resolv.conf"
+    assert host.netns is None and host.resolv_conf and host.hosts
+    # Copies of the host's files, never the files themselves.
+    assert Path(host.resolv_conf).read_bytes() == Path("/etc/resolv.conf").read_bytes()
+    assert Path(host.hosts).read_bytes() == Path("/etc/hosts").read_bytes()
+    assert not Path(host.hosts).samefile("/etc/hosts")
     with pytest.raises(errors.InvalidArgument, match="ports"):
         await nm.attach("x", network="none", ports=["80"])
     await nm.detach("quiet")
