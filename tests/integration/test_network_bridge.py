@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -246,6 +247,27 @@ async def test_concurrent_attaches_share_one_bridge_and_subnet(nm: NetworkManage
         for cid in infos:
             tg.start_soon(nm.detach, cid)
     assert leftovers(nm, f"{infos['c0'].gateway}/24") == {}
+
+
+async def test_attach_cancelled_at_any_point_leaves_nothing(nm: NetworkManager) -> None:
+    # Cancelled at arbitrary moments (which step it hits varies from run to
+    # run; what must hold does not): each attach either finished or left
+    # nothing, and everything attached detaches to nothing.
+    rng = random.Random(23)
+    attached = []
+    for i in range(12):
+        cid = f"c{i}"
+        with anyio.move_on_after(rng.uniform(0, 0.4)):
+            await nm.attach(cid, ports=["127.0.0.1:0:80"])
+            attached.append(cid)
+        held = nm.leftovers()
+        assert held["records"] == [f"{c}.json" for c in sorted(attached)], held
+        assert held["leases"] == sorted(attached) and held["cache"] == sorted(
+            f"{nm.bridge}-{c}-eth0" for c in attached
+        )
+    for cid in attached:
+        await nm.detach(cid)
+    assert leftovers(nm) == {}
 
 
 async def test_dns_files(nm: NetworkManager) -> None:
