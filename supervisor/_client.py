@@ -127,7 +127,9 @@ class Client:
         Args:
             id: the container id (letters, digits, ``._-``; at most 76 chars).
             spec: the OCI runtime spec as a mapping (see :func:`supervisor.default_spec`).
-                ``linux.cgroupsPath`` defaults to ``/<namespace>/<id>``. With
+                ``linux.cgroupsPath`` defaults to ``/<namespace>/<id>``
+                (``/containerd-<scope>/<namespace>/<id>`` for a containerd
+                other than the default one, see ``docs/daemon.md``). With
                 ``image``, optional: its keys override the spec built from the
                 image's config (see ``docs/images.md``).
             image: run from this image (pulled or imported before): the
@@ -139,6 +141,8 @@ class Client:
             runtime: the containerd shim, e.g. ``io.containerd.runc.v2``.
             runtime_options: the shim's options as a mapping of its options
                 message's fields, e.g. ``{"binary_name": "/usr/bin/crun"}``.
+                For a containerd other than the default one, a runc shim's
+                ``root`` defaults to ``runc`` beside its socket.
             labels: containerd labels.
             replace: if a container with this id exists, force-delete its
                 task (SIGKILL to every process) and delete it first, as
@@ -194,7 +198,10 @@ class Client:
         body = checked_spec(spec)
         owner = _platform.bundle_owner(body)
         runtime_options = _remapped_io(runtime, runtime_options, owner)
-        _platform.default_spec_section(body, self.namespace, id)
+        runtime_options = _platform.default_runtime_options(
+            runtime, runtime_options, session.instance
+        )
+        _platform.default_spec_section(body, self.namespace, id, instance=session.instance)
         bundle = bundle_path(session.state_dir, self.namespace, id, owner)
 
         # Only a container made from an image names its snapshot: other

@@ -73,6 +73,10 @@ class _Connection:
         self._timeouts = timeouts
         self._events = events
         self._given_transport = transport
+        # A given transport's address is only a name in messages.
+        self._instance = (
+            _platform.instance_of(address) if transport is None else _platform.SYSTEM_INSTANCE
+        )
         self._transport: Transport | None = None
         self._background = Background(f"supervisor-events:{namespace}", on_failure=self._failed)
         self._session: Session | None = None
@@ -95,6 +99,7 @@ class _Connection:
             timeouts=self._timeouts,
             state_dir=self._state_dir,
             events=self._events,
+            instance=self._instance,
         )
 
     async def __aenter__(self) -> Client:

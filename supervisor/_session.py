@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import errors
+from ._platform import SYSTEM_INSTANCE, Instance
 from ._stats_stream import StatsSampler
 from ._timeouts import Timeouts
 from .backends.base import Transport
@@ -42,6 +43,8 @@ class Session:
         state_dir: where bundles, FIFOs and the ledger live.
         events: True when an event subscription resolves waits; False when
             each wait asks containerd.
+        instance: the containerd the client talks to, for the defaults that
+            must differ between two containerds (cgroup, runc's root).
     """
 
     raw_transport: Transport
@@ -52,6 +55,7 @@ class Session:
     state_dir: Path
     events: bool
     closed: bool = field(default=False)
+    instance: Instance = SYSTEM_INSTANCE
     # Why the client stopped, when its event machinery failed (see fail()).
     failure: errors.SupervisorError | None = field(default=None)
     # Every open stdio set per process, whichever object opened it: a process
