@@ -9,11 +9,13 @@ grpclib channel of the client's :class:`~.containerd.ContainerdTransport`.
 
 from __future__ import annotations
 
+import collections
 import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
+import anyio
 import grpclib.const
 from grpclib.client import Channel
 
@@ -35,6 +37,10 @@ LEASE_HEADER = "containerd-lease"
 _WRITE_ROUTE = "/containerd.services.content.v1.Content/Write"
 # containerd accepts messages up to 16 MiB; 1 MiB chunks keep each write short.
 _CHUNK = 1 << 20
+# How far a blob's source is read ahead of containerd, and how many writes
+# may await containerd's answer: enough to keep both sides busy.
+_READ_AHEAD = 4
+_IN_FLIGHT = 4
 
 _T = TypeVar("_T")
 
@@ -264,23 +270,10 @@ class ContainerdImages:
             offset = 0
         progress(offset)
         if offset < desc.size:
-            async with source(offset) as chunks:
-                async for data in _rechunk(chunks):
-                    if offset + len(data) > desc.size:
-                        # Refused before it reaches containerd's disk (which
-                        # would only check the size at commit).
-                        raise errors.FailedPrecondition(
-                            f"{desc.digest}: more than the {desc.size} bytes its descriptor says"
-                        )
-                    request = pb_content.WriteContentRequest(
-                        action=pb_content.WriteAction.WRITE, offset=offset, data=data
-                    )
-                    await stream.send_message(request)
-                    reply = await stream.recv_message()
-                    offset += len(data)
-                    if reply is None or int(reply.offset) != offset:
-                        raise errors.Unknown(f"{desc.digest}: containerd lost count of the write")
-                    progress(offset)
+            try:
+                offset = await self._pipe(stream, desc, source, offset, progress)
+            except BaseExceptionGroup as group:
+                raise errors.unwrap_group(group) from None
         commit = pb_content.WriteContentRequest(
             action=pb_content.WriteAction.COMMIT,
             offset=offset,
@@ -291,6 +284,57 @@ class ContainerdImages:
         await stream.send_message(commit, end=True)
         await stream.recv_message()
         await stream.recv_trailing_metadata()
+
+    async def _pipe(
+        self,
+        stream: grpclib.client.Stream[
+            pb_content.WriteContentRequest, pb_content.WriteContentResponse
+        ],
+        desc: Descriptor,
+        source: Source,
+        offset: int,
+        progress: Callable[[int], None],
+    ) -> int:
+        """Stream the source's bytes from ``offset`` into the write; the new
+        offset. Reading the source, sending to containerd and containerd's
+        answers overlap: the source is read up to ``_READ_AHEAD`` chunks
+        ahead, and up to ``_IN_FLIGHT`` writes await their answer, instead
+        of each step waiting for the one before."""
+        send, receive = anyio.create_memory_object_stream[bytes](_READ_AHEAD)
+
+        async def read() -> None:
+            async with send, source(offset) as chunks:
+                async for data in _rechunk(chunks):
+                    await send.send(data)
+
+        async def confirm(expected: int) -> None:
+            reply = await stream.recv_message()
+            if reply is None or int(reply.offset) != expected:
+                raise errors.Unknown(f"{desc.digest}: containerd lost count of the write")
+            progress(expected)
+
+        pending: collections.deque[int] = collections.deque()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            async with receive:
+                async for data in receive:
+                    if offset + len(data) > desc.size:
+                        # Refused before it reaches containerd's disk (which
+                        # would only check the size at commit).
+                        raise errors.FailedPrecondition(
+                            f"{desc.digest}: more than the {desc.size} bytes its descriptor says"
+                        )
+                    request = pb_content.WriteContentRequest(
+                        action=pb_content.WriteAction.WRITE, offset=offset, data=data
+                    )
+                    await stream.send_message(request)
+                    offset += len(data)
+                    pending.append(offset)
+                    if len(pending) > _IN_FLIGHT:
+                        await confirm(pending.popleft())
+            while pending:
+                await confirm(pending.popleft())
+        return offset
 
     # -- images ---------------------------------------------------------------
 
@@ -399,12 +443,18 @@ def _no_progress(offset: int) -> None:
 
 
 async def _rechunk(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Chunks of at most ``_CHUNK`` bytes, gathering small ones."""
-    pending = bytearray()
+    """Chunks of at most ``_CHUNK`` bytes, gathering small ones (each byte
+    copied once, by the join)."""
+    parts: list[bytes] = []
+    size = 0
     async for data in chunks:
-        pending += data
-        while len(pending) >= _CHUNK:
-            yield bytes(pending[:_CHUNK])
-            del pending[:_CHUNK]
-    if pending:
-        yield bytes(pending)
+        while data:
+            take = data[: _CHUNK - size] if size + len(data) > _CHUNK else data
+            parts.append(take)
+            size += len(take)
+            data = data[len(take) :]
+            if size == _CHUNK:
+                yield b"".join(parts)
+                parts, size = [], 0
+    if parts:
+        yield b"".join(parts)

@@ -229,6 +229,63 @@ async def store_image(
     return await store.put_image(name, top)
 
 
+async def _fetch_and_unpack(
+    store: ContainerdImages,
+    registry: Registry,
+    manifest: Manifest,
+    config: ImageConfig,
+    lease_id: str,
+    opts: PullOptions,
+) -> str:
+    """Fetch every layer (a few at once) and, if the pull unpacks, apply
+    each one as soon as it and those below it are in the store, while the
+    others still download (as containerd's own unpacker does). The top
+    chain id, or "" without unpacking."""
+    limiter = anyio.CapacityLimiter(_CONCURRENT_LAYERS)
+    # One layer listed twice in a manifest is fetched once.
+    unique = {layer.digest: layer for layer in manifest.layers}
+    fetched = {digest: anyio.Event() for digest in unique}
+    top_chain = ""
+
+    async def fetch(layer: Descriptor) -> None:
+        async with limiter:
+            await _fetch_layer(store, registry, layer, lease_id=lease_id, opts=opts)
+        fetched[layer.digest].set()
+
+    async def ready(i: int) -> None:
+        await fetched[manifest.layers[i].digest].wait()
+
+    def on_layer(i: int) -> None:
+        layer = manifest.layers[i]
+        _report(
+            opts.progress,
+            LayerProgress(layer.digest, layer.media_type, layer.size, layer.size, "unpacked"),
+        )
+
+    async def unpack_all(snapshotter: str) -> None:
+        nonlocal top_chain
+        top_chain = await unpack(
+            store,
+            snapshotter,
+            manifest,
+            config,
+            lease=lease_id,
+            cleanup=opts.cleanup,
+            on_layer=on_layer,
+            ready=ready,
+        )
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for layer in unique.values():
+                tg.start_soon(fetch, layer)
+            if opts.snapshotter is not None:
+                tg.start_soon(unpack_all, opts.snapshotter)
+    except BaseExceptionGroup as group:
+        raise errors.unwrap_group(group) from None
+    return top_chain
+
+
 async def pull(store: ContainerdImages, ref: Reference, opts: PullOptions) -> ImageRecord:
     """Pull ``ref`` into containerd: see :meth:`supervisor.Client.pull`."""
     async with (
@@ -241,19 +298,7 @@ async def pull(store: ContainerdImages, ref: Reference, opts: PullOptions) -> Im
         manifest = parse_manifest(m_body, m_desc.media_type)
         config_body = await registry.blob_bytes(manifest.config)
         config = parse_config(config_body)
-        limiter = anyio.CapacityLimiter(_CONCURRENT_LAYERS)
-
-        async def fetch(layer: Descriptor) -> None:
-            async with limiter:
-                await _fetch_layer(store, registry, layer, lease_id=lease_id, opts=opts)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                # One layer listed twice in a manifest is fetched once.
-                for layer in {layer.digest: layer for layer in manifest.layers}.values():
-                    tg.start_soon(fetch, layer)
-        except BaseExceptionGroup as group:
-            raise errors.unwrap_group(group) from None
+        top_chain = await _fetch_and_unpack(store, registry, manifest, config, lease_id, opts)
         # Children before parents, so nothing points at content not yet there.
         await write_bytes(store, manifest.config, config_body, lease_id=lease_id)
         await write_bytes(
@@ -263,16 +308,10 @@ async def pull(store: ContainerdImages, ref: Reference, opts: PullOptions) -> Im
             await write_bytes(
                 store, top, top_body, lease_id=lease_id, labels=index_labels(children)
             )
-        record = await store_image(
-            store,
-            str(ref),
-            top,
-            manifest,
-            config,
-            lease_id=lease_id,
-            snapshotter=opts.snapshotter,
-            cleanup=opts.cleanup,
-            progress=opts.progress,
-        )
+        if top_chain and opts.snapshotter is not None:
+            await store.set_content_labels(
+                manifest.config.digest, {SNAPSHOT_GC_LABEL + opts.snapshotter: top_chain}
+            )
+        record = await store.put_image(str(ref), top)
     _log.info("image.pull", image=record.name, digest=top.digest)
     return record

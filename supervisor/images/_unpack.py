@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -35,10 +35,13 @@ async def unpack(
     lease: str,
     cleanup: float,
     on_layer: Callable[[int], None] | None = None,
+    ready: Callable[[int], Awaitable[None]] | None = None,
 ) -> str:
     """Apply each layer on top of its parent's snapshot and commit it under
     its chain id; layers whose chain id is already a snapshot are skipped.
     Returns the top chain id (what a container's snapshot is prepared from).
+    ``ready(i)``, if given, returns once layer ``i``'s content is in the
+    store (a pull unpacks the first layers while it fetches the others).
 
     Raises:
         FailedPrecondition: a layer's content is not what the config's diff
@@ -60,6 +63,8 @@ async def unpack(
         if await store.snapshot_exists(snapshotter, chain):
             parent = chain
             continue
+        if ready is not None:
+            await ready(i)
         key = f"extract-{secrets.token_hex(6)}-{chain}"
         mounts = await store.prepare_snapshot(snapshotter, key, parent, lease=lease)
         try:

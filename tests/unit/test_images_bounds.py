@@ -158,3 +158,20 @@ def test_an_index_naming_a_child_many_times_is_walked_once_per_digest(
     [image] = plan.images
     assert image.name == "example.com/fan:1"
     assert image.manifest is not None
+
+
+def test_the_images_command_loads_no_client() -> None:
+    # `supervisor images` lists over the blocking channel, as `ps` does:
+    # loading its module must not pull in the client, grpclib, the
+    # generated bindings or the image code.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, supervisor.cli._images\n"
+        "heavy = [m for m in ('supervisor._client', 'grpclib', 'supervisor._proto',"
+        " 'supervisor.images', 'anyio', 'asyncio') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
