@@ -83,7 +83,8 @@ class World:
             if stream == "in":
                 self._stdin[(container_id, exec_id or container_id)] = fd
             paths.append(str(path))
-        return StdioPaths(*paths)
+        stdin, stdout, stderr = paths
+        return StdioPaths(stdin, stdout, stderr)
 
     def finish(self, container_id: str, exec_id: str = "", code: int = 0) -> None:
         """The running process exits with ``code`` (soon, on containerd:

@@ -296,4 +296,16 @@ class FakeControls:
 
     def _process(self, container_id: str, exec_id: str) -> tuple[_Task, _Process]:
         self._container(container_id)
+        if exec_id and exec_id == container_id:
+            # Only an empty exec id names the init process: containerd
+            # takes an exec named as its container, and finds it by that.
+            task = self._lookup(container_id, None)[0]
+            proc = task.execs.get(exec_id)
+            if proc is None:
+                raise errors.NotFound(
+                    f"process does not exist {exec_id}",
+                    container_id=container_id,
+                    process_id=exec_id,
+                )
+            return task, proc
         return self._lookup(container_id, exec_id)

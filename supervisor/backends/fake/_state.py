@@ -103,8 +103,12 @@ class _Process:
         stdio: StdioPaths,
         spec: dict[str, Any] | None,
         pid: int = 0,
+        *,
+        init: bool = False,
     ) -> None:
         self.container_id = container_id
+        # Not told by the id: containerd takes an exec named as its container.
+        self._init = init
         self.process_id = process_id
         self.stdio = stdio
         self.spec = spec
@@ -121,7 +125,7 @@ class _Process:
 
     @property
     def is_init(self) -> bool:
-        return self.process_id == self.container_id
+        return self._init
 
     def changed(self) -> anyio.Event:
         if self._changed is None:
@@ -265,10 +269,12 @@ class _Containerd:
             )
         )
 
-    def stop(self, namespace: str, proc: _Process, code: int) -> None:
+    def stop(
+        self, namespace: str, proc: _Process, code: int, exited_at: datetime | None = None
+    ) -> None:
         proc.state = ProcessState.STOPPED
         proc.exit_code = code
-        proc.exited_at = _now()
+        proc.exited_at = _now() if exited_at is None else exited_at
         proc.notify()
         self.event(
             namespace,
@@ -280,7 +286,14 @@ class _Containerd:
             proc.exited_at,
         )
 
-    def exit(self, namespace: str, task: _Task, proc: _Process, code: int) -> None:
+    def exit(
+        self,
+        namespace: str,
+        task: _Task,
+        proc: _Process,
+        code: int,
+        exited_at: datetime | None = None,
+    ) -> None:
         if proc.is_init:
             # The init process is the pid namespace's: its end takes every
             # exec with it, and the shim reports theirs first.
@@ -288,7 +301,7 @@ class _Containerd:
             for e in task.execs.values():
                 if e.state in _LIVE:
                     self.stop(namespace, e, _SIGKILL_EXIT)
-        self.stop(namespace, proc, code)
+        self.stop(namespace, proc, code, exited_at)
 
     def break_all(self, reason: str) -> None:
         for sub in list(self.subscriptions):

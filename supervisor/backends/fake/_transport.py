@@ -30,6 +30,7 @@ from ._state import (
     _LIVE,
     _SIGKILL,
     _SIGKILL_EXIT,
+    ZERO_TIME,
     _json,
     _now,
     _Process,
@@ -133,7 +134,9 @@ class FakeTransport(FakeControls):
                 process_id=container_id,
             )
         pid = next(self._daemon.pids)
-        ns.tasks[container_id] = _Task(_Process(container_id, container_id, stdio, None, pid))
+        ns.tasks[container_id] = _Task(
+            _Process(container_id, container_id, stdio, None, pid, init=True)
+        )
         self._daemon.event(self._namespace, Topic.CREATE, container_id, pid=pid)
         await self._after("create_task")
         return pid
@@ -249,9 +252,9 @@ class FakeTransport(FakeControls):
         daemon, ns = self._daemon, self._ns
         if init.state is ProcessState.CREATED:
             # runc kills the waiting init on delete: its exit is published,
-            # yet the reply (and TaskDelete) carry "never exited".
+            # yet it (like the reply and TaskDelete) carries "never exited".
             status = init.status()
-            daemon.exit(self._namespace, task, init, _SIGKILL_EXIT)
+            daemon.exit(self._namespace, task, init, _SIGKILL_EXIT, ZERO_TIME)
         else:
             status = init.status()
         del ns.tasks[container_id]

@@ -1,0 +1,76 @@
+"""Pause and resume: the states they move a task between, and the states
+in which containerd refuses them."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from supervisor._types import ProcessState, StdioPaths
+from supervisor.backends.base import Transport
+
+from .conftest import World, outcome
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_pause_and_resume_a_running_task(world: World, transport: Transport) -> None:
+    pid = await world.task("c1")
+    epid = await world.exec("c1", "e1")
+    await transport.pause("c1")
+    paused = await transport.get_task("c1")
+    assert (paused.pid, paused.state, paused.exit_status) == (pid, ProcessState.PAUSED, None)
+    assert [t.state for t in await transport.list_tasks()] == [ProcessState.PAUSED]
+    # An exec reports the state of its (frozen) task.
+    assert (await transport.get_task("c1", "e1")).state is ProcessState.PAUSED
+    assert sorted(p.pid for p in await transport.pids("c1")) == sorted([pid, epid])
+    await transport.resume("c1")
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING
+    assert (await transport.get_task("c1", "e1")).state is ProcessState.RUNNING
+    # Thawed, the processes run on as before.
+    world.finish("c1", "e1", code=7)
+    assert (await world.wait("c1", "e1")).exit_code == 7
+    world.finish("c1", code=8)
+    assert (await world.wait("c1")).exit_code == 8
+
+
+async def test_what_a_paused_task_refuses(world: World, transport: Transport) -> None:
+    await world.task("c1")
+    await transport.pause("c1")
+    assert await outcome(transport.pause("c1")) == "FailedPrecondition"
+    assert await outcome(transport.delete_task("c1")) == "FailedPrecondition"
+    added = transport.exec("c1", "e1", world.process(), world.stdio("c1", "e1"))
+    assert await outcome(added) == "FailedPrecondition"
+    assert await outcome(transport.get_task("c1", "e1")) == "NotFound"
+    assert (await transport.get_task("c1")).state is ProcessState.PAUSED
+    await transport.resume("c1")
+    assert await outcome(transport.resume("c1")) == "FailedPrecondition"
+
+
+async def test_a_paused_task_is_killed(world: World, transport: Transport) -> None:
+    await world.task("c1")
+    await transport.pause("c1")
+    await transport.kill("c1", "", signal.SIGKILL, False)
+    assert (await world.wait("c1")).exit_code == 128 + signal.SIGKILL
+    assert (await transport.get_task("c1")).state is ProcessState.STOPPED
+
+
+async def test_pause_and_resume_refusals(world: World, transport: Transport) -> None:
+    assert await outcome(transport.pause("nope")) == "NotFound"
+    assert await outcome(transport.resume("nope")) == "NotFound"
+    await world.task("c1", start=False)
+    assert await outcome(transport.pause("c1")) == "FailedPrecondition"
+    assert await outcome(transport.resume("c1")) == "FailedPrecondition"
+    assert (await transport.get_task("c1")).state is ProcessState.CREATED
+    await transport.start("c1", "")
+    assert await outcome(transport.resume("c1")) == "FailedPrecondition"
+    world.finish("c1", code=0)
+    await world.wait("c1")
+    assert await outcome(transport.pause("c1")) == "FailedPrecondition"
+    assert await outcome(transport.resume("c1")) == "FailedPrecondition"
+    assert (await transport.get_task("c1")).state is ProcessState.STOPPED
+    none = StdioPaths()
+    assert await outcome(transport.exec("c1", "e1", world.process(), none)) == (
+        "FailedPrecondition"
+    )
