@@ -2,7 +2,8 @@
 
 ::
 
-    _cni.py        the CNI protocol: plugin runs, chaining, the result cache
+    _cni.py        the CNI protocol: commands, chaining, the result cache
+    _run.py        one plugin run: pipes, pidfd, timeout, process-group kill
     _conflist.py   network configuration lists, checked on load
     _errors.py     a plugin's CNI error as a supervisor.errors class
     _netns.py      network namespaces made and owned by the library
@@ -11,6 +12,7 @@
     _host.py       the host's routes and addresses, bridges, locks
     _info.py       NetworkInfo and the OCI spec changes
     _manager.py    NetworkManager: attach, detach, release_stale
+    _record.py     the per-container record kept on disk
 
 See docs/networking.md.
 """

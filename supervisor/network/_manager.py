@@ -40,7 +40,7 @@ from .._ids import validate_id
 from .._log import get_logger
 from .._paths import private_dir, read_small, write_new
 from ._cni import CNI, RuntimeConf, valid_ifname
-from ._conflist import ConfList, find_conflist, valid_network_name
+from ._conflist import ConfList, find_conflist
 from ._dns import DnsConfig, hostname_for, hosts_file, resolv_conf, valid_hostname
 from ._host import (
     bridge_exists,
@@ -53,8 +53,9 @@ from ._host import (
     scoped_name,
 )
 from ._info import NetworkInfo, parse_result
-from ._netns import create_netns, is_netns_mount, list_mounts_under, remove_netns
+from ._netns import create_netns, list_mounts_under, remove_netns
 from ._ports import PortMapping, PortReservation, parse_port, reserve
+from ._record import Record, has_capability, listdir, reachable
 
 __all__ = ["DEFAULT_CNI_PATH", "NetworkManager", "NetworkTimeouts"]
 
@@ -64,7 +65,6 @@ DEFAULT_CNI_PATH = ("/usr/lib/cni", "/opt/cni/bin")
 # Held while the default network's subnet is chosen and its bridge made, so
 # two library instances (two state directories) never pick the same subnet.
 HOST_LOCK = Path("/run/supervisor-network.lock")
-_BUILTIN = ("bridge", "none", "host")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +215,7 @@ class NetworkManager:
         name = valid_hostname(hostname) if hostname is not None else hostname_for(container_id)
         mappings = [parse_port(p) for p in ports]
         conflist = await self._resolve(network)
-        if mappings and (conflist is None or not _has_capability(conflist, "portMappings")):
+        if mappings and (conflist is None or not has_capability(conflist, "portMappings")):
             raise errors.InvalidArgument(
                 f"network {network!r} cannot publish ports (no plugin with portMappings)",
                 container_id=container_id,
@@ -314,7 +314,7 @@ class NetworkManager:
             for cached in self.cni.cache.all():
                 cid = cached.runtime.container_id
                 if orphan(cid):
-                    rt = await _reachable(cached.runtime)
+                    rt = await reachable(cached.runtime)
                     await release(cid, partial(self.cni.delete, cached.network, rt))
             # host-local leases nobody's cache knows of.
             subnet = self._subnet or await self._known_subnet()
@@ -323,10 +323,10 @@ class NetworkManager:
                     rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
                     conf = self._bridge_conflist(subnet)
                     await release(cid, partial(self.cni.delete, conf, rt))
-            for entry in _listdir(self.root / "netns"):
+            for entry in listdir(self.root / "netns"):
                 if orphan(entry):
                     await release(entry, partial(remove_netns, self.root / "netns" / entry))
-            for entry in _listdir(self.root / "files"):
+            for entry in listdir(self.root / "files"):
                 if orphan(entry):
                     shutil.rmtree(self.root / "files" / entry, ignore_errors=True)
         with contextlib.suppress(errors.SupervisorError, OSError):
@@ -372,7 +372,7 @@ class NetworkManager:
     ) -> NetworkInfo:
         netns = None if network == "host" else str(self.root / "netns" / cid)
         files = self.root / "files" / cid
-        record = _Record(
+        record = Record(
             info=NetworkInfo(
                 container_id=cid,
                 network=network,
@@ -459,7 +459,7 @@ class NetworkManager:
         if record is not None and record.cni_name is not None:
             cached = self.cni.cache.get(record.cni_name, cid, ifname)
             if cached is not None:
-                await self.cni.delete(cached.network, await _reachable(cached.runtime))
+                await self.cni.delete(cached.network, await reachable(cached.runtime))
         await remove_netns(netns_path)
         shutil.rmtree(self.root / "files" / cid, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -566,29 +566,29 @@ class NetworkManager:
     def _record_path(self, cid: str) -> Path:
         return self.root / "containers" / f"{cid}.json"
 
-    def _save(self, record: _Record) -> None:
+    def _save(self, record: Record) -> None:
         write_new(self._record_path(record.container_id), json.dumps(record.to_dict()).encode())
 
-    def _load(self, cid: str) -> _Record | None:
+    def _load(self, cid: str) -> Record | None:
         try:
-            return _Record.from_dict(json.loads(read_small(self._record_path(cid), 1 << 20)))
+            return Record.from_dict(json.loads(read_small(self._record_path(cid), 1 << 20)))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, errors.SupervisorError) as exc:
             log.warning("network.record_unreadable", container_id=cid, error=str(exc))
             # Unreadable: still ours to release, with what the name tells.
-            return _Record(NetworkInfo(cid, "bridge", None), self.bridge, "eth0", (), False)
+            return Record(NetworkInfo(cid, "bridge", None), self.bridge, "eth0", (), False)
 
-    def _records(self) -> list[_Record]:
+    def _records(self) -> list[Record]:
         out = []
-        for entry in _listdir(self.root / "containers"):
+        for entry in listdir(self.root / "containers"):
             if entry.endswith(".json") and not entry.startswith("."):
                 record = self._load(entry[: -len(".json")])
                 if record is not None:
                     out.append(record)
         return out
 
-    def _hold(self, ports: Iterable[PortMapping], record: _Record) -> PortReservation:
+    def _hold(self, ports: Iterable[PortMapping], record: Record) -> PortReservation:
         reservation = PortReservation()
         try:
             reserve(list(ports), reservation, container_id=record.container_id)
@@ -602,9 +602,9 @@ class NetworkManager:
         directory: of ``network`` only, or of every network kept there."""
         out = []
         ipam = self.root / "ipam"
-        for net in [network] if network is not None else _listdir(ipam):
+        for net in [network] if network is not None else listdir(ipam):
             directory = ipam / net
-            for entry in _listdir(directory):
+            for entry in listdir(directory):
                 if entry.startswith(("last_reserved_ip", "lock", ".")):
                     continue
                 with contextlib.suppress(OSError, UnicodeDecodeError):
@@ -618,84 +618,10 @@ class NetworkManager:
         """What the state directory still holds (records, namespace mounts,
         cache entries, leases): for tests and diagnostics."""
         return {
-            "records": sorted(e for e in _listdir(self.root / "containers") if e.endswith(".json")),
+            "records": sorted(e for e in listdir(self.root / "containers") if e.endswith(".json")),
             "mounts": sorted(str(p) for p in list_mounts_under(self.root)),
-            "netns": _listdir(self.root / "netns"),
-            "cache": _listdir(self.root / "cni"),
+            "netns": listdir(self.root / "netns"),
+            "cache": listdir(self.root / "cni"),
             "leases": sorted(cid for cid, _ in self._leases()),
-            "files": _listdir(self.root / "files"),
+            "files": listdir(self.root / "files"),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    info: NetworkInfo
-    cni_name: str | None  # the CNI network's name: the key of its cached results
-    ifname: str
-    args: tuple[tuple[str, str], ...]
-    attached: bool
-
-    @property
-    def container_id(self) -> str:
-        return self.info.container_id
-
-    @property
-    def ports(self) -> tuple[PortMapping, ...]:
-        return self.info.ports
-
-    def runtime(self) -> RuntimeConf:
-        return RuntimeConf(
-            container_id=self.container_id,
-            netns=self.info.netns,
-            ifname=self.ifname,
-            args=self.args,
-            capability_args={"portMappings": [p.to_cni() for p in self.ports]}
-            if self.ports
-            else {},
-        )
-
-    def replace(self, **changes: Any) -> _Record:
-        fields = {k: getattr(self, k) for k in self.__slots__}
-        fields.update(changes)
-        return _Record(**fields)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "info": self.info.to_dict(),
-            "cni_name": self.cni_name,
-            "ifname": self.ifname,
-            "args": [list(a) for a in self.args],
-            "attached": self.attached,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Record:
-        name = data.get("cni_name")
-        return cls(
-            info=NetworkInfo.from_dict(data["info"]),
-            cni_name=valid_network_name(name) if name is not None else None,
-            ifname=str(data.get("ifname") or "eth0"),
-            args=tuple((str(k), str(v)) for k, v in data.get("args") or ()),
-            attached=bool(data.get("attached")),
-        )
-
-
-async def _reachable(rt: RuntimeConf) -> RuntimeConf:
-    """``rt`` for a DEL: without its namespace if that is gone (unmounted
-    behind our back, or a reboot left only the empty file).  Plugins must
-    then still free what they hold outside it (the IPAM lease), while a path
-    that is not a namespace would make them fail."""
-    if rt.netns is None or await anyio.to_thread.run_sync(is_netns_mount, Path(rt.netns)):
-        return rt
-    return RuntimeConf(rt.container_id, None, rt.ifname, rt.args, rt.capability_args)
-
-
-def _has_capability(conflist: ConfList, capability: str) -> bool:
-    return any((p.get("capabilities") or {}).get(capability) is True for p in conflist.plugins)
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
