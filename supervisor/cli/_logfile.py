@@ -56,11 +56,13 @@ def check_log_path(path: str) -> str:
 
 
 def _record(args: argparse.Namespace, container_id: str) -> Path:
-    from .._connect import default_state_dir
+    from .._platform import default_state_dir
 
     namespace = validate_id(args.namespace, kind="namespace")
     validate_id(container_id, kind="container id")
-    base = Path(args.state_dir) if args.state_dir else Path(default_state_dir())
+    # The same directory the command's client uses: scoped by the containerd,
+    # so two containerds' containers of one name keep their own records.
+    base = Path(args.state_dir) if args.state_dir else default_state_dir(address=args.address)
     return base / ".cli-logs" / namespace / container_id
 
 
