@@ -220,6 +220,13 @@ class NetworkManager:
                 f"network {network!r} cannot publish ports (no plugin with portMappings)",
                 container_id=container_id,
             )
+        if network == "bridge" and any(":" in m.host_ip for m in mappings):
+            # portmap would accept it and publish nothing: the default
+            # network gives containers IPv4 addresses only.
+            raise errors.InvalidArgument(
+                "the default network is IPv4 only: publish on an IPv4 host address",
+                container_id=container_id,
+            )
         if container_id in self._busy or self._record_path(container_id).exists():
             raise errors.AlreadyExists(
                 "the container is attached to a network already", container_id=container_id

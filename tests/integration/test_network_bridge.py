@@ -350,6 +350,8 @@ async def test_unknown_and_malformed_networks(nm: NetworkManager, tmp_path: Path
             await nm.attach(bad)
     with pytest.raises(errors.InvalidArgument):
         await nm.attach("web", ports=["80/icmp"])
+    with pytest.raises(errors.InvalidArgument, match="IPv4"):
+        await nm.attach("web", ports=["[::1]:0:80"])
     assert leftovers(nm) == {}
 
 
