@@ -7,6 +7,7 @@ from datetime import UTC
 
 import pytest
 
+from supervisor._platform import RUNHCS_RUNTIME as RUNHCS
 from supervisor.backends.base import Transport
 
 from .conftest import RUNC, World, outcome
@@ -164,3 +165,44 @@ async def test_labels_too_large_are_refused(world: World, transport: Transport) 
 async def test_version_answers(transport: Transport) -> None:
     version = await transport.version()
     assert isinstance(version, str) and version
+
+
+async def test_runtime_options_the_shim_does_not_know_are_refused(
+    world: World, transport: Transport
+) -> None:
+    created = transport.create_container(
+        "c1", world.spec(), runtime=RUNC, runtime_options={"no_such_option": 1}, labels={}
+    )
+    assert await outcome(created) == "InvalidArgument"
+    assert await transport.list_containers() == []
+    await transport.create_container(
+        "c1", world.spec(), runtime=RUNC, runtime_options={"no_new_keyring": True}, labels={}
+    )
+    assert (await transport.get_container("c1")).runtime == RUNC
+
+
+async def test_a_runhcs_container_is_checked_before_it_is_stored(
+    world: World, transport: Transport
+) -> None:
+    spec = world.spec()
+    assert (
+        await outcome(
+            transport.create_container("c1", spec, runtime=RUNHCS, runtime_options=None, labels={})
+        )
+        == "InvalidArgument"
+    )  # no layer folders
+    spec["windows"] = {"layerFolders": [r"C:\layers\base", r"C:\layers\scratch"]}
+    assert (
+        await outcome(
+            transport.create_container(
+                "c1", spec, runtime=RUNHCS, runtime_options={"no_such_option": 1}, labels={}
+            )
+        )
+        == "InvalidArgument"
+    )
+    assert await transport.list_containers() == []
+    # containerd on Linux stores it as any other (it never runs here).
+    await transport.create_container(
+        "c1", spec, runtime=RUNHCS, runtime_options={"vm_processor_count": 2}, labels={}
+    )
+    assert (await transport.get_container("c1")).runtime == RUNHCS

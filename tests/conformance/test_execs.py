@@ -122,9 +122,16 @@ async def test_exec_refusals(world: World, transport: Transport) -> None:
         transport.close_stdin("c2", "nope"),
     ):
         assert await outcome(call) == "NotFound", call
-    # An exec not started takes no signal; it can be deleted as it is.
+    # A stopped exec can no longer be resized.
+    assert await outcome(transport.resize("c2", "e1", 80, 24)) == "FailedPrecondition"
+    assert await outcome(transport.close_stdin("c2", "e1")) == "ok"
+    # An exec not started takes no signal and has no pid; it can be
+    # resized, closed and deleted as it is.
     await world.exec("c2", "e2", start=False)
     assert await outcome(transport.kill("c2", "e2", signal.SIGKILL, False)) == "FailedPrecondition"
+    assert len(await transport.pids("c2")) == 1
+    assert await outcome(transport.resize("c2", "e2", 80, 24)) == "ok"
+    assert await outcome(transport.close_stdin("c2", "e2")) == "ok"
     status = await transport.delete_process("c2", "e2")
     assert (status.exit_code, status.exited_at) == (0, ZERO_TIME)
     assert await outcome(transport.get_task("c2", "e2")) == "NotFound"

@@ -74,3 +74,16 @@ async def test_pause_and_resume_refusals(world: World, transport: Transport) -> 
     assert await outcome(transport.exec("c1", "e1", world.process(), none)) == (
         "FailedPrecondition"
     )
+
+
+async def test_a_frozen_exec_takes_its_signal_when_thawed(
+    world: World, transport: Transport
+) -> None:
+    await world.task("c1")
+    await world.exec("c1", "e1")
+    await transport.pause("c1")
+    await transport.kill("c1", "e1", signal.SIGKILL, False)
+    assert (await transport.get_task("c1", "e1")).state is ProcessState.PAUSED
+    await transport.resume("c1")
+    assert (await world.wait("c1", "e1")).exit_code == 128 + signal.SIGKILL
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING

@@ -165,3 +165,23 @@ async def test_a_container_deleted_under_its_task_orphans_the_task(
     await transport.kill("c1", "", signal.SIGKILL, False)
     assert (await world.wait("c1")).exit_code == 128 + signal.SIGKILL
     await transport.delete_task("c1")
+
+
+async def test_update_resources(world: World, transport: Transport) -> None:
+    await world.task("c1", start=False)
+    await transport.update_resources("c1", {"memory": {"limit": 64 << 20}})
+    await transport.start("c1", "")
+    await transport.update_resources("c1", {"pids": {"limit": 20}})
+    refused = transport.update_resources("c1", {"bad": {1, 2}})
+    assert await outcome(refused) == "InvalidArgument"
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING
+
+
+async def test_many_tasks_are_listed(world: World, transport: Transport) -> None:
+    pids = {cid: await world.task(cid, start=cid != "b") for cid in ("c", "a", "b")}
+    listed = {t.container_id: (t.pid, t.state) for t in await transport.list_tasks()}
+    assert listed == {
+        "a": (pids["a"], ProcessState.RUNNING),
+        "b": (pids["b"], ProcessState.CREATED),
+        "c": (pids["c"], ProcessState.RUNNING),
+    }

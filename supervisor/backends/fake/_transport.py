@@ -81,6 +81,7 @@ class FakeTransport(FakeControls):
             None if runtime_options is None else _json(runtime_options, "Options", container_id)
         )
         _check_container(container_id, runtime, labels, snapshotter, snapshot_key)
+        _check_runtime_options(container_id, runtime, runtime_options, spec)
         ns = self._ns
         if container_id in ns.containers:
             raise errors.AlreadyExists(
@@ -496,6 +497,39 @@ def _check_container(
             "container.Snapshotter must be set if container.SnapshotKey is set",
             container_id=container_id,
         )
+
+
+def _check_runtime_options(
+    container_id: str,
+    runtime: str,
+    options: Mapping[str, Any] | None,
+    spec: Mapping[str, Any],
+) -> None:
+    # The real transport builds the shim's options message before it sends
+    # anything, and refuses what that message has no field for.
+    from .. import runhcs
+
+    if runtime == runhcs.RUNTIME:
+        runhcs.check_spec(spec, container_id=container_id)
+        runhcs.options_message(options, debug=False, container_id=container_id)
+        return
+    if options is None:
+        return
+    message: Any
+    if runtime == "io.containerd.runtime.v1.linux":
+        from ..._proto.containerd.linux import runc as pb_runc_v1
+
+        message = pb_runc_v1.RuncOptions
+    else:
+        from ..._proto.containerd.runc import v1 as pb_runc
+
+        message = pb_runc.Options
+    try:
+        bytes(message(**options))
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise errors.InvalidArgument(
+            f"bad runtime options: {exc}", container_id=container_id
+        ) from exc
 
 
 def _copy_record(record: ContainerRecord) -> ContainerRecord:
