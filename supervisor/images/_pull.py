@@ -35,14 +35,16 @@ from ._unpack import SNAPSHOT_GC_LABEL, unpack
 if TYPE_CHECKING:
     from ..backends.containerd_images import ContainerdImages
 
-__all__ = ["PullOptions", "lease", "pull", "write_bytes"]
+__all__ = ["PullOptions", "held", "lease", "pull", "write_bytes"]
 
 _log = get_logger("images.pull")
 
 Progress = Callable[[LayerProgress], None]
 # A pull whose owner dies leaves a lease that expires by itself after this.
 LEASE_EXPIRY = datetime.timedelta(hours=1)
-_CONCURRENT_LAYERS = 3
+# Layers downloading at once (ctr sets no limit; small layers are mostly
+# round trips, which overlap).
+_CONCURRENT_LAYERS = 6
 _ATTEMPTS = 3
 
 
@@ -83,6 +85,18 @@ def _report(progress: Progress | None, item: LayerProgress) -> None:
         _log.warning("pull.progress_failed", error=repr(exc))
 
 
+async def held(store: ContainerdImages, lease_id: str, desc: Descriptor) -> bool:
+    """True when the content is in the store and from now on held by the
+    lease, not only by whatever holds it now (an image that may be removed,
+    and GC run, before this pull is done with it). Leasing is a write that
+    containerd syncs to disk, so only what is found is leased; it is then
+    looked for again, as GC may have taken it in between."""
+    if await store.content_size(desc.digest) != desc.size:
+        return False
+    await store.lease_resource(lease_id, desc.digest)
+    return await store.content_size(desc.digest) == desc.size
+
+
 async def write_bytes(
     store: ContainerdImages,
     desc: Descriptor,
@@ -101,10 +115,7 @@ async def write_bytes(
         yield chunks()
 
     ref = f"supervisor-{desc.digest}"
-    # Leased before it is looked for: content found is then held by this
-    # lease, not only by whatever holds it now (which may go meanwhile).
-    await store.lease_resource(lease_id, desc.digest)
-    if await store.content_size(desc.digest) == desc.size:
+    if await held(store, lease_id, desc):
         if labels:
             await store.set_content_labels(desc.digest, labels)
         return
@@ -127,11 +138,7 @@ async def _fetch_layer(
             opts.progress, LayerProgress(layer.digest, layer.media_type, offset, layer.size, state)
         )
 
-    # Leased before it is looked for: a layer found is then held by this
-    # pull, not only by the image that holds it now (which may be removed,
-    # and GC run, before this pull unpacks it).
-    await store.lease_resource(lease_id, layer.digest)
-    if await store.content_size(layer.digest) == layer.size:
+    if await held(store, lease_id, layer):
         report(layer.size, "exists")
         return
     # One ref per digest: a retry (or a later pull) resumes the same ingest.

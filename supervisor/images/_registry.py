@@ -190,7 +190,7 @@ class Registry:
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=True,
             trust_env=False,
-            verify=settings.context if settings.context is not None else True,
+            verify=settings.context,
             headers={"User-Agent": "containerd-supervisor"},
         )
         return self

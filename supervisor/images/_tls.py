@@ -35,7 +35,14 @@ from typing import Any
 
 from .. import errors
 
-__all__ = ["CERTS_DIRS_ENV", "DEFAULT_CERTS_DIRS", "TLSOptions", "TLSSettings", "resolve_tls"]
+__all__ = [
+    "CERTS_DIRS_ENV",
+    "DEFAULT_CERTS_DIRS",
+    "TLSOptions",
+    "TLSSettings",
+    "default_context",
+    "resolve_tls",
+]
 
 DEFAULT_CERTS_DIRS = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 CERTS_DIRS_ENV = "SUPERVISOR_CERTS_DIRS"
@@ -58,10 +65,11 @@ class TLSOptions:
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
     """What was found for one registry: the schemes to try, in order, and
-    the SSL context for HTTPS."""
+    the SSL context for HTTPS (also for a plain-HTTP registry, whose
+    redirects may lead to HTTPS)."""
 
     schemes: tuple[str, ...]
-    context: ssl.SSLContext | None
+    context: ssl.SSLContext
     # Where each setting came from, for messages and debugging.
     sources: tuple[str, ...] = field(default_factory=tuple)
 
@@ -198,13 +206,30 @@ def resolve_tls(domain: str, api_host: str, loopback: bool, opts: TLSOptions) ->
             elif directory.is_dir():
                 _from_directory(directory, found)
     if found.plain_http:
-        return TLSSettings(("http",), None, tuple(found.sources))
+        # A redirect may still lead to HTTPS (blob storage): verified.
+        return TLSSettings(("http",), default_context(), tuple(found.sources))
     context = _context(found)
     schemes = ("https", "http") if loopback else ("https",)
     return TLSSettings(schemes, context, tuple(found.sources))
 
 
+_defaults: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def default_context() -> ssl.SSLContext:
+    """The system store's context, made once per ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR``: loading the store costs tens of milliseconds, more
+    than a small pull's own work. Never modified once made."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _defaults.get(key)
+    if context is None:
+        context = _defaults[key] = ssl.create_default_context()
+    return context
+
+
 def _context(found: _Found) -> ssl.SSLContext:
+    if not found.cas and found.client is None and not found.skip_verify:
+        return default_context()
     context = ssl.create_default_context()
     for ca in found.cas:
         data = _read(Path(ca), "CA file")

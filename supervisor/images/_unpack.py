@@ -14,6 +14,8 @@ from ._digest import chain_ids
 from ._manifest import ImageConfig, Manifest
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ..backends.containerd_images import ContainerdImages
 
 __all__ = ["SNAPSHOT_GC_LABEL", "unpack"]
@@ -53,16 +55,51 @@ async def unpack(
             f"{len(config.diff_ids)} diff ids"
         )
     chains = chain_ids(config.diff_ids)
+    try:
+        # Each layer's uncompressed label is a disk write of containerd's
+        # that nothing in the chain waits for: written beside it.
+        async with anyio.create_task_group() as labels:
+            top = await _apply_all(
+                store,
+                snapshotter,
+                manifest,
+                config,
+                chains,
+                labels,
+                lease,
+                cleanup,
+                on_layer,
+                ready,
+            )
+    except BaseExceptionGroup as group:
+        raise errors.unwrap_group(group) from None
+    return top
+
+
+async def _apply_all(
+    store: ContainerdImages,
+    snapshotter: str,
+    manifest: Manifest,
+    config: ImageConfig,
+    chains: list[str],
+    labels: TaskGroup,
+    lease: str,
+    cleanup: float,
+    on_layer: Callable[[int], None] | None,
+    ready: Callable[[int], Awaitable[None]] | None,
+) -> str:
     parent = ""
     for i, (layer, diff_id, chain) in enumerate(
         zip(manifest.layers, config.diff_ids, chains, strict=True)
     ):
-        # Leased before it is looked for: a snapshot found is then held by
-        # this lease while its children are built on it.
-        await store.lease_resource(lease, chain, f"snapshots/{snapshotter}")
+        # A snapshot found is leased, then looked for again (GC may have
+        # taken it in between): it is then held while its children are
+        # built on it, whatever happens to the image that held it.
         if await store.snapshot_exists(snapshotter, chain):
-            parent = chain
-            continue
+            await store.lease_resource(lease, chain, f"snapshots/{snapshotter}")
+            if await store.snapshot_exists(snapshotter, chain):
+                parent = chain
+                continue
         if ready is not None:
             await ready(i)
         key = f"extract-{secrets.token_hex(6)}-{chain}"
@@ -85,7 +122,7 @@ async def unpack(
                 except errors.SupervisorError as exc:
                     _log.warning("unpack.cleanup_failed", key=key, error=str(exc))
             raise
-        await store.set_content_labels(layer.digest, {UNCOMPRESSED_LABEL: diff_id})
+        labels.start_soon(store.set_content_labels, layer.digest, {UNCOMPRESSED_LABEL: diff_id})
         _log.debug("unpack.layer", snapshotter=snapshotter, chain_id=chain)
         if on_layer is not None:
             on_layer(i)
