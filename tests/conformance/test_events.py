@@ -40,6 +40,14 @@ class Reader:
             self._changed.set()
             self._changed = anyio.Event()
 
+    async def live(self, transport: Transport) -> None:
+        """Until the subscription is live: a marker of ours came through it
+        (containerd registers a subscription only at the stream's first read)."""
+        with anyio.fail_after(GUARD):
+            while not any(isinstance(item, Sync) for item in self.items):
+                await transport.sync("live")
+                await anyio.sleep(0.01)
+
     @property
     def events(self) -> list[TaskEvent]:
         return [e for e in self.items if isinstance(e, TaskEvent)]
@@ -93,6 +101,7 @@ async def test_a_task_and_an_exec_from_create_to_delete(world: World, transport:
     reader = Reader()
     async with transport.subscribe() as stream, anyio.create_task_group() as tg:
         tg.start_soon(reader.run, stream)
+        await reader.live(transport)
         await world.container("c1")
         pid = await transport.create_task("c1", world.stdio("c1"))
         await transport.start("c1", "")
@@ -129,6 +138,7 @@ async def test_a_created_task_deleted(world: World, transport: Transport) -> Non
     reader = Reader()
     async with transport.subscribe() as stream, anyio.create_task_group() as tg:
         tg.start_soon(reader.run, stream)
+        await reader.live(transport)
         pid = await world.task("c1", start=False)
         await transport.delete_task("c1")
         await reader.until(seen(Topic.DELETE, "c1"))
@@ -146,6 +156,7 @@ async def test_a_killed_task_with_a_running_exec(world: World, transport: Transp
     reader = Reader()
     async with transport.subscribe() as stream, anyio.create_task_group() as tg:
         tg.start_soon(reader.run, stream)
+        await reader.live(transport)
         pid = await world.task("c1")
         epid = await world.exec("c1", "e1")
         await transport.kill("c1", "", signal.SIGKILL, False)
@@ -176,6 +187,7 @@ async def test_a_subscription_to_some_topics(world: World, transport: Transport)
     topics: Collection[Topic] = [Topic.EXEC_STARTED, Topic.EXIT]
     async with transport.subscribe(topics) as stream, anyio.create_task_group() as tg:
         tg.start_soon(reader.run, stream)
+        await reader.live(transport)
         pid = await world.task("c1")
         epid = await world.exec("c1", "e1")
         world.finish("c1", "e1", code=1)
@@ -205,14 +217,8 @@ async def test_sync_markers_reach_every_subscription(transport: Transport) -> No
     ):
         tg.start_soon(first.run, one)
         tg.start_soon(second.run, two)
-        # A subscription is only sure to be live once a marker came through
-        # it (containerd's starts with the stream's first read).
-        probes = 0
-        with anyio.fail_after(GUARD):
-            while not (first.items and second.items):
-                probes += 1
-                await transport.sync(f"probe-{probes}")
-                await anyio.sleep(0.01)
+        await first.live(transport)
+        await second.live(transport)
         await transport.sync("m1")
         await transport.sync("m2")
         for reader in (first, second):
