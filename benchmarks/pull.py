@@ -14,6 +14,9 @@ The image is removed with a synchronous GC after every pull, so each one
 fetches and unpacks from nothing. ctr's figures include its own start-up
 (about 10 ms).
 
+and the start-up of ``supervisor images`` beside ``supervisor ps`` and
+``ctr images ls``.
+
     python -m benchmarks.pull --address SOCK [--rounds N] [--only big|layers]
 """
 
@@ -173,6 +176,29 @@ def _summary(samples: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
+def listing_startup(address: str, runs: int = 15) -> dict[str, float]:
+    """Wall time of ``supervisor images`` beside ``supervisor ps`` and
+    ``ctr images ls`` (each a fresh process), interleaved; medians in ms."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "supervisor", "-a", address, "-n", _NAMESPACE]
+    ways = {
+        "supervisor images": [*base, "images"],
+        "supervisor ps": [*base, "ps"],
+        "ctr images ls": ["ctr", "-a", address, "-n", _NAMESPACE, "images", "ls"],
+    }
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    for i in range(runs + 1):
+        names = list(ways) if i % 2 == 0 else list(ways)[::-1]
+        for name in names:
+            start = time.perf_counter()
+            subprocess.run(ways[name], check=True, capture_output=True)
+            if i:  # the first round warms the page cache
+                samples[name].append(time.perf_counter() - start)
+    return {f"{name} ms": statistics.median(v) * 1000 for name, v in samples.items()}
+
+
 def main(
     address: str, rootfs: str, rounds: int = 7, only: list[str] | None = None
 ) -> dict[str, Any]:
@@ -195,6 +221,8 @@ def main(
                 }
         finally:
             stop(proc)
+    if not only:
+        out["listing start-up"] = listing_startup(address)
     return out
 
 

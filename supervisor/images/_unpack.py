@@ -88,18 +88,28 @@ async def _apply_all(
     on_layer: Callable[[int], None] | None,
     ready: Callable[[int], Awaitable[None]] | None,
 ) -> str:
-    parent = ""
-    for i, (layer, diff_id, chain) in enumerate(
-        zip(manifest.layers, config.diff_ids, chains, strict=True)
-    ):
+    # Looked for all at once, not one round trip per layer in the chain.
+    present: set[str] = set()
+
+    async def look(chain: str) -> None:
         # A snapshot found is leased, then looked for again (GC may have
         # taken it in between): it is then held while its children are
         # built on it, whatever happens to the image that held it.
         if await store.snapshot_exists(snapshotter, chain):
             await store.lease_resource(lease, chain, f"snapshots/{snapshotter}")
             if await store.snapshot_exists(snapshotter, chain):
-                parent = chain
-                continue
+                present.add(chain)
+
+    async with anyio.create_task_group() as tg:
+        for chain in chains:
+            tg.start_soon(look, chain)
+    parent = ""
+    for i, (layer, diff_id, chain) in enumerate(
+        zip(manifest.layers, config.diff_ids, chains, strict=True)
+    ):
+        if chain in present:
+            parent = chain
+            continue
         if ready is not None:
             await ready(i)
         key = f"extract-{secrets.token_hex(6)}-{chain}"
