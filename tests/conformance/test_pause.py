@@ -87,3 +87,26 @@ async def test_a_frozen_exec_takes_its_signal_when_thawed(
     await transport.resume("c1")
     assert (await world.wait("c1", "e1")).exit_code == 128 + signal.SIGKILL
     assert (await transport.get_task("c1")).state is ProcessState.RUNNING
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, 0], ids=["SIGTERM", "zero"])
+async def test_a_signal_to_all_thaws_a_frozen_task_under_containerd(
+    world: World, transport: Transport, signum: int
+) -> None:
+    await world.task("c1")
+    await world.exec("c1", "e1")
+    await transport.pause("c1")
+    # runc freezes, signals every process and thaws the cgroup; containerd
+    # still says paused, and can no longer resume it.
+    await transport.kill("c1", "", signum, True)
+    if signum:
+        assert (await world.wait("c1", "e1")).exit_code == 128 + signum
+    assert (await transport.get_task("c1")).state is ProcessState.PAUSED
+    assert await outcome(transport.resume("c1")) == "Unknown"
+    assert await outcome(transport.pause("c1")) == "FailedPrecondition"
+    assert (await transport.get_task("c1")).state is ProcessState.PAUSED
+    # Its processes run, and take their signals at once.
+    world.finish("c1", code=3)
+    assert (await world.wait("c1")).exit_code == 3
+    assert (await transport.get_task("c1")).state is ProcessState.STOPPED
+    assert (await transport.delete_task("c1")).exit_code == 3

@@ -185,3 +185,21 @@ async def test_many_tasks_are_listed(world: World, transport: Transport) -> None
         "b": (pids["b"], ProcessState.CREATED),
         "c": (pids["c"], ProcessState.RUNNING),
     }
+
+
+async def test_signals_to_one_process_and_to_all(world: World, transport: Transport) -> None:
+    await world.task("c1")
+    await world.exec("c1", "e1")
+    await world.exec("c1", "e2")
+    # The init process (a pid namespace's init with no handler) survives
+    # SIGTERM; an exec does not.
+    await transport.kill("c1", "", signal.SIGTERM, False)
+    await transport.kill("c1", "e1", signal.SIGTERM, False)
+    assert (await world.wait("c1", "e1")).exit_code == 128 + signal.SIGTERM
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING
+    # A signal to all reaches every process of the task.
+    await transport.kill("c1", "", signal.SIGTERM, True)
+    assert (await world.wait("c1", "e2")).exit_code == 128 + signal.SIGTERM
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING
+    await transport.kill("c1", "", signal.SIGKILL, True)
+    assert (await world.wait("c1")).exit_code == 128 + signal.SIGKILL

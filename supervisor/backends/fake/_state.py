@@ -151,6 +151,9 @@ class _Task:
         self.pending: list[tuple[_Process, int]] = []
         # The cgroup's OOM-kill counter: it lives as long as the task does.
         self.oom_kills = 0
+        # runc thawed the cgroup under containerd's paused state (a signal
+        # to all): the processes run, and containerd can no longer resume it.
+        self.thawed = False
 
     def processes(self) -> list[_Process]:
         return [self.init, *self.execs.values()]

@@ -195,6 +195,16 @@ class FakeTransport(FakeControls):
         await self._before("kill", container_id, exec_id or container_id)
         task, proc = self._process(container_id, exec_id)
         self.signals.append((container_id, proc.process_id, signal, all))
+        if proc.is_init and all and proc.state is not ProcessState.STOPPED:
+            if task.paused and not task.thawed:
+                # runc freezes the cgroup, signals and thaws it, paused or not.
+                task.thawed = True
+                self._deliver_pending(task)
+            # Every process of the container gets the signal, each as it
+            # takes it (the init process's SIGKILL takes the execs anyway).
+            for e in list(task.execs.values()):
+                if e.state in _LIVE and signal not in (0, _SIGKILL, *e.ignored):
+                    self._daemon.stop(self._namespace, e, 128 + signal)
         if proc.state is ProcessState.STOPPED:
             # containerd forgives a kill of every process of a finished task.
             if not (proc.is_init and all):
@@ -209,7 +219,7 @@ class FakeTransport(FakeControls):
             )
         elif signal == 0 or (signal in proc.ignored and signal != _SIGKILL):
             pass
-        elif task.paused and not (proc.is_init and (all or signal == _SIGKILL)):
+        elif task.paused and not task.thawed and not (proc.is_init and (all or signal == _SIGKILL)):
             # A frozen process takes no signal until it is thawed (cgroup v1,
             # as on this project's hosts); killing the init process, or
             # every process (runc thaws the cgroup for that), goes through.
@@ -332,13 +342,22 @@ class FakeTransport(FakeControls):
                 + ("container" if state is ProcessState.STOPPED else "process"),
                 container_id=container_id,
             )
+        if task.thawed:
+            raise errors.Unknown(
+                "OCI runtime resume failed: container not paused: unknown",
+                container_id=container_id,
+            )
         task.init.state = ProcessState.RUNNING
         self._daemon.event(self._namespace, Topic.RESUMED, container_id)
+        self._deliver_pending(task)
+        await self._after("resume")
+
+    def _deliver_pending(self, task: _Task) -> None:
+        # A thawed cgroup's processes take the signals they were sent frozen.
         pending, task.pending = task.pending, []
         for proc, signal in pending:
             if proc.state in _LIVE and (signal == _SIGKILL or signal not in proc.ignored):
                 self._daemon.exit(self._namespace, task, proc, 128 + signal)
-        await self._after("resume")
 
     async def pids(self, container_id: str) -> list[ProcessInfo]:
         await self._before("pids", container_id)
