@@ -12,7 +12,7 @@ from ._attach import attach_stdio, exec_ids_in
 from ._bundle import remove_bundle_async
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
-from ._process import LogWriter, Output, Process, checked_output, create_process
+from ._process import Output, Process, checked_output, create_process
 from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 from ._types import ExitStatus, ProcessState, TaskEvent, Topic
 
@@ -105,7 +105,6 @@ class Container:
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
-        log_writer: LogWriter = "client",
     ) -> Task:
         """Create the container's task (its init process), not yet started.
 
@@ -116,20 +115,13 @@ class Container:
             stdin: give the init process a standard input stream.
             terminal: run it on a terminal; its output then all comes on stdout.
                 Must match the spec's ``process.terminal``.
-            log_path: an absolute path: the process's stdout and stderr are
-                appended to that file (opened without following links), and
-                everything the process wrote is in it once :meth:`~Process.wait`
-                returned. The task then has no ``stdout``/``stderr`` streams.
+            log_path: an absolute path: the shim itself appends the process's
+                stdout and stderr to that file, so no reader is needed, nothing
+                blocks, and the output outlives the application. The task
+                then has no ``stdout``/``stderr`` streams.
             output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
                 ``task.stderr``, or they fill and block the process) or
                 ``"null"`` (discarded).
-            log_writer: who appends to ``log_path``: ``"client"`` (default:
-                this client copies the output; while no client of the state
-                directory runs, up to about 1 MiB per stream waits in the
-                FIFOs before the process blocks) or ``"logger"`` (a small
-                logger process that containerd's shim runs beside the task:
-                the output never waits for the application). See
-                ``docs/api.md``.
 
         Raises:
             AlreadyExists: the container has a task already (the existing
@@ -181,7 +173,6 @@ class Container:
             create=create,
             log_path=path,
             output=output,
-            log_writer=log_writer,
         )
         task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=path)
         self._task = task
@@ -340,6 +331,13 @@ class Container:
                 cid, r.process_id, r.pid, status.exit_code, status.exited_at
             )
 
+    async def _has_task(self) -> bool:
+        try:
+            await self._session.transport.get_task(self.id)
+        except errors.NotFound:
+            return False
+        return True
+
     async def _delete_task(self) -> None:
         """Kill and delete the task, if any, through the Task object that
         holds it here (or one loaded for it, without attaching its stdio)."""
@@ -384,16 +382,18 @@ class Container:
         session = self._session
         transport = session.transport
         cid = self.id
-        if force:
+        # Asked first even with force: a container whose task is gone (the
+        # usual case) costs one question, as without.
+        if await self._has_task():
+            if not force:
+                raise errors.FailedPrecondition(
+                    "cannot delete a container with a task", container_id=cid
+                )
             await self._delete_task()
-        try:
-            await transport.get_task(cid)
-        except errors.NotFound:
-            pass
-        else:
-            raise errors.FailedPrecondition(
-                "cannot delete a container with a task", container_id=cid
-            )
+            if await self._has_task():
+                raise errors.FailedPrecondition(
+                    "the container has a task again (made meanwhile)", container_id=cid
+                )
         # Shielded: a delete cancelled after containerd acted would otherwise
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):

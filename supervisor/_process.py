@@ -788,9 +788,11 @@ class Process:
         # is dead and runc refuses our resume ("container not paused") while
         # containerd still says PAUSED. So nothing read here is trusted:
         # until the exit is known, a task that reads as frozen is thawed
-        # again, refusals are ignored, and only the exit ends the wait.
+        # again, refusals are ignored, and only the exit ends the wait. The
+        # first look is at once; the next after 50 ms, by which time a
+        # task that was not frozen has usually exited (one read, as before).
         async def thaw() -> None:
-            for pause in backoff(0.005, 0.25):
+            for pause in backoff(0.05, 0.25):
                 try:
                     state = (await transport.get_task(cid)).state
                     if state in (ProcessState.PAUSED, ProcessState.PAUSING):
