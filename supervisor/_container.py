@@ -12,7 +12,7 @@ from ._attach import attach_stdio, exec_ids_in
 from ._bundle import remove_bundle_async
 from ._cleanup import shielded, undo_if_cancelled
 from ._log import get_logger
-from ._process import Output, Process, checked_output, create_process
+from ._process import LogWriter, Output, Process, checked_output, create_process
 from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 from ._types import ExitStatus, ProcessState, TaskEvent, Topic
 
@@ -105,6 +105,7 @@ class Container:
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
+        log_writer: LogWriter = "client",
     ) -> Task:
         """Create the container's task (its init process), not yet started.
 
@@ -115,13 +116,20 @@ class Container:
             stdin: give the init process a standard input stream.
             terminal: run it on a terminal; its output then all comes on stdout.
                 Must match the spec's ``process.terminal``.
-            log_path: an absolute path: the shim itself appends the process's
-                stdout and stderr to that file, so no reader is needed, nothing
-                blocks, and the output outlives the application. The task
-                then has no ``stdout``/``stderr`` streams.
+            log_path: an absolute path: the process's stdout and stderr are
+                appended to that file (opened without following links), and
+                everything the process wrote is in it once :meth:`~Process.wait`
+                returned. The task then has no ``stdout``/``stderr`` streams.
             output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
                 ``task.stderr``, or they fill and block the process) or
                 ``"null"`` (discarded).
+            log_writer: who appends to ``log_path``: ``"client"`` (default:
+                this client copies the output; while no client of the state
+                directory runs, up to about 1 MiB per stream waits in the
+                FIFOs before the process blocks) or ``"logger"`` (a small
+                logger process that containerd's shim runs beside the task:
+                the output never waits for the application). See
+                ``docs/api.md``.
 
         Raises:
             AlreadyExists: the container has a task already (the existing
@@ -173,6 +181,7 @@ class Container:
             create=create,
             log_path=path,
             output=output,
+            log_writer=log_writer,
         )
         task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=path)
         self._task = task
