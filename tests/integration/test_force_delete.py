@@ -76,7 +76,9 @@ async def test_running_deletes_the_container_of_a_paused_task(
         assert await client.containers() == []
 
 
-@pytest.mark.parametrize("state", ["created", "running", "paused", "stopped"])
+@pytest.mark.parametrize(
+    "state", ["created", "running", pytest.param("paused", marks=pytest.mark.cgroup), "stopped"]
+)
 async def test_container_force_delete_removes_a_task_nobody_holds(
     containerd_address: str, namespace: str, state_dir: Path, rootfs: str, state: str
 ) -> None:
