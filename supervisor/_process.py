@@ -721,7 +721,11 @@ class Process:
         """Delete the (stopped) process from containerd and release its stdio.
 
         With ``force=True`` a running (or created, never started) process is
-        killed with SIGKILL first, so the call always leaves nothing behind.
+        killed with SIGKILL first (the init process: every process of the
+        task), so the call always leaves nothing behind. A frozen task holds
+        the signal, so a paused task (or one being paused or thawed) is
+        thawed until the process has exited, as ``docker rm -f`` does; for
+        an exec that means the whole task resumes.
 
         Returns:
             The process's exit status.
