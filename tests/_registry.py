@@ -223,7 +223,8 @@ class TokenService:
         )  # fmt: skip
         der = subprocess.run(
             ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         ).stdout
         self._x5c = base64.b64encode(der).decode()
         self.requests: list[dict[str, object]] = []
@@ -234,9 +235,10 @@ class TokenService:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 authorization = self.headers.get("Authorization", "")
                 service.requests.append({"query": query, "authorization": authorization})
-                expected = "Basic " + base64.b64encode(
-                    f"{service.USER}:{service.PASSWORD}".encode()
-                ).decode()
+                expected = (
+                    "Basic "
+                    + base64.b64encode(f"{service.USER}:{service.PASSWORD}".encode()).decode()
+                )
                 if authorization != expected:
                     self.send_response(401)
                     self.end_headers()
