@@ -118,6 +118,26 @@ def table(results: dict[str, Any]) -> str:
             f"({loss['lifecycles']} lifecycles of interleaved stdout/stderr, "
             f"{loss['in_flight']} in flight)"
         )
+    cost = results.get("log_cost")
+    if cost:
+        ms, r = cost["log_lifecycle_ms"], cost["log_lifecycle_ratio"]
+        lines.append(
+            "log_path writers, lifecycle of /bin/true, ms (median, interleaved): "
+            f"pipe {ms['pipe']:.1f}, client {ms['client']:.1f} ({r['client/pipe']:.2f}x), "
+            f"logger {ms['logger']:.1f} ({r['logger/pipe']:.2f}x); "
+            f"logger resident {cost['logger_rss_kib'] / 1024:.1f} MiB; "
+            f"written with no client before blocking "
+            f"{cost['client_buffered_bytes_before_blocking'] / 1048576:.2f} MiB"
+        )
+    ps = results.get("ps_paths")
+    if ps:
+        wall = ps["median_wall_ms"]
+        lines.append(
+            "supervisor ps, whole command, median wall ms: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in wall.items())
+            + f"; grpclib/blocking {ps['grpclib_over_blocking_wall']:.2f}x wall, "
+            f"{ps['grpclib_over_blocking_cpu']:.2f}x CPU (the blocking reader stays while > 1.5x)"
+        )
     lat = results.get("event_latency")
     if lat:
         lines.append(
@@ -138,7 +158,7 @@ def main() -> int:
         "--only",
         action="append",
         help="run only these sections (rpcs, lifecycle, exec, memory, queue, latency, "
-        "daemon, log, import, cli, pull, stats)",
+        "daemon, log, ps, import, cli, pull, stats)",
     )
     parser.add_argument(
         "--log-lifecycles",
@@ -188,6 +208,18 @@ def main() -> int:
                 str(Path(args.rootfs).resolve()),
                 lifecycles=args.log_lifecycles,
             )
+        )
+    if not args.only or "log" in args.only:
+        from benchmarks import log_cost
+
+        results["log_cost"] = anyio.run(
+            log_cost.main, str(Path(args.address).resolve()), str(Path(args.rootfs).resolve()), 15
+        )
+    if not args.only or "ps" in args.only:
+        from benchmarks import ps_paths
+
+        results["ps_paths"] = ps_paths.main(
+            str(Path(args.address).resolve()), str(Path(args.rootfs).resolve())
         )
     if not args.only or "import" in args.only:
         results["import_time"] = import_time.main()
