@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+import supervisor
 from supervisor import errors
 from supervisor._types import TaskEvent
 from supervisor.backends.fake import FakeTransport
@@ -146,3 +147,32 @@ async def test_a_connection_left_normally_after_a_failure_still_reports_it(
                     await task.wait()
                 except errors.FailedPrecondition:
                     pass
+
+
+async def test_callers_fail_before_a_shielded_handler_is_done(
+    fake: FakeTransport, state_dir: Path
+) -> None:
+    # A handler inside a shielded clean-up (the documented way to delete
+    # from a handler) holds the event machinery's wind-down until it is
+    # done; the callers must not wait for that.
+    stuck = anyio.Event()
+
+    class Stuck:
+        async def process_event(self, container_id: str, event: object, info: object) -> None:
+            with anyio.CancelScope(shield=True):
+                await stuck.wait()
+
+    timeouts = supervisor.Timeouts(resubscribe_initial=0.001, resubscribe_max=0.01, handler=3600.0)
+    with pytest.raises(errors.FailedPrecondition):
+        async with connect(fake, state_dir, backend=Stuck(), timeouts=timeouts) as client:
+            try:
+                container = await client.new_container("stuck", spec())
+                task = await container.new_task()  # its CREATE event sticks in the handler
+                await task.start()
+                fake.fail_next("subscribe", errors.FailedPrecondition("refused"))
+                fake.break_stream()
+                with anyio.fail_after(GUARD), pytest.raises(errors.FailedPrecondition):
+                    await task.wait()
+                assert client.closed
+            finally:
+                stuck.set()  # so that a failing test ends rather than hangs
