@@ -251,6 +251,12 @@ def connect(
     through the client afterwards raises :class:`~supervisor.errors.Closed`.
     Safe to enter and leave from different tasks (as pytest-asyncio fixtures do).
 
+    Should the event machinery fail with anything but a broken connection
+    (which it rides out), the client fails at once, as a task group would:
+    pending waits, later calls and leaving the context raise that error
+    (``Unknown`` for an unexpected exception, chained to it) and
+    ``client.closed`` is true (see ``docs/events.md``).
+
     Args:
         address: containerd's socket path (a named pipe path on Windows).
         namespace: the containerd namespace to act in.
@@ -270,6 +276,7 @@ def connect(
         InvalidArgument: bad namespace, or a backend without events.
         FailedPrecondition: the state directory is not this user's own.
         Unavailable: containerd does not answer (within ``timeouts.connect``).
+        Unknown: an unexpected failure while connecting (chained to it).
 
     Example::
 
