@@ -126,13 +126,18 @@ class FakeTransport(FakeControls):
         self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
     ) -> int:
         await self._before("create_task", container_id, container_id)
-        self._container(container_id)
+        record = self._container(container_id)
         ns = self._ns
         if container_id in ns.tasks:
             raise errors.AlreadyExists(
                 f"task {container_id}: already exists",
                 container_id=container_id,
                 process_id=container_id,
+            )
+        refusal = _runc_refusal(record, record.spec.get("process"), stdio, init=True)
+        if refusal is not None:
+            raise errors.Unknown(
+                f"failed to create shim task: {refusal}: unknown", container_id=container_id
             )
         pid = next(self._daemon.pids)
         ns.tasks[container_id] = _Task(
@@ -182,6 +187,13 @@ class FakeTransport(FakeControls):
                     "OCI runtime exec failed: exec failed: cannot exec in a stopped container",
                     container_id=container_id,
                     process_id=exec_id,
+                )
+            refusal = _runc_refusal(self._container(container_id), proc.spec, proc.stdio)
+            if refusal is not None:
+                # Without stderr (or stdout) runc has started the process by
+                # then; the shim forgets it and the exec stays created.
+                raise errors.Unknown(
+                    f"{refusal}: unknown", container_id=container_id, process_id=exec_id
                 )
             proc.pid = next(self._daemon.pids)
             proc.state = ProcessState.RUNNING
@@ -549,6 +561,38 @@ def _check_runtime_options(
         raise errors.InvalidArgument(
             f"bad runtime options: {exc}", container_id=container_id
         ) from exc
+
+
+def _runc_refusal(
+    container: ContainerRecord, process: Any, stdio: StdioPaths, *, init: bool = False
+) -> str | None:
+    """What runc and the runc shim say to a process they cannot run, in the
+    order they check it; ``None`` if they take it (runhcs is not modelled)."""
+    from .. import runhcs
+
+    if container.runtime == runhcs.RUNTIME:
+        return None
+    process = process if isinstance(process, dict) else {}
+    args = process.get("args")
+    if not isinstance(args, list) or not args:
+        what = "runc create failed" if init else "exec failed"
+        prefix = "OCI runtime create failed" if init else "OCI runtime exec failed"
+        return f"{prefix}: {what}: args must not be empty"
+    if init and stdio.terminal != bool(process.get("terminal")):
+        return "OCI runtime create failed: runc create failed: " + (
+            "cannot use console socket if runc will not detach or allocate tty"
+            if stdio.terminal
+            else "cannot allocate tty if runc will detach without setting console socket"
+        )
+    paths = (stdio.stdin, stdio.stdout, stdio.stderr)
+    if not stdio.terminal and any(paths) and not (stdio.stdout and stdio.stderr):
+        # (With stdin alone the real shim hangs instead, until the call's
+        # deadline.)
+        return (
+            "failed to start io pipe copy: unable to copy pipes: containerd-shim: "
+            'opening file "" failed: open : no such file or directory'
+        )
+    return None
 
 
 def _copy_record(record: ContainerRecord) -> ContainerRecord:
