@@ -127,6 +127,20 @@ class World:
             return await self.transport.start(container_id, exec_id)
         return 0
 
+    async def exec_hog(self, container_id: str, exec_id: str, limit: int) -> int:
+        """An exec that grows its memory until the kernel OOM-kills it, in a
+        task whose memory (and swap) ``limit`` is set here; its pid."""
+        resources = {"memory": {"limit": limit, "swap": limit}}
+        await self.transport.update_resources(container_id, resources)
+        process = self.process()
+        process["args"] = ["sh", "-c", "x=x; while :; do x=$x$x; done"]
+        await self.transport.exec(container_id, exec_id, process, self.stdio(container_id, exec_id))
+        pid = await self.transport.start(container_id, exec_id)
+        if isinstance(self.transport, FakeTransport):
+            self.transport.oom(container_id)
+            self.transport.exit(container_id, exec_id, code=128 + signal.SIGKILL)
+        return pid
+
     async def wait(self, container_id: str, exec_id: str = "") -> Any:
         with anyio.fail_after(GUARD):
             return await self.transport.wait(container_id, exec_id)

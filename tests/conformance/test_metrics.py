@@ -9,7 +9,7 @@ from supervisor.backends.base import Transport
 
 from .conftest import World, outcome
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.cgroup]
 
 MIB = 1 << 20
 

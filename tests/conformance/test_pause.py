@@ -12,7 +12,7 @@ from supervisor.backends.base import Transport
 
 from .conftest import World, outcome
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.cgroup]
 
 
 async def test_pause_and_resume_a_running_task(world: World, transport: Transport) -> None:

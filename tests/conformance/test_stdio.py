@@ -96,7 +96,7 @@ async def test_a_spec_that_is_not_json_is_refused(
     # bytes, and the shim fails on them only when the task is created.
     transport_gap(world, request, "ContainerdTransport encodes NaN into the spec")
     spec = world.spec()
-    spec["annotations"] = {"x": float("nan")}  # type: ignore[dict-item]
+    spec["annotations"] = {"x": float("nan")}
     created = transport.create_container("c1", spec, runtime=RUNC, runtime_options=None, labels={})
     assert await outcome(created) == "InvalidArgument"
     assert await transport.list_containers() == []
