@@ -246,12 +246,13 @@ class _Replying:
         return self.reply
 
 
-def test_a_reply_that_does_not_decode_is_unavailable_naming_the_socket() -> None:
+def test_a_reply_that_does_not_decode_is_unknown_naming_the_socket() -> None:
     channel = cast(blocking.Channel, _Replying(HOSTILE["length past the end"]))
-    with pytest.raises(errors.Unavailable, match="/run/x.sock.*does not decode"):
+    with pytest.raises(errors.Unknown, match="/run/x.sock.*does not decode") as caught:
         blocking.list_containers(channel)
+    assert caught.value.__cause__ is not None
     channel = cast(blocking.Channel, _Replying(_len(1, _key(3, 0) + b"\x80")))
-    with pytest.raises(errors.Unavailable, match="does not decode"):
+    with pytest.raises(errors.Unknown, match="does not decode"):
         blocking.list_tasks(channel)
 
 

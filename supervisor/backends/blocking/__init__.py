@@ -77,6 +77,8 @@ def _listed(channel: Channel, method: str, decode: Callable[[bytes], _T]) -> _T:
     try:
         return decode(reply)
     except MalformedReply as exc:
-        raise errors.Unavailable(
+        # As over grpclib: a reply that arrived whole but does not decode is
+        # no outage (retrying cannot help), so it is Unknown, cause chained.
+        raise errors.Unknown(
             f"containerd at {channel.address} sent a reply that does not decode: {exc}"
-        ) from None
+        ) from exc
