@@ -17,7 +17,9 @@ from supervisor import errors
 
 pytestmark = pytest.mark.asyncio
 
-READS = 8192  # 8 GiB of 1 MiB reads: seconds of hashing, if nothing stops it
+# 64 GiB of 1 MiB reads: a minute of hashing if nothing stops it, far more
+# than a loaded machine takes to deliver the cancellation.
+READS = 1 << 16
 
 
 class _Endless:
