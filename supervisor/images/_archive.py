@@ -44,7 +44,7 @@ from ._manifest import (
     parse_manifest,
 )
 from ._platform import Platform, host_platform, select_platform
-from ._pull import index_labels, lease, manifest_labels, store_image, write_bytes
+from ._pull import held, index_labels, lease, manifest_labels, store_image, write_bytes
 from ._reference import parse_reference
 from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive, checkpoint, member_name, refuse
 from ._types import ImageRecord
@@ -409,7 +409,8 @@ async def import_archive(
                         store, blob.desc, blob.data, lease_id=lease_id, labels=blob.labels or None
                     )
                     continue
-                if await store.content_size(blob.desc.digest) != blob.desc.size:
+                # Found content is leased (held should its image go meanwhile).
+                if not await held(store, lease_id, blob.desc):
                     await _write_member(store, archive, blob, lease_id, service.cleanup)
                 if not blob.verified:
                     # containerd had these bytes (maybe in another namespace,

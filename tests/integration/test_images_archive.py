@@ -336,3 +336,40 @@ async def test_a_tampered_blob_is_refused_even_when_containerd_has_the_real_one(
         await client.import_image(bad)
     assert [i.name for i in await client.images()] == ["example.com/genuine:1"]
     assert await _store(client).list_leases() == []
+
+
+async def test_a_layer_already_stored_is_held_by_the_import_lease(
+    client: supervisor.Client,
+    tmp_path: Path,
+    layer_tar: bytes,
+    images_cleanup: None,
+    containerd_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The layer is in the store (the first import's image holds it); while
+    # the second import goes on, that image is removed and containerd's GC
+    # runs. The import's lease must hold the layer, or unpack finds it gone.
+    import subprocess
+
+    from supervisor.images import _archive
+
+    layout = build_layout(tmp_path / "layout", layer_tar)
+    archive = _tar(tmp_path / "image.tar", _layout_members(layout))
+    [first] = await client.import_image(archive)
+    verify = _archive._verify_member
+
+    def remove_first_then_verify(*args: Any) -> None:
+        # Runs where the import checks the archive's copy of a blob it found
+        # in the store: GC runs before the import takes another step.
+        subprocess.run(
+            ["ctr", "-a", containerd_daemon.address, "-n", client.namespace,
+             "images", "rm", "--sync", first.name],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        verify(*args)
+
+    monkeypatch.setattr(_archive, "_verify_member", remove_first_then_verify)
+    [second] = await client.import_image(archive, name="example.com/second:1")
+    assert [i.name for i in await client.images()] == [second.name]
+    out = await _output(client, "second", second.name, args=["echo", "held"])
+    assert out == b"held\n"
