@@ -9,6 +9,7 @@ import pytest
 
 from supervisor._types import ProcessState, StdioPaths
 from supervisor.backends.base import Transport
+from supervisor.backends.fake import ZERO_TIME
 
 from .conftest import World, outcome
 
@@ -110,3 +111,31 @@ async def test_a_signal_to_all_thaws_a_frozen_task_under_containerd(
     assert (await world.wait("c1")).exit_code == 3
     assert (await transport.get_task("c1")).state is ProcessState.STOPPED
     assert (await transport.delete_task("c1")).exit_code == 3
+
+
+async def test_what_a_paused_task_still_takes(world: World, transport: Transport) -> None:
+    await world.task("c1")
+    await world.exec("c1", "e1", start=False)
+    await world.exec("c1", "e2")
+    world.finish("c1", "e2", code=4)
+    await world.wait("c1", "e2")
+    await transport.pause("c1")
+    await transport.update_resources("c1", {"pids": {"limit": 30}})
+    await transport.resize("c1", "", 80, 24)
+    await transport.close_stdin("c1", "e1")
+    # Every exec reports the task's state, started, stopped or not.
+    for exec_id in ("e1", "e2"):
+        record = await transport.get_task("c1", exec_id)
+        assert (record.state, record.exit_status) == (ProcessState.PAUSED, None)
+    # runc will not exec into a frozen container (gRPC UNKNOWN).
+    assert await outcome(transport.start("c1", "e1")) == "Unknown"
+    await transport.resume("c1")
+    record = await transport.get_task("c1", "e1")
+    assert (record.pid, record.state) == (0, ProcessState.CREATED)
+    stopped = await transport.get_task("c1", "e2")
+    assert stopped.state is ProcessState.STOPPED
+    assert stopped.exit_status is not None and stopped.exit_status.exit_code == 4
+    # (Not started again: containerd 1.6.20's shim panics when an exec whose
+    # start failed is started and then exits, and the whole task is lost.)
+    status = await transport.delete_process("c1", "e1")
+    assert (status.exit_code, status.exited_at) == (0, ZERO_TIME)

@@ -158,6 +158,8 @@ async def test_a_container_deleted_under_its_task_orphans_the_task(
     assert [(t.container_id, t.pid) for t in await transport.list_tasks()] == [("c1", pid)]
     assert await outcome(transport.get_task("c1")) == "NotFound"
     assert await outcome(transport.kill("c1", "", signal.SIGKILL, True)) == "NotFound"
+    # Metrics lists the tasks themselves: the orphan is still sampled.
+    assert sorted(await transport.metrics(["c1"])) == ["c1"]
     # The same id finds the old task again, and can end it.
     await world.container("c1")
     assert await outcome(transport.create_task("c1", world.stdio("c1", "again"))) == "AlreadyExists"

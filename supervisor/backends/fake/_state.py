@@ -160,8 +160,9 @@ class _Task:
 
     def record(self, proc: _Process) -> TaskRecord:
         state = proc.state
-        # An exec of a paused task reports the task's state, as the shim does.
-        if not proc.is_init and state is ProcessState.RUNNING and self.paused:
+        # Every exec of a paused task reports the task's state, as the shim
+        # does, whether it started, ended or not.
+        if not proc.is_init and self.paused:
             state = ProcessState.PAUSED
         return TaskRecord(
             container_id=proc.container_id,

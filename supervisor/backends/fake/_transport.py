@@ -189,6 +189,11 @@ class FakeTransport(FakeControls):
                     process_id=exec_id,
                 )
             refusal = _runc_refusal(self._container(container_id), proc.spec, proc.stdio)
+            if task.paused and not task.thawed:
+                refusal = (
+                    "OCI runtime exec failed: exec failed: cannot exec in a paused container "
+                    "(use --ignore-paused to override)"
+                )
             if refusal is not None:
                 # Without stderr (or stdout) runc has started the process by
                 # then; the shim forgets it and the exec stays created.
