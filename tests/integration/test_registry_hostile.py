@@ -179,3 +179,43 @@ async def test_a_layer_already_stored_is_held_by_the_pull_lease(
     image = await client.pull(f"{hostile.host}/app:1", progress=progress)
     assert image.name == first.name
     assert await _leases(client) == []
+
+
+async def test_a_snapshot_already_there_is_held_by_the_pull_lease(
+    client: supervisor.Client,
+    hostile: HostileRegistry,
+    images_cleanup: None,
+    containerd_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The layer's snapshot exists (the image pulled before holds it); just
+    # after the pull finds it, that image is removed and GC runs. The
+    # pull must then make the snapshot again, not record one that is gone.
+    from supervisor.backends.containerd_images import ContainerdImages
+    from supervisor.images._digest import chain_ids
+    from supervisor.images._service import ImageService
+
+    hostile.serve_image("app", "1", LAYER)
+    first = await client.pull(f"{hostile.host}/app:1")
+    service = ImageService(client._session)
+    snapshotter = await service.snapshotter(None)
+    top = chain_ids((await service.local(first.name)).config.diff_ids)[-1]
+    found = ContainerdImages.snapshot_exists
+    removed: list[bool] = []
+
+    async def exists_then_gc(self: ContainerdImages, name: str, key: str) -> bool:
+        there = await found(self, name, key)
+        if there and not removed:
+            removed.append(True)
+            subprocess.run(
+                ["ctr", "-a", containerd_daemon.address, "-n", client.namespace,
+                 "images", "rm", "--sync", first.name],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        return there
+
+    monkeypatch.setattr(ContainerdImages, "snapshot_exists", exists_then_gc)
+    await client.pull(f"{hostile.host}/app:1")
+    monkeypatch.undo()
+    assert removed
+    assert await service.store.snapshot_exists(snapshotter, top)
