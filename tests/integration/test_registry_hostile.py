@@ -207,11 +207,11 @@ async def test_a_snapshot_already_there_is_held_by_the_pull_lease(
         there = await found(self, name, key)
         if there and not removed:
             removed.append(True)
-            subprocess.run(
-                ["ctr", "-a", containerd_daemon.address, "-n", client.namespace,
-                 "images", "rm", "--sync", first.name],
-                check=True, capture_output=True, timeout=60,
-            )  # fmt: skip
+            with anyio.fail_after(60):
+                await anyio.run_process(
+                    ["ctr", "-a", containerd_daemon.address, "-n", client.namespace,
+                     "images", "rm", "--sync", first.name],
+                )  # fmt: skip
         return there
 
     monkeypatch.setattr(ContainerdImages, "snapshot_exists", exists_then_gc)
