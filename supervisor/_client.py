@@ -458,6 +458,12 @@ class Client:
         unpack: bool = True,
         snapshotter: str | None = None,
         http_timeout: float = 30.0,
+        plain_http: bool = False,
+        skip_verify: bool = False,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        certs_dirs: Sequence[str | os.PathLike[str]] | None = None,
     ) -> Any:
         """Pull an image from its registry into containerd and unpack it.
 
@@ -471,19 +477,35 @@ class Client:
                 this machine's).
             progress: called with a :class:`supervisor.images.LayerProgress`
                 per blob as it goes.
-            insecure: speak plain HTTP to a registry that is not on a
-                loopback address (loopback ones always are).
-            auth: ``(username, password)``; default: ``~/.docker/config.json``.
+            insecure: deprecated spelling of ``plain_http``.
+            auth: ``(username, password)``; default: podman's ``auth.json``,
+                then ``~/.docker/config.json`` (see ``docs/images.md``).
             unpack: unpack into the snapshotter (default: overlayfs where
                 containerd has it, else native).
+            http_timeout: seconds for connecting, each read and a response's
+                head; a transfer must also average 10 KiB/s over each such
+                window.
+            plain_http: plain HTTP instead of TLS (ctr's ``--plain-http``).
+                A loopback registry is tried over HTTPS first and falls back
+                to plain HTTP by itself.
+            skip_verify: TLS without checking the registry's certificate.
+            tls_ca: a PEM file of CA certificates to trust, besides the
+                system's and those of the hosts directories.
+            tls_cert, tls_key: a client certificate (PEM) and its key.
+            certs_dirs: the hosts directories (default
+                ``$SUPERVISOR_CERTS_DIRS``, else ``/etc/containerd/certs.d``
+                then ``/etc/docker/certs.d``).
 
         Returns:
             a :class:`supervisor.images.Image`.
 
         Raises:
             NotFound: no such image or platform. FailedPrecondition: refused
-            credentials, or content that does not match its digest.
-            Unavailable: the registry could not be reached.
+            credentials, an untrusted certificate, or content that does not
+            match its digest. InvalidArgument: a certificate or key that
+            cannot be used. Unavailable: the registry could not be reached.
+            DeadlineExceeded: it answered too slowly. An error the registry
+            caused has its ``registry`` attribute set (``host[:port]``).
         """
         from .images._service import ImageService
 
@@ -496,6 +518,12 @@ class Client:
             unpack=unpack,
             snapshotter=snapshotter,
             http_timeout=http_timeout,
+            plain_http=plain_http,
+            skip_verify=skip_verify,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            certs_dirs=certs_dirs,
         )
 
     async def images(self) -> list[Any]:
