@@ -205,3 +205,37 @@ async def test_signals_to_one_process_and_to_all(world: World, transport: Transp
     assert (await transport.get_task("c1")).state is ProcessState.RUNNING
     await transport.kill("c1", "", signal.SIGKILL, True)
     assert (await world.wait("c1")).exit_code == 128 + signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"memory": {"limit": "64M"}},
+        {"memory": {"limit": 1.5}},
+        {"memory": {"swappiness": -1}},
+        {"memory": {"disableOOMKiller": 1}},
+        {"cpu": {"shares": -1}},
+        {"cpu": {"cpus": 1}},
+        {"pids": {"limit": True}},
+        {"pids": 5},
+    ],
+    ids=[
+        "string",
+        "fraction",
+        "negative-uint",
+        "int-for-bool",
+        "negative-shares",
+        "int-for-string",
+        "bool-for-int",
+        "not-an-object",
+    ],
+)
+async def test_resources_of_the_wrong_type_are_refused(
+    world: World, transport: Transport, resources: dict[str, object]
+) -> None:
+    await world.task("c1")
+    # The shim's Go JSON decoder refuses them (gRPC UNKNOWN).
+    assert await outcome(transport.update_resources("c1", resources)) == "Unknown"
+    # Fields it does not know it ignores.
+    await transport.update_resources("c1", {"unknown": {"x": 1}, "memory": {"limit": None}})
+    assert (await transport.get_task("c1")).state is ProcessState.RUNNING

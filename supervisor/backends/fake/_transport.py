@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ...images._types import Mount
 
 from ._controls import FakeControls
+from ._rules import check_container, check_runtime_options, resources_refusal, runc_refusal
 from ._state import (
     _LIVE,
     _SIGKILL,
@@ -80,8 +81,8 @@ class FakeTransport(FakeControls):
         options = (
             None if runtime_options is None else _json(runtime_options, "Options", container_id)
         )
-        _check_container(container_id, runtime, labels, snapshotter, snapshot_key)
-        _check_runtime_options(container_id, runtime, runtime_options, spec)
+        check_container(container_id, runtime, labels, snapshotter, snapshot_key)
+        check_runtime_options(container_id, runtime, runtime_options, spec)
         ns = self._ns
         if container_id in ns.containers:
             raise errors.AlreadyExists(
@@ -134,7 +135,7 @@ class FakeTransport(FakeControls):
                 container_id=container_id,
                 process_id=container_id,
             )
-        refusal = _runc_refusal(record, record.spec.get("process"), stdio, init=True)
+        refusal = runc_refusal(record, record.spec.get("process"), stdio, init=True)
         if refusal is not None:
             raise errors.Unknown(
                 f"failed to create shim task: {refusal}: unknown", container_id=container_id
@@ -188,7 +189,7 @@ class FakeTransport(FakeControls):
                     container_id=container_id,
                     process_id=exec_id,
                 )
-            refusal = _runc_refusal(self._container(container_id), proc.spec, proc.stdio)
+            refusal = runc_refusal(self._container(container_id), proc.spec, proc.stdio)
             if task.paused and not task.thawed:
                 refusal = (
                     "OCI runtime exec failed: exec failed: cannot exec in a paused container "
@@ -444,6 +445,9 @@ class FakeTransport(FakeControls):
             raise errors.FailedPrecondition(
                 "cannot update a stopped container", container_id=container_id
             )
+        refusal = resources_refusal(body)
+        if refusal is not None:
+            raise errors.Unknown(f"{refusal}: unknown", container_id=container_id)
         task.resources = body
         await self._after("update_resources")
 
@@ -503,101 +507,6 @@ def _alive(proc: _Process) -> bool:
     return proc.state is not ProcessState.STOPPED and not (
         not proc.is_init and proc.state is ProcessState.CREATED
     )
-
-
-# containerd's bound on one label, its key and value together.
-_MAX_LABEL = 4096
-
-
-def _check_container(
-    container_id: str,
-    runtime: str,
-    labels: Mapping[str, str],
-    snapshotter: str,
-    snapshot_key: str,
-) -> None:
-    # What containerd's metadata store checks before it stores a container.
-    if not runtime:
-        raise errors.InvalidArgument(
-            "container.Runtime.Name must be set", container_id=container_id
-        )
-    for key, value in labels.items():
-        if len(key) + len(value) > _MAX_LABEL:
-            raise errors.InvalidArgument(
-                f"label key and value greater than maximum size ({_MAX_LABEL} bytes), "
-                f"key: {key[:64]}",
-                container_id=container_id,
-            )
-    if snapshot_key and not snapshotter:
-        raise errors.InvalidArgument(
-            "container.Snapshotter must be set if container.SnapshotKey is set",
-            container_id=container_id,
-        )
-
-
-def _check_runtime_options(
-    container_id: str,
-    runtime: str,
-    options: Mapping[str, Any] | None,
-    spec: Mapping[str, Any],
-) -> None:
-    # The real transport builds the shim's options message before it sends
-    # anything, and refuses what that message has no field for.
-    from .. import runhcs
-
-    if runtime == runhcs.RUNTIME:
-        runhcs.check_spec(spec, container_id=container_id)
-        runhcs.options_message(options, debug=False, container_id=container_id)
-        return
-    if options is None:
-        return
-    message: Any
-    if runtime == "io.containerd.runtime.v1.linux":
-        from ..._proto.containerd.linux import runc as pb_runc_v1
-
-        message = pb_runc_v1.RuncOptions
-    else:
-        from ..._proto.containerd.runc import v1 as pb_runc
-
-        message = pb_runc.Options
-    try:
-        bytes(message(**options))
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise errors.InvalidArgument(
-            f"bad runtime options: {exc}", container_id=container_id
-        ) from exc
-
-
-def _runc_refusal(
-    container: ContainerRecord, process: Any, stdio: StdioPaths, *, init: bool = False
-) -> str | None:
-    """What runc and the runc shim say to a process they cannot run, in the
-    order they check it; ``None`` if they take it (runhcs is not modelled)."""
-    from .. import runhcs
-
-    if container.runtime == runhcs.RUNTIME:
-        return None
-    process = process if isinstance(process, dict) else {}
-    args = process.get("args")
-    if not isinstance(args, list) or not args:
-        what = "runc create failed" if init else "exec failed"
-        prefix = "OCI runtime create failed" if init else "OCI runtime exec failed"
-        return f"{prefix}: {what}: args must not be empty"
-    if init and stdio.terminal != bool(process.get("terminal")):
-        return "OCI runtime create failed: runc create failed: " + (
-            "cannot use console socket if runc will not detach or allocate tty"
-            if stdio.terminal
-            else "cannot allocate tty if runc will detach without setting console socket"
-        )
-    paths = (stdio.stdin, stdio.stdout, stdio.stderr)
-    if not stdio.terminal and any(paths) and not (stdio.stdout and stdio.stderr):
-        # (With stdin alone the real shim hangs instead, until the call's
-        # deadline.)
-        return (
-            "failed to start io pipe copy: unable to copy pipes: containerd-shim: "
-            'opening file "" failed: open : no such file or directory'
-        )
-    return None
 
 
 def _copy_record(record: ContainerRecord) -> ContainerRecord:
