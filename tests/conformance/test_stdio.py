@@ -100,3 +100,45 @@ async def test_a_spec_that_is_not_json_is_refused(
     created = transport.create_container("c1", spec, runtime=RUNC, runtime_options=None, labels={})
     assert await outcome(created) == "InvalidArgument"
     assert await transport.list_containers() == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"args": "sh"},
+        {"cwd": 5},
+        {"env": "A=1"},
+        {"user": {"uid": -1, "gid": 0}},
+        {"terminal": "yes"},
+    ],
+    ids=["args-string", "cwd-number", "env-string", "uid-negative", "terminal-string"],
+)
+async def test_a_process_spec_of_the_wrong_type(
+    world: World, transport: Transport, change: dict[str, object]
+) -> None:
+    await world.task("c1")
+    # The shim's Go JSON decoder refuses an exec's spec when it is added.
+    added = transport.exec("c1", "e1", world.process() | change, world.stdio("c1", "e1"))
+    assert await outcome(added) == "Unknown"
+    assert await outcome(transport.get_task("c1", "e1")) == "NotFound"
+    # A container's, when its task is created.
+    spec = world.spec()
+    spec["process"] |= change
+    await transport.create_container("c2", spec, runtime=RUNC, runtime_options=None, labels={})
+    assert await outcome(transport.create_task("c2", world.stdio("c2"))) == "Unknown"
+    assert [t.container_id for t in await transport.list_tasks()] == ["c1"]
+
+
+@pytest.mark.parametrize("cwd", ["", "relative"], ids=["empty", "relative"])
+async def test_a_working_directory_must_be_absolute(
+    world: World, transport: Transport, cwd: str
+) -> None:
+    await world.task("c1")
+    await transport.exec("c1", "e1", world.process() | {"cwd": cwd}, world.stdio("c1", "e1"))
+    assert await outcome(transport.start("c1", "e1")) == "Unknown"
+    assert (await transport.get_task("c1", "e1")).state is ProcessState.CREATED
+    spec = world.spec()
+    spec["process"]["cwd"] = cwd
+    await transport.create_container("c2", spec, runtime=RUNC, runtime_options=None, labels={})
+    assert await outcome(transport.create_task("c2", world.stdio("c2"))) == "Unknown"
+    assert [t.container_id for t in await transport.list_tasks()] == ["c1"]

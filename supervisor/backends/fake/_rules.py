@@ -9,7 +9,13 @@ from typing import Any
 from ... import errors
 from ..._types import ContainerRecord, StdioPaths
 
-__all__ = ["check_container", "check_runtime_options", "resources_refusal", "runc_refusal"]
+__all__ = [
+    "check_container",
+    "check_runtime_options",
+    "process_refusal",
+    "resources_refusal",
+    "runc_refusal",
+]
 
 # containerd's bound on one label, its key and value together.
 _MAX_LABEL = 4096
@@ -89,6 +95,12 @@ def runc_refusal(
         what = "runc create failed" if init else "exec failed"
         prefix = "OCI runtime create failed" if init else "OCI runtime exec failed"
         return f"{prefix}: {what}: args must not be empty"
+    cwd = process.get("cwd")
+    if not cwd or not str(cwd).startswith("/"):
+        what = "runc create failed" if init else "exec failed"
+        prefix = "OCI runtime create failed" if init else "OCI runtime exec failed"
+        problem = "Cwd property must not be empty" if not cwd else "Cwd must be an absolute path"
+        return f"{prefix}: {what}: {problem}"
     if init and stdio.terminal != bool(process.get("terminal")):
         return "OCI runtime create failed: runc create failed: " + (
             "cannot use console socket if runc will not detach or allocate tty"
@@ -142,13 +154,60 @@ _RESOURCE_FIELDS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+# An OCI Process's fields as the shim's decoder types them (``User`` is a
+# struct of its own).
+_PROCESS_FIELDS = {
+    "args": "[]string",
+    "env": "[]string",
+    "cwd": "string",
+    "terminal": "bool",
+    "noNewPrivileges": "bool",
+    "apparmorProfile": "string",
+    "selinuxLabel": "string",
+    "oomScoreAdj": "int",
+}
+_USER_FIELDS = {"uid": "uint32", "gid": "uint32", "umask": "uint32", "additionalGids": "[]uint32"}
+_RANGES = {
+    "int64": _INT64,
+    "int": _INT64,
+    "uint64": _UINT64,
+    "uint32": (0, (1 << 32) - 1),
+}
+
+
 def _fits(value: Any, go_type: str) -> bool:
+    if go_type.startswith("[]"):
+        return isinstance(value, list) and all(_fits(v, go_type[2:]) for v in value)
     if go_type == "bool":
         return isinstance(value, bool)
     if go_type == "string":
         return isinstance(value, str)
-    low, high = _INT64 if go_type == "int64" else _UINT64
+    low, high = _RANGES[go_type]
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def process_refusal(process: Any) -> str | None:
+    """What the shim's JSON decoder says of an OCI Process (an exec's spec,
+    or a container spec's ``process``); ``None`` if it takes it."""
+    if process is None:
+        return None
+    if not isinstance(process, dict):
+        return f"json: cannot unmarshal {_kind(process)} into Go struct field Spec.process"
+    checks = [("Process", "", process, _PROCESS_FIELDS)]
+    user = process.get("user")
+    if user is not None and not isinstance(user, dict):
+        return f"json: cannot unmarshal {_kind(user)} into Go struct field Process.user"
+    if user is not None:
+        checks.append(("User", "user.", user, _USER_FIELDS))
+    for struct, path, fields, types in checks:
+        for name, go_type in types.items():
+            value = fields.get(name)
+            if value is not None and not _fits(value, go_type):
+                return (
+                    f"json: cannot unmarshal {_kind(value)} into Go struct field "
+                    f"{struct}.{path}{name} of type {go_type}"
+                )
+    return None
 
 
 def _kind(value: Any) -> str:

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from ...images._types import Mount
 
 from ._controls import FakeControls
-from ._rules import check_container, check_runtime_options, resources_refusal, runc_refusal
+from ._rules import (
+    check_container,
+    check_runtime_options,
+    process_refusal,
+    resources_refusal,
+    runc_refusal,
+)
 from ._state import (
     _LIVE,
     _SIGKILL,
@@ -135,7 +141,8 @@ class FakeTransport(FakeControls):
                 container_id=container_id,
                 process_id=container_id,
             )
-        refusal = runc_refusal(record, record.spec.get("process"), stdio, init=True)
+        process = record.spec.get("process")
+        refusal = process_refusal(process) or runc_refusal(record, process, stdio, init=True)
         if refusal is not None:
             raise errors.Unknown(
                 f"failed to create shim task: {refusal}: unknown", container_id=container_id
@@ -165,6 +172,12 @@ class FakeTransport(FakeControls):
                 f"cannot exec in a {state.value} state",
                 container_id=container_id,
                 process_id=exec_id,
+            )
+        # The shim decodes the spec last, with Go's JSON decoder.
+        refusal = process_refusal(body)
+        if refusal is not None:
+            raise errors.Unknown(
+                f"{refusal}: unknown", container_id=container_id, process_id=exec_id
             )
         task.execs[exec_id] = _Process(container_id, exec_id, stdio, body)
         self._daemon.event(self._namespace, Topic.EXEC_ADDED, container_id, exec_id)
