@@ -61,12 +61,13 @@ class World:
         self._stdin: dict[tuple[str, str], int] = {}
         self._fds: list[int] = []
 
-    def connect(self) -> Transport:
-        """A second connection to the same containerd and namespace (the
-        caller closes it)."""
+    def connect(self, namespace: str | None = None) -> Transport:
+        """A second connection to the same containerd, in the same namespace
+        unless told otherwise (the caller closes it)."""
+        namespace = namespace or self.transport.namespace
         if isinstance(self.transport, FakeTransport):
-            return self.transport.reopen()
-        return ContainerdTransport.open(self._address, self.transport.namespace)
+            return self.transport.reopen(namespace)
+        return ContainerdTransport.open(self._address, namespace)
 
     def spec(self) -> dict[str, Any]:
         return supervisor.default_spec(ARGS, self._rootfs)

@@ -228,3 +228,22 @@ async def test_sync_markers_reach_every_subscription(transport: Transport) -> No
     for reader in (first, second):
         assert all(isinstance(item, Sync) for item in reader.items)
         assert reader.items[-2:] == [Sync("m1"), Sync("m2")]
+
+
+async def test_a_subscription_sees_only_its_own_namespace(
+    world: World, transport: Transport
+) -> None:
+    reader = Reader()
+    # Publishing creates nothing in the other namespace: nothing to clean.
+    other = world.connect(f"{transport.namespace}-x")
+    try:
+        async with transport.subscribe() as stream, anyio.create_task_group() as tg:
+            tg.start_soon(reader.run, stream)
+            await reader.live(transport)
+            await other.sync("theirs")
+            await transport.sync("ours")
+            await reader.until(lambda items: Sync("ours") in items)
+            tg.cancel_scope.cancel()
+    finally:
+        await other.aclose()
+    assert Sync("theirs") not in reader.items

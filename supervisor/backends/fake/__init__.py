@@ -4,7 +4,9 @@ It implements :class:`~supervisor.backends.base.Transport` with no containerd
 behind it.  Containers, tasks and execs live in dictionaries and follow
 containerd 1.6's rules, as checked against a real one: the same errors for
 the same state conflicts, the same task events in the same order with the
-same fields as :mod:`supervisor.backends._decode` produces.  No process runs:
+same fields as :mod:`supervisor.backends._decode` produces; the project's
+``tests/conformance`` suite runs the same test bodies against both to keep
+it so.  No process runs:
 a test says what the processes do through the controls
 (:meth:`~FakeTransport.exit`, :meth:`~FakeTransport.oom`), makes calls fail or
 stop half-way (:meth:`~FakeTransport.fail_next`, :meth:`~FakeTransport.hold`),
