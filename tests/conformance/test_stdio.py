@@ -142,3 +142,24 @@ async def test_a_working_directory_must_be_absolute(
     await transport.create_container("c2", spec, runtime=RUNC, runtime_options=None, labels={})
     assert await outcome(transport.create_task("c2", world.stdio("c2"))) == "Unknown"
     assert [t.container_id for t in await transport.list_tasks()] == ["c1"]
+
+
+async def test_a_task_and_an_exec_on_a_terminal(world: World, transport: Transport) -> None:
+    spec = world.spec()
+    spec["process"]["terminal"] = True
+    await transport.create_container("c1", spec, runtime=RUNC, runtime_options=None, labels={})
+    # With a terminal there is no stderr: the terminal carries all output.
+    stdio = with_terminal(without_stderr(world.stdio("c1")))
+    pid = await transport.create_task("c1", stdio)
+    assert (await transport.get_task("c1")).stdio == stdio
+    assert await transport.start("c1", "") == pid
+    await transport.resize("c1", "", 100, 40)
+    process = world.process() | {"terminal": True}
+    exec_stdio = with_terminal(without_stderr(world.stdio("c1", "e1")))
+    await transport.exec("c1", "e1", process, exec_stdio)
+    await transport.start("c1", "e1")
+    await transport.resize("c1", "e1", 100, 40)
+    world.finish("c1", "e1", code=6)
+    assert (await world.wait("c1", "e1")).exit_code == 6
+    world.finish("c1", code=5)
+    assert (await world.wait("c1")).exit_code == 5
