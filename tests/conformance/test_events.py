@@ -143,13 +143,14 @@ async def test_a_created_task_deleted(world: World, transport: Transport) -> Non
         await transport.delete_task("c1")
         await reader.until(seen(Topic.DELETE, "c1"))
         tg.cancel_scope.cancel()
-    # runc kills the waiting init: its exit is published, with "never
-    # exited" for a time, and the delete says it never exited at all.
-    assert normalised(reader.events, {pid: "init"}, transport.namespace) == [
-        ("CREATE", "c1", "c1", "init", 0, "-"),
-        ("EXIT", "c1", "c1", "init", 128 + signal.SIGKILL, "never"),
-        ("DELETE", "c1", "c1", "init", 0, "never"),
-    ]
+    # runc kills the waiting init, and the delete says it never exited. The
+    # shim publishes that kill's exit (with "never exited" for a time) only
+    # if its reaper gets there before the delete forgets the container:
+    # nearly always, by design not always.
+    rows = normalised(reader.events, {pid: "init"}, transport.namespace)
+    assert rows[0] == ("CREATE", "c1", "c1", "init", 0, "-")
+    assert rows[-1] == ("DELETE", "c1", "c1", "init", 0, "never")
+    assert rows[1:-1] in ([], [("EXIT", "c1", "c1", "init", 128 + signal.SIGKILL, "never")])
 
 
 async def test_a_killed_task_with_a_running_exec(world: World, transport: Transport) -> None:
