@@ -54,6 +54,7 @@ _UNKNOWN_REFINED: tuple[tuple[str, type[errors.SupervisorError]], ...] = (
     ("cannot pause a paused container", errors.FailedPrecondition),
     ("in a paused state", errors.FailedPrecondition),
     ("cannot delete a paused process", errors.FailedPrecondition),
+    ("cannot exec in a paused container", errors.FailedPrecondition),
     ("process already finished", errors.NotFound),
 )
 

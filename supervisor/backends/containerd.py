@@ -203,7 +203,11 @@ def open_channel(address: str) -> Channel:
 
 def _json_any(type_url: str, value: Mapping[str, Any]) -> PbAny:
     try:
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        # NaN and the infinities are no JSON: containerd would store them and
+        # the shim fail on them only when the task is created.
+        data = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise errors.InvalidArgument(f"cannot encode {type_url.rsplit('/', 1)[-1]}: {exc}") from exc
     return PbAny(type_url=type_url, value=data)
@@ -243,6 +247,7 @@ class ContainerdTransport:
         failure_yield: float = 0.001,
     ) -> None:
         self._channel = channel
+        self._closed = False
         self._namespace = namespace
         self._failure_yield = failure_yield
         metadata = {NAMESPACE_HEADER: namespace}
@@ -273,7 +278,16 @@ class ContainerdTransport:
         return self._namespace
 
     async def aclose(self) -> None:
+        self._closed = True
         self._channel.close()
+
+    def _check_open(self, container_id: str | None, process_id: str | None) -> None:
+        # grpclib would reconnect a closed channel on its next call, opening
+        # a connection nobody closes.
+        if self._closed:
+            raise errors.Unavailable(
+                "the transport was closed", container_id=container_id, process_id=process_id
+            )
 
     async def _call(
         self,
@@ -281,6 +295,7 @@ class ContainerdTransport:
         container_id: str | None = None,
         process_id: str | None = None,
     ) -> _T:
+        self._check_open(container_id, process_id)
         try:
             with map_grpc_errors(container_id, process_id):
                 return await rpc()
@@ -417,6 +432,12 @@ class ContainerdTransport:
         return exit_status(reply.exit_status, reply.exited_at)
 
     async def delete_process(self, container_id: str, exec_id: str) -> ExitStatus:
+        if not exec_id:
+            # containerd 1.6 would take it as a delete of the init process
+            # under its own task record (a created task's shim then stays).
+            raise errors.InvalidArgument(
+                "deleting an exec needs its id", container_id=container_id
+            )
         request = pb_tasks.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
         reply = await self._call(lambda: self._tasks.delete_process(request), container_id, exec_id)
         return exit_status(reply.exit_status, reply.exited_at)
@@ -525,6 +546,7 @@ class ContainerdTransport:
 
     async def _decoded(self, request: pb_eventsvc.SubscribeRequest) -> EventStream:
         ns = self._namespace
+        self._check_open(None, None)
         messages = self._events.subscribe(request)
         try:
             with map_grpc_errors():

@@ -127,8 +127,8 @@ async def test_what_a_paused_task_still_takes(world: World, transport: Transport
     for exec_id in ("e1", "e2"):
         record = await transport.get_task("c1", exec_id)
         assert (record.state, record.exit_status) == (ProcessState.PAUSED, None)
-    # runc will not exec into a frozen container (gRPC UNKNOWN).
-    assert await outcome(transport.start("c1", "e1")) == "Unknown"
+    # runc will not exec into a frozen container (gRPC UNKNOWN, told by its words).
+    assert await outcome(transport.start("c1", "e1")) == "FailedPrecondition"
     await transport.resume("c1")
     record = await transport.get_task("c1", "e1")
     assert (record.pid, record.state) == (0, ProcessState.CREATED)

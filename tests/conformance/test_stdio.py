@@ -10,7 +10,7 @@ from supervisor._types import ProcessState, StdioPaths
 from supervisor.backends.base import Transport
 from supervisor.backends.fake import ZERO_TIME
 
-from .conftest import RUNC, World, outcome, transport_gap
+from .conftest import RUNC, World, outcome
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,7 +94,6 @@ async def test_a_spec_that_is_not_json_is_refused(
 ) -> None:
     # Python writes NaN where JSON has no such value: containerd stores the
     # bytes, and the shim fails on them only when the task is created.
-    transport_gap(world, request, "ContainerdTransport encodes NaN into the spec")
     spec = world.spec()
     spec["annotations"] = {"x": float("nan")}
     created = transport.create_container("c1", spec, runtime=RUNC, runtime_options=None, labels={})

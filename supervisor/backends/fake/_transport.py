@@ -204,9 +204,13 @@ class FakeTransport(FakeControls):
                 )
             refusal = runc_refusal(self._container(container_id), proc.spec, proc.stdio)
             if task.paused and not task.thawed:
-                refusal = (
+                # gRPC UNKNOWN from containerd, refined by its words as the
+                # real transport does (backends._status).
+                raise errors.FailedPrecondition(
                     "OCI runtime exec failed: exec failed: cannot exec in a paused container "
-                    "(use --ignore-paused to override)"
+                    "(use --ignore-paused to override): unknown",
+                    container_id=container_id,
+                    process_id=exec_id,
                 )
             if refusal is not None:
                 # Without stderr (or stdout) runc has started the process by
