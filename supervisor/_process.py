@@ -385,6 +385,7 @@ class Process:
         self._detached_stdio = detached_stdio
         self._slot = slot
         self._started = False
+        self._start_refused = False
         self._stdin_close_pending = False
         self._deleted = False
         # A logged process's FIFOs are copied into its file by the pump; the
@@ -561,6 +562,14 @@ class Process:
                 container_id=cid,
                 process_id=self.id,
             )
+        if self._start_refused:
+            # containerd 1.6's shim panics when an exec whose start failed is
+            # started again and then exits, and the whole task is lost.
+            raise errors.FailedPrecondition(
+                "the process's start failed already; delete it and make a new one",
+                container_id=cid,
+                process_id=self.id,
+            )
         if not self._exec_id:
             # Before the call: an OOM of the new instance may be reported
             # before Start even returns, and must not be wiped afterwards.
@@ -574,8 +583,10 @@ class Process:
             except (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled):
                 raise  # the outcome is unknown: the exec may well be running
             except errors.SupervisorError as exc:
-                if self._exec_id and not self._deleted:
-                    await self._discard_failed_exec(exc)
+                if self._exec_id:
+                    self._start_refused = True
+                    if not self._deleted:
+                        await self._discard_failed_exec(exc)
                 raise
             self._pid = pid
             self._started = True

@@ -209,6 +209,28 @@ async def test_a_failed_exec_start_whose_delete_fails_stays_deletable(
     assert fake.is_empty()
 
 
+async def test_an_exec_whose_start_failed_is_never_started_again(
+    client: supervisor.Client, fake: FakeTransport, state_dir: Path
+) -> None:
+    # containerd 1.6's shim panics when such an exec is started again and
+    # then exits: the whole task would be lost.
+    container = await client.new_container("host", spec())
+    task = await container.new_task()
+    await task.start()
+    proc = await task.exec("missing", ["/no/such/binary"])
+    fake.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
+    fake.fail_next("delete_process", errors.Unavailable("connection lost"))
+    with pytest.raises(errors.CommandNotFound):
+        await proc.start()
+    with pytest.raises(errors.FailedPrecondition, match="start failed already"):
+        await proc.start()
+    assert fake.processes("host")["missing"].pid == 0  # never started
+    await proc.delete(force=True)
+    await task.delete(force=True)
+    await container.delete()
+    assert fake.is_empty()
+
+
 async def _wait_of_an_exec_deleted_before_start(
     client: supervisor.Client, fake: FakeTransport
 ) -> None:
