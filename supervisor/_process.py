@@ -17,6 +17,7 @@ from ._attach import stdio_files
 from ._cleanup import shielded, task_group
 from ._log import get_logger
 from ._stdio_files import new_stdio_name
+from ._timeouts import backoff
 from ._types import ExitStatus, ProcessState, StdioPaths
 from .fifo import StdioSet, open_stdio
 from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
@@ -787,8 +788,6 @@ class Process:
     async def _force_stop(self) -> None:
         """SIGKILL the process (the init: every process of the task) and wait,
         bounded, until it has exited."""
-        from ._timeouts import backoff
-
         transport = self._session.transport
         cid = self.container.id
         try:

@@ -10,6 +10,7 @@ failed call yield to the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import (
     AsyncIterator,
@@ -86,48 +87,66 @@ def map_grpc_errors(
     that does not decode or a bug, is :class:`Unknown` with the exception as
     its cause: retrying it as if containerd were down would only fail again.
     """
+    task, before = _cancel_count()
     try:
         yield
     except errors.SupervisorError:
         raise
-    except grpclib.exceptions.GRPCError as exc:
+    except Exception as exc:
+        _forget_grpclib_cancels(task, before)
+        raise _translated(exc, container_id, process_id) from exc
+
+
+def _cancel_count() -> tuple[asyncio.Task[Any] | None, int]:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None, 0
+    return task, (task.cancelling() if task is not None else 0)
+
+
+def _forget_grpclib_cancels(task: asyncio.Task[Any] | None, before: int) -> None:
+    # grpclib wakes a call whose stream was terminated with a native
+    # Task.cancel() and raises its own error instead: the request stays
+    # counted on the task, and anyio then takes the expiry of any cancel
+    # scope open around the call for a cancellation from outside, which
+    # escapes as a bare CancelledError. Take back what the call left; a real
+    # cancellation of the caller is a CancelledError, never translated here.
+    if task is not None:
+        while task.cancelling() > before:
+            task.uncancel()
+
+
+def _translated(
+    exc: Exception, container_id: str | None, process_id: str | None
+) -> errors.SupervisorError:
+    """The library error for what a call through grpclib raised."""
+    ids = {"container_id": container_id, "process_id": process_id}
+    if isinstance(exc, grpclib.exceptions.GRPCError):
         cls = error_for(exc.status.value, exc.message or "")
-        raise cls(
-            exc.message or exc.status.name, container_id=container_id, process_id=process_id
-        ) from exc
-    except TimeoutError as exc:
+        return cls(exc.message or exc.status.name, **ids)
+    if isinstance(exc, TimeoutError):
         # Before OSError: TimeoutError is one, and a deadline is not an outage.
-        raise errors.DeadlineExceeded(
-            "containerd did not answer in time", container_id=container_id, process_id=process_id
-        ) from exc
-    except (grpclib.exceptions.StreamTerminatedError, OSError) as exc:
+        return errors.DeadlineExceeded("containerd did not answer in time", **ids)
+    if isinstance(exc, (grpclib.exceptions.StreamTerminatedError, OSError)):
         # StreamTerminatedError: grpclib lost the connection, or containerd
         # sent GOAWAY or reset the stream; OSError: the socket itself.
-        raise errors.Unavailable(
-            f"containerd connection failed: {exc or type(exc).__name__}",
-            container_id=container_id,
-            process_id=process_id,
-        ) from exc
-    except Exception as exc:
-        if _on_closed_connection(exc):
-            raise errors.Unavailable(
-                f"containerd connection failed: closed under the call "
-                f"({type(exc).__name__}: {exc})",
-                container_id=container_id,
-                process_id=process_id,
-            ) from exc
-        if _broken_framing(exc):
-            # As the blocking reader reports the same reply: a protocol failure.
-            raise errors.Unavailable(
-                f"containerd sent a broken reply: {type(exc).__name__}: {exc}",
-                container_id=container_id,
-                process_id=process_id,
-            ) from exc
-        raise errors.Unknown(
-            f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}",
-            container_id=container_id,
-            process_id=process_id,
-        ) from exc
+        return errors.Unavailable(
+            f"containerd connection failed: {exc or type(exc).__name__}", **ids
+        )
+    if _on_closed_connection(exc):
+        return errors.Unavailable(
+            f"containerd connection failed: closed under the call ({type(exc).__name__}: {exc})",
+            **ids,
+        )
+    if _broken_framing(exc):
+        # As the blocking reader reports the same reply: a protocol failure.
+        return errors.Unavailable(
+            f"containerd sent a broken reply: {type(exc).__name__}: {exc}", **ids
+        )
+    return errors.Unknown(
+        f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}", **ids
+    )
 
 
 def _on_closed_connection(exc: Exception) -> bool:

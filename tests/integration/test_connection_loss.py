@@ -38,11 +38,6 @@ def base() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the transport must uncancel() what grpclib's Wrapper.cancel left on the task "
-    "(backends/containerd.py ContainerdTransport._call)",
-)
 async def test_a_scope_around_a_call_that_lost_its_connection_still_catches_its_deadline(
     base: Path, rootfs: str
 ) -> None:

@@ -389,7 +389,7 @@ async def test_records_of_containers_deleted_elsewhere_are_pruned(
         assert list(ledger.iterdir()) == []
 
 
-async def test_restore_finds_everything_in_two_rpcs_and_reports_stopped_tasks(
+async def test_restore_finds_everything_in_three_rpcs_and_reports_stopped_tasks(
     containerd_address: str, namespace: str, state_dir: Path, rootfs: str
 ) -> None:
     from grpclib.events import SendRequest, listen
@@ -413,7 +413,8 @@ async def test_restore_finds_everything_in_two_rpcs_and_reports_stopped_tasks(
 
         listen(client._session.raw_transport._channel, SendRequest, count)  # type: ignore[attr-defined]
         restored = {c.id: (c, t) for c, t in await client.restore()}
-        assert sorted(m.rsplit("/", 1)[-1] for m in rpcs) == ["List", "List"]
+        # Two lists, one Metrics call for the tasks found stopped (OOM kills).
+        assert sorted(m.rsplit("/", 1)[-1] for m in rpcs) == ["List", "List", "Metrics"]
         assert set(restored) == {"runs", "ended", "idle"}
         assert restored["idle"][1] is None
         ended, runs = restored["ended"][1], restored["runs"][1]

@@ -26,7 +26,7 @@ async def _leave_running(fake: FakeTransport, state_dir: Path, *ids: str) -> Non
             await (await container.new_task()).start()
 
 
-async def test_restore_finds_everything_in_two_calls_and_reports_a_stopped_task_once(
+async def test_restore_finds_everything_in_three_calls_and_reports_a_stopped_task_once(
     fake: FakeTransport, state_dir: Path
 ) -> None:
     await _leave_running(fake, state_dir, "runs", "ended")
@@ -39,7 +39,9 @@ async def test_restore_finds_everything_in_two_calls_and_reports_a_stopped_task_
     async with connect(again, state_dir, backend=rec) as client:
         before = again.calls.copy()
         restored = await client.restore()
-        assert again.calls - before == Counter(list_containers=1, list_tasks=1)
+        # Two lists, and one Metrics call for every task found stopped (its
+        # cgroup's OOM-kill counter).
+        assert again.calls - before == Counter(list_containers=1, list_tasks=1, metrics=1)
         by_id = {c.id: t for c, t in restored}
         assert sorted(by_id) == ["empty", "ended", "runs"]
         assert by_id["empty"] is None
