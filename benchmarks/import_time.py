@@ -1,6 +1,6 @@
 """What importing the library costs: ``python -X importtime`` of
 ``from supervisor import connect`` (what an application pays for the core:
-the package line plus ``supervisor._connect``'s cumulative microseconds; the
+the package line plus ``supervisor.client._connect``'s cumulative microseconds; the
 package itself loads nothing until a name is used), and the wall time of
 that import paired round by round with ``python -c pass``.
 """

@@ -34,9 +34,9 @@ from supervisor._proto.containerd.types import Metric
 from supervisor._proto.google.protobuf import Any as PbAny
 from supervisor._proto.io.containerd.cgroups import v1 as cg1
 from supervisor._proto.io.containerd.cgroups import v2 as cg2
-from supervisor._stats import parse_net_dev, read_host_cpu
 from supervisor.backends._decode_stats import decode_stats, stats_v1, stats_v2
 from supervisor.backends._message_view import view
+from supervisor.stats._model import parse_net_dev, read_host_cpu
 
 MODE = "synthetic Metrics replies decoded in a loop (no containerd, no real tasks)"
 _NO_LIMIT_V1 = 0x7FFFFFFFFFFFF000

@@ -51,26 +51,16 @@ from typing import Any as _Any
 
 if _TYPE_CHECKING:
     from . import errors
-    from ._client import Client
-    from ._connect import connect, default_state_dir
-    from ._container import Container
-    from ._process import Process
-    from ._spec import default_spec, process_spec
-    from ._stats import BlkioDevice, BlkioEntry, BlkioStats, NetworkStats
-    from ._summary import ProcessSummary
-    from ._task import Task
     from ._timeouts import Timeouts
     from ._types import (
         DEFAULT_RUNTIME,
-        CpuStats,
         ExitStatus,
-        MemoryStats,
-        PidsStats,
         ProcessInfo,
         ProcessState,
         RunResult,
-        Stats,
     )
+    from .client._client import Client
+    from .client._connect import connect, default_state_dir
     from .daemon import (
         ConfigStore,
         Daemon,
@@ -80,7 +70,22 @@ if _TYPE_CHECKING:
         ResolvedRuntime,
         Runtime,
     )
+    from .domain._container import Container
+    from .domain._process import Process
+    from .domain._task import Task
     from .events import Backend, EventInfo, EventType, Queue
+    from .spec._builder import default_spec, process_spec
+    from .stats._model import (
+        BlkioDevice,
+        BlkioEntry,
+        BlkioStats,
+        CpuStats,
+        MemoryStats,
+        NetworkStats,
+        PidsStats,
+        Stats,
+    )
+    from .stats._summary import ProcessSummary
 
 __version__ = "0.2.0"
 
@@ -136,31 +141,39 @@ __all__ = [
 # grpclib) only when one of its names is asked for.
 _LOCATIONS: dict[str, str] = {
     "errors": ".errors",
-    "connect": "._connect",
-    "default_state_dir": "._connect",
-    "Client": "._client",
+    "connect": ".client._connect",
+    "default_state_dir": ".client._connect",
+    "Client": ".client._client",
     "Timeouts": "._timeouts",
-    "Container": "._container",
-    "Task": "._task",
-    "Process": "._process",
-    "default_spec": "._spec",
-    "process_spec": "._spec",
-    "ProcessSummary": "._summary",
+    "Container": ".domain._container",
+    "Task": ".domain._task",
+    "Process": ".domain._process",
+    "default_spec": ".spec._builder",
+    "process_spec": ".spec._builder",
+    "ProcessSummary": ".stats._summary",
     **dict.fromkeys(
         (
             "DEFAULT_RUNTIME",
             "ExitStatus",
             "ProcessState",
             "RunResult",
-            "Stats",
-            "MemoryStats",
-            "CpuStats",
-            "PidsStats",
             "ProcessInfo",
         ),
         "._types",
     ),
-    **dict.fromkeys(("BlkioStats", "BlkioDevice", "BlkioEntry", "NetworkStats"), "._stats"),
+    **dict.fromkeys(
+        (
+            "Stats",
+            "MemoryStats",
+            "CpuStats",
+            "PidsStats",
+            "BlkioStats",
+            "BlkioDevice",
+            "BlkioEntry",
+            "NetworkStats",
+        ),
+        ".stats._model",
+    ),
     **dict.fromkeys(("Backend", "EventType", "EventInfo", "Queue"), ".events"),
     **dict.fromkeys(
         (

@@ -33,8 +33,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from ._bundle import remapped_root
-
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_RUNTIME",
@@ -49,7 +47,6 @@ __all__ = [
     "SIGTERM",
     "SYSTEM_INSTANCE",
     "WINDOWS_ADDRESS",
-    "bundle_owner",
     "default_process_fields",
     "default_runtime_options",
     "default_spec_section",
@@ -309,23 +306,6 @@ def default_runtime_options(
     if key is None or (options is not None and key in options):
         return options
     return {**(options or {}), key: instance.runc_root}
-
-
-def bundle_owner(
-    spec: Mapping[str, Any], platform: Platform | None = None
-) -> tuple[int, int] | None:
-    """Who must own a container's bundle directory: the host uid/gid of the
-    container's root under a user namespace (Linux), else ``None``.
-
-    On Windows there is no uid/gid to map, whatever the spec says.
-
-    Raises:
-        supervisor.errors.InvalidArgument: a Linux spec's id mappings are malformed.
-    """
-    platform = platform or PLATFORM
-    if not platform.owner_remap:
-        return None
-    return remapped_root(spec)
 
 
 def default_spec_section(

@@ -9,34 +9,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._stats import CpuStats, MemoryStats, PidsStats, Stats
-
-_STATS_NAMES = frozenset({"CpuStats", "MemoryStats", "PidsStats", "Stats"})
-
-
-def __getattr__(name: str) -> Any:
-    # The stats model loads with its first use: a listing of containers
-    # (the command's ps) never needs it.
-    if name in _STATS_NAMES:
-        from . import _stats
-
-        return getattr(_stats, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from typing import Any
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "ContainerRecord",
-    "CpuStats",
     "ExitStatus",
     "RunResult",
-    "MemoryStats",
-    "PidsStats",
     "ProcessInfo",
     "ProcessState",
-    "Stats",
     "StdioPaths",
     "TaskEvent",
     "TaskRecord",

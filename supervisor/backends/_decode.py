@@ -25,7 +25,7 @@ from . import _records
 from .base import Sync
 
 if TYPE_CHECKING:
-    from .._stats import Stats
+    from ..stats._model import Stats
 
 __all__ = [
     "SYNC_TYPE_URL",

@@ -1,7 +1,7 @@
-"""containerd's cgroup metrics messages decoded into :class:`supervisor._stats.Stats`.
+"""containerd's cgroup metrics messages decoded into :class:`supervisor.stats._model.Stats`.
 
 One decoder per cgroup version. Each fills every field its version has and
-leaves the others ``None`` (see :mod:`supervisor._stats`). Only the
+leaves the others ``None`` (see :mod:`supervisor.stats._model`). Only the
 containerd backend imports this module.
 """
 
@@ -16,7 +16,7 @@ from .. import errors
 from .._proto.google.protobuf import Any as PbAny
 from .._proto.io.containerd.cgroups import v1 as pb_cg1
 from .._proto.io.containerd.cgroups import v2 as pb_cg2
-from .._stats import (
+from ..stats._model import (
     BlkioDevice,
     BlkioEntry,
     BlkioStats,

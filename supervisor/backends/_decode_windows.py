@@ -1,13 +1,13 @@
 """What runhcs answers, decoded into the library's values at the edge.
 
 * ``ListPids``: each ``ProcessInfo.info`` is a runhcs ``ProcessDetails``
-  (moby's ``summaryFromInterface``) → :class:`~supervisor._summary.ProcessSummary`.
+  (moby's ``summaryFromInterface``) → :class:`~supervisor.stats._summary.ProcessSummary`.
   The runc shim puts a ``ProcessDetails`` of its own there for exec
   processes (only an exec id); :func:`process_summary` reads that too, so one
   call serves both shims.
 * ``Metrics``: a ``Statistics`` whose oneof holds a Windows container's
   counters, or a Linux (LCOW) container's cgroup v1 metrics →
-  :class:`~supervisor._stats.Stats`.
+  :class:`~supervisor.stats._model.Stats`.
 
 Only the containerd backend imports this module.
 """
@@ -20,8 +20,8 @@ from datetime import datetime
 from .. import errors
 from .._proto.containerd.runc import v1 as pb_runc
 from .._proto.google.protobuf import Any as PbAny
-from .._stats import BlkioDevice, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats
-from .._summary import ProcessSummary
+from ..stats._model import BlkioDevice, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats
+from ..stats._summary import ProcessSummary
 from ._hcs_messages import (
     PROCESS_DETAILS_TYPE_URL,
     STATISTICS_TYPE_URL,

@@ -25,9 +25,9 @@ from .._types import (
 )
 
 if TYPE_CHECKING:
-    from .._stats import Stats
-    from .._summary import ProcessSummary
     from ..images._types import Mount
+    from ..stats._model import Stats
+    from ..stats._summary import ProcessSummary
 
 __all__ = ["Sync", "Transport", "EventStream"]
 

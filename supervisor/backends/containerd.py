@@ -34,7 +34,6 @@ from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.services.tasks import v1 as pb_tasks
 from .._proto.containerd.services.version import v1 as pb_version
 from .._proto.google.protobuf import Any as PbAny
-from .._summary import ProcessSummary
 from .._types import (
     ContainerRecord,
     ExitStatus,
@@ -43,6 +42,7 @@ from .._types import (
     TaskRecord,
     Topic,
 )
+from ..stats._summary import ProcessSummary
 from ._decode import (
     SYNC_TYPE_URL,
     container_record,
@@ -55,8 +55,8 @@ from ._status import error_for
 from .base import EventStream
 
 if TYPE_CHECKING:
-    from .._stats import Stats
     from ..images._types import Mount
+    from ..stats._model import Stats
 
 __all__ = [
     "ContainerdTransport",

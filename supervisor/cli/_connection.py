@@ -10,9 +10,9 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .._client import Client
-from .._connect import connect
 from .._timeouts import Timeouts
+from ..client._client import Client
+from ..client._connect import connect
 from ..events import Backend
 from ._timeouts import cli_timeouts
 

@@ -16,8 +16,8 @@ from ._format import human_bytes, rfc3339, table
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .._client import Client
-    from .._container import Container
+    from ..client._client import Client
+    from ..domain._container import Container
     from ..images import LayerProgress
 
 

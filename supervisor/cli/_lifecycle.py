@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from .. import errors
-from .._client import Client
-from .._container import Container
-from .._task import Task
 from .._types import ProcessState
+from ..client._client import Client
+from ..domain._container import Container
+from ..domain._task import Task
 from ._connection import open_client
 from ._errors import EXIT_FAILED, CliError, describe
 from ._logfile import check_log_path, forget_log_path, recorded_log_path

@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 
 from .. import errors
-from .._spec import default_spec
-from .._task import Task
 from .._types import DEFAULT_RUNTIME
+from ..domain._task import Task
+from ..spec._builder import default_spec
 from ._connection import open_client
 from ._errors import CliError
 from ._logfile import check_log_path, follow, forget_log_path, open_log, record_log_path

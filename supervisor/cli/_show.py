@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 
 from .. import errors
-from .._container import Container
-from .._task import Task
 from .._types import ProcessState
+from ..domain._container import Container
+from ..domain._task import Task
 from ._connection import open_client
 from ._errors import CliError
 from ._format import command_line, human_bytes, printable, rfc3339, spec_args

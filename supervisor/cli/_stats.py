@@ -21,9 +21,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .. import errors
-from .._client import Client
-from .._stats import Stats
-from .._task import Task
+from ..client._client import Client
+from ..domain._task import Task
+from ..stats._model import Stats
 from ._connection import open_client
 from ._errors import CliError
 from ._format import human_bytes, rfc3339, table

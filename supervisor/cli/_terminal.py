@@ -22,8 +22,8 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from .. import errors
-from .._process import Process
 from .._types import ExitStatus
+from ..domain._process import Process
 
 __all__ = ["attach", "raw_mode", "terminal_size", "write_all"]
 

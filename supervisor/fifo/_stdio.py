@@ -45,7 +45,7 @@ async def open_stdio(directory: Path, name: str, *, stdin: bool, terminal: bool)
     FIFOs under ``directory``, or named pipes served for the shim.
 
     ``name`` must be fresh for each attempt at creating a process (see
-    :func:`supervisor._stdio_files.new_stdio_name`): neither scheme ever
+    :func:`supervisor.fifo._names.new_stdio_name`): neither scheme ever
     reuses, or removes, what another attempt made.
     """
     if _platform.PLATFORM.stdio == "named-pipe":

@@ -50,8 +50,8 @@ from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive, checkpoint, member_name, 
 from ._types import ImageRecord
 
 if TYPE_CHECKING:
-    from .._session import Session
     from ..backends.containerd_images import ContainerdImages
+    from ..domain._session import Session
     from ._service import ImageService
 
 __all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "import_archive"]

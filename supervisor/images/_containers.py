@@ -16,10 +16,10 @@ from ._service import ImageService
 from ._types import Mount
 
 if TYPE_CHECKING:
-    from .._container import Container
-    from .._session import Session
+    from ..domain._container import Container
+    from ..domain._session import Session
 
-__all__ = ["RootfsSnapshot", "new_image_container", "remove_rootfs", "rootfs_mounts"]
+__all__ = ["RootfsSnapshot", "SnapshotRootfs", "new_image_container"]
 
 _log = get_logger("images.containers")
 
@@ -67,17 +67,44 @@ async def new_image_container(
     return container
 
 
-async def rootfs_mounts(session: Session, snapshotter: str, key: str) -> tuple[Mount, ...]:
-    """The mounts of a container's snapshot (for a container loaded from
-    containerd, whose record names it)."""
-    return await ImageService(session).store.snapshot_mounts(snapshotter, key)
+class SnapshotRootfs:
+    """A container's own snapshot as its root filesystem (the domain's
+    :class:`~supervisor.domain._rootfs.Rootfs`): made here, handed to the
+    container, which asks it for its mounts and removes it with itself."""
 
+    def __init__(
+        self,
+        session: Session,
+        snapshotter: str,
+        key: str,
+        mounts: tuple[Mount, ...] = (),
+    ) -> None:
+        self._session = session
+        self._snapshotter = snapshotter
+        self._key = key
+        self._mounts = mounts
 
-async def remove_rootfs(session: Session, snapshotter: str, key: str) -> None:
-    """Remove a container's snapshot; one already gone is fine."""
-    service = ImageService(session)
-    try:
-        await service.store.remove_snapshot(snapshotter, key)
-    except errors.NotFound:
-        pass
-    _log.debug("snapshot.remove", snapshotter=snapshotter, key=key)
+    @property
+    def snapshotter(self) -> str:
+        return self._snapshotter
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    async def mounts(self) -> tuple[Mount, ...]:
+        """The snapshot's mounts (asked of containerd for a container loaded
+        from its record)."""
+        if not self._mounts:
+            store = ImageService(self._session).store
+            self._mounts = await store.snapshot_mounts(self._snapshotter, self._key)
+        return self._mounts
+
+    async def remove(self) -> None:
+        """Remove the snapshot; one already gone is fine."""
+        service = ImageService(self._session)
+        try:
+            await service.store.remove_snapshot(self._snapshotter, self._key)
+        except errors.NotFound:
+            pass
+        _log.debug("snapshot.remove", snapshotter=self._snapshotter, key=self._key)

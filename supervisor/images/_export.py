@@ -31,8 +31,8 @@ from ._platform import Platform, host_platform, select_platform
 from ._reference import DOCKER_HUB, parse_reference
 
 if TYPE_CHECKING:
-    from .._session import Session
     from ..backends.containerd_images import ContainerdImages
+    from ..domain._session import Session
 
 __all__ = ["export_archive"]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import errors
-from .._spec import DEFAULT_ENV, default_spec, json_copy
+from ..spec._builder import DEFAULT_ENV, default_spec, json_copy
 
 __all__ = ["spec_from_image"]
 

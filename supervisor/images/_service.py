@@ -20,8 +20,8 @@ from ._types import Image, ImageRecord
 from ._unpack import SNAPSHOT_GC_LABEL, unpack
 
 if TYPE_CHECKING:
-    from .._session import Session
     from ..backends.containerd_images import ContainerdImages
+    from ..domain._session import Session
 
 __all__ = ["ImageService"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import pytest_asyncio
 
-from .plugin import RECORD
+from ._record import RECORD
 
 if TYPE_CHECKING:
     import supervisor

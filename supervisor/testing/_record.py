@@ -26,10 +26,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import pytest
+
 if TYPE_CHECKING:
     from ._factory import Containers
 
-__all__ = ["TestRecord", "current"]
+__all__ = ["RECORD", "TestRecord", "current"]
 
 _LOGGER = "supervisor"
 # The level we give the library's logger while a test runs: below DEBUG, and
@@ -224,3 +226,6 @@ class _Tap(logging.Filter):
                 return level
             node = node.parent
         return logging.NOTSET
+
+# Where each test item keeps its record (the plugin makes it, the fixtures use it).
+RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from ._record import TestRecord
+from ._record import RECORD, TestRecord
 
 if TYPE_CHECKING:
     from ._containerd import Containerd
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 ENV_ADDRESS = "SUPERVISOR_CONTAINERD_ADDRESS"
 ENV_ROOTFS = "SUPERVISOR_BUSYBOX_ROOTFS"
 
-RECORD = pytest.StashKey[TestRecord]()
 _PROBLEMS = pytest.StashKey[list[str]]()
 
 
@@ -200,7 +199,7 @@ def supervisor_namespace(
     fails a test that passed, at teardown."""
     from .. import errors
     from ._namespaces import blocking, purge
-    from ._record import TestRecord
+    from ._record import RECORD
 
     session = containerd_daemon.session
     namespace = session.namespace(request.node.name)

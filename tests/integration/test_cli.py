@@ -240,7 +240,7 @@ async def test_ps_loads_no_event_loop_grpclib_or_bindings(containerd_address: st
         from supervisor.cli import main
         code = main(["-a", {containerd_address!r}, "-n", "default", "ps", "--format", "json"])
         heavy = ("asyncio", "anyio", "grpclib", "betterproto2", "supervisor._proto",
-                 "supervisor.backends.containerd", "supervisor._client")
+                 "supervisor.backends.containerd", "supervisor.client._client")
         print("LOADED", code, sorted(m for m in sys.modules if m.startswith(heavy)))
         """
     )

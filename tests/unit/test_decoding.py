@@ -14,7 +14,6 @@ from supervisor._proto.containerd.services.events import v1 as pb_eventsvc
 from supervisor._proto.google.protobuf import Any as PbAny
 from supervisor._proto.io.containerd.cgroups import v1 as cg1
 from supervisor._proto.io.containerd.cgroups import v2 as cg2
-from supervisor._stats import BlkioDevice, BlkioEntry, CpuStats, Stats
 from supervisor._types import Topic
 from supervisor.backends.base import Sync
 from supervisor.backends.containerd import (
@@ -23,6 +22,7 @@ from supervisor.backends.containerd import (
     decode_stats,
     map_grpc_errors,
 )
+from supervisor.stats._model import BlkioDevice, BlkioEntry, CpuStats, Stats
 
 
 @pytest.mark.parametrize(

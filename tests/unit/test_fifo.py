@@ -20,9 +20,9 @@ import anyio.lowlevel
 import pytest
 
 from supervisor import errors
-from supervisor._bundle import bundle_path
-from supervisor._process import stdio_paths
+from supervisor.domain._process import stdio_paths
 from supervisor.fifo import FdReceiveStream, FdSendStream, FifoSet
+from supervisor.spec._bundle import bundle_path
 
 DEADLINE = 5.0
 NB = os.O_NONBLOCK | os.O_CLOEXEC

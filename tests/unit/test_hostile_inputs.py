@@ -27,10 +27,10 @@ import supervisor
 from supervisor import errors
 from supervisor._proto.io.containerd.cgroups import v1 as pb_cg1
 from supervisor._proto.io.containerd.cgroups import v2 as pb_cg2
-from supervisor._stats import PidsStats
 from supervisor.backends._decode_stats import decode_v1, decode_v2, stats_v1, stats_v2
 from supervisor.backends._wire import MalformedReply
 from supervisor.backends.fake import FakeTransport
+from supervisor.stats._model import PidsStats
 from tests.unit.conftest import GUARD, connect, fifo_files, open_fds, spec
 
 # -- helpers ------------------------------------------------------------------------

@@ -169,7 +169,7 @@ def test_the_images_command_loads_no_client() -> None:
 
     code = (
         "import sys, supervisor.cli._images\n"
-        "heavy = [m for m in ('supervisor._client', 'grpclib', 'supervisor._proto',"
+        "heavy = [m for m in ('supervisor.client._client', 'grpclib', 'supervisor._proto',"
         " 'supervisor.images', 'anyio', 'asyncio') if m in sys.modules]\n"
         "print(heavy)\n"
     )

@@ -19,11 +19,11 @@ import anyio.lowlevel
 import pytest
 
 from supervisor import errors
-from supervisor._bundle import bundle_path
 from supervisor._ids import MAX_ID_LENGTH
-from supervisor._stdio_files import new_stdio_name
 from supervisor.fifo import NamedPipeSet
 from supervisor.fifo._named_pipes import pipe_name
+from supervisor.fifo._names import new_stdio_name
+from supervisor.spec._bundle import bundle_path
 
 
 class Pipes:

@@ -21,11 +21,12 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from supervisor import _paths, _summary
+from supervisor import _paths
 from supervisor._platform import PLATFORM
-from supervisor._summary import ProcessSummary
 from supervisor.backends.fake import FakeTransport
 from supervisor.events._ledger import ExitLedger
+from supervisor.stats import _summary
+from supervisor.stats._summary import ProcessSummary
 from tests.unit.conftest import GUARD, Recorder, connect, settle, spec
 
 pytestmark = pytest.mark.asyncio

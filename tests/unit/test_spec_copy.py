@@ -8,7 +8,7 @@ import pytest
 
 import supervisor
 from supervisor import errors
-from supervisor._spec import checked_process, checked_spec
+from supervisor.spec._builder import checked_process, checked_spec
 
 
 class Level(enum.IntEnum):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor._stats import (
+from supervisor.stats._model import (
     NO_LIMIT,
     CpuStats,
     MemoryStats,

@@ -15,9 +15,9 @@ import anyio.lowlevel
 import pytest
 
 from supervisor import errors
-from supervisor._stats import CpuStats, MemoryStats, PidsStats, Stats
-from supervisor._stats_stream import StatsSampler, StatsStream, stats_stream
 from supervisor._types import ProcessState, StdioPaths, TaskRecord
+from supervisor.domain._stats_stream import StatsSampler, StatsStream, stats_stream
+from supervisor.stats._model import CpuStats, MemoryStats, PidsStats, Stats
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import _platform
-from supervisor._summary import ProcessSummary, read_proc, with_host_details
+from supervisor.stats._summary import ProcessSummary, read_proc, with_host_details
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGESIZE")

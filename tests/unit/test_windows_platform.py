@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from supervisor import _platform
+from supervisor.spec._bundle import bundle_owner
 from tests._containerd import REPO
 
 # -- the platform choices -------------------------------------------------------------
@@ -86,8 +87,8 @@ USERNS_SPEC: dict[str, Any] = {
 
 
 def test_bundle_ownership_follows_a_user_namespace_on_linux_only() -> None:
-    assert _platform.bundle_owner(USERNS_SPEC, _platform.detect("linux")) == (100000, 200000)
-    assert _platform.bundle_owner(USERNS_SPEC, _platform.detect("win32")) is None
+    assert bundle_owner(USERNS_SPEC, _platform.detect("linux")) == (100000, 200000)
+    assert bundle_owner(USERNS_SPEC, _platform.detect("win32")) is None
 
 
 def test_spec_defaults_never_add_a_linux_section_on_windows() -> None:
@@ -131,7 +132,7 @@ _SIMULATION = textwrap.dedent(
     STATE = pathlib.Path(sys.argv[1])
     WANTED = [
         "supervisor", "supervisor.fifo", "supervisor.fifo._named_pipes",
-        "supervisor._platform", "supervisor._summary", "supervisor.backends.base",
+        "supervisor._platform", "supervisor.stats._summary", "supervisor.backends.base",
         "supervisor.backends.runhcs", "supervisor.backends._hcs_messages",
         "supervisor.backends._decode_windows", "supervisor.backends._named_pipe",
         "supervisor.backends.containerd", "supervisor.daemon._windows",
@@ -336,7 +337,7 @@ CORE = [
     "supervisor.fifo",
     "supervisor.fifo._named_pipes",
     "supervisor._platform",
-    "supervisor._summary",
+    "supervisor.stats._summary",
     "supervisor.backends.base",
     "supervisor.backends.runhcs",
     "supervisor.backends._hcs_messages",

@@ -22,10 +22,10 @@ from supervisor import errors
 from supervisor._proto.containerd.runc import v1 as pb_runc
 from supervisor._proto.google.protobuf import Any as PbAny
 from supervisor._proto.io.containerd.cgroups import v1 as pb_cg1
-from supervisor._stats import CpuStats, MemoryStats, PidsStats, Stats
 from supervisor.backends import _hcs_messages as hcs
 from supervisor.backends import runhcs
 from supervisor.backends._decode_windows import decode_statistics, is_statistics, process_summary
+from supervisor.stats._model import CpuStats, MemoryStats, PidsStats, Stats
 
 # The published schema (hcsshim's runhcs.proto and stats.proto, field names,
 # numbers and types only), compiled by protoc into google.protobuf classes:

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ..._ids import validate_id
-from ..._stats import CpuStats, MemoryStats, PidsStats, Stats
-from ..._summary import ProcessSummary
 from ..._types import (
     ContainerRecord,
     ExitStatus,
@@ -20,6 +18,8 @@ from ..._types import (
     TaskRecord,
     Topic,
 )
+from ...stats._model import CpuStats, MemoryStats, PidsStats, Stats
+from ...stats._summary import ProcessSummary
 from ..base import EventStream, Sync
 
 if TYPE_CHECKING:

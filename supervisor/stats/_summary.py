@@ -32,7 +32,7 @@ from pathlib import Path
 
 import anyio
 
-from . import _platform
+from .. import _platform
 
 __all__ = ["ProcessSummary", "host_details", "read_proc", "with_host_details"]
 

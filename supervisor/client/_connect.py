@@ -10,20 +10,20 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskStatus
 
-from . import _paths, _platform, errors
-from ._background import Background
-from ._bundle import remove_namespace_level
+from .. import _paths, _platform, errors
+from .._background import Background
+from .._ids import validate_id
+from .._log import get_logger
+from .._timeouts import Timeouts
+from ..backends.base import Transport
+from ..domain._session import Session
+from ..events._ledger import ExitLedger, NullLedger
+from ..events._monitor import EventMonitor
+from ..events._queue import Queue
+from ..events._tracker import ExitTracker
+from ..events._types import Backend
+from ..spec._bundle import remove_namespace_level
 from ._client import Client
-from ._ids import validate_id
-from ._log import get_logger
-from ._session import Session
-from ._timeouts import Timeouts
-from .backends.base import Transport
-from .events._ledger import ExitLedger, NullLedger
-from .events._monitor import EventMonitor
-from .events._queue import Queue
-from .events._tracker import ExitTracker
-from .events._types import Backend
 
 __all__ = ["connect", "default_state_dir"]
 
@@ -41,7 +41,7 @@ def default_state_dir() -> Path:
 def _open_transport(address: str, namespace: str, timeouts: Timeouts) -> Transport:
     # grpclib and the generated bindings load here, on first use, not with
     # `import supervisor`.
-    from .backends.containerd import ContainerdTransport
+    from ..backends.containerd import ContainerdTransport
 
     return ContainerdTransport.open(
         address, namespace, rpc_timeout=timeouts.rpc, failure_yield=timeouts.failure_yield

@@ -5,7 +5,7 @@ so what the process wrote while nobody read (up to the pipe buffer) waits in
 the FIFO, in order, and a process blocked on a full pipe resumes as soon as a
 new reader drains it. A FIFO is reopened only if containerd's record names
 exactly the path our own naming scheme derives for that process in its
-bundle directory (:mod:`supervisor._stdio_files`), and only if the file is a
+bundle directory (:mod:`supervisor.fifo._names`), and only if the file is a
 FIFO of ours: the path is never taken from containerd on trust.
 """
 
@@ -17,13 +17,13 @@ import re
 import stat
 from pathlib import Path
 
-from . import errors
-from ._ids import validate_id
-from ._stdio_files import parse_stdio_path
-from ._types import StdioPaths
-from .fifo import FdReceiveStream, FdSendStream
-from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
-from .fifo._logger import LoggerStdio, logger_stdio_for
+from .. import errors
+from .._ids import validate_id
+from .._types import StdioPaths
+from . import FdReceiveStream, FdSendStream
+from ._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
+from ._logger import LoggerStdio, logger_stdio_for
+from ._names import parse_stdio_path
 
 __all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "stdio_files"]
 

@@ -7,19 +7,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import errors
-from ._attach import attach_stdio, exec_ids_in
-from ._bundle import remove_bundle_async
-from ._cleanup import shielded, undo_if_cancelled
-from ._log import get_logger
+from .. import errors
+from .._cleanup import shielded, undo_if_cancelled
+from .._log import get_logger
+from .._types import ExitStatus, ProcessState, TaskEvent, Topic
+from ..fifo._attach import attach_stdio, exec_ids_in
+from ..spec._bundle import remove_bundle_async
 from ._process import LogWriter, Output, Process, checked_output, create_process
 from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
-from ._types import ExitStatus, ProcessState, TaskEvent, Topic
 
 if TYPE_CHECKING:
+    from .._types import StdioPaths, TaskRecord
+    from ..fifo import StdioSet
+    from ._rootfs import Rootfs
     from ._session import Session
-    from ._types import StdioPaths, TaskRecord
-    from .fifo import StdioSet
 
 __all__ = ["Container", "oom_killed"]
 
@@ -89,11 +90,20 @@ class Container:
         self.bundle_dir = bundle_dir
         self._task: Task | None = None
 
-    # A container made from an image: containerd's record of its own snapshot,
-    # and that snapshot's mounts, which become the task's root filesystem.
-    snapshotter: str | None = None
-    snapshot_key: str | None = None
-    _rootfs: tuple[Any, ...] = ()
+    # A container made from an image: the snapshot that is its root
+    # filesystem (handed over by the image layer), and its mounts once known.
+    rootfs: Rootfs | None = None
+    _mounts: tuple[Any, ...] = ()
+
+    @property
+    def snapshotter(self) -> str | None:
+        """The snapshotter of the container's own snapshot (made from an image)."""
+        return None if self.rootfs is None else self.rootfs.snapshotter
+
+    @property
+    def snapshot_key(self) -> str | None:
+        """The key of the container's own snapshot (made from an image)."""
+        return None if self.rootfs is None else self.rootfs.key
 
     def __repr__(self) -> str:
         return f"<Container {self.id} runtime={self.runtime}>"
@@ -156,17 +166,14 @@ class Container:
 
         path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=cid)
 
-        if not self._rootfs and self.snapshotter and self.snapshot_key:
-            # Loaded from containerd: its record names the snapshot.
-            from .images._containers import rootfs_mounts
-
-            self._rootfs = await rootfs_mounts(session, self.snapshotter, self.snapshot_key)
+        if not self._mounts and self.rootfs is not None:
+            self._mounts = await self.rootfs.mounts()
 
         async def create(stdio: StdioPaths) -> int:
             try:
-                if not self._rootfs:
+                if not self._mounts:
                     return await session.transport.create_task(cid, stdio)
-                return await session.transport.create_task(cid, stdio, rootfs=self._rootfs)
+                return await session.transport.create_task(cid, stdio, rootfs=self._mounts)
             except UNKNOWN_OUTCOME:
                 await undo_unknown_create(session, cid, "", stdio)
                 raise
@@ -407,10 +414,8 @@ class Container:
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):
             await transport.delete_container(cid)
-            if self.snapshotter is not None and self.snapshot_key is not None:
-                from .images._containers import remove_rootfs
-
-                await remove_rootfs(session, self.snapshotter, self.snapshot_key)
+            if self.rootfs is not None:
+                await self.rootfs.remove()
             # Its processes are gone: the stdio any object of ours still
             # held for them (a task deleted through another client, say).
             session.release_stdio(cid)

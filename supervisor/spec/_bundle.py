@@ -25,10 +25,11 @@ from typing import Any
 
 import anyio
 
-from . import _paths
-from .errors import InvalidArgument
+from .. import _paths, _platform
+from ..errors import InvalidArgument
 
 __all__ = [
+    "bundle_owner",
     "bundle_path",
     "prepare_bundle",
     "remove_bundle",
@@ -159,3 +160,20 @@ def remove_namespace_level(state_dir: Path, namespace: str) -> None:
             if name == namespace or name.startswith(f"{namespace}@"):
                 with contextlib.suppress(OSError):
                     level.rmdir()  # only succeeds when empty
+
+
+def bundle_owner(
+    spec: Mapping[str, Any], platform: _platform.Platform | None = None
+) -> tuple[int, int] | None:
+    """Who must own a container's bundle directory: the host uid/gid of the
+    container's root under a user namespace (Linux), else ``None``.
+
+    On Windows there is no uid/gid to map, whatever the spec says.
+
+    Raises:
+        supervisor.errors.InvalidArgument: a Linux spec's id mappings are malformed.
+    """
+    platform = platform or _platform.PLATFORM
+    if not platform.owner_remap:
+        return None
+    return remapped_root(spec)

@@ -10,17 +10,17 @@ from typing import Any
 
 import anyio
 
-from . import _platform, errors
-from ._bundle import bundle_path, prepare_bundle, remove_bundle
-from ._cleanup import shielded, undo_if_cancelled
-from ._container import Container, oom_killed
-from ._ids import validate_id
-from ._log import get_logger
-from ._process import Output
-from ._session import Session
-from ._spec import checked_spec
-from ._task import Task
-from ._types import ContainerRecord, RunResult
+from .. import _platform, errors
+from .._cleanup import shielded, undo_if_cancelled
+from .._ids import validate_id
+from .._log import get_logger
+from .._types import ContainerRecord, RunResult
+from ..domain._container import Container, oom_killed
+from ..domain._process import Output
+from ..domain._session import Session
+from ..domain._task import Task
+from ..spec._builder import checked_spec
+from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bundle
 
 __all__ = ["Client"]
 
@@ -168,7 +168,7 @@ class Client:
         if runtime_options is not None and not isinstance(runtime_options, Mapping):
             raise errors.InvalidArgument("runtime_options must be a mapping", container_id=id)
         if image is not None:
-            from .images._containers import new_image_container
+            from ..images._containers import new_image_container
 
             async def create(body: dict[str, Any], rootfs: Any, name: str) -> Container:
                 return await self._create_container(
@@ -196,7 +196,7 @@ class Client:
         # id, runtime, labels and options were checked by new_container.
         session = self._session
         body = checked_spec(spec)
-        owner = _platform.bundle_owner(body)
+        owner = bundle_owner(body)
         runtime_options = _remapped_io(runtime, runtime_options, owner)
         runtime_options = _platform.default_runtime_options(
             runtime, runtime_options, session.instance
@@ -248,7 +248,9 @@ class Client:
             session, id, spec=body, runtime=runtime, labels=label_map, bundle_dir=bundle
         )
         if rootfs is not None:
-            container.snapshotter, container.snapshot_key, container._rootfs = rootfs
+            from ..images._containers import SnapshotRootfs
+
+            container.rootfs = SnapshotRootfs(session, *rootfs)
         _log.debug("container.create", container_id=id, runtime=runtime)
         await undo_if_cancelled(container.delete, limit=session.timeouts.cleanup, what="container")
         return container
@@ -427,7 +429,7 @@ class Client:
         cid, spec = record.id, record.spec
         validate_id(cid, kind="container id")
         try:
-            owner = _platform.bundle_owner(spec)
+            owner = bundle_owner(spec)
         except errors.InvalidArgument:
             owner = None
         bundle = bundle_path(self._session.state_dir, self.namespace, cid, owner)
@@ -441,8 +443,11 @@ class Client:
         )
         if record.snapshotter and record.snapshot_key:
             # Made from an image: its task's root filesystem is that snapshot.
-            container.snapshotter = record.snapshotter
-            container.snapshot_key = record.snapshot_key
+            from ..images._containers import SnapshotRootfs
+
+            container.rootfs = SnapshotRootfs(
+                self._session, record.snapshotter, record.snapshot_key
+            )
         return container
 
     # -- images (supervisor.images; loaded on first use) -------------------
@@ -507,7 +512,7 @@ class Client:
             DeadlineExceeded: it answered too slowly. An error the registry
             caused has its ``registry`` attribute set (``host[:port]``).
         """
-        from .images._service import ImageService
+        from ..images._service import ImageService
 
         return await ImageService(self._session).pull(
             ref,
@@ -528,7 +533,7 @@ class Client:
 
     async def images(self) -> list[Any]:
         """Every image in the namespace, as :class:`supervisor.images.Image`."""
-        from .images._service import ImageService
+        from ..images._service import ImageService
 
         return await ImageService(self._session).images()
 
@@ -539,7 +544,7 @@ class Client:
         Raises:
             NotFound: no such image.
         """
-        from .images._service import ImageService
+        from ..images._service import ImageService
 
         await ImageService(self._session).remove(ref)
 
@@ -568,8 +573,8 @@ class Client:
             that is refused. FailedPrecondition: content that does not match
             its digest.
         """
-        from .images._archive import import_archive
-        from .images._service import image_of
+        from ..images._archive import import_archive
+        from ..images._service import image_of
 
         return [image_of(r) for r in await import_archive(self._session, path, name=name)]
 
@@ -583,6 +588,6 @@ class Client:
             NotFound: no such image (or some of its content is missing).
             AlreadyExists: ``path`` exists.
         """
-        from .images._export import export_archive
+        from ..images._export import export_archive
 
         await export_archive(self._session, ref, path)

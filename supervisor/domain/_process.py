@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-from . import _platform, errors
-from ._attach import stdio_files
-from ._cleanup import shielded, task_group
-from ._log import get_logger
-from ._stdio_files import new_stdio_name
-from ._timeouts import backoff
-from ._types import ExitStatus, ProcessState, StdioPaths
-from .fifo import StdioSet, open_stdio
-from .fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
-from .fifo._logger import LoggerStdio, logger_stdio_for, make_logger_stdio
+from .. import _platform, errors
+from .._cleanup import shielded, task_group
+from .._log import get_logger
+from .._timeouts import backoff
+from .._types import ExitStatus, ProcessState, StdioPaths
+from ..fifo import StdioSet, open_stdio
+from ..fifo._attach import stdio_files
+from ..fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
+from ..fifo._logger import LoggerStdio, logger_stdio_for, make_logger_stdio
+from ..fifo._names import new_stdio_name
 
 if TYPE_CHECKING:
+    from ..events._tracker import Slot
     from ._container import Container
     from ._session import Session
-    from .events._tracker import Slot
 
 __all__ = [
     "ExitStatus",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import errors
-from ._spec import json_copy
+from .. import errors
+from ._builder import json_copy
 
 __all__ = ["checked_resources"]
 

@@ -10,22 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _platform, errors
-from ._cleanup import undo_if_cancelled
-from ._ids import validate_id
-from ._log import get_logger
+from .. import _platform, errors
+from .._cleanup import undo_if_cancelled
+from .._ids import validate_id
+from .._log import get_logger
+from .._timeouts import backoff
+from .._types import ProcessInfo, StdioPaths
+from ..backends import runhcs
+from ..spec._builder import checked_process, inherited_process
+from ..spec._resources import checked_resources
+from ..stats._model import Stats, with_host_figures
 from ._process import LogWriter, Output, Process, checked_output, create_process
-from ._resources import checked_resources
-from ._spec import checked_process, inherited_process
-from ._stats import with_host_figures
 from ._stats_stream import stats_stream
-from ._timeouts import backoff
-from ._types import ProcessInfo, Stats, StdioPaths
-from .backends import runhcs
 
 if TYPE_CHECKING:
+    from ..stats._summary import ProcessSummary
     from ._session import Session
-    from ._summary import ProcessSummary
 
 __all__ = ["Task", "UNKNOWN_OUTCOME", "undo_unknown_create"]
 
@@ -165,7 +165,7 @@ class Task(Process):
         command, state, start time, CPU times and memory (``/proc`` on
         Linux; runhcs's process details on Windows)."""
         # Loaded with the first summary, not with `import supervisor`.
-        from ._summary import with_host_details
+        from ..stats._summary import with_host_details
 
         found = await self._session.transport.process_summaries(self.container.id)
         return with_host_details(found)

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import errors
-from ._platform import SYSTEM_INSTANCE, Instance
-from ._stats_stream import StatsSampler
-from ._timeouts import Timeouts
-from .backends.base import Transport
-from .events._ledger import ExitLedger
-from .events._monitor import EventMonitor
-from .events._tracker import ExitTracker
+from .. import errors
+from .._platform import SYSTEM_INSTANCE, Instance
+from .._timeouts import Timeouts
+from ..backends.base import Transport
+from ..events._ledger import ExitLedger
+from ..events._monitor import EventMonitor
+from ..events._tracker import ExitTracker
+from ..stats._sampler import StatsSampler
 
 if TYPE_CHECKING:
-    from .fifo import StdioSet
+    from ..fifo import StdioSet
 
 __all__ = ["Session"]
 
@@ -129,7 +129,7 @@ class Session:
     def _stop_copying(self) -> None:
         # A closed client copies no more log output: what is unread stays in
         # the FIFOs (the shim keeps them) for the next client that attaches.
-        from .fifo._log_pump import LogPump
+        from ..fifo._log_pump import LogPump
 
         for sets in self.stdio.values():
             for stdio in sets:
@@ -152,7 +152,7 @@ def _open(stdio: StdioSet) -> bool:
     # A set whose stdout a caller closed cannot be handed on: the process is
     # opened again instead. (Our FIFO streams show -1 once closed; a
     # shim-run logger's set has no stream of ours at all.)
-    from .fifo._logger import LoggerStdio
+    from ..fifo._logger import LoggerStdio
 
     if isinstance(stdio, LoggerStdio):
         return True

@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _platform
-from .errors import InvalidArgument
+from .. import _platform
+from ..errors import InvalidArgument
 
 __all__ = ["default_spec", "process_spec"]
 
