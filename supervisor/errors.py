@@ -29,6 +29,7 @@ that registry (:attr:`SupervisorError.registry`).
 from __future__ import annotations
 
 __all__ = [
+    "from_os_error",
     "AlreadyExists",
     "Cancelled",
     "Closed",
@@ -122,6 +123,68 @@ class Unknown(SupervisorError):
     """containerd reported an error that maps to no more specific class, or
     something failed that the library did not expect (the original exception
     is the ``__cause__``)."""
+
+
+# One policy for what the operating system refuses, by errno (see from_os_error).
+_OS_CLASSES: dict[str, type[SupervisorError]] = {
+    # a path or name that does not work as given
+    "ENOENT": NotFound,
+    "ENOTDIR": NotFound,
+    "EEXIST": AlreadyExists,
+    "ELOOP": InvalidArgument,
+    "EISDIR": InvalidArgument,
+    "ENAMETOOLONG": InvalidArgument,
+    "EINVAL": InvalidArgument,
+    "ENXIO": InvalidArgument,
+    # the machine does not allow it as it stands
+    "EACCES": FailedPrecondition,
+    "EPERM": FailedPrecondition,
+    "EROFS": FailedPrecondition,
+    "EBUSY": FailedPrecondition,
+    "ENOEXEC": FailedPrecondition,
+    # out of something that may come back
+    "ENOSPC": Unavailable,
+    "EDQUOT": Unavailable,
+    "EMFILE": Unavailable,
+    "ENFILE": Unavailable,
+    "ENOMEM": Unavailable,
+    "EAGAIN": Unavailable,
+    "ECONNREFUSED": Unavailable,
+    "ECONNRESET": Unavailable,
+    "EPIPE": Unavailable,
+    "ETIMEDOUT": DeadlineExceeded,
+}
+
+
+def from_os_error(
+    exc: OSError,
+    doing: str,
+    *,
+    given: bool = False,
+    container_id: str | None = None,
+    process_id: str | None = None,
+) -> SupervisorError:
+    """The library error for an ``OSError`` met while ``doing`` something
+    (``"cannot open /x"``): one policy for the whole library.
+
+    By errno: a path that is missing is :class:`NotFound`, one taken
+    :class:`AlreadyExists`, one that cannot be used as given (a symlink
+    refused, a directory, a name too long) :class:`InvalidArgument`; what
+    the machine does not allow (permissions, a read-only or busy file
+    system) is :class:`FailedPrecondition`; running out of something that
+    may come back (space, fds, memory) is :class:`Unavailable`; anything
+    else :class:`Unknown`. With ``given=True`` the path came from the caller,
+    so a missing or unusable one is :class:`InvalidArgument`. The message
+    says what was being done and the system's words; raise it ``from exc``.
+    """
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    cls = _OS_CLASSES.get(name, Unknown)
+    if given and cls in (NotFound, AlreadyExists):
+        cls = InvalidArgument
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return cls(f"{doing}: {reason}", container_id=container_id, process_id=process_id)
 
 
 def raised_again(error: SupervisorError) -> SupervisorError:
