@@ -1,42 +1,41 @@
 """supervisor: an asyncio supervisor for containerd.
 
-Where things live, by layer (each layer imports only from those below it)::
+Where things live, by layer (each layer imports only from those below it;
+``docs/architecture.md`` draws it, ``tests/unit/test_architecture.py`` holds
+the code to it)::
 
-    cli/            the `supervisor` command, one module per concern
-    testing/        the pytest plugin (fixtures: a containerd, a client, containers)
+    cli/  testing/  this file   the `supervisor` command; the pytest plugin;
+                                the public names (loaded on first use)
     daemon/         the embedded containerd: Daemon, its child process and
                     lock (per platform), config store, runtimes, log follower
     ---- the core (never imports daemon/, cli/ or testing/) ----
-    images/         pull, import/export, unpack, containers from images
-                    (loaded with the first image call)
-    _connect.py     connect(): transport + event machinery + Client, owned together
-    _client.py      Client: one namespace; new_container/load/restore/run/running
-    _container.py   Container: a spec + runtime in containerd, its bundle dir
-    _task.py        Task: the init process + pause/resume/exec/stats/summary/update
-    _process.py     Process: start/kill/wait/resize/delete/status/communicate
-    _session.py     Session: what Container, Task and Process share
-    _attach.py      reopening the stdio of processes that outlived the application
-    _stats.py       one stats model for cgroup v1 and v2 (+ Windows), derived figures
-    _stats_stream.py  streams of samples sharing one Metrics call per interval
-    _summary.py     per-process summaries (/proc on Linux, runhcs on Windows)
-    _types.py       frozen values crossing the transport boundary
-    _spec.py        default_spec()/process_spec() and spec checks
-    _resources.py   checks on LinuxResources updates
-    _bundle.py      the per-container directory (user-namespace ownership)
-    _stdio_files.py names of a process's stdio files
-    _paths.py       owned directories, files opened without following links
-    _platform.py    every per-platform choice (Linux, Windows)
-    _ids.py         container/exec id validation
-    _timeouts.py    Timeouts and back-off
-    _log.py         stdlib logging under `supervisor.*` (NullHandler)
-    errors.py       the one error hierarchy
+    client/         connect() and Client: one namespace; containers, run/running,
+                    restore, and the image calls handed to images/
+    images/         pull, import/export, unpack; a container's snapshot as its
+                    root filesystem (a plug-in: loaded on first use)
+    network/        CNI networks: namespaces, plugins, ports, DNS files (a plug-in)
+    domain/         Container, Task, Process and the Session they share; process
+                    creation, stats streams, the Rootfs seam the image layer fills
+    events/         keyed ordered Queue, event monitor, exit tracker,
+                    handled-exit ledger, Backend protocol
     backends/       transports: the Transport protocol, containerd over grpclib
                     (the only grpclib user), its image services, an in-memory
                     fake, runhcs options, health checks, the named-pipe channel,
                     a blocking List reader without grpclib (the command's ps)
-    events/         keyed ordered Queue, event monitor, exit tracker,
-                    handled-exit ledger, Backend protocol
-    fifo/           stdio: Linux FIFOs, Windows served named pipes
+    fifo/           stdio: Linux FIFOs, Windows served named pipes, log files
+                    (client-side pump or shim-run logger), reattaching
+    spec/           OCI specs and their checks, resources, bundle directories
+    stats/          the stats model, the shared sampler, per-process summaries
+    images/_types, _manifest, _digest, _platform   image values (low: the
+                    transports carry them)
+    _types.py       frozen values crossing the transport boundary
+    _platform.py    every per-platform choice (Linux, Windows)
+    _paths.py       owned directories, files opened without following links
+    _background.py  background work owned by a context entered in another task
+    _cleanup.py     shielded, bounded clean-up; the core's task groups
+    _ids.py  _timeouts.py  _log.py  errors.py
+                    id checks; every wait's bound; stdlib logging (NullHandler);
+                    the one error hierarchy
     _proto/         generated containerd bindings (make protos)
 
 ``import supervisor`` loads nothing but this file: every public name loads
