@@ -2,7 +2,9 @@
 
 ::
 
-    _cni.py        the CNI protocol: commands, chaining, the result cache
+    _cni.py        the CNI protocol: commands, chaining
+    _runtime.py    RuntimeConf: what a plugin is told about one attachment
+    _cache.py      ADD results kept on disk for DEL and CHECK
     _run.py        one plugin run: pipes, pidfd, timeout, process-group kill
     _conflist.py   network configuration lists, checked on load
     _errors.py     a plugin's CNI error as a supervisor.errors class
@@ -19,7 +21,8 @@ See docs/networking.md.
 
 from __future__ import annotations
 
-from ._cni import CNI, CachedResult, RuntimeConf, VersionInfo
+from ._cache import CachedResult
+from ._cni import CNI, VersionInfo
 from ._conflist import ConfList, find_conflist
 from ._dns import DnsConfig
 from ._errors import PluginError
@@ -27,6 +30,7 @@ from ._host import SUBNET_POOL, scoped_name
 from ._info import NetworkInfo, apply_network, network_changes
 from ._manager import DEFAULT_CNI_PATH, NetworkManager, NetworkTimeouts
 from ._ports import PortMapping, parse_port
+from ._runtime import RuntimeConf
 
 __all__ = [
     # the API

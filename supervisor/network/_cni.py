@@ -19,12 +19,11 @@ started (its own process group), on timeout or cancellation (``_run.py``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,52 +32,18 @@ import anyio.abc
 
 from .. import errors
 from .._log import get_logger
-from .._paths import private_dir, read_small, write_new
+from ._cache import ResultCache
 from ._conflist import ConfList, valid_network_name, version_tuple
 from ._errors import plugin_error
-from ._run import MAX_OUTPUT, run_plugin
+from ._run import run_plugin
+from ._runtime import RuntimeConf, valid_ifname
 
-__all__ = ["CNI", "CachedResult", "ResultCache", "RuntimeConf", "VersionInfo"]
+__all__ = ["CNI", "VersionInfo"]
 
 log = get_logger("network.cni")
 
 # How much of a plugin's stderr an error quotes.
 _STDERR_TAIL = 2000
-_IFNAME_MAX = 15
-
-
-def valid_ifname(name: object) -> str:
-    """An interface name the kernel accepts (at most 15 bytes, no '/', ':' or space)."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name.encode()) > _IFNAME_MAX
-        or name in (".", "..")
-        or any(c in name for c in "/: \t\n")
-    ):
-        raise errors.InvalidArgument(f"interface name {name!r} is invalid")
-    return name
-
-
-@dataclass(frozen=True, slots=True)
-class RuntimeConf:
-    """What a runtime tells a plugin about one attachment.
-
-    Attributes:
-        container_id: ``CNI_CONTAINERID``.
-        netns: ``CNI_NETNS``, the network namespace's path (``None`` for
-            VERSION/STATUS, or for a DEL after the namespace is gone).
-        ifname: ``CNI_IFNAME``, the interface to make inside the namespace.
-        args: ``CNI_ARGS`` pairs (``K=V;K2=V2``).
-        capability_args: values for the capabilities plugins declare
-            (``portMappings``, ``dns``...), passed as ``runtimeConfig``.
-    """
-
-    container_id: str
-    netns: str | None
-    ifname: str = "eth0"
-    args: tuple[tuple[str, str], ...] = ()
-    capability_args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,83 +52,6 @@ class VersionInfo:
 
     cni_version: str
     supported_versions: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CachedResult:
-    """What the cache holds about one attachment: enough to DEL it later,
-    even after the application restarted or the configuration changed."""
-
-    network: ConfList
-    runtime: RuntimeConf
-    result: Mapping[str, Any] | None  # None: ADD started but did not finish
-
-
-class ResultCache:
-    """Results of ADD on disk, one file per (network, container, interface),
-    as libcni keeps them (``<dir>/<network>-<container>-<ifname>``)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def _path(self, network: str, container_id: str, ifname: str) -> Path:
-        return self.directory / f"{network}-{container_id}-{ifname}"
-
-    def put(self, network: ConfList, rt: RuntimeConf, result: Mapping[str, Any] | None) -> None:
-        private_dir(self.directory)
-        record = {
-            "kind": "cniCacheV1",
-            "containerId": rt.container_id,
-            "ifName": rt.ifname,
-            "networkName": network.name,
-            "netns": rt.netns,
-            "cniArgs": [list(a) for a in rt.args],
-            "capabilityArgs": dict(rt.capability_args),
-            "config": network.to_dict(),
-            "result": result,
-        }
-        write_new(self._path(network.name, rt.container_id, rt.ifname), json.dumps(record).encode())
-
-    def get(self, network: str, container_id: str, ifname: str) -> CachedResult | None:
-        return self._load(self._path(network, container_id, ifname))
-
-    def remove(self, network: str, container_id: str, ifname: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(network, container_id, ifname))
-
-    def all(self) -> list[CachedResult]:
-        """Every readable entry (a corrupt one is logged and skipped)."""
-        try:
-            names = sorted(os.listdir(self.directory))
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            if name.startswith("."):
-                continue
-            entry = self._load(self.directory / name)
-            if entry is not None:
-                out.append(entry)
-        return out
-
-    def _load(self, path: Path) -> CachedResult | None:
-        try:
-            data = json.loads(read_small(path, MAX_OUTPUT))
-            net = ConfList.from_dict(data["config"])
-            rt = RuntimeConf(
-                container_id=data["containerId"],
-                netns=data.get("netns"),
-                ifname=data["ifName"],
-                args=tuple((str(k), str(v)) for k, v in data.get("cniArgs", [])),
-                capability_args=data.get("capabilityArgs") or {},
-            )
-            result = data.get("result")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, errors.InvalidArgument) as exc:
-            log.warning("cni.cache_unreadable", path=str(path), error=str(exc))
-            return None
-        return CachedResult(net, rt, result if isinstance(result, dict) else None)
 
 
 class CNI:

@@ -13,11 +13,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import errors
 from .._log import get_logger
+from .._paths import private_dir, read_small, write_new
+from ._info import NetworkInfo
 
-__all__ = ["DnsConfig", "hostname_for", "hosts_file", "resolv_conf", "valid_hostname"]
+__all__ = [
+    "DnsConfig",
+    "hostname_for",
+    "hosts_file",
+    "resolv_conf",
+    "valid_hostname",
+    "write_files",
+]
 
 log = get_logger("network.dns")
 
@@ -152,3 +162,41 @@ def hosts_file(hostname: str, addresses: Sequence[str]) -> str:
     for address in addresses or ["127.0.1.1"]:
         lines.append(f"{address}\t{names}")
     return "\n".join(lines) + "\n"
+
+
+def write_files(
+    info: NetworkInfo, files: Path, got: dict[str, Any], dns: DnsConfig | None
+) -> NetworkInfo:
+    """Write the container's resolv.conf, hosts and hostname into ``files``;
+    ``info`` completed with them and with ``got`` (a parsed CNI result)."""
+    private_dir(files, 0o711)
+    hostname = info.hostname or hostname_for(info.container_id)
+    resolv_src = files / "resolv.conf"
+    hosts_src = files / "hosts"
+    if info.network == "host":
+        # Copies, never the host's own files: the container may write to
+        # its /etc/hosts, and must not reach the host's through it.  On
+        # the host's network its loopback resolvers work.
+        write_new(resolv_src, read_small(Path("/etc/resolv.conf")), 0o644)
+        write_new(hosts_src, read_small(Path("/etc/hosts")), 0o644)
+    else:
+        write_new(resolv_src, resolv_conf(dns).encode(), 0o644)
+        addresses = [got["ip"]] if got.get("ip") else []
+        write_new(hosts_src, hosts_file(hostname, addresses).encode(), 0o644)
+    hostname_src = files / "hostname"
+    write_new(hostname_src, (hostname + "\n").encode(), 0o644)
+    return NetworkInfo(
+        container_id=info.container_id,
+        network=info.network,
+        netns=info.netns,
+        interface=got.get("interface"),
+        ip=got.get("ip"),
+        prefix_length=got.get("prefix_length"),
+        gateway=got.get("gateway"),
+        mac=got.get("mac"),
+        ports=info.ports,
+        hostname=hostname,
+        resolv_conf=str(resolv_src),
+        hosts=str(hosts_src),
+        hostname_file=str(hostname_src),
+    )

@@ -16,17 +16,15 @@ Layout under ``<state_dir>/network/``::
 The default network ``"bridge"`` is a Linux bridge named after the state
 directory (``sv-<hash>``, see :func:`scoped_name`), so two state directories
 never share a bridge, a CNI network name (which scopes portmap's and
-bridge's per-container iptables chains), or IPAM data.
+bridge's per-container iptables chains), or IPAM data (:mod:`._bridge`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,33 +36,24 @@ import anyio
 from .. import errors
 from .._ids import validate_id
 from .._log import get_logger
-from .._paths import private_dir, read_small, write_new
-from ._cni import CNI, RuntimeConf, valid_ifname
+from .._paths import private_dir
+from ._bridge import DefaultNetwork, host_local_leases, parse_subnet
+from ._cni import CNI
 from ._conflist import ConfList, find_conflist
-from ._dns import DnsConfig, hostname_for, hosts_file, resolv_conf, valid_hostname
-from ._host import (
-    bridge_exists,
-    bridge_subnet,
-    choose_subnet,
-    conflict,
-    delete_bridge,
-    file_lock,
-    host_networks,
-    scoped_name,
-)
+from ._dns import DnsConfig, hostname_for, valid_hostname, write_files
+from ._host import file_lock
 from ._info import NetworkInfo, parse_result
 from ._netns import create_netns, list_mounts_under, remove_netns
-from ._ports import PortMapping, PortReservation, parse_port, reserve
-from ._record import Record, has_capability, listdir, reachable
+from ._ports import PortMapping, PortReservation, hold, parse_port, reserve
+from ._record import Record, Records, has_capability, listdir, reachable
+from ._runtime import valid_ifname
+from ._stale import Sweep, release_orphans
 
 __all__ = ["DEFAULT_CNI_PATH", "NetworkManager", "NetworkTimeouts"]
 
 log = get_logger("network")
 
 DEFAULT_CNI_PATH = ("/usr/lib/cni", "/opt/cni/bin")
-# Held while the default network's subnet is chosen and its bridge made, so
-# two library instances (two state directories) never pick the same subnet.
-HOST_LOCK = Path("/run/supervisor-network.lock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +113,11 @@ class NetworkManager:
         self.root = self.state_dir / "network"
         self.conf_dir = Path(conf_dir) if conf_dir is not None else None
         self.timeouts = timeouts
-        self.bridge = scoped_name(self.state_dir)
-        try:
-            self._fixed_subnet = ipaddress.IPv4Network(subnet) if subnet is not None else None
-        except ValueError as exc:
-            raise errors.InvalidArgument(f"subnet {subnet!r} is invalid: {exc}") from None
-        if self._fixed_subnet is not None and self._fixed_subnet.prefixlen > 30:
-            raise errors.InvalidArgument(f"subnet {subnet} is too small")
+        fixed = parse_subnet(subnet) if subnet is not None else None
         self.cni = CNI(cni_path, self.root / "cni", timeout=timeouts.plugin)
-        self._subnet: ipaddress.IPv4Network | None = None
+        self._default = DefaultNetwork(self.state_dir, self.root, self.cni, fixed, timeouts.lock)
+        self.bridge = self._default.name
+        self._records = Records(self.root / "containers", self.bridge)
         self._reservations: dict[str, PortReservation] = {}
         self._busy: set[str] = set()
         self._entered = False
@@ -143,9 +128,9 @@ class NetworkManager:
         for sub in ("", "containers", "netns", "files", "cni", "ipam"):
             private_dir(self.root / sub if sub else self.root)
         # Ports published by an earlier run stay held while we run.
-        for record in self._records():
+        for record in self._records.all():
             with contextlib.suppress(errors.SupervisorError):
-                self._reservations[record.container_id] = self._hold(record.ports, record)
+                self._reservations[record.container_id] = hold(record.ports, record.container_id)
         self._entered = True
         return self
 
@@ -210,24 +195,10 @@ class NetworkManager:
         rule, file or record.
         """
         self._require_open()
-        validate_id(container_id, kind="container id")
-        valid_ifname(ifname)
-        name = valid_hostname(hostname) if hostname is not None else hostname_for(container_id)
-        mappings = [parse_port(p) for p in ports]
-        conflist = await self._resolve(network)
-        if mappings and (conflist is None or not has_capability(conflist, "portMappings")):
-            raise errors.InvalidArgument(
-                f"network {network!r} cannot publish ports (no plugin with portMappings)",
-                container_id=container_id,
-            )
-        if network == "bridge" and any(":" in m.host_ip for m in mappings):
-            # portmap would accept it and publish nothing: the default
-            # network gives containers IPv4 addresses only.
-            raise errors.InvalidArgument(
-                "the default network is IPv4 only: publish on an IPv4 host address",
-                container_id=container_id,
-            )
-        if container_id in self._busy or self._record_path(container_id).exists():
+        name, mappings, conflist = await self._checked(
+            container_id, network, ports, hostname, ifname
+        )
+        if container_id in self._busy or self._records.path(container_id).exists():
             raise errors.AlreadyExists(
                 "the container is attached to a network already", container_id=container_id
             )
@@ -261,7 +232,7 @@ class NetworkManager:
     async def info(self, container_id: str) -> NetworkInfo | None:
         """The container's network as attached, or ``None`` if it is not."""
         validate_id(container_id, kind="container id")
-        record = self._load(container_id)
+        record = self._records.load(container_id)
         return record.info if record is not None and record.attached else None
 
     async def check(self, container_id: str) -> None:
@@ -271,7 +242,7 @@ class NetworkManager:
             NotFound: the container is not attached.
             PluginError: a plugin found it changed.
         """
-        record = self._load(container_id)
+        record = self._records.load(container_id)
         if record is None or not record.attached:
             raise errors.NotFound("the container is not attached", container_id=container_id)
         if record.cni_name is None:
@@ -297,52 +268,22 @@ class NetworkManager:
         """
         self._require_open()
         live = set(live_ids) | self._busy
-        released: set[str] = set()
-        failures: list[errors.SupervisorError] = []
-
-        async def release(cid: str, step: Callable[[], Awaitable[None]]) -> None:
-            # One container's failure must not strand the others': go on,
-            # and raise the first failure once everything was tried.
-            try:
-                await step()
-                released.add(cid)
-            except errors.SupervisorError as exc:
-                log.warning("network.release_failed", container_id=cid, error=str(exc))
-                failures.append(exc)
-
-        def orphan(cid: str) -> bool:
-            return cid not in live and not self._record_path(cid).exists()
-
+        sweep = Sweep()
         async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
-            for record in self._records():
+            for record in self._records.all():
                 if record.container_id not in live:
-                    await release(record.container_id, partial(self._teardown, record.container_id))
-            # ADD results without a record (a crash between the two writes).
-            for cached in self.cni.cache.all():
-                cid = cached.runtime.container_id
-                if orphan(cid):
-                    rt = await reachable(cached.runtime)
-                    await release(cid, partial(self.cni.delete, cached.network, rt))
-            # host-local leases nobody's cache knows of.
-            subnet = self._subnet or await self._known_subnet()
-            for cid, ifname in self._leases(self.bridge):
-                if orphan(cid) and subnet is not None:
-                    rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
-                    conf = self._bridge_conflist(subnet)
-                    await release(cid, partial(self.cni.delete, conf, rt))
-            for entry in listdir(self.root / "netns"):
-                if orphan(entry):
-                    await release(entry, partial(remove_netns, self.root / "netns" / entry))
-            for entry in listdir(self.root / "files"):
-                if orphan(entry):
-                    shutil.rmtree(self.root / "files" / entry, ignore_errors=True)
+                    cid = record.container_id
+                    await sweep.release(cid, partial(self._teardown, cid))
+            await release_orphans(
+                sweep,
+                lambda cid: cid not in live and not self._records.path(cid).exists(),
+                cni=self.cni,
+                root=self.root,
+                default=self._default,
+            )
         with contextlib.suppress(errors.SupervisorError, OSError):
             await self._remove_idle_bridge()
-        if released:
-            log.info("network.release_stale", released=",".join(sorted(released)))
-        if failures:
-            raise failures[0]
-        return sorted(released)
+        return sweep.finish()
 
     async def status(self, network: str = "bridge") -> None:
         """Whether ``network`` can take attachments: its configuration is
@@ -361,9 +302,37 @@ class NetworkManager:
 
     def attached(self) -> list[NetworkInfo]:
         """Every attached container's network, by container id."""
-        return [r.info for r in self._records() if r.attached]
+        return [r.info for r in self._records.all() if r.attached]
 
     # -- the work ------------------------------------------------------------
+
+    async def _checked(
+        self,
+        cid: str,
+        network: str,
+        ports: Iterable[str | PortMapping],
+        hostname: str | None,
+        ifname: str,
+    ) -> tuple[str, list[PortMapping], ConfList | None]:
+        """attach's arguments checked: the hostname, the ports, the network."""
+        validate_id(cid, kind="container id")
+        valid_ifname(ifname)
+        name = valid_hostname(hostname) if hostname is not None else hostname_for(cid)
+        mappings = [parse_port(p) for p in ports]
+        conflist = await self._resolve(network)
+        if mappings and (conflist is None or not has_capability(conflist, "portMappings")):
+            raise errors.InvalidArgument(
+                f"network {network!r} cannot publish ports (no plugin with portMappings)",
+                container_id=cid,
+            )
+        if network == "bridge" and any(":" in m.host_ip for m in mappings):
+            # portmap would accept it and publish nothing: the default
+            # network gives containers IPv4 addresses only.
+            raise errors.InvalidArgument(
+                "the default network is IPv4 only: publish on an IPv4 host address",
+                container_id=cid,
+            )
+        return name, mappings, conflist
 
     async def _attach(
         self,
@@ -393,7 +362,7 @@ class NetworkManager:
             attached=False,
         )
         async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
-            self._save(record)
+            self._records.save(record)
             try:
                 if netns is not None:
                     await create_netns(Path(netns))
@@ -401,15 +370,13 @@ class NetworkManager:
                 if conflist is not None:
                     rt = record.runtime()
                     if network == "bridge":
-                        result = await self._add_default(conflist, rt)
+                        result = await self._default.add(rt)
                     else:
                         result = await self.cni.add(conflist, rt)
                 got = parse_result(result, ifname)
-                info = await anyio.to_thread.run_sync(
-                    self._write_files, record.info, files, got, dns
-                )
+                info = await anyio.to_thread.run_sync(write_files, record.info, files, got, dns)
                 record = record.replace(info=info, attached=True)
-                self._save(record)
+                self._records.save(record)
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeouts.cleanup):
                     try:
@@ -421,43 +388,8 @@ class NetworkManager:
         log.info("network.attach", container_id=cid, network=network, ip=record.info.ip)
         return record.info
 
-    def _write_files(
-        self, info: NetworkInfo, files: Path, got: dict[str, Any], dns: DnsConfig | None
-    ) -> NetworkInfo:
-        private_dir(files, 0o711)
-        hostname = info.hostname or hostname_for(info.container_id)
-        resolv_src = files / "resolv.conf"
-        hosts_src = files / "hosts"
-        if info.network == "host":
-            # Copies, never the host's own files: the container may write to
-            # its /etc/hosts, and must not reach the host's through it.  On
-            # the host's network its loopback resolvers work.
-            write_new(resolv_src, read_small(Path("/etc/resolv.conf")), 0o644)
-            write_new(hosts_src, read_small(Path("/etc/hosts")), 0o644)
-        else:
-            write_new(resolv_src, resolv_conf(dns).encode(), 0o644)
-            addresses = [got["ip"]] if got.get("ip") else []
-            write_new(hosts_src, hosts_file(hostname, addresses).encode(), 0o644)
-        hostname_src = files / "hostname"
-        write_new(hostname_src, (hostname + "\n").encode(), 0o644)
-        return NetworkInfo(
-            container_id=info.container_id,
-            network=info.network,
-            netns=info.netns,
-            interface=got.get("interface"),
-            ip=got.get("ip"),
-            prefix_length=got.get("prefix_length"),
-            gateway=got.get("gateway"),
-            mac=got.get("mac"),
-            ports=info.ports,
-            hostname=hostname,
-            resolv_conf=str(resolv_src),
-            hosts=str(hosts_src),
-            hostname_file=str(hostname_src),
-        )
-
     async def _teardown(self, cid: str) -> None:
-        record = self._load(cid)
+        record = self._records.load(cid)
         reservation = self._reservations.pop(cid, None)
         if reservation is not None:
             reservation.close()
@@ -470,7 +402,7 @@ class NetworkManager:
         await remove_netns(netns_path)
         shutil.rmtree(self.root / "files" / cid, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._record_path(cid))
+            os.unlink(self._records.path(cid))
         log.info("network.detach", container_id=cid)
 
     async def _resolve(self, network: str) -> ConfList | None:
@@ -479,9 +411,7 @@ class NetworkManager:
         if network in ("none", "host"):
             return None
         if network == "bridge":
-            # The subnet is only known once chosen; a placeholder checks the
-            # plugins are there before anything is made.
-            conflist = self._bridge_conflist(self._subnet or ipaddress.IPv4Network("10.88.0.0/24"))
+            conflist = self._default.placeholder()
         elif self.conf_dir is None:
             raise errors.NotFound(f"unknown network {network!r} (no configuration directory)")
         else:
@@ -489,137 +419,12 @@ class NetworkManager:
         self.cni.check_plugins(conflist)
         return conflist
 
-    async def _add_default(self, placeholder: ConfList, rt: RuntimeConf) -> dict[str, Any]:
-        if self._subnet is not None and bridge_exists(self.bridge):
-            return await self.cni.add(self._bridge_conflist(self._subnet), rt)
-        # First use (or our bridge went away): choose the subnet and make the
-        # bridge under the host-wide lock, so its route claims the subnet
-        # before another instance looks.
-        async with file_lock(HOST_LOCK, bound=self.timeouts.lock):
-            subnet = await self._settle_subnet()
-            self._subnet = subnet
-            return await self.cni.add(self._bridge_conflist(subnet), rt)
-
-    async def _settle_subnet(self) -> ipaddress.IPv4Network:
-        if bridge_exists(self.bridge):
-            existing = await bridge_subnet(self.bridge)
-            if existing is not None:
-                return existing
-        used = await host_networks()
-        wanted = self._fixed_subnet or await self._known_subnet()
-        if wanted is not None:
-            clash = conflict(wanted, used, own_dev=self.bridge)
-            if clash is None:
-                self._save_subnet(wanted)
-                return wanted
-            if self._fixed_subnet is not None:
-                raise errors.AlreadyExists(
-                    f"subnet {wanted} is already in use on this host ({clash.what})"
-                )
-        subnet = choose_subnet(self.state_dir, used, own_dev=self.bridge)
-        self._save_subnet(subnet)
-        return subnet
-
-    async def _known_subnet(self) -> ipaddress.IPv4Network | None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads(read_small(self.root / "bridge.json"))
-            return ipaddress.IPv4Network(data["subnet"])
-        return None
-
-    def _save_subnet(self, subnet: ipaddress.IPv4Network) -> None:
-        write_new(self.root / "bridge.json", json.dumps({"subnet": str(subnet)}).encode())
-
-    def _bridge_conflist(self, subnet: ipaddress.IPv4Network) -> ConfList:
-        gateway = str(next(subnet.hosts()))
-        return ConfList.from_dict(
-            {
-                "cniVersion": "1.0.0",
-                "name": self.bridge,
-                "plugins": [
-                    {
-                        "type": "bridge",
-                        "bridge": self.bridge,
-                        "isGateway": True,
-                        "ipMasq": True,
-                        "hairpinMode": True,
-                        "ipam": {
-                            "type": "host-local",
-                            "ranges": [[{"subnet": str(subnet), "gateway": gateway}]],
-                            "routes": [{"dst": "0.0.0.0/0"}],
-                            "dataDir": str(self.root / "ipam"),
-                        },
-                    },
-                    {"type": "portmap", "capabilities": {"portMappings": True}},
-                    {"type": "firewall", "backend": "iptables"},
-                ],
-            }
-        )
-
     async def _remove_idle_bridge(self) -> None:
-        if not bridge_exists(self.bridge) or self._busy or any(True for _ in self._records()):
-            return
-        async with file_lock(self.root / "lock", bound=0, wait=False) as taken:
-            # Taken only when no attach or detach of any instance is running.
-            if taken and not any(True for _ in self._records()) and not self._busy:
-                await delete_bridge(self.bridge)
-                self._subnet = None
-
-    # -- records -------------------------------------------------------------
+        await self._default.remove_if_idle(lambda: bool(self._busy) or bool(self._records.all()))
 
     def _require_open(self) -> None:
         if not self._entered:
             raise errors.FailedPrecondition("the NetworkManager is not open (use `async with`)")
-
-    def _record_path(self, cid: str) -> Path:
-        return self.root / "containers" / f"{cid}.json"
-
-    def _save(self, record: Record) -> None:
-        write_new(self._record_path(record.container_id), json.dumps(record.to_dict()).encode())
-
-    def _load(self, cid: str) -> Record | None:
-        try:
-            return Record.from_dict(json.loads(read_small(self._record_path(cid), 1 << 20)))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, errors.SupervisorError) as exc:
-            log.warning("network.record_unreadable", container_id=cid, error=str(exc))
-            # Unreadable: still ours to release, with what the name tells.
-            return Record(NetworkInfo(cid, "bridge", None), self.bridge, "eth0", (), False)
-
-    def _records(self) -> list[Record]:
-        out = []
-        for entry in listdir(self.root / "containers"):
-            if entry.endswith(".json") and not entry.startswith("."):
-                record = self._load(entry[: -len(".json")])
-                if record is not None:
-                    out.append(record)
-        return out
-
-    def _hold(self, ports: Iterable[PortMapping], record: Record) -> PortReservation:
-        reservation = PortReservation()
-        try:
-            reserve(list(ports), reservation, container_id=record.container_id)
-        except BaseException:
-            reservation.close()
-            raise
-        return reservation
-
-    def _leases(self, network: str | None = None) -> list[tuple[str, str]]:
-        """(container id, ifname) of each host-local lease in our IPAM data
-        directory: of ``network`` only, or of every network kept there."""
-        out = []
-        ipam = self.root / "ipam"
-        for net in [network] if network is not None else listdir(ipam):
-            directory = ipam / net
-            for entry in listdir(directory):
-                if entry.startswith(("last_reserved_ip", "lock", ".")):
-                    continue
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    raw = read_small(directory / entry, 4096).decode()
-                    cid, _, ifname = raw.partition("\r\n")
-                    if cid:
-                        out.append((cid.strip(), ifname.strip() or "eth0"))
-        return out
 
     def leftovers(self) -> dict[str, list[str]]:
         """What the state directory still holds (records, namespace mounts,
@@ -629,6 +434,6 @@ class NetworkManager:
             "mounts": sorted(str(p) for p in list_mounts_under(self.root)),
             "netns": listdir(self.root / "netns"),
             "cache": listdir(self.root / "cni"),
-            "leases": sorted(cid for cid, _ in self._leases()),
+            "leases": sorted(cid for cid, _ in host_local_leases(self.root / "ipam")),
             "files": listdir(self.root / "files"),
         }

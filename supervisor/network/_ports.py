@@ -17,11 +17,12 @@ import errno
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import errors
 
-__all__ = ["PortMapping", "PortReservation", "parse_port", "reserve"]
+__all__ = ["PortMapping", "PortReservation", "hold", "parse_port", "reserve"]
 
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _SPEC = re.compile(
@@ -184,3 +185,15 @@ def reserve(
     for s in held:
         reservation._hold(s)
     return out
+
+
+def hold(ports: Iterable[PortMapping], container_id: str) -> PortReservation:
+    """A new reservation holding the host ports of ``ports``; on a refusal
+    nothing stays bound."""
+    reservation = PortReservation()
+    try:
+        reserve(list(ports), reservation, container_id=container_id)
+    except BaseException:
+        reservation.close()
+        raise
+    return reservation

@@ -1,8 +1,10 @@
-"""What the network layer keeps on disk per container (:class:`Record`), and
-small helpers the manager's steps share."""
+"""What the network layer keeps on disk per container (:class:`Record`, in
+the directory :class:`Records` reads and writes), and small helpers the
+manager's steps share."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +12,18 @@ from typing import Any
 
 import anyio
 
-from ._cni import RuntimeConf
+from .. import errors
+from .._log import get_logger
+from .._paths import read_small, write_new
 from ._conflist import ConfList, valid_network_name
 from ._info import NetworkInfo
 from ._netns import is_netns_mount
 from ._ports import PortMapping
+from ._runtime import RuntimeConf
 
-__all__ = ["Record", "has_capability", "listdir", "reachable"]
+__all__ = ["Record", "Records", "has_capability", "listdir", "reachable"]
+
+log = get_logger("network")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,41 @@ class Record:
             args=tuple((str(k), str(v)) for k, v in data.get("args") or ()),
             attached=bool(data.get("attached")),
         )
+
+
+class Records:
+    """The ``containers/`` directory: one ``<id>.json`` per container.
+    ``bridge`` names the default network, what an unreadable record is
+    taken to have been on."""
+
+    def __init__(self, directory: Path, bridge: str) -> None:
+        self.directory = directory
+        self.bridge = bridge
+
+    def path(self, cid: str) -> Path:
+        return self.directory / f"{cid}.json"
+
+    def save(self, record: Record) -> None:
+        write_new(self.path(record.container_id), json.dumps(record.to_dict()).encode())
+
+    def load(self, cid: str) -> Record | None:
+        try:
+            return Record.from_dict(json.loads(read_small(self.path(cid), 1 << 20)))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, errors.SupervisorError) as exc:
+            log.warning("network.record_unreadable", container_id=cid, error=str(exc))
+            # Unreadable: still ours to release, with what the name tells.
+            return Record(NetworkInfo(cid, "bridge", None), self.bridge, "eth0", (), False)
+
+    def all(self) -> list[Record]:
+        out = []
+        for entry in listdir(self.directory):
+            if entry.endswith(".json") and not entry.startswith("."):
+                record = self.load(entry[: -len(".json")])
+                if record is not None:
+                    out.append(record)
+        return out
 
 
 async def reachable(rt: RuntimeConf) -> RuntimeConf:
