@@ -214,6 +214,20 @@ async def test_a_logger_has_both_streams_whole_once_wait_returns(
     assert fifo_files(state_dir) == []
 
 
+async def test_running_passes_log_writer_to_the_task(
+    client: supervisor.Client, rootfs: str, tmp_path: Path, state_dir: Path
+) -> None:
+    spec = supervisor.default_spec(["sh", "-c", _INTERLEAVED], rootfs)
+    log = tmp_path / "running.log"
+    async with client.running("runlogger", spec, log_path=log, log_writer="logger") as task:
+        # The logger is run by the shim before the task exists.
+        assert _loggers(state_dir) != []
+        with anyio.fail_after(30):
+            assert (await task.wait()).exit_code == 0
+    assert sorted(log.read_text().split()) == ["err1", "err2", "out1", "out2"]
+    assert _loggers(state_dir) == []
+
+
 _FIRST_RUN_LOGGER = _FIRST_RUN.replace("log_path=log)", 'log_path=log, log_writer="logger")')
 
 

@@ -1,0 +1,242 @@
+"""The client's containers: made (from a spec or an image), loaded, replaced."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .. import _platform, errors
+from .._cleanup import shielded, undo_if_cancelled
+from .._ids import validate_id
+from .._log import get_logger
+from .._types import ContainerRecord
+from ..domain._container import Container
+from ..domain._session import Session
+from ..spec._builder import checked_spec
+from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bundle
+from ._arguments import checked_arguments, remapped_io
+
+__all__ = ["ContainerCalls"]
+
+_log = get_logger("client")
+
+# An image's snapshot for a container: (snapshotter, key, mounts).
+_Rootfs = tuple[str, str, tuple[Any, ...]]
+
+
+class ContainerCalls:
+    """Making and loading containers, for :class:`~supervisor.Client`."""
+
+    _session: Session
+
+    async def new_container(
+        self,
+        id: str,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        image: str | None = None,
+        args: Sequence[str] | None = None,
+        snapshotter: str | None = None,
+        runtime: str = _platform.DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> Container:
+        """Create a container in containerd.
+
+        Args:
+            id: the container id (letters, digits, ``._-``; at most 76 chars).
+            spec: the OCI runtime spec as a mapping (see :func:`supervisor.default_spec`).
+                ``linux.cgroupsPath`` defaults to ``/<namespace>/<id>``
+                (``/containerd-<scope>/<namespace>/<id>`` for a containerd
+                other than the default one, see ``docs/daemon.md``). With
+                ``image``, optional: its keys override the spec built from the
+                image's config (see ``docs/images.md``).
+            image: run from this image (pulled or imported before): the
+                container gets a snapshot of its own (key = ``id``) on the
+                image's layers, removed with the container.
+            args: with ``image``, replace the image's ``Cmd``.
+            snapshotter: with ``image``, the snapshotter (default: overlayfs
+                where containerd has it, else native).
+            runtime: the containerd shim, e.g. ``io.containerd.runc.v2``.
+            runtime_options: the shim's options as a mapping of its options
+                message's fields, e.g. ``{"binary_name": "/usr/bin/crun"}``.
+                For a containerd other than the default one, a runc shim's
+                ``root`` defaults to ``runc`` beside its socket.
+            labels: containerd labels.
+            replace: if a container with this id exists, force-delete its
+                task (SIGKILL to every process) and delete it first, as
+                dockerd does for a leftover of a crash (moby#38346).
+
+        Raises:
+            InvalidArgument: bad id, spec, labels or options; nothing was created.
+            AlreadyExists: a container with this id exists (and ``replace`` is
+                false); it is left untouched.
+
+        Example::
+
+            spec = supervisor.default_spec(["sh", "-c", "echo hi"], rootfs)
+            container = await client.new_container("web-1", spec)
+            container = await client.new_container("web-2", image="busybox:1", args=["ls"])
+        """
+        self._session.check_open()
+        label_map = checked_arguments(id, runtime, runtime_options, labels)
+        options = (runtime, runtime_options, label_map, replace)
+        if image is not None:
+            return await self._new_image_container(id, image, spec, args, snapshotter, options)
+        if spec is None:
+            raise errors.InvalidArgument("a spec or an image is needed", container_id=id)
+        return await self._create_container(id, spec, *options)
+
+    async def _new_image_container(
+        self,
+        id: str,
+        image: str,
+        spec: Mapping[str, Any] | None,
+        args: Sequence[str] | None,
+        snapshotter: str | None,
+        options: tuple[str, Mapping[str, Any] | None, dict[str, str], bool],
+    ) -> Container:
+        from ..images._containers import new_image_container
+
+        async def create(body: dict[str, Any], rootfs: Any, name: str) -> Container:
+            return await self._create_container(id, body, *options, rootfs, name)
+
+        return await new_image_container(
+            self._session, id, image, spec, args=args, snapshotter=snapshotter, create=create
+        )
+
+    async def _create_container(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        label_map: dict[str, str],
+        replace: bool,
+        rootfs: _Rootfs | None = None,
+        image: str = "",
+    ) -> Container:
+        # id, runtime, labels and options were checked by new_container.
+        session = self._session
+        body = checked_spec(spec)
+        owner = bundle_owner(body)
+        runtime_options = remapped_io(runtime, runtime_options, owner)
+        runtime_options = _platform.default_runtime_options(
+            runtime, runtime_options, session.instance
+        )
+        _platform.default_spec_section(body, session.namespace, id, instance=session.instance)
+        bundle = bundle_path(session.state_dir, session.namespace, id, owner)
+
+        # Only a container made from an image names its snapshot: other
+        # transports need not know the keywords.
+        snapshot: dict[str, str] = (
+            {"snapshotter": rootfs[0], "snapshot_key": rootfs[1], "image": image}
+            if rootfs is not None
+            else {}
+        )
+
+        async def create() -> None:
+            await session.transport.create_container(
+                id,
+                body,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                labels=label_map,
+                **snapshot,
+            )
+
+        await self._create_with_bundle(id, create, bundle, owner, replace)
+        container = Container(
+            session, id, spec=body, runtime=runtime, labels=label_map, bundle_dir=bundle
+        )
+        if rootfs is not None:
+            from ..images._containers import SnapshotRootfs
+
+            container.rootfs = SnapshotRootfs(session, *rootfs)
+        _log.debug("container.create", container_id=id, runtime=runtime)
+        await undo_if_cancelled(container.delete, limit=session.timeouts.cleanup, what="container")
+        return container
+
+    async def _create_with_bundle(
+        self,
+        id: str,
+        create: Callable[[], Awaitable[None]],
+        bundle: Path,
+        owner: tuple[int, int] | None,
+        replace: bool,
+    ) -> None:
+        # containerd first, the directory after: until containerd has said the
+        # id is ours, a directory of that name may be a live container's.
+        session = self._session
+        with shielded(session.timeouts.shield, "creating the container"):
+            try:
+                await create()
+            except errors.AlreadyExists:
+                if not replace:
+                    raise
+                await self._replace(id)
+                await create()
+            try:
+                prepare_bundle(bundle, owner)
+            except BaseException as exc:
+                with anyio.move_on_after(session.timeouts.cleanup):
+                    with contextlib.suppress(errors.SupervisorError):
+                        await session.transport.delete_container(id)
+                remove_bundle(session.state_dir, bundle)
+                if isinstance(exc, OSError):
+                    raise errors.from_os_error(
+                        exc, f"cannot make the bundle directory {bundle}", container_id=id
+                    ) from exc
+                raise
+
+    async def _replace(self, id: str) -> None:
+        old = await self.load_container(id)
+        with contextlib.suppress(errors.NotFound):
+            await old.delete(force=True)
+        _log.info("container.replaced", container_id=id)
+
+    async def load_container(self, id: str) -> Container:
+        """A container that exists in containerd (made by this or another client).
+
+        Raises:
+            NotFound: no such container.
+        """
+        validate_id(id, kind="container id")
+        record = await self._session.transport.get_container(id)
+        return self._from_record(record)
+
+    async def containers(self) -> list[Container]:
+        """Every container in the client's namespace."""
+        return [self._from_record(r) for r in await self._session.transport.list_containers()]
+
+    def _from_record(self, record: ContainerRecord) -> Container:
+        # The bundle path is derived, never read from the record: any client
+        # of containerd can write labels, and the path decides what we delete.
+        cid, spec = record.id, record.spec
+        validate_id(cid, kind="container id")
+        try:
+            owner = bundle_owner(spec)
+        except errors.InvalidArgument:
+            owner = None
+        bundle = bundle_path(self._session.state_dir, self._session.namespace, cid, owner)
+        container = Container(
+            self._session,
+            cid,
+            spec=spec,
+            runtime=record.runtime,
+            labels=record.labels,
+            bundle_dir=bundle,
+        )
+        if record.snapshotter and record.snapshot_key:
+            # Made from an image: its task's root filesystem is that snapshot.
+            from ..images._containers import SnapshotRootfs
+
+            container.rootfs = SnapshotRootfs(
+                self._session, record.snapshotter, record.snapshot_key
+            )
+        return container

@@ -1,0 +1,146 @@
+"""The client's containers for the length of a block, or of one process:
+``running()`` and ``run()``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+
+from .. import _platform, errors
+from .._log import get_logger
+from .._types import RunResult
+from ..domain._process import LogWriter, Output
+from ..domain._task import Task
+from ._containers import ContainerCalls
+
+__all__ = ["RunCalls"]
+
+_log = get_logger("client")
+
+
+class RunCalls(ContainerCalls):
+    """Started containers that are deleted again, for :class:`~supervisor.Client`."""
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        *,
+        stdin: bool = False,
+        terminal: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        output: Output = "pipe",
+        log_writer: LogWriter = "client",
+        runtime: str = _platform.DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> AsyncIterator[Task]:
+        """A started container for the length of a block: ``async with
+        client.running(id, spec) as task``.
+
+        However the block ends (normally, by an error, or cancelled), the
+        task is killed, waited for and deleted, and then the container, each
+        step bounded by ``timeouts.cleanup``; what containerd still held
+        after that is logged. The arguments are those of
+        :meth:`new_container` and :meth:`Container.new_task` (``stdin``,
+        ``terminal``, ``log_path``, ``output``, ``log_writer``).
+
+        Example::
+
+            async with client.running("web", spec) as task:
+                async for line in task.aiter_lines():
+                    if "ready" in line:
+                        break
+        """
+        container = await self.new_container(
+            id,
+            spec,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            replace=replace,
+        )
+        try:
+            task = await container.new_task(
+                stdin=stdin,
+                terminal=terminal,
+                log_path=log_path,
+                output=output,
+                log_writer=log_writer,
+            )
+            try:
+                await task.start()
+                yield task
+            finally:
+                await self._bounded(task.delete(force=True), id, "task")
+        finally:
+            # Forced: whatever task is still there (a delete above that
+            # failed, a create whose outcome stayed unknown) goes with it.
+            await self._bounded(container.delete(force=True), id, "container")
+
+    async def _bounded(self, cleanup: Any, container_id: str, what: str) -> None:
+        limit = self._session.timeouts.cleanup
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(limit) as scope:
+                try:
+                    await cleanup
+                except errors.NotFound:
+                    pass
+                except errors.SupervisorError as exc:
+                    _log.warning(
+                        "cleanup.failed", container_id=container_id, what=what, error=str(exc)
+                    )
+            if scope.cancelled_caught:
+                _log.warning("cleanup.timeout", container_id=container_id, what=what, seconds=limit)
+
+    async def run(
+        self,
+        id: str,
+        spec: Mapping[str, Any],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - subprocess.run's name and meaning
+        terminal: bool = False,
+        runtime: str = _platform.DEFAULT_RUNTIME,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> RunResult:
+        """Run a container to its end and return its exit status and output,
+        deleting task and container afterwards: ``subprocess.run`` for
+        containers.
+
+        Args:
+            input: bytes for the process's stdin (then end-of-file).
+            timeout: seconds before the process is killed and
+                :class:`~supervisor.errors.DeadlineExceeded` raised.
+
+        Example::
+
+            result = await client.run("once", supervisor.default_spec(["date"], rootfs))
+            print(result.exit_code, result.stdout.decode())
+        """
+        async with self.running(
+            id,
+            spec,
+            stdin=input is not None,
+            terminal=terminal,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            replace=replace,
+        ) as task:
+            with anyio.move_on_after(timeout) as scope:
+                out, err = await task.communicate(input)
+                status = await task.wait()
+            if scope.cancelled_caught:
+                raise errors.DeadlineExceeded(
+                    f"the process did not end within {timeout}s", container_id=id
+                )
+        return RunResult(status, out, err)
