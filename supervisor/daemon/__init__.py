@@ -2,7 +2,9 @@
 
 This layer sits above the core (it may import from it, never the reverse)::
 
-    _daemon.py        Daemon: the lifetime, the watchdog and restarts
+    _daemon.py        Daemon: the public face, its directories, entry and exit, failure
+    _watchdog.py      Watchdog: containerd kept running (health checks, restarts, reaping)
+    _launcher.py      Launcher: one containerd process adopted or started, stopped, killed
     _platform_parts.py  the platform's pieces for the Daemon, chosen in one place
     _child.py         Linux: one containerd process (pidfd, /proc): spawn, adopt, stop, kill
     _lock.py          Linux: one supervisor per state directory (flock)

@@ -22,12 +22,11 @@ of that containerd's own. The one thing outside: the shims' sockets, which
 containerd 1.6 always makes in ``/run/containerd/s/``, named by a hash of
 containerd's address, namespace and id, so they never meet either.
 
-The watchdog: a containerd that exits is noticed the moment it exits (an
-adopted one too, through its pidfd) and replaced with back-off; one that is
-alive but fails ``health_failures`` health checks in a row is asked for its
-goroutine stacks, killed and replaced. A replacement that fails (containerd
-exits at once, a full disk, a log that cannot be opened) is logged and tried
-again, with back-off, until one succeeds or the context is left.
+While the context is open, the :class:`~._watchdog.Watchdog` keeps
+containerd running (``_launcher`` brings one process up and down). Should the
+watchdog itself die, the Daemon fails at once, as :func:`supervisor.connect`
+does when its event machinery dies: ``closed`` turns true and what leads a
+caller to containerd raises the error.
 
 What touches the operating system (addresses, the lock, starting, adopting,
 stopping and killing containerd, opening its log) comes from the platform's
@@ -37,28 +36,21 @@ Windows.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-
-import anyio
-import anyio.abc
 
 from .. import errors
 from .._background import Background
 from .._log import get_logger
-from .._timeouts import backoff
 from . import _containerd_toml, _platform_parts
 from ._config import ConfigStore, DaemonConfig
 from ._files import owned_dir
+from ._launcher import Launcher
 from ._log_follower import LogFollower
-from ._platform_parts import DaemonChild
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
 from ._timeouts import DaemonTimeouts
+from ._watchdog import Watchdog
 
 __all__ = ["Daemon"]
 
@@ -77,17 +69,6 @@ def _path_argument(value: object, what: str) -> Path:
     if not text or "\0" in text:
         raise errors.InvalidArgument(f"{what} {text!r} is empty or contains a NUL byte")
     return Path(text).absolute()
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "exited"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 class Daemon:
@@ -180,16 +161,27 @@ class Daemon:
         self._log_level = log_level or self._initial_config.log_level
         self._timeouts = timeouts or DaemonTimeouts()
         self._entered = False
+        self._closed = False
+        # What the watchdog died of, as the callers see it.
+        self._failure: errors.SupervisorError | None = None
         self._store: ConfigStore | None = None
-        self._child: DaemonChild | None = None
-        self._restarts = 0
         parts = self._parts = _platform_parts.select()
         self._address = parts.address(self._state)
         self._debug_address = parts.debug_address(self._state)
-        self._health = parts.health(self._address)
-        self._background = Background(f"supervisor-daemon:{self._state}")
-        self._follower = LogFollower(
-            self._state / "containerd.log", self._timeouts.log_poll, opener=parts.open_file
+        self._background = Background(f"supervisor-daemon:{self._state}", on_failure=self._failed)
+        self._watchdog = Watchdog(
+            Launcher(
+                parts,
+                binary=binary,
+                config_path=self.config_path,
+                pid_file=self.pid_file,
+                address=self._address,
+                follower=LogFollower(
+                    self._state / "containerd.log", self._timeouts.log_poll, opener=parts.open_file
+                ),
+                health=parts.health(self._address),
+                timeouts=self._timeouts,
+            )
         )
         self._lock = parts.lock(self._state / "supervisor.lock")
 
@@ -197,13 +189,36 @@ class Daemon:
 
     @property
     def address(self) -> str:
-        """containerd's socket path (a named pipe on Windows), for :func:`supervisor.connect`."""
+        """containerd's socket path (a named pipe on Windows), for :func:`supervisor.connect`.
+
+        Raises:
+            SupervisorError: the watchdog failed (see :attr:`closed`).
+        """
+        self._raise_failure()
         return self._address
 
     @property
     def debug_address(self) -> str:
-        """containerd's debug socket path (a named pipe on Windows)."""
+        """containerd's debug socket path (a named pipe on Windows).
+
+        Raises:
+            SupervisorError: the watchdog failed (see :attr:`closed`).
+        """
+        self._raise_failure()
         return self._debug_address
+
+    @property
+    def closed(self) -> bool:
+        """True once the context was left, or as soon as the watchdog failed.
+
+        A watchdog that dies (of anything but containerd's own exits and
+        hangs, which it rides out) fails the daemon at once, as a task group
+        would: from then on :attr:`address`, :attr:`debug_address`,
+        :attr:`config`, :meth:`runtime` and :meth:`reload` raise its error
+        (``Unknown``, chained to it, for an unexpected exception), and so does
+        leaving the context; containerd is stopped.
+        """
+        return self._closed or self._failure is not None
 
     @property
     def config_path(self) -> Path:
@@ -233,17 +248,23 @@ class Daemon:
     @property
     def pid(self) -> int | None:
         """The pid of the current containerd, or None while none runs."""
-        child = self._child
+        child = self._watchdog.child
         return None if child is None or child.exited.is_set() else child.pid
 
     @property
     def restarts(self) -> int:
         """How many times containerd was replaced since entry."""
-        return self._restarts
+        return self._watchdog.restarts
 
     @property
     def config(self) -> ConfigStore:
-        """The runtimes configuration; read ``daemon.config.current`` once per operation."""
+        """The runtimes configuration; read ``daemon.config.current`` once per operation.
+
+        Raises:
+            FailedPrecondition: the daemon has not been started.
+            SupervisorError: the watchdog failed (see :attr:`closed`).
+        """
+        self._raise_failure()
         if self._store is None:
             raise errors.FailedPrecondition("the daemon has not been started")
         return self._store
@@ -266,6 +287,7 @@ class Daemon:
             InvalidArgument: ``config`` is not a DaemonConfig; nothing changes.
             FailedPrecondition: the daemon was not started, or a wrapper
                 script could not be written; the current config stays.
+            SupervisorError: the watchdog failed (see :attr:`closed`).
         """
         if not isinstance(config, DaemonConfig):
             raise errors.InvalidArgument(
@@ -279,9 +301,9 @@ class Daemon:
     # -- lifetime --------------------------------------------------------------
 
     async def __aenter__(self) -> Daemon:
-        if self._parts.unix_sockets and len(os.fsencode(self.address)) > _MAX_SOCKET_PATH:
+        if self._parts.unix_sockets and len(os.fsencode(self._address)) > _MAX_SOCKET_PATH:
             raise errors.InvalidArgument(
-                f"socket path {self.address!r} is longer than a unix socket allows"
+                f"socket path {self._address!r} is longer than a unix socket allows"
             )
         if self._entered:
             raise errors.FailedPrecondition("a Daemon can be entered once")
@@ -296,8 +318,10 @@ class Daemon:
         try:
             await self._background.start(self._run)
         except errors.SupervisorError:
+            self._closed = True
             raise
         except Exception as exc:
+            self._closed = True
             raise errors.Unknown(f"the embedded containerd failed to start: {exc!r}") from exc
         return self
 
@@ -308,11 +332,29 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         await self._background.stop()
+        self._closed = True
         error = self._background.error
         if error is not None and exc is None:
-            if isinstance(error, errors.SupervisorError):
-                raise error
-            raise errors.Unknown(f"the daemon's watchdog failed: {error!r}") from error
+            # As a task group reports a failed task on exit, also to a
+            # caller that swallowed the error its calls raised meanwhile.
+            raise self._failure or self._as_error(error)
+
+    def _as_error(self, exc: BaseException) -> errors.SupervisorError:
+        if isinstance(exc, errors.SupervisorError):
+            return exc
+        error = errors.Unknown(f"the daemon's watchdog failed: {exc!r}")
+        error.__cause__ = exc
+        return error
+
+    def _failed(self, exc: BaseException) -> None:
+        # Called at once when the watchdog dies (Background.fail), before it
+        # stops containerd: nothing the callers do from now on can work.
+        self._failure = self._as_error(exc)
+        _log.error("daemon.watchdog_failed", error=str(self._failure), exc_info=exc)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise errors.raised_again(self._failure)
 
     def _prepare(self) -> None:
         # containerd's root and state: 0711 as containerd makes them, so that
@@ -334,8 +376,8 @@ class Daemon:
                 self.config_path,
                 root=self._root,
                 state=self._state / "daemon",
-                address=self.address,
-                debug_address=self.debug_address,
+                address=self._address,
+                debug_address=self._debug_address,
                 log_level=self._log_level,
                 runc_root=self.runc_root if self._parts.unix_sockets else None,
             )
@@ -345,235 +387,7 @@ class Daemon:
         self._store = store
 
     async def _run(self) -> None:
-        t = self._timeouts
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._follower.follow)
-                try:
-                    child = await self._adopt(tg) or await self._start(tg)
-                except OSError as exc:
-                    raise errors.FailedPrecondition(f"cannot start containerd: {exc}") from exc
-                self._child = child
-                await self._reap(child)
-                self._background.ready()
-                tg.start_soon(self._watch, tg)
-                await self._background.until_stopped()
-                tg.cancel_scope.cancel()
-        except Exception as exc:
-            if self._background.up:  # before that, entering the context raises it
-                _log.error("daemon.watchdog_failed", exc_info=errors.unwrap_group(exc))
-            raise
+            await self._watchdog.run(self._background)
         finally:
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + t.stop + t.kill
-                try:
-                    await self._stop_child()
-                finally:
-                    self._follower.drain()
-                    self._follower.close()
-                    self._health.close()
-                    self._lock.release()
-
-    # -- starting and adopting -----------------------------------------------------
-
-    async def _adopt(self, tg: anyio.abc.TaskGroup) -> DaemonChild | None:
-        child = self._parts.adopt(
-            self.pid_file, self._binary, self.config_path, poll=self._timeouts.health_interval
-        )
-        if child is None:
-            return None
-        tg.start_soon(child.watch)
-        try:
-            ready = await self._wait_ready(child)
-        except BaseException:
-            # Cancelled: it ran before us and runs on, as we found it.
-            child.close()
-            raise
-        if ready:
-            _log.info("daemon.adopted", pid=child.pid, address=self.address)
-            return child
-        _log.warning("daemon.adopted_unresponsive", pid=child.pid)
-        await self._discard(child)
-        return None
-
-    async def _start(self, tg: anyio.abc.TaskGroup, *, replacing: bool = False) -> DaemonChild:
-        t = self._timeouts
-        if self._parts.unix_sockets:
-            # A socket file left by a killed containerd makes its successor's
-            # listen fail; nobody else can be serving on it (we hold the
-            # lock). A named pipe goes with the process that served it.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address)
-        # The follower takes its place in the log before containerd writes,
-        # so that the lines of a containerd that dies at once are ours to show.
-        self._follower.drain()
-        self._follower.tail.clear()
-        started = time.monotonic()
-        child = await self._parts.spawn(
-            self._binary,
-            self.config_path,
-            self._follower.path,
-            self.pid_file,
-            kill_within=t.kill,
-            poll=t.health_interval,
-        )
-        try:
-            tg.start_soon(child.watch)
-            ready = await self._wait_ready(child)
-        except BaseException:
-            # Cancelled (the loop shutting down): a child nobody tracks yet
-            # must not outlive us.
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + t.kill
-                await self._discard(child)
-            raise
-        if ready:
-            # A replacement is announced by the watchdog as daemon.restarted.
-            (_log.debug if replacing else _log.info)(
-                "daemon.started",
-                pid=child.pid,
-                address=self.address,
-                seconds=round(time.monotonic() - started, 3),
-            )
-            return child
-        exited = child.exited.is_set()
-        await self._discard(child)
-        self._forget_pid_file()
-        self._follower.drain()
-        tail = "\n".join(self._follower.tail)
-        lines = f"; its last lines:\n{tail}" if tail else "; it wrote nothing"
-        if exited:
-            what = _exit_text(child.returncode)
-            raise errors.Unavailable(f"containerd (pid {child.pid}) {what} while starting{lines}")
-        raise errors.Unavailable(
-            f"containerd (pid {child.pid}) did not answer within {t.start}s{lines}"
-        )
-
-    async def _wait_ready(self, child: DaemonChild) -> bool:
-        t = self._timeouts
-        with anyio.move_on_after(t.start):
-            while not child.exited.is_set():
-                if await self._health.check(t.health_timeout):
-                    return True
-                with anyio.move_on_after(t.start_poll):
-                    await child.exited.wait()
-        return False
-
-    # -- watching and replacing ------------------------------------------------------
-
-    async def _watch(self, tg: anyio.abc.TaskGroup) -> None:
-        t = self._timeouts
-        delays = backoff(t.restart_initial, t.restart_max)
-        healthy_since = time.monotonic()
-        failures = 0
-        while True:
-            child = self._child
-            assert child is not None
-            with anyio.move_on_after(t.health_interval):
-                await child.exited.wait()
-            if child.exited.is_set():
-                reason = "exited"
-            elif await self._health.check(t.health_timeout):
-                failures = 0
-                if time.monotonic() - healthy_since > t.stable:
-                    delays = backoff(t.restart_initial, t.restart_max)
-                continue
-            else:
-                failures += 1
-                _log.warning("daemon.health_check_failed", pid=child.pid, failures=failures)
-                if failures < t.health_failures and not child.exited.is_set():
-                    continue
-                reason = "exited" if child.exited.is_set() else "unresponsive"
-            _log.warning(
-                "daemon.containerd_down",
-                pid=child.pid,
-                reason=reason,
-                code=child.returncode,
-            )
-            if reason == "unresponsive":
-                await self._dump_stacks(child)
-            await self._discard(child)
-            self._child = None
-            self._child = await self._replace(tg, delays)
-            self._restarts += 1
-            await self._reap(self._child)
-            healthy_since = time.monotonic()
-            failures = 0
-
-    async def _reap(self, child: DaemonChild) -> None:
-        """Kill the shims an earlier containerd lost mid-create (see _orphans)."""
-        if not self._parts.unix_sockets:
-            return  # /proc and shim command lines are Linux's
-        from ._orphans import reap_orphans
-
-        t = self._timeouts
-        try:
-            with anyio.move_on_after(t.start):
-                await reap_orphans(self.address, child.pid, t.health_timeout)
-        except Exception as exc:  # noqa: BLE001 - reaping must never stop the watchdog
-            _log.warning("daemon.reap_failed", error=str(exc) or type(exc).__name__)
-
-    async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> DaemonChild:
-        attempt = 0
-        while True:
-            await anyio.sleep(next(delays))
-            attempt += 1
-            try:
-                child = await self._start(tg, replacing=True)
-            except Exception as exc:
-                # Whatever failed (containerd exiting at once, a full disk, a
-                # log that cannot be opened, the binary gone mid-upgrade), a
-                # later attempt may succeed: the watchdog must outlive it.
-                _log.error(
-                    "daemon.restart_failed",
-                    attempt=attempt,
-                    error=str(exc) or type(exc).__name__,
-                    error_type=type(exc).__name__,
-                )
-                continue
-            _log.info("daemon.restarted", pid=child.pid, restarts=self._restarts + 1)
-            return child
-
-    async def _dump_stacks(self, child: DaemonChild) -> None:
-        # containerd logs every goroutine's stack when asked (SIGUSR1, or its
-        # stackdump event on Windows): the one record of where a hung
-        # containerd was stuck, taken before it is killed.
-        child.dump_stacks()
-        await anyio.sleep(self._timeouts.dump_grace)
-        self._follower.drain()
-
-    async def _discard(self, child: DaemonChild) -> None:
-        """Kill ``child`` (if it still runs) and let go of it."""
-        if not await child.kill(self._timeouts.kill):
-            _log.error("daemon.kill_timeout", pid=child.pid, seconds=self._timeouts.kill)
-        child.close()
-        # A channel to the old containerd would fail or hang on the new one.
-        self._health.close()
-
-    def _forget_pid_file(self) -> None:
-        try:
-            self.pid_file.unlink(missing_ok=True)
-        except OSError as exc:
-            _log.warning("daemon.pid_file_not_removed", path=str(self.pid_file), error=str(exc))
-
-    async def _stop_child(self) -> None:
-        child = self._child
-        self._child = None
-        if child is None:
-            return
-        t = self._timeouts
-        # The watcher tasks were cancelled with the task group: wait here.
-        child.terminate()
-        if not await child.wait_gone(t.stop):
-            _log.warning("daemon.stop_timeout", pid=child.pid, seconds=t.stop)
-            await child.kill(t.kill)
-        gone = child.exited.is_set()
-        child.close()
-        self._health.close()
-        if not gone:
-            # Still there (stuck in the kernel): its pid file stays, so that
-            # the next Daemon adopts or replaces it rather than start a second.
-            _log.error("daemon.kill_timeout", pid=child.pid, seconds=t.kill)
-            return
-        self._forget_pid_file()
-        _log.info("daemon.stopped", pid=child.pid, restarts=self._restarts)
+            self._lock.release()

@@ -449,13 +449,14 @@ async def test_an_unanswering_containerd_dumps_its_stacks_before_it_is_replaced(
     with capture_logs() as logs:
         async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
             old = daemon.pid
-            real_check = daemon._health.check
+            health = daemon._watchdog.launcher.health
+            real_check = health.check
 
             async def check(within: float) -> bool:
                 # Only the first containerd "hangs"; its successor answers.
                 return False if daemon.pid == old else await real_check(within)
 
-            daemon._health.check = check  # type: ignore[method-assign]
+            health.check = check  # type: ignore[method-assign]
             await wait_until(lambda: daemon.pid not in (None, old), 15, "a replacement")
             assert not alive(old)  # type: ignore[arg-type]
             assert daemon.restarts == 1
