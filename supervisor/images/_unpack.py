@@ -11,7 +11,7 @@ import anyio
 from .. import errors
 from .._log import get_logger
 from ._digest import chain_ids
-from ._manifest import ImageConfig, Manifest
+from ._manifest import Descriptor, ImageConfig, Manifest
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -88,6 +88,29 @@ async def _apply_all(
     on_layer: Callable[[int], None] | None,
     ready: Callable[[int], Awaitable[None]] | None,
 ) -> str:
+    present = await _present(store, snapshotter, chains, lease)
+    parent = ""
+    for i, (layer, diff_id, chain) in enumerate(
+        zip(manifest.layers, config.diff_ids, chains, strict=True)
+    ):
+        if chain in present:
+            parent = chain
+            continue
+        if ready is not None:
+            await ready(i)
+        await _apply(store, snapshotter, layer, diff_id, chain, parent, lease, cleanup)
+        labels.start_soon(store.set_content_labels, layer.digest, {UNCOMPRESSED_LABEL: diff_id})
+        _log.debug("unpack.layer", snapshotter=snapshotter, chain_id=chain)
+        if on_layer is not None:
+            on_layer(i)
+        parent = chain
+    return parent
+
+
+async def _present(
+    store: ContainerdImages, snapshotter: str, chains: list[str], lease: str
+) -> set[str]:
+    """The chain ids that are snapshots already, held by ``lease``."""
     # Looked for all at once, not one round trip per layer in the chain.
     present: set[str] = set()
 
@@ -103,38 +126,38 @@ async def _apply_all(
     async with anyio.create_task_group() as tg:
         for chain in chains:
             tg.start_soon(look, chain)
-    parent = ""
-    for i, (layer, diff_id, chain) in enumerate(
-        zip(manifest.layers, config.diff_ids, chains, strict=True)
-    ):
-        if chain in present:
-            parent = chain
-            continue
-        if ready is not None:
-            await ready(i)
-        key = f"extract-{secrets.token_hex(6)}-{chain}"
-        mounts = await store.prepare_snapshot(snapshotter, key, parent, lease=lease)
+    return present
+
+
+async def _apply(
+    store: ContainerdImages,
+    snapshotter: str,
+    layer: Descriptor,
+    diff_id: str,
+    chain: str,
+    parent: str,
+    lease: str,
+    cleanup: float,
+) -> None:
+    """Apply ``layer`` on ``parent`` and commit it as ``chain``; on failure
+    the half-made snapshot is removed."""
+    key = f"extract-{secrets.token_hex(6)}-{chain}"
+    mounts = await store.prepare_snapshot(snapshotter, key, parent, lease=lease)
+    try:
+        applied = await store.apply_layer(layer, mounts, lease=lease)
+        if applied != diff_id:
+            raise errors.FailedPrecondition(
+                f"layer {layer.digest} unpacks to {applied}, the config says {diff_id}"
+            )
         try:
-            applied = await store.apply_layer(layer, mounts, lease=lease)
-            if applied != diff_id:
-                raise errors.FailedPrecondition(
-                    f"layer {layer.digest} unpacks to {applied}, the config says {diff_id}"
-                )
+            await store.commit_snapshot(snapshotter, chain, key, lease=lease)
+        except errors.AlreadyExists:
+            # Another unpack of the same layers won the race: use theirs.
+            await store.remove_snapshot(snapshotter, key)
+    except BaseException:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
             try:
-                await store.commit_snapshot(snapshotter, chain, key, lease=lease)
-            except errors.AlreadyExists:
-                # Another unpack of the same layers won the race: use theirs.
                 await store.remove_snapshot(snapshotter, key)
-        except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
-                try:
-                    await store.remove_snapshot(snapshotter, key)
-                except errors.SupervisorError as exc:
-                    _log.warning("unpack.cleanup_failed", key=key, error=str(exc))
-            raise
-        labels.start_soon(store.set_content_labels, layer.digest, {UNCOMPRESSED_LABEL: diff_id})
-        _log.debug("unpack.layer", snapshotter=snapshotter, chain_id=chain)
-        if on_layer is not None:
-            on_layer(i)
-        parent = chain
-    return parent
+            except errors.SupervisorError as exc:
+                _log.warning("unpack.cleanup_failed", key=key, error=str(exc))
+        raise

@@ -53,7 +53,7 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 
 @pytest.mark.parametrize("member", ["index.json", "manifest.json"])
 def test_deep_json_in_an_archive_refuses_it(tmp_path: Path, member: str) -> None:
-    from supervisor.images._archive import _plan
+    from supervisor.images._archive_plan import plan_archive as _plan
     from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
 
@@ -69,7 +69,7 @@ def test_deep_json_in_an_archive_refuses_it(tmp_path: Path, member: str) -> None
 
 
 def test_a_deep_config_in_a_docker_save_refuses_it(tmp_path: Path) -> None:
-    from supervisor.images._archive import _plan
+    from supervisor.images._archive_plan import plan_archive as _plan
     from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
 
@@ -133,7 +133,7 @@ def _fanout_layout(n: int) -> dict[str, bytes]:
 def test_an_index_naming_a_child_many_times_is_walked_once_per_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from supervisor.images._archive import _plan
+    from supervisor.images._archive_plan import plan_archive as _plan
     from supervisor.images._platform import Platform
     from supervisor.images._tar import Archive
 
