@@ -8,8 +8,11 @@ This layer sits above the core (it may import from it, never the reverse)::
     _platform_parts.py  the platform's pieces for the Daemon, chosen in one place
     _child.py         Linux: one containerd process (pidfd, /proc): spawn, adopt, stop, kill
     _lock.py          Linux: one supervisor per state directory (flock)
-    _windows.py       Windows: pipe addresses, msvcrt lock, process handles, adoption
-                      by creation time, CTRL_BREAK, stack-dump event, TerminateProcess
+    _windows.py       Windows: pipe addresses, process handles, adoption by creation
+                      time, CTRL_BREAK, stack-dump event, TerminateProcess
+    _windows_files.py Windows: files opened without following links, the msvcrt
+                      lock, the pid file with the creation time
+    _windows_kernel32.py  Windows: the ProcessControl seam and its kernel32 ctypes calls
     _files.py         directories of ours, files opened without following links
     _config.py        DaemonConfig and the atomically swapped ConfigStore
     _containerd_toml.py  the config file containerd is started with

@@ -40,7 +40,7 @@ class StateLock:
         if self._fd >= 0:
             raise errors.FailedPrecondition(f"{self.path} is held already")
         # POSIX only, imported here so the package imports on Windows too
-        # (where supervisor.daemon._windows holds the lock instead).
+        # (where supervisor.daemon._windows_files holds the lock instead).
         import fcntl
 
         fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)

@@ -31,9 +31,10 @@ import anyio
 
 from .. import _platform
 from ..backends.health import HealthChecker
-from . import _child, _windows
+from . import _child, _windows, _windows_files
 from ._files import open_regular
 from ._lock import StateLock
+from ._windows_kernel32 import ProcessControl
 
 __all__ = [
     "DaemonChild",
@@ -166,7 +167,7 @@ def linux_parts() -> DaemonParts:
 
 def windows_parts(
     *,
-    control: _windows.ProcessControl | None = None,
+    control: ProcessControl | None = None,
     start: _windows.Start | None = None,
     locking: Callable[[int, int, int], None] | None = None,
     health: Callable[[str], HealthProbe] = HealthChecker,
@@ -174,7 +175,7 @@ def windows_parts(
     """The Windows pieces: named pipes, ``msvcrt.locking``, process handles.
 
     Args:
-        control: kernel32 (default: :class:`~._windows.Kernel32Control`, made
+        control: kernel32 (default: :class:`~._windows_kernel32.Kernel32Control`, made
             at each spawn or adoption, so that nothing Windows-only is touched
             before then).
         start: ``asyncio.create_subprocess_exec`` (default).
@@ -186,10 +187,10 @@ def windows_parts(
         address=_windows.pipe_address,
         debug_address=_windows.debug_pipe_address,
         unix_sockets=False,
-        lock=functools.partial(_windows.WindowsStateLock, locking=locking),
+        lock=functools.partial(_windows_files.WindowsStateLock, locking=locking),
         spawn=functools.partial(_windows.spawn, control=control, start=start),
         adopt=functools.partial(_windows.adopt, control=control),
-        open_file=_windows.open_plain,
+        open_file=_windows_files.open_plain,
         health=health,
     )
 

@@ -29,43 +29,40 @@ the pair names one process for the life of the machine, and only a process
 we started and recorded can match it, so no command line needs reading
 (which Windows only gives by reading another process's memory).
 
-Everything that touches Windows itself goes through :class:`ProcessControl`
-(ctypes calls into kernel32, :class:`Kernel32Control`), the subprocess start
-(``start``) and the byte-range lock (``locking``); each is a parameter, so the
-logic here runs and is unit-tested on Linux against stand-ins. Status: not
-yet run on Windows (no Windows machine in this project's CI).
+Everything that touches Windows itself goes through
+:class:`~._windows_kernel32.ProcessControl` (ctypes calls into kernel32), the
+subprocess start (``start``) and the byte-range lock (``locking``, in
+``_windows_files`` with the pid file and the files opened without following
+a link); each is a parameter, so the logic here runs and is unit-tested on
+Linux against stand-ins. Status: not yet run on Windows (no Windows machine
+in this project's CI).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import shutil
-import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
 from .. import errors
 from .._log import get_logger
-from .._paths import write_new
+from ._windows_files import open_plain, read_pid_file, write_pid_file
+from ._windows_kernel32 import Kernel32Control, ProcessControl
 
 __all__ = [
     "CREATE_NEW_PROCESS_GROUP",
-    "Kernel32Control",
-    "ProcessControl",
+    "Start",
     "WindowsChild",
-    "WindowsStateLock",
     "adopt",
     "debug_pipe_address",
-    "open_plain",
     "pipe_address",
     "spawn",
-    "write_pid_file",
 ]
 
 _log = get_logger("daemon")
@@ -75,10 +72,6 @@ _PIPE_PREFIX = "\\\\.\\pipe\\"
 # defines: containerd leads a group of its own, so a CTRL_BREAK sent to that
 # group reaches it and nothing else, and a ^C at our console does not.
 CREATE_NEW_PROCESS_GROUP = 0x00000200
-# msvcrt's modes (msvcrt.LK_NBLCK, msvcrt.LK_UNLCK).
-_LK_UNLCK = 0
-_LK_NBLCK = 2
-_FILE_ATTRIBUTE_REPARSE_POINT = 0x400
 # The exit code TerminateProcess gives containerd: what a SIGKILL shows as.
 _KILLED = 137
 
@@ -94,252 +87,21 @@ def debug_pipe_address(state_dir: Path) -> str:
     return pipe_address(state_dir) + "-debug"
 
 
-# -- the seam to Windows ---------------------------------------------------------
-
-
-class ProcessControl(Protocol):
-    """What the daemon needs from Windows about one process (by handle)."""
-
-    def open(self, pid: int) -> int | None:
-        """A handle to ``pid`` (query, wait and terminate rights); None when
-        there is no such process.
-
-        Raises:
-            PermissionError: it exists but we may not open it (not ours).
-        """
-        ...
-
-    def close(self, handle: int) -> None: ...
-
-    def exit_code(self, handle: int) -> int | None:
-        """The exit code once the process has exited; None while it runs."""
-        ...
-
-    def creation_time(self, handle: int) -> int:
-        """When the process was created, in 100 ns units since 1601."""
-        ...
-
-    def image_path(self, handle: int) -> str:
-        """The full path of the process's executable."""
-        ...
-
-    def terminate(self, handle: int, code: int) -> None:
-        """End the process at once (it gets no say)."""
-        ...
-
-    def ctrl_break(self, pid: int) -> bool:
-        """Send CTRL_BREAK to the process group ``pid`` leads; False if it
-        could not be sent (no console shared with it)."""
-        ...
-
-    def set_event(self, name: str) -> bool:
-        """Signal the named event; False if it cannot be opened."""
-        ...
-
-
-class Kernel32Control:
-    """:class:`ProcessControl` through kernel32 (ctypes); Windows only."""
-
-    _ACCESS = 0x1000 | 0x00100000 | 0x0001  # QUERY_LIMITED_INFORMATION | SYNCHRONIZE | TERMINATE
-    _EVENT_MODIFY_STATE = 0x0002
-    _WAIT_OBJECT_0 = 0
-    _ERROR_INVALID_PARAMETER = 87
-    _ERROR_ACCESS_DENIED = 5
-
-    def __init__(self) -> None:
-        import ctypes
-
-        loader = getattr(ctypes, "WinDLL", None)
-        if loader is None:
-            raise errors.FailedPrecondition("kernel32 is only there on Windows")
-        self._ctypes = ctypes
-        self._k32: Any = loader("kernel32", use_last_error=True)
-
-    def _error(self, what: str) -> OSError:
-        code = self._ctypes.get_last_error()  # type: ignore[attr-defined]
-        return OSError(code, f"{what} failed (Windows error {code})")
-
-    def open(self, pid: int) -> int | None:
-        handle = self._k32.OpenProcess(self._ACCESS, False, pid)
-        if handle:
-            return int(handle)
-        code = self._ctypes.get_last_error()  # type: ignore[attr-defined]
-        if code == self._ERROR_ACCESS_DENIED:
-            raise PermissionError(code, f"process {pid} is not ours to open")
-        if code == self._ERROR_INVALID_PARAMETER:
-            return None
-        raise OSError(code, f"OpenProcess({pid}) failed (Windows error {code})")
-
-    def close(self, handle: int) -> None:
-        self._k32.CloseHandle(handle)
-
-    def exit_code(self, handle: int) -> int | None:
-        # Waited on rather than compared with STILL_ACTIVE (259), which a
-        # process may also exit with.
-        if self._k32.WaitForSingleObject(handle, 0) != self._WAIT_OBJECT_0:
-            return None
-        code = self._ctypes.c_ulong()
-        if not self._k32.GetExitCodeProcess(handle, self._ctypes.byref(code)):
-            raise self._error("GetExitCodeProcess")
-        return int(code.value)
-
-    def creation_time(self, handle: int) -> int:
-        times = [self._ctypes.c_ulonglong() for _ in range(4)]
-        if not self._k32.GetProcessTimes(handle, *(self._ctypes.byref(t) for t in times)):
-            raise self._error("GetProcessTimes")
-        return int(times[0].value)
-
-    def image_path(self, handle: int) -> str:
-        size = self._ctypes.c_ulong(32768)
-        buffer = self._ctypes.create_unicode_buffer(size.value)
-        if not self._k32.QueryFullProcessImageNameW(handle, 0, buffer, self._ctypes.byref(size)):
-            raise self._error("QueryFullProcessImageNameW")
-        return str(buffer.value)
-
-    def terminate(self, handle: int, code: int) -> None:
-        if not self._k32.TerminateProcess(handle, code):
-            raise self._error("TerminateProcess")
-
-    def ctrl_break(self, pid: int) -> bool:
-        return bool(self._k32.GenerateConsoleCtrlEvent(1, pid))  # CTRL_BREAK_EVENT
-
-    def set_event(self, name: str) -> bool:
-        event = self._k32.OpenEventW(self._EVENT_MODIFY_STATE, False, name)
-        if not event:
-            return False
-        try:
-            return bool(self._k32.SetEvent(event))
-        finally:
-            self._k32.CloseHandle(event)
-
-
-# -- files in the state directory ---------------------------------------------------
-
-
-def _check_plain_file(path: Path) -> None:
-    """Refuse a symlink or junction where the daemon keeps a file of its own.
-
-    Raises:
-        FailedPrecondition: ``path`` is a link (or any reparse point) or not a file.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    reparse = getattr(st, "st_file_attributes", 0) & _FILE_ATTRIBUTE_REPARSE_POINT
-    if stat.S_ISLNK(st.st_mode) or reparse:
-        raise errors.FailedPrecondition(f"{path} is a link; it is not followed")
-    if not stat.S_ISREG(st.st_mode):
-        raise errors.FailedPrecondition(f"{path} is not a regular file")
-
-
-def open_plain(path: Path, flags: int) -> int:
-    """Open a file of the daemon's (``os.open`` flags), refusing a link or a
-    reparse point in its place; not inherited by children.
-
-    Raises:
-        FailedPrecondition: ``path`` is a link or not a regular file.
-        OSError: it could not be opened.
-    """
-    _check_plain_file(path)
-    return os.open(path, flags | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_BINARY", 0), 0o600)
-
-
-class WindowsStateLock:
-    """One supervisor per state directory (the Windows ``StateLock``): a
-    byte-range lock on ``supervisor.lock``, which Windows drops when the
-    holder's handle closes or its process dies.
-
-    Args:
-        path: the lock file.
-        locking: ``msvcrt.locking`` (a stand-in in tests).
-    """
-
-    def __init__(
-        self, path: Path, *, locking: Callable[[int, int, int], None] | None = None
-    ) -> None:
-        self.path = path
-        self._locking = locking
-        self._fd = -1
-
-    @property
-    def held(self) -> bool:
-        return self._fd >= 0
-
-    def _lock_call(self) -> Callable[[int, int, int], None]:
-        if self._locking is None:
-            import msvcrt  # Windows only: imported where it is used
-
-            self._locking = msvcrt.locking  # type: ignore[attr-defined,unused-ignore]
-        assert self._locking is not None
-        return self._locking
-
-    def acquire(self) -> None:
-        """Take the lock, or fail at once.
-
-        Raises:
-            FailedPrecondition: another process holds it, or the lock file is
-                a link or not a regular file.
-            OSError: the lock file could not be opened or created.
-        """
-        if self._fd >= 0:
-            raise errors.FailedPrecondition(f"{self.path} is held already")
-        locking = self._lock_call()
-        fd = open_plain(self.path, os.O_RDWR | os.O_CREAT)
-        try:
-            # One byte at offset 0; a range past the end of the file is fine.
-            locking(fd, _LK_NBLCK, 1)
-        except OSError:
-            os.close(fd)
-            raise errors.FailedPrecondition(
-                f"another supervisor runs the containerd of {self.path.parent}"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-
-    def release(self) -> None:
-        """Let the lock go (idempotent)."""
-        fd, self._fd = self._fd, -1
-        if fd < 0:
-            return
-        try:
-            with contextlib.suppress(OSError):
-                os.lseek(fd, 0, os.SEEK_SET)
-                self._lock_call()(fd, _LK_UNLCK, 1)
-        finally:
-            os.close(fd)
-
-
-def write_pid_file(path: Path, pid: int, created: int) -> None:
-    """Record ``<pid> <creation time>`` in ``path``: a new file beside it,
-    renamed into place."""
-    _check_plain_file(path)
-    write_new(path, f"{pid} {created}\n".encode())
-
-
-def _read_pid_file(path: Path) -> tuple[int, int] | None:
-    """``(pid, creation time)`` from ``path``; None if it holds anything else.
-
-    Raises:
-        FileNotFoundError: there is no pid file.
-        FailedPrecondition: it is a link or not a regular file.
-    """
-    fd = open_plain(path, os.O_RDONLY)
-    try:
-        text = os.read(fd, 64).decode("ascii", errors="replace").split()
-    finally:
-        os.close(fd)
-    if len(text) != 2 or not all(t.isdigit() for t in text):
-        return None
-    pid, created = int(text[0]), int(text[1])
-    return (pid, created) if 0 < pid < 1 << 32 else None
-
-
 def _same_executable(image: str, binary: str) -> bool:
     expected = shutil.which(binary) or binary
     return os.path.normcase(os.path.abspath(image)) == os.path.normcase(os.path.abspath(expected))
+
+
+def _not_ours(control: ProcessControl, handle: int, created: int, binary: str) -> str | None:
+    """Why the process behind ``handle`` is not the containerd we recorded
+    as created at ``created``; None when it is, and still runs."""
+    if control.exit_code(handle) is not None:
+        return "the process is gone"
+    if control.creation_time(handle) != created:
+        return "its pid now names another process"
+    if not _same_executable(control.image_path(handle), binary):
+        return "its executable is not the containerd we start"
+    return None
 
 
 # -- one containerd process -----------------------------------------------------------
@@ -551,7 +313,7 @@ def adopt(
     why: str | None = None
     record: tuple[int, int] | None = None
     try:
-        record = _read_pid_file(pid_file)
+        record = read_pid_file(pid_file)
     except FileNotFoundError:
         return None
     except (OSError, errors.FailedPrecondition) as exc:
@@ -560,27 +322,19 @@ def adopt(
         if record is None:
             why = "it holds no pid and creation time"
     control = control or Kernel32Control()
-    handle = -1
     if record is not None:
         pid, created = record
         try:
-            opened = control.open(pid)
+            handle = control.open(pid)
         except PermissionError:
-            opened, why = None, "the process is not ours to open"
-        if opened is None:
+            handle, why = None, "the process is not ours to open"
+        if handle is None:
             why = why or "the process is gone"
         else:
-            handle = opened
-            if control.exit_code(handle) is not None:
-                why = "the process is gone"
-            elif control.creation_time(handle) != created:
-                why = "its pid now names another process"
-            elif not _same_executable(control.image_path(handle), binary):
-                why = "its executable is not the containerd we start"
-        if why is None:
-            return WindowsChild(pid, None, handle, control, poll)
-    if handle >= 0:
-        control.close(handle)
+            why = _not_ours(control, handle, created, binary)
+            if why is None:
+                return WindowsChild(pid, None, handle, control, poll)
+            control.close(handle)
     _log.info("daemon.stale_pid_file", path=str(pid_file), reason=why)
     try:
         pid_file.unlink(missing_ok=True)

@@ -17,6 +17,8 @@ import pytest
 
 from supervisor import errors
 from supervisor.daemon import _windows as win
+from supervisor.daemon._windows_files import WindowsStateLock
+from supervisor.daemon._windows_kernel32 import Kernel32Control
 
 BINARY = "/opt/containerd/bin/containerd.exe"
 
@@ -182,8 +184,8 @@ def test_a_second_supervisor_is_refused_until_the_first_lets_go(tmp_path: Path) 
     path = tmp_path / "supervisor.lock"
     fds = _fds()
     first, second = (
-        win.WindowsStateLock(path, locking=locks),
-        win.WindowsStateLock(path, locking=locks),
+        WindowsStateLock(path, locking=locks),
+        WindowsStateLock(path, locking=locks),
     )
     first.acquire()
     assert first.held
@@ -203,7 +205,7 @@ def test_a_lock_file_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("")
     (tmp_path / "supervisor.lock").symlink_to(target)
-    lock = win.WindowsStateLock(tmp_path / "supervisor.lock", locking=Locks())
+    lock = WindowsStateLock(tmp_path / "supervisor.lock", locking=Locks())
     with pytest.raises(errors.FailedPrecondition, match="link"):
         lock.acquire()
 
@@ -432,4 +434,4 @@ async def test_our_own_child_is_waited_for_and_killed_through_asyncio(tmp_path: 
 
 def test_kernel32_is_only_there_on_windows() -> None:
     with pytest.raises(errors.FailedPrecondition, match="Windows"):
-        win.Kernel32Control()
+        Kernel32Control()
