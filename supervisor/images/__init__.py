@@ -15,6 +15,7 @@ Loaded on first use (``Client.pull`` and the other image methods), never by
     _image_spec.py  an OCI runtime spec from an image's config
     _tar.py         an archive's members, checked as hostile before any is read
     _layout.py      the OCI image layout's names
+    _archive_plan.py what an archive holds, read and checked before any write
     _archive.py     importing OCI layout and docker save tars
     _export.py      exporting an image as an OCI layout docker load takes
     _containers.py  a container's own snapshot on its image

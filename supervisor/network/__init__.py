@@ -14,6 +14,8 @@
     _host.py       the host's routes and addresses, bridges, locks
     _info.py       NetworkInfo and the OCI spec changes
     _manager.py    NetworkManager: attach, detach, release_stale
+    _bridge.py     the default network: its subnet, conflist and bridge
+    _stale.py      releasing what stale or interrupted attachments left
     _record.py     the per-container record kept on disk
 
 See docs/networking.md.

@@ -8,7 +8,7 @@ with JSON on stdout: a result, or an error with a code when it exits
 non-zero.  A network is a list of plugins: ADD runs them in order, each
 getting the previous one's result as ``prevResult``; DEL runs them in
 reverse with the result ADD returned, which is why that result is cached
-on disk (:class:`ResultCache`) between the two; CHECK runs them in order
+on disk (:class:`~._cache.ResultCache`) between the two; CHECK runs them in order
 with the cached result.  VERSION asks a plugin which versions it speaks;
 STATUS (CNI 1.1) asks whether it is ready, and is only sent to plugins that
 claim 1.1.
