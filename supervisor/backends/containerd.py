@@ -1,34 +1,33 @@
 """containerd over gRPC (grpclib + betterproto2): the production :class:`Transport`.
 
-This is the only module (with :mod:`.health` and :mod:`._decode`) that
-imports grpclib or the generated bindings.  Everything leaving it is a
-:mod:`supervisor._types` value or a :mod:`supervisor.errors` exception:
-:func:`map_grpc_errors` is the one place where failures are translated, and
-every call goes through :meth:`ContainerdTransport._call`, which also makes a
-failed call yield to the event loop.
+This is the only module (with :mod:`.containerd_images`, :mod:`.health` and
+the modules they use: :mod:`._channel`, :mod:`._grpc_errors`,
+:mod:`._runtime_options`, :mod:`._decode`) that imports grpclib or the
+generated bindings.  Everything leaving it is a :mod:`supervisor._types`
+value or a :mod:`supervisor.errors` exception: :func:`map_grpc_errors` is
+the one place where failures are translated, and every call goes through
+:meth:`ContainerdTransport._call`, which also makes a failed call yield to
+the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
     Collection,
-    Iterator,
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import grpclib.exceptions
 from grpclib.client import Channel
 
-from .. import _platform, errors
+from .. import errors
 from .._proto.containerd.services.containers import v1 as pb_containers
 from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.services.tasks import v1 as pb_tasks
@@ -43,6 +42,7 @@ from .._types import (
     Topic,
 )
 from ..stats._summary import ProcessSummary
+from ._channel import NAMESPACE_HEADER, open_channel
 from ._decode import (
     SYNC_TYPE_URL,
     container_record,
@@ -51,7 +51,7 @@ from ._decode import (
     exit_status,
     task_record,
 )
-from ._status import error_for
+from ._grpc_errors import map_grpc_errors
 from .base import EventStream
 
 if TYPE_CHECKING:
@@ -66,158 +66,12 @@ __all__ = [
     "open_channel",
 ]
 
-NAMESPACE_HEADER = "containerd-namespace"
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 SYNC_TOPIC = "/supervisor/sync"
 
 _T = TypeVar("_T")
-
-
-@contextmanager
-def map_grpc_errors(
-    container_id: str | None = None, process_id: str | None = None
-) -> Iterator[None]:
-    """Translate what a call through grpclib raises into :mod:`supervisor.errors`.
-
-    A gRPC status becomes its class; a deadline :class:`DeadlineExceeded`; a
-    connection that cannot be made or that broke :class:`Unavailable` (what
-    the event monitor rides out by resubscribing). Anything else, a reply
-    that does not decode or a bug, is :class:`Unknown` with the exception as
-    its cause: retrying it as if containerd were down would only fail again.
-    """
-    task, before = _cancel_count()
-    try:
-        yield
-    except errors.SupervisorError:
-        raise
-    except Exception as exc:
-        _forget_grpclib_cancels(task, before)
-        raise _translated(exc, container_id, process_id) from exc
-
-
-def _cancel_count() -> tuple[asyncio.Task[Any] | None, int]:
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return None, 0
-    return task, (task.cancelling() if task is not None else 0)
-
-
-def _forget_grpclib_cancels(task: asyncio.Task[Any] | None, before: int) -> None:
-    # grpclib wakes a call whose stream was terminated with a native
-    # Task.cancel() and raises its own error instead: the request stays
-    # counted on the task, and anyio then takes the expiry of any cancel
-    # scope open around the call for a cancellation from outside, which
-    # escapes as a bare CancelledError. Take back what the call left; a real
-    # cancellation of the caller is a CancelledError, never translated here.
-    if task is not None:
-        while task.cancelling() > before:
-            task.uncancel()
-
-
-def _translated(
-    exc: Exception, container_id: str | None, process_id: str | None
-) -> errors.SupervisorError:
-    """The library error for what a call through grpclib raised."""
-    ids = {"container_id": container_id, "process_id": process_id}
-    if isinstance(exc, grpclib.exceptions.GRPCError):
-        cls = error_for(exc.status.value, exc.message or "")
-        return cls(exc.message or exc.status.name, **ids)
-    if isinstance(exc, TimeoutError):
-        # Before OSError: TimeoutError is one, and a deadline is not an outage.
-        return errors.DeadlineExceeded("containerd did not answer in time", **ids)
-    if isinstance(exc, (grpclib.exceptions.StreamTerminatedError, OSError)):
-        # StreamTerminatedError: grpclib lost the connection, or containerd
-        # sent GOAWAY or reset the stream; OSError: the socket itself.
-        return errors.Unavailable(
-            f"containerd connection failed: {exc or type(exc).__name__}", **ids
-        )
-    if _on_closed_connection(exc):
-        return errors.Unavailable(
-            f"containerd connection failed: closed under the call ({type(exc).__name__}: {exc})",
-            **ids,
-        )
-    if _broken_framing(exc):
-        # As the blocking reader reports the same reply: a protocol failure.
-        return errors.Unavailable(
-            f"containerd sent a broken reply: {type(exc).__name__}: {exc}", **ids
-        )
-    return errors.Unknown(
-        f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}", **ids
-    )
-
-
-def _on_closed_connection(exc: Exception) -> bool:
-    """True if grpclib or h2 raised ``exc`` working on a connection that had
-    been closed under the call: a dead connection, not a bug.
-
-    grpclib's close deletes attributes that a late user then misses
-    (``Connection._transport``, ``H2Connection._frame_dispatch_table``,
-    ``EventsProcessor.processors``: grpclib issues 110, 140, 153, 156), and h2
-    refuses to send on a connection it saw a GOAWAY for (a call that waited
-    for the socket to drain while containerd went away raises
-    ``h2.exceptions.ProtocolError`` then). Told apart from the same
-    exception types raised elsewhere by the state of the connection object
-    that raised: the one an AttributeError names, or the ``self`` of the
-    grpclib and h2 frames the exception passed through.
-    """
-    from grpclib import protocol
-    from h2.connection import ConnectionState, H2Connection
-
-    def closed(obj: object) -> bool:
-        if isinstance(obj, (protocol.Stream, protocol.EventsProcessor)):
-            obj = obj.connection
-        if isinstance(obj, protocol.Connection):
-            return obj.is_closing()  # also True once grpclib's close ran
-        if isinstance(obj, H2Connection):
-            return (
-                not hasattr(obj, "_frame_dispatch_table")
-                or obj.state_machine.state is ConnectionState.CLOSED
-            )
-        return False
-
-    if isinstance(exc, AttributeError) and closed(exc.obj):
-        return True
-    tb = exc.__traceback__
-    while tb is not None:
-        if closed(tb.tb_frame.f_locals.get("self")):
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def _broken_framing(exc: Exception) -> bool:
-    """True if grpclib's own reading of gRPC's length-prefixed messages
-    failed: a stream that ended inside a message, or a compressed message
-    that was never negotiated. A message that arrived whole but does not
-    decode fails inside the codec instead, and is no protocol failure."""
-    from grpclib import protocol, stream
-
-    if not isinstance(exc, (AssertionError, NotImplementedError)):
-        return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code in (
-        stream.recv_message.__code__,
-        protocol.Buffer.read.__code__,
-    )
-
-
-def open_channel(address: str) -> Channel:
-    """A grpclib channel to containerd's socket (or named pipe on Windows).
-
-    Nothing is connected yet: grpclib connects on the first call and again on
-    the first call after the connection broke, which is what lets a client ride
-    through a containerd restart.
-    """
-    if _platform.IS_WINDOWS:  # pragma: no cover - exercised on Windows only
-        from ._named_pipe import NamedPipeChannel
-
-        return NamedPipeChannel(address)
-    return Channel(path=address)
 
 
 def _json_any(type_url: str, value: Mapping[str, Any]) -> PbAny:
@@ -230,25 +84,6 @@ def _json_any(type_url: str, value: Mapping[str, Any]) -> PbAny:
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise errors.InvalidArgument(f"cannot encode {type_url.rsplit('/', 1)[-1]}: {exc}") from exc
     return PbAny(type_url=type_url, value=data)
-
-
-def _runtime_options_any(runtime: str, options: Mapping[str, Any]) -> PbAny:
-    # The shim decodes options by the bare proto name, as containerd's typeurl
-    # registry writes it; betterproto's own Any.pack would add a googleapis prefix.
-    if runtime == "io.containerd.runtime.v1.linux":
-        return PbAny(
-            type_url="containerd.linux.runc.RuncOptions",
-            value=bytes(_runc_v1().RuncOptions(**options)),
-        )
-    from .._proto.containerd.runc import v1 as pb_runc
-
-    return PbAny(type_url="containerd.runc.v1.Options", value=bytes(pb_runc.Options(**options)))
-
-
-def _runc_v1() -> Any:
-    from .._proto.containerd.linux import runc as pb_runc_v1
-
-    return pb_runc_v1
 
 
 class ContainerdTransport:
@@ -295,6 +130,19 @@ class ContainerdTransport:
     @property
     def namespace(self) -> str:
         return self._namespace
+
+    def bind(self, namespace: str) -> None:
+        """Accept ``namespace`` if it is the one this transport was opened
+        for: a ContainerdTransport is bound from the start, every call
+        carrying its namespace.
+
+        Raises:
+            InvalidArgument: ``namespace`` is another one.
+        """
+        if namespace != self._namespace:
+            raise errors.InvalidArgument(
+                f"the transport is bound to namespace {self._namespace}, not {namespace}"
+            )
 
     async def aclose(self) -> None:
         self._closed = True
@@ -343,23 +191,10 @@ class ContainerdTransport:
         snapshot_key: str = "",
         image: str = "",
     ) -> None:
-        rt = pb_containers.ContainerRuntime(name=runtime)
-        # Loaded here: only creates need the shims' option messages, and a
-        # command that only lists containers should not pay for them.
-        from . import runhcs
+        # Loaded here: only creates need the shims' option messages.
+        from ._runtime_options import container_runtime
 
-        if runtime == runhcs.RUNTIME:
-            # Layer folders checked, and Debug set at debug level, even
-            # without options of the caller's.
-            runhcs.check_spec(spec, container_id=container_id)
-            rt.options = runhcs.options_any(runtime_options, container_id=container_id)
-        elif runtime_options is not None:
-            try:
-                rt.options = _runtime_options_any(runtime, runtime_options)
-            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-                raise errors.InvalidArgument(
-                    f"bad runtime options: {exc}", container_id=container_id
-                ) from exc
+        rt = container_runtime(runtime, runtime_options, spec, container_id=container_id)
         container = pb_containers.Container(
             id=container_id,
             labels=dict(labels),
@@ -454,9 +289,7 @@ class ContainerdTransport:
         if not exec_id:
             # containerd 1.6 would take it as a delete of the init process
             # under its own task record (a created task's shim then stays).
-            raise errors.InvalidArgument(
-                "deleting an exec needs its id", container_id=container_id
-            )
+            raise errors.InvalidArgument("deleting an exec needs its id", container_id=container_id)
         request = pb_tasks.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
         reply = await self._call(lambda: self._tasks.delete_process(request), container_id, exec_id)
         return exit_status(reply.exit_status, reply.exited_at)

@@ -11,7 +11,7 @@ import grpclib.exceptions
 from grpclib.client import Channel
 
 from .._proto.grpc.health import v1 as pb_health
-from .containerd import open_channel
+from ._channel import open_channel
 
 __all__ = ["HealthChecker"]
 
