@@ -14,11 +14,13 @@ from ._errors import EXIT_FAILED, CliError, describe
 from ._format import human_bytes, rfc3339, table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
     from ..client._client import Client
     from ..domain._container import Container
     from ..images import LayerProgress
+    from ..images._local import LocalImage
 
 
 __all__ = ["export", "images", "import_", "new_image_container", "pull", "rmi"]
@@ -275,24 +277,28 @@ async def new_image_container(
     (credentials beyond ``~/.docker/config.json``, a platform, plain HTTP
     to a remote registry) is ``supervisor pull``'s to make."""
     from .._types import DEFAULT_RUNTIME
-    from ..images._image_spec import spec_from_image
-    from ..images._service import ImageService
-    from ._options import (
-        apply_process_options,
-        bind_mounts,
-        merge_resources,
-        resources,
-        user_ids,
+
+    local = await _local_image(client, args.command[0], args.pull)
+    return await client.new_container(
+        cid,
+        _image_spec(local.config.config, args, cid),
+        image=local.record.name,
+        runtime=args.runtime or DEFAULT_RUNTIME,
+        labels=labels,
     )
 
-    image, command = args.command[0], args.command[1:]
+
+async def _local_image(client: Client, image: str, pull: str) -> LocalImage:
+    """``image`` as it is here, pulled first as ``--pull`` says."""
+    from ..images._service import ImageService
+
     service = ImageService(client._session)
     local = None
-    if args.pull != "always":
+    if pull != "always":
         try:
             local = await service.local(image)
         except errors.NotFound:
-            if args.pull == "never":
+            if pull == "never":
                 raise CliError(
                     f"no image {image!r} here (--pull never): supervisor pull {image} first"
                 ) from None
@@ -304,11 +310,25 @@ async def new_image_container(
         finally:
             progress.finish()
         local = await service.local(pulled.name)
+    return local
+
+
+def _image_spec(config: Mapping[str, Any], args: argparse.Namespace, cid: str) -> dict[str, Any]:
+    """The spec of the image's ``config`` with run's flags applied over it."""
+    from ..images._image_spec import spec_from_image
+    from ._options import (
+        apply_process_options,
+        bind_mounts,
+        merge_resources,
+        resources,
+        user_ids,
+    )
+
     caller: dict[str, Any] = {"process": {"terminal": args.tty}}
     if args.user is not None:
         uid, gid = user_ids(args.user, None)
         caller["process"]["user"] = {"uid": uid, "gid": gid}
-    spec = spec_from_image(local.config.config, args=command or None, overrides=caller)
+    spec = spec_from_image(config, args=args.command[1:] or None, overrides=caller)
     spec["hostname"] = args.hostname or cid[:63]
     apply_process_options(
         spec["process"],
@@ -325,10 +345,4 @@ async def new_image_container(
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
     # The container writes to a snapshot of its own unless told otherwise.
     spec["root"]["readonly"] = bool(args.read_only)
-    return await client.new_container(
-        cid,
-        spec,
-        image=local.record.name,
-        runtime=args.runtime or DEFAULT_RUNTIME,
-        labels=labels,
-    )
+    return spec

@@ -19,6 +19,8 @@ from .. import errors
 from ._timeouts import cli_timeouts
 
 if TYPE_CHECKING:
+    from .._proto.containerd.services.containers import v1 as pb_containers
+    from .._proto.containerd.services.tasks import v1 as pb_tasks
     from .._types import ContainerRecord, TaskRecord
 
 __all__ = ["listing"]
@@ -49,8 +51,6 @@ async def _listing(
 
     from .._proto.containerd.services.containers import v1 as pb_containers
     from .._proto.containerd.services.tasks import v1 as pb_tasks
-    from .._types import StdioPaths
-    from ..backends import _records
     from ..backends._status import error_for
 
     timeouts = cli_timeouts(args)
@@ -74,6 +74,16 @@ async def _listing(
         raise errors.Unavailable(f"cannot reach containerd at {args.address}: {exc}") from None
     finally:
         channel.close()
+    return _records_of(listed, running)
+
+
+def _records_of(
+    listed: pb_containers.ListContainersResponse, running: pb_tasks.ListTasksResponse
+) -> tuple[list[ContainerRecord], list[TaskRecord]]:
+    """The two List replies as the library's records."""
+    from .._types import StdioPaths
+    from ..backends import _records
+
     return (
         [
             _records.container_record(
