@@ -106,11 +106,34 @@ def default_spec(
     The root filesystem is read-only by default so that many containers can
     share one directory; ``tmpfs`` lists the paths that get a private tmpfs.
 
+    What it holds: the process of :func:`process_spec` (root, containerd's
+    default capabilities, no new privileges, 1024 open files); /proc, /dev
+    and a read-only /sys; pid, ipc, uts, mount and network namespaces of its
+    own (loopback only); every device denied; the /proc and /sys paths
+    containerd masks or makes read-only. ``memory_limit`` caps memory in
+    bytes; ``hostname`` is set only when given.
+
     Example::
 
         spec = supervisor.default_spec(["echo", "hi"], "/var/lib/rootfs/busybox")
         container = await client.new_container("hello", spec)
     """
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": process_spec(args, terminal=terminal, env=env, cwd=cwd),
+        "root": {"path": rootfs, "readonly": readonly_rootfs},
+        "mounts": _default_mounts(tmpfs),
+        "linux": _default_linux(memory_limit),
+    }
+    if hostname is not None:
+        spec["hostname"] = hostname
+    return spec
+
+
+def _default_mounts(tmpfs: Sequence[str]) -> list[dict[str, Any]]:
+    """/proc, /dev (with pts, shm and mqueue) and a read-only /sys, as
+    containerd's default spec mounts them, then a private tmpfs at each of
+    ``tmpfs``."""
     mounts: list[dict[str, Any]] = [
         {
             "destination": "/proc",
@@ -158,24 +181,21 @@ def default_spec(
                 "options": ["nosuid", "nodev", "mode=1777"],
             }
         )
+    return mounts
+
+
+def _default_linux(memory_limit: int | None) -> dict[str, Any]:
+    """Every device denied, the five namespaces of their own, and the /proc
+    and /sys paths containerd masks or makes read-only."""
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if memory_limit is not None:
         resources["memory"] = {"limit": memory_limit}
-    spec: dict[str, Any] = {
-        "ociVersion": "1.0.2",
-        "process": process_spec(args, terminal=terminal, env=env, cwd=cwd),
-        "root": {"path": rootfs, "readonly": readonly_rootfs},
-        "mounts": mounts,
-        "linux": {
-            "resources": resources,
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
-            "maskedPaths": list(_MASKED),
-            "readonlyPaths": list(_READONLY),
-        },
+    return {
+        "resources": resources,
+        "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
+        "maskedPaths": list(_MASKED),
+        "readonlyPaths": list(_READONLY),
     }
-    if hostname is not None:
-        spec["hostname"] = hostname
-    return spec
 
 
 _LEAVES = (int, bool, type(None))
