@@ -48,6 +48,15 @@ class Transport(Protocol):
     @property
     def namespace(self) -> str: ...
 
+    def bind(self, namespace: str) -> None:
+        """Bind an unbound transport to the namespace :func:`supervisor.connect`
+        was given; a transport bound already accepts only the same one.
+
+        Raises:
+            InvalidArgument: bound to another namespace.
+        """
+        ...
+
     async def aclose(self) -> None: ...
 
     async def version(self) -> str: ...

@@ -287,10 +287,8 @@ def connect(
     validate_id(namespace, kind="namespace")
     if backend is not None and not events:
         raise errors.InvalidArgument("a backend needs events=True")
-    if transport is not None and transport.namespace != namespace:
-        raise errors.InvalidArgument(
-            f"the transport is bound to namespace {transport.namespace!r}, not {namespace!r}"
-        )
+    if transport is not None:
+        transport.bind(namespace)  # InvalidArgument: bound to another one
     return _Connection(
         address,
         namespace,

@@ -4,7 +4,7 @@ that drives what is not a Transport call: the processes themselves.
 Every process here is ``sh -c 'read code; exit $code'`` on FIFOs the test
 made: on containerd it blocks until :meth:`World.finish` writes its exit
 code on its stdin; the fake's process "exits" through its control
-:meth:`FakeTransport.exit`. Either way nothing ends by itself and nothing is
+:meth:`FakeControls.exit`. Either way nothing ends by itself and nothing is
 timed, so both halves run the same steps to the same states.
 
 The containerd half uses the plugin's namespace of the test's own (which
@@ -66,7 +66,7 @@ class World:
         unless told otherwise (the caller closes it)."""
         namespace = namespace or self.transport.namespace
         if isinstance(self.transport, FakeTransport):
-            return self.transport.reopen(namespace)
+            return self.transport.controls.reopen(namespace)
         return ContainerdTransport.open(self._address, namespace)
 
     def spec(self) -> dict[str, Any]:
@@ -99,7 +99,7 @@ class World:
         follow with a wait)."""
         process_id = exec_id or container_id
         if isinstance(self.transport, FakeTransport):
-            self.transport.exit(container_id, exec_id or None, code=code)
+            self.transport.controls.exit(container_id, exec_id or None, code=code)
         else:
             os.write(self._stdin[(container_id, process_id)], f"{code}\n".encode())
 
@@ -115,7 +115,7 @@ class World:
         if isinstance(self.transport, FakeTransport):
             # The program is a pid namespace's init without signal handlers:
             # the kernel keeps from it every signal but SIGKILL.
-            self.transport.ignore(container_id, None, *CATCHABLE)
+            self.transport.controls.ignore(container_id, None, *CATCHABLE)
         if start:
             assert await self.transport.start(container_id, "") == pid
         return pid
@@ -138,8 +138,8 @@ class World:
         await self.transport.exec(container_id, exec_id, process, self.stdio(container_id, exec_id))
         pid = await self.transport.start(container_id, exec_id)
         if isinstance(self.transport, FakeTransport):
-            self.transport.oom(container_id)
-            self.transport.exit(container_id, exec_id, code=128 + signal.SIGKILL)
+            self.transport.controls.oom(container_id)
+            self.transport.controls.exit(container_id, exec_id, code=128 + signal.SIGKILL)
         return pid
 
     async def wait(self, container_id: str, exec_id: str = "") -> Any:

@@ -33,6 +33,20 @@ async def test_a_second_connection_sees_the_same_namespace(
     assert (await transport.get_task("c1")).state is ProcessState.STOPPED
 
 
+async def test_a_bound_transport_accepts_only_its_own_namespace(
+    world: World, transport: Transport
+) -> None:
+    # What connect() asks of the transport it is given.
+    await world.container("c1")
+    mine = transport.namespace
+    transport.bind(mine)
+    with pytest.raises(errors.InvalidArgument, match="bound to namespace"):
+        transport.bind(f"{mine}-x")
+    # Refused, it is as it was: bound to its own, and answering in it.
+    assert transport.namespace == mine
+    assert [r.id for r in await transport.list_containers()] == ["c1"]
+
+
 async def test_a_closed_connection_fails_its_calls(
     world: World, transport: Transport, request: pytest.FixtureRequest
 ) -> None:

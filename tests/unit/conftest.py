@@ -44,7 +44,8 @@ def connect(
 ) -> AbstractAsyncContextManager[supervisor.Client]:
     return supervisor.connect(
         "fake",
-        namespace=fake.namespace,
+        # connect() binds a fake that is not bound yet (the fixture's).
+        namespace=fake.controls.namespace or NS,
         transport=fake,
         backend=backend,
         state_dir=state_dir,
@@ -55,7 +56,7 @@ def connect(
 
 @pytest.fixture
 def fake() -> FakeTransport:
-    return FakeTransport(NS)
+    return FakeTransport()
 
 
 @pytest_asyncio.fixture
@@ -129,5 +130,5 @@ class Recorder:
         # Events of one container reach the backend in order: once the
         # marker is handled, so is everything published before it.
         target = self._markers + 1
-        fake.publish(TaskEvent(fake.namespace, Topic.RESUMED, container_id, _MARKER))
+        fake.controls.publish(TaskEvent(fake.namespace, Topic.RESUMED, container_id, _MARKER))
         await self.wait_for(lambda: self._markers >= target)

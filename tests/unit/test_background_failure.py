@@ -49,8 +49,8 @@ async def test_a_failing_resubscription_fails_pending_and_later_calls(
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(waiter)
-                fake.fail_next("subscribe", failure)
-                fake.break_stream()
+                fake.controls.fail_next("subscribe", failure)
+                fake.controls.break_stream()
                 with anyio.fail_after(GUARD):  # hang guard, not a timing check
                     await raised_event.wait()
             (raised,) = seen
@@ -66,7 +66,7 @@ async def test_a_failing_resubscription_fails_pending_and_later_calls(
                 await client.new_container("after", spec())
     assert failure.message in str(at_exit.value)
     # Nothing was left behind by the calls refused after the failure.
-    assert fake.container_ids() == ["doomed"]
+    assert fake.controls.container_ids() == ["doomed"]
 
 
 async def test_an_unexpected_monitor_error_is_unknown_with_its_cause(
@@ -87,7 +87,7 @@ async def test_an_unexpected_monitor_error_is_unknown_with_its_cause(
             await task.start()
             poisoned = await (await client.new_container("poison", spec())).new_task()
             await poisoned.start()
-            fake.exit("poison")  # its EXIT trips the monitor
+            fake.controls.exit("poison")  # its EXIT trips the monitor
             with anyio.fail_after(GUARD), pytest.raises(errors.Unknown) as pending:
                 await task.wait()
             assert isinstance(pending.value.__cause__, errors.Unknown)
@@ -108,8 +108,8 @@ async def test_a_backend_client_fails_the_same_way(fake: FakeTransport, state_di
             container = await client.new_container("with-backend", spec())
             task = await container.new_task()
             await task.start()
-            fake.fail_next("subscribe", errors.FailedPrecondition("refused"))
-            fake.break_stream()
+            fake.controls.fail_next("subscribe", errors.FailedPrecondition("refused"))
+            fake.controls.break_stream()
             with anyio.fail_after(GUARD), pytest.raises(errors.FailedPrecondition):
                 await task.wait()
             assert client.closed
@@ -128,7 +128,7 @@ async def test_an_unexpected_error_while_connecting_is_unknown(
         async with connect(fake, state_dir):
             pass
     assert isinstance(raised.value.__cause__, KeyError)
-    assert fake.closed
+    assert fake.controls.closed
 
 
 async def test_a_connection_left_normally_after_a_failure_still_reports_it(
@@ -140,8 +140,8 @@ async def test_a_connection_left_normally_after_a_failure_still_reports_it(
             container = await client.new_container("swallowed", spec())
             task = await container.new_task()
             await task.start()
-            fake.fail_next("subscribe", errors.FailedPrecondition("refused"))
-            fake.break_stream()
+            fake.controls.fail_next("subscribe", errors.FailedPrecondition("refused"))
+            fake.controls.break_stream()
             with anyio.fail_after(GUARD):
                 try:
                     await task.wait()
@@ -169,8 +169,8 @@ async def test_callers_fail_before_a_shielded_handler_is_done(
                 container = await client.new_container("stuck", spec())
                 task = await container.new_task()  # its CREATE event sticks in the handler
                 await task.start()
-                fake.fail_next("subscribe", errors.FailedPrecondition("refused"))
-                fake.break_stream()
+                fake.controls.fail_next("subscribe", errors.FailedPrecondition("refused"))
+                fake.controls.break_stream()
                 with anyio.fail_after(GUARD), pytest.raises(errors.FailedPrecondition):
                     await task.wait()
                 assert client.closed

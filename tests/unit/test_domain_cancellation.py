@@ -51,18 +51,18 @@ async def test_new_container_cancelled_at_each_point(
 ) -> None:
     undone = 0
     for rounds in range(MAX_ROUNDS):
-        deleted = fake.calls["delete_container"]
+        deleted = fake.controls.calls["delete_container"]
         done = await cancelled_after(rounds, lambda: client.new_container("c", spec()))
         if done:
             await done[0].delete()
             break
-        undone += fake.calls["delete_container"] - deleted
-        assert fake.is_empty(), rounds
+        undone += fake.controls.calls["delete_container"] - deleted
+        assert fake.controls.is_empty(), rounds
         assert not (state_dir / fake.namespace / "c").exists(), rounds
     else:
         pytest.fail("new_container never finished")
     assert undone > 0  # some cancellation came after containerd made it
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_new_task_cancelled_at_each_point(
@@ -72,13 +72,13 @@ async def test_new_task_cancelled_at_each_point(
     fds = open_fds()
     undone = 0
     for rounds in range(MAX_ROUNDS):
-        deleted = fake.calls["delete_task"]
+        deleted = fake.controls.calls["delete_task"]
         done = await cancelled_after(rounds, container.new_task)
         if done:
             await done[0].delete(force=True)
             break
-        undone += fake.calls["delete_task"] - deleted
-        assert fake.processes("c") == {}, rounds
+        undone += fake.controls.calls["delete_task"] - deleted
+        assert fake.controls.processes("c") == {}, rounds
         assert fifo_files(state_dir) == [], rounds
         assert open_fds() == fds, rounds
         assert tracked(client) == 0, rounds
@@ -86,7 +86,7 @@ async def test_new_task_cancelled_at_each_point(
         pytest.fail("new_task never finished")
     assert undone > 0
     await container.delete()
-    assert fake.is_empty() and fifo_files(state_dir) == [] and open_fds() == fds
+    assert fake.controls.is_empty() and fifo_files(state_dir) == [] and open_fds() == fds
 
 
 async def test_exec_cancelled_at_each_point(
@@ -99,23 +99,23 @@ async def test_exec_cancelled_at_each_point(
     fds = open_fds()
     undone = 0
     for rounds in range(MAX_ROUNDS):
-        deleted = fake.calls["delete_process"]
+        deleted = fake.controls.calls["delete_process"]
         done = await cancelled_after(rounds, lambda: task.exec("e", ["true"]))
         if done:
             await done[0].delete(force=True)
             break
-        undone += fake.calls["delete_process"] - deleted
-        assert list(fake.processes("c")) == ["c"], rounds
+        undone += fake.controls.calls["delete_process"] - deleted
+        assert list(fake.controls.processes("c")) == ["c"], rounds
         assert fifo_files(state_dir) == fifos, rounds
         assert open_fds() == fds, rounds
         assert list(task.execs) == [], rounds
     else:
         pytest.fail("exec never finished")
     assert undone > 0
-    assert list(fake.processes("c")) == ["c"] and fifo_files(state_dir) == fifos
+    assert list(fake.controls.processes("c")) == ["c"] and fifo_files(state_dir) == fifos
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-acting", "after-acting"])
@@ -140,7 +140,7 @@ async def test_a_create_cancelled_while_containerd_works_is_undone(
         assert task is not None
         return await task.exec("e", ["true"], stdin=True)
 
-    gate = fake.hold(method, after=after)
+    gate = fake.controls.hold(method, after=after)
     result: list[object] = []
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
@@ -155,19 +155,19 @@ async def test_a_create_cancelled_while_containerd_works_is_undone(
             scope.cancel()  # the call is shielded: it must learn what containerd did
             gate.release()
     assert result == []
-    assert fake.calls[method] == 1
+    assert fake.controls.calls[method] == 1
     if method == "create_container":
-        assert fake.is_empty()
+        assert fake.controls.is_empty()
     else:
         expected = ["c"] if method == "exec" else []
-        assert list(fake.processes("c")) == expected
+        assert list(fake.controls.processes("c")) == expected
     assert fifo_files(state_dir) == fifos
     assert open_fds() == fds
     if task is not None:
         await task.delete(force=True)
     if method != "create_container":
         await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_a_start_cancelled_while_containerd_starts_it_leaves_it_started(
@@ -175,7 +175,7 @@ async def test_a_start_cancelled_while_containerd_starts_it_leaves_it_started(
 ) -> None:
     container = await client.new_container("c", spec())
     task = await container.new_task()
-    gate = fake.hold("start", after=True)
+    gate = fake.controls.hold("start", after=True)
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
@@ -188,16 +188,16 @@ async def test_a_start_cancelled_while_containerd_starts_it_leaves_it_started(
             await gate.wait()
             scope.cancel()
             gate.release()
-    assert task.pid == fake.processes("c")["c"].pid
+    assert task.pid == fake.controls.processes("c")["c"].pid
     assert await task.status() is ProcessState.RUNNING
     with pytest.raises(errors.FailedPrecondition):
         await task.start()
-    fake.exit("c", code=1)
+    fake.controls.exit("c", code=1)
     with anyio.fail_after(GUARD):
         assert (await task.wait()).exit_code == 1
     await task.delete()
     await container.delete()
-    assert fake.is_empty() and fifo_files(state_dir) == []
+    assert fake.controls.is_empty() and fifo_files(state_dir) == []
 
 
 async def test_a_delete_cancelled_after_containerd_acted_still_releases_everything(
@@ -207,8 +207,8 @@ async def test_a_delete_cancelled_after_containerd_acted_still_releases_everythi
     container = await client.new_container("c", spec())
     task = await container.new_task()
     await task.start()
-    fake.exit("c")
-    gate = fake.hold("delete_task", after=True)
+    fake.controls.exit("c")
+    gate = fake.controls.hold("delete_task", after=True)
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
@@ -221,10 +221,10 @@ async def test_a_delete_cancelled_after_containerd_acted_still_releases_everythi
             await gate.wait()
             scope.cancel()
             gate.release()
-    assert fake.processes("c") == {}
+    assert fake.controls.processes("c") == {}
     assert fifo_files(state_dir) == []
     assert open_fds() == fds
-    gate = fake.hold("delete_container", after=True)
+    gate = fake.controls.hold("delete_container", after=True)
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             scope = anyio.CancelScope()
@@ -237,5 +237,5 @@ async def test_a_delete_cancelled_after_containerd_acted_still_releases_everythi
             await gate.wait()
             scope.cancel()
             gate.release()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
     assert not container.bundle_dir.exists()

@@ -29,7 +29,7 @@ async def test_backend_hears_the_lifecycle_in_order(fake: FakeTransport, state_d
         await task.start()
         proc = await task.exec("e1", ["sh", "-c", "exit 4"])
         await proc.start()
-        fake.exit("ordered", "e1", code=4)
+        fake.controls.exit("ordered", "e1", code=4)
         with anyio.fail_after(GUARD):
             assert (await proc.wait()).exit_code == 4
         await proc.delete()
@@ -69,9 +69,9 @@ async def test_an_exit_off_the_stream_carries_its_timestamp(
         container = await client.new_container("stamped", spec())
         task = await container.new_task()
         await task.start()
-        fake.exit("stamped", code=1)
+        fake.controls.exit("stamped", code=1)
         await rec.barrier(fake, "stamped")
-        (published,) = [ev for ev in fake.events if ev.topic is Topic.EXIT]
+        (published,) = [ev for ev in fake.controls.events if ev.topic is Topic.EXIT]
         assert rec.exit_info("stamped").timestamp == published.timestamp
         await task.delete()
         await container.delete()
@@ -106,8 +106,8 @@ async def test_oom_flag_set_before_exit_cleared_by_a_new_task_set_by_an_exec(
         # the init process is OOM-killed
         task = await container.new_task()
         await task.start()
-        fake.oom("oomy")
-        fake.exit("oomy", code=137)
+        fake.controls.oom("oomy")
+        fake.controls.exit("oomy", code=137)
         with anyio.fail_after(GUARD):
             status = await task.wait()
         assert status.oom_killed
@@ -115,7 +115,7 @@ async def test_oom_flag_set_before_exit_cleared_by_a_new_task_set_by_an_exec(
         # the next task of the same container starts with the flag cleared
         task = await container.new_task()
         await task.start()
-        fake.exit("oomy", code=0)
+        fake.controls.exit("oomy", code=0)
         with anyio.fail_after(GUARD):
             assert not (await task.wait()).oom_killed
         assert not (await task.delete()).oom_killed
@@ -125,8 +125,8 @@ async def test_oom_flag_set_before_exit_cleared_by_a_new_task_set_by_an_exec(
         await task.start()
         hog = await task.exec("hog", ["dd", "if=/dev/zero", "of=/tmp/fill"])
         await hog.start()
-        fake.oom("oomy")
-        fake.exit("oomy", "hog", code=137)
+        fake.controls.oom("oomy")
+        fake.controls.exit("oomy", "hog", code=137)
         with anyio.fail_after(GUARD):
             assert not (await hog.wait()).oom_killed
         await hog.delete()
@@ -150,12 +150,12 @@ async def test_an_exit_sent_twice_is_heard_once(fake: FakeTransport, state_dir: 
         await task.start()
         proc = await task.exec("e", ["true"])
         await proc.start()
-        fake.exit("twice", "e", code=1)
-        fake.exit("twice", code=2)
-        exits = [ev for ev in fake.events if ev.topic is Topic.EXIT]
+        fake.controls.exit("twice", "e", code=1)
+        fake.controls.exit("twice", code=2)
+        exits = [ev for ev in fake.controls.events if ev.topic is Topic.EXIT]
         assert len(exits) == 2
         for ev in exits:  # containerd re-sends exits after its own restart
-            fake.publish(ev)
+            fake.controls.publish(ev)
         with anyio.fail_after(GUARD):
             assert (await task.wait()).exit_code == 2
         await rec.barrier(fake, "twice")
@@ -165,7 +165,7 @@ async def test_an_exit_sent_twice_is_heard_once(fake: FakeTransport, state_dir: 
         await container.delete()
         # a copy arriving after the delete is still not news
         for ev in exits:
-            fake.publish(ev)
+            fake.controls.publish(ev)
         await rec.barrier(fake, "twice")
     assert rec.exits() == Counter({("twice", "e"): 1, ("twice", "twice"): 1})
 
@@ -182,15 +182,15 @@ async def test_exits_missed_while_the_stream_was_broken_are_found_once(
             await tasks[cid].start()
         proc = await tasks["b"].exec("d", ["sleep", "1"])
         await proc.start()
-        subscribed = fake.calls["subscribe"]
-        gate = fake.hold("subscribe")  # the outage lasts until released
-        fake.break_stream()
+        subscribed = fake.controls.calls["subscribe"]
+        gate = fake.controls.hold("subscribe")  # the outage lasts until released
+        fake.controls.break_stream()
         # while nobody listens: a exits, b's exec exits, c is deleted by
         # another client (nothing of it is left to find)
-        fake.exit("a", code=21)
-        fake.exit("b", "d", code=24)
-        fake.exit("c", code=3)
-        await fake.reopen().delete_task("c")
+        fake.controls.exit("a", code=21)
+        fake.controls.exit("b", "d", code=24)
+        fake.controls.exit("c", code=3)
+        await fake.controls.reopen().delete_task("c")
         with anyio.fail_after(GUARD):
             await gate.wait()
         gate.release()
@@ -198,14 +198,14 @@ async def test_exits_missed_while_the_stream_was_broken_are_found_once(
             assert (await tasks["a"].wait()).exit_code == 21
             assert (await proc.wait()).exit_code == 24
             assert (await tasks["c"].wait()).exit_code == 255  # lost
-        assert fake.calls["subscribe"] == subscribed + 1
-        assert fake.calls["list_tasks"] >= 1  # the reconciliation
+        assert fake.controls.calls["subscribe"] == subscribed + 1
+        assert fake.controls.calls["list_tasks"] >= 1  # the reconciliation
         assert (await tasks["b"].status()) is ProcessState.RUNNING
         # containerd then sends the missed exits after all: still not news
-        for ev in fake.events:
+        for ev in fake.controls.events:
             if ev.topic is Topic.EXIT:
-                fake.publish(ev)
-        fake.exit("b", code=0)
+                fake.controls.publish(ev)
+        fake.controls.exit("b", code=0)
         with anyio.fail_after(GUARD):
             await tasks["b"].wait()
         for cid in ("a", "b", "c"):
@@ -221,13 +221,13 @@ async def test_a_containerd_outage_is_ridden_through(fake: FakeTransport, state_
         container = await client.new_container("outage", spec())
         task = await container.new_task()
         await task.start()
-        fake.set_down(True)
-        fake.exit("outage", code=9)  # the shim outlives containerd
+        fake.controls.set_down(True)
+        fake.controls.exit("outage", code=9)  # the shim outlives containerd
         with pytest.raises(supervisor.errors.Unavailable):
             await task.status()
         await anyio.sleep(0.05)  # the client tries to resubscribe meanwhile
-        assert fake.subscriptions == 0
-        fake.set_down(False)
+        assert fake.controls.subscriptions == 0
+        fake.controls.set_down(False)
         with anyio.fail_after(GUARD):
             assert (await task.wait()).exit_code == 9
         await rec.barrier(fake, "outage")
@@ -244,12 +244,12 @@ async def test_events_dropped_then_a_restart_still_report_each_exit_once(
         container = await client.new_container("quiet", spec())
         task = await container.new_task()
         await task.start()
-        fake.drop_events(True)  # published, but this client was not subscribed
-        fake.exit("quiet", code=5)
-        fake.drop_events(False)
+        fake.controls.drop_events(True)  # published, but this client was not subscribed
+        fake.controls.exit("quiet", code=5)
+        fake.controls.drop_events(False)
         await anyio.lowlevel.checkpoint()
         assert rec.exits() == Counter()
-        fake.restart()
+        fake.controls.restart()
         with anyio.fail_after(GUARD):
             assert (await task.wait()).exit_code == 5
         await rec.barrier(fake, "quiet")
@@ -260,13 +260,13 @@ async def test_events_dropped_then_a_restart_still_report_each_exit_once(
 
 async def test_other_namespaces_are_never_delivered(fake: FakeTransport, state_dir: Path) -> None:
     rec = Recorder()
-    noisy = fake.reopen("elsewhere")
+    noisy = fake.controls.reopen("elsewhere")
     async with connect(fake, state_dir, backend=rec) as client:
         async with connect(noisy, state_dir / "other") as other:
             container = await other.new_container("c", spec())
             task = await container.new_task()
             await task.start()
-            noisy.exit("c")
+            noisy.controls.exit("c")
             with anyio.fail_after(GUARD):
                 await task.wait()
             await task.delete()
@@ -286,10 +286,10 @@ async def test_a_raising_handler_does_not_stop_later_events(
             container = await client.new_container(cid, spec())
             task = await container.new_task()
             await task.start()
-            fake.exit(cid, code=1)
+            fake.controls.exit(cid, code=1)
             with anyio.fail_after(GUARD):
                 await task.wait()
-        fake.publish(TaskEvent(fake.namespace, Topic.OOM, "boom", "boom"))
+        fake.controls.publish(TaskEvent(fake.namespace, Topic.OOM, "boom", "boom"))
         await rec.barrier(fake, "boom")
         await rec.barrier(fake, "fine")
         assert rec.exits() == Counter({("boom", "boom"): 1, ("fine", "fine"): 1})

@@ -151,14 +151,14 @@ async def test_what_the_processes_report_in_each_state() -> None:
     assert record.state is ProcessState.STOPPED and record.exit_status is not None
     assert record.exit_status.exit_code == 137
     assert await t.pids("c") == []
-    exits = [(e.process_id, e.exit_code) for e in t.events if e.topic is Topic.EXIT]
+    exits = [(e.process_id, e.exit_code) for e in t.controls.events if e.topic is Topic.EXIT]
     assert exits == [("e", 137), ("f", 137), ("c", 137)]
     # a created task deleted: its exit is published, the reply says "never exited"
     await t.delete_task("c")
     await t.create_task("c", NONE)
     status = await t.delete_task("c")
     assert (status.exit_code, status.exited_at) == (0, ZERO_TIME)
-    tail = [(e.topic, e.exit_code) for e in t.events[-3:]]
+    tail = [(e.topic, e.exit_code) for e in t.controls.events[-3:]]
     assert tail == [(Topic.CREATE, 0), (Topic.EXIT, 137), (Topic.DELETE, 0)]
 
 
@@ -173,7 +173,7 @@ async def test_a_container_deleted_under_its_task_orphans_it() -> None:
     assert await outcome(t.stats("c")) == "ok"  # Metrics lists tasks directly
     await new(t, "c")  # the same id finds the old task again
     assert await outcome(t.create_task("c", NONE)) == "AlreadyExists"
-    assert not t.is_empty()
+    assert not t.controls.is_empty()
 
 
 async def test_events_carry_what_containerd_sends() -> None:
@@ -185,8 +185,8 @@ async def test_events_carry_what_containerd_sends() -> None:
         await t.start("c", "")
         await t.exec("c", "e", PROC, NONE)
         epid = await t.start("c", "e")
-        t.oom("c")
-        t.exit("c", "e", code=3)
+        t.controls.oom("c")
+        t.controls.exit("c", "e", code=3)
         await t.sync("token")
         async for item in stream:
             seen.append(item)
@@ -198,7 +198,7 @@ async def test_events_carry_what_containerd_sends() -> None:
     assert (exit_e.process_id, exit_e.pid, exit_e.exit_code) == ("e", epid, 3)
     assert exit_e.exited_at is not None and exit_e.timestamp is not None
     assert marker == Sync("token")
-    kinds = [(e.topic, e.process_id, e.pid) for e in t.events]
+    kinds = [(e.topic, e.process_id, e.pid) for e in t.controls.events]
     assert kinds[:5] == [
         (Topic.CREATE, "c", pid),
         (Topic.START, "c", pid),
@@ -206,24 +206,24 @@ async def test_events_carry_what_containerd_sends() -> None:
         (Topic.EXEC_STARTED, "e", epid),
         (Topic.OOM, "c", 0),
     ]
-    assert t.subscriptions == 0
+    assert t.controls.subscriptions == 0
 
 
 async def test_controls_fail_hold_break_and_close() -> None:
     t = FakeTransport("rules")
-    t.fail_next("version", errors.Unavailable("down"))
+    t.controls.fail_next("version", errors.Unavailable("down"))
     assert await outcome(t.version()) == "Unavailable"
     assert await outcome(t.version()) == "ok"
-    t.fail_next("create_container", errors.Unavailable("reply lost"), after=True)
+    t.controls.fail_next("create_container", errors.Unavailable("reply lost"), after=True)
     assert await outcome(new(t, "c")) == "Unavailable"
-    assert t.container_ids() == ["c"]  # it acted before failing
+    assert t.controls.container_ids() == ["c"]  # it acted before failing
     with pytest.raises(errors.InvalidArgument):
-        t.fail_next("no_such_call", errors.Unknown("x"))
+        t.controls.fail_next("no_such_call", errors.Unknown("x"))
     with pytest.raises(errors.InvalidArgument):
-        t.fail_next("version", RuntimeError("x"))  # type: ignore[arg-type]
-    assert t.calls["version"] == 2 and t.calls["create_container"] == 1
+        t.controls.fail_next("version", RuntimeError("x"))  # type: ignore[arg-type]
+    assert t.controls.calls["version"] == 2 and t.controls.calls["create_container"] == 1
     async with t.subscribe() as stream:
-        t.break_stream()
+        t.controls.break_stream()
         with pytest.raises(errors.Unavailable):
             await stream.__anext__()
     await t.create_task("c", NONE)
@@ -236,16 +236,16 @@ async def test_controls_fail_hold_break_and_close() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
         await settle()
-        t.restart()  # a pending wait breaks with containerd
+        t.controls.restart()  # a pending wait breaks with containerd
     assert waits == ["Unavailable"]
     assert (await t.get_task("c")).state is ProcessState.RUNNING  # the shim lives on
-    t.ignore("c", None, signal.SIGTERM)
+    t.controls.ignore("c", None, signal.SIGTERM)
     await t.kill("c", "", signal.SIGTERM, False)
     assert (await t.get_task("c")).state is ProcessState.RUNNING
-    t.set_down(True)
+    t.controls.set_down(True)
     assert await outcome(t.list_tasks()) == "Unavailable"
-    t.set_down(False)
-    other = t.reopen()
+    t.controls.set_down(False)
+    other = t.controls.reopen()
     await t.aclose()
     assert await outcome(t.version()) == "Unavailable"
     assert await outcome(other.get_task("c")) == "ok"

@@ -23,17 +23,17 @@ async def test_a_whole_lifecycle_costs_six_calls_and_leaves_nothing(
     client: supervisor.Client, fake: FakeTransport, state_dir: Path
 ) -> None:
     fds = open_fds()
-    before = fake.calls.copy()
+    before = fake.controls.calls.copy()
     container = await client.new_container("life", spec(["sh", "-c", "exit 3"]))
     assert container.bundle_dir.is_dir()
     task = await container.new_task()
-    assert fake.processes("life")["life"].state is ProcessState.CREATED
+    assert fake.controls.processes("life")["life"].state is ProcessState.CREATED
     assert len(fifo_files(state_dir)) == 2  # stdout and stderr
     await task.start()
-    assert task.pid == fake.processes("life")["life"].pid > 0
+    assert task.pid == fake.controls.processes("life")["life"].pid > 0
     with pytest.raises(anyio.EndOfStream):  # nothing writes: the fake runs nothing
         await task.stdout.receive()
-    fake.exit("life", code=3)
+    fake.controls.exit("life", code=3)
     with anyio.fail_after(GUARD):
         status = await task.wait()
     assert (status.exit_code, status.oom_killed) == (3, False)
@@ -42,10 +42,10 @@ async def test_a_whole_lifecycle_costs_six_calls_and_leaves_nothing(
     assert (deleted.exit_code, deleted.exited_at) == (3, status.exited_at)
     await container.delete()
     # wait() costs nothing: it is resolved from the event stream
-    assert fake.calls - before == Counter(
+    assert fake.controls.calls - before == Counter(
         create_container=1, create_task=1, start=1, delete_task=1, get_task=1, delete_container=1
     )
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
     assert fifo_files(state_dir) == []
     assert not container.bundle_dir.exists()
     assert open_fds() == fds
@@ -53,18 +53,18 @@ async def test_a_whole_lifecycle_costs_six_calls_and_leaves_nothing(
 
 async def test_without_events_a_wait_is_one_wait_call(fake: FakeTransport, state_dir: Path) -> None:
     async with connect(fake, state_dir, events=False) as client:
-        assert fake.calls["subscribe"] == 0
+        assert fake.controls.calls["subscribe"] == 0
         container = await client.new_container("quiet", spec())
         task = await container.new_task()
         await task.start()
-        fake.exit("quiet", code=4)
+        fake.controls.exit("quiet", code=4)
         with anyio.fail_after(GUARD):
             assert (await task.wait()).exit_code == 4
             assert (await task.wait()).exit_code == 4  # known now: no second call
-        assert fake.calls["wait"] == 1
+        assert fake.controls.calls["wait"] == 1
         await task.delete()
         await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_an_exec_lifecycle_costs_three_calls(
@@ -74,23 +74,23 @@ async def test_an_exec_lifecycle_costs_three_calls(
     task = await container.new_task()
     await task.start()
     fifos = fifo_files(state_dir)
-    before = fake.calls.copy()
+    before = fake.controls.calls.copy()
     proc = await task.exec("e1", ["sh", "-c", "exit 4"])
     assert proc.pid == 0
-    assert fake.processes("host")["e1"].state is ProcessState.CREATED
+    assert fake.controls.processes("host")["e1"].state is ProcessState.CREATED
     await proc.start()
-    assert proc.pid == fake.processes("host")["e1"].pid > 0
-    fake.exit("host", "e1", code=4)
+    assert proc.pid == fake.controls.processes("host")["e1"].pid > 0
+    fake.controls.exit("host", "e1", code=4)
     with anyio.fail_after(GUARD):
         assert (await proc.wait()).exit_code == 4
     assert (await proc.delete()).exit_code == 4
-    assert fake.calls - before == Counter(exec=1, start=1, delete_process=1)
-    assert list(fake.processes("host")) == ["host"]
+    assert fake.controls.calls - before == Counter(exec=1, start=1, delete_process=1)
+    assert list(fake.controls.processes("host")) == ["host"]
     assert fifo_files(state_dir) == fifos  # the exec's went, the task's stay
-    assert fake.processes("host")["host"].state is ProcessState.RUNNING
+    assert fake.controls.processes("host")["host"].state is ProcessState.RUNNING
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_exec_args_inherit_the_containers_process(
@@ -100,7 +100,7 @@ async def test_exec_args_inherit_the_containers_process(
     task = await container.new_task()
     await task.start()
     await task.exec("e", ["true"])
-    sent = fake.exec_spec("inherit", "e")
+    sent = fake.controls.exec_spec("inherit", "e")
     assert (sent["args"], sent["env"], sent["cwd"]) == (["true"], ["A=1"], "/srv")
     assert sent["terminal"] is False
     assert sent["capabilities"] == container.spec["process"]["capabilities"]
@@ -116,26 +116,26 @@ async def test_replace_kills_and_deletes_what_holds_the_id(
     await old_task.start()
     with pytest.raises(errors.AlreadyExists):
         await client.new_container("again", spec(["true"]))
-    assert fake.processes("again")["again"].state is ProcessState.RUNNING
+    assert fake.controls.processes("again")["again"].state is ProcessState.RUNNING
     new = await client.new_container("again", spec(["sh", "-c", "echo fresh"]), replace=True)
     assert new.spec["process"]["args"] == ["sh", "-c", "echo fresh"]
     with anyio.fail_after(GUARD):
         assert (await old_task.wait()).exit_code == 137  # killed, every process of it
-    assert ("again", "again", signal.SIGKILL, True) in fake.signals
-    assert fake.container_ids() == ["again"]
-    assert fake.processes("again") == {}  # the old task is gone, no new one yet
-    stored = await fake.reopen().get_container("again")
+    assert ("again", "again", signal.SIGKILL, True) in fake.controls.signals
+    assert fake.controls.container_ids() == ["again"]
+    assert fake.controls.processes("again") == {}  # the old task is gone, no new one yet
+    stored = await fake.controls.reopen().get_container("again")
     assert stored.spec["process"]["args"] == ["sh", "-c", "echo fresh"]
     task = await new.new_task()
     await task.start()
-    fake.exit("again")
+    fake.controls.exit("again")
     with anyio.fail_after(GUARD):
         assert (await task.wait()).exit_code == 0
     await task.delete()
     await new.delete()
     with pytest.raises(errors.NotFound):  # the caller's old object: already gone
         await old_task.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
     assert fifo_files(state_dir) == []
 
 
@@ -154,7 +154,7 @@ async def test_already_exists_leaves_the_live_container_and_its_stdio_untouched(
     await task.start()
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_force_delete_of_a_created_task_and_of_a_created_exec(
@@ -169,10 +169,10 @@ async def test_force_delete_of_a_created_task_and_of_a_created_exec(
     proc = await task.exec("never", ["true"])
     with anyio.fail_after(GUARD):
         await proc.delete(force=True)
-    assert list(fake.processes("created")) == ["created"]
+    assert list(fake.controls.processes("created")) == ["created"]
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
     assert fifo_files(state_dir) == []
 
 
@@ -183,13 +183,13 @@ async def test_a_container_with_a_task_is_not_deleted(
     task = await container.new_task()
     with pytest.raises(errors.FailedPrecondition):
         await container.delete()
-    assert fake.container_ids() == ["busy"]
+    assert fake.controls.container_ids() == ["busy"]
     assert container.bundle_dir.is_dir()
     # nor a task that still runs
     await task.start()
     with pytest.raises(errors.FailedPrecondition):
         await task.delete()
-    assert fake.processes("busy")["busy"].state is ProcessState.RUNNING
+    assert fake.controls.processes("busy")["busy"].state is ProcessState.RUNNING
     await task.delete(force=True)
     await container.delete()
 
@@ -198,18 +198,18 @@ async def test_task_calls_reach_containerd(client: supervisor.Client, fake: Fake
     container = await client.new_container("calls", spec(terminal=True))
     task = await container.new_task(terminal=True, stdin=True)
     await task.close_stdin()  # before start: held back until the process exists
-    assert not fake.stdin_closed("calls")
+    assert not fake.controls.stdin_closed("calls")
     await task.start()
-    assert fake.stdin_closed("calls")
+    assert fake.controls.stdin_closed("calls")
     await task.resize(80, 25)
-    assert fake.terminal_size("calls") == (80, 25)
+    assert fake.controls.terminal_size("calls") == (80, 25)
     await task.pause()
     assert await task.status() is ProcessState.PAUSED
     await task.resume()
     assert await task.status() is ProcessState.RUNNING
     assert [p.pid for p in await task.pids()] == [task.pid]
     await task.update_resources({"memory": {"limit": 64 << 20}})
-    assert fake.resources("calls") == {"memory": {"limit": 64 << 20}}
+    assert fake.controls.resources("calls") == {"memory": {"limit": 64 << 20}}
     assert (await task.stats()).memory.limit == 64 << 20
     with pytest.raises(errors.InvalidArgument):
         await task.kill(0)
@@ -231,7 +231,7 @@ async def test_load_container_and_its_task(client: supervisor.Client, fake: Fake
     assert (loaded.labels, loaded.runtime) == ({"app": "x"}, supervisor.DEFAULT_RUNTIME)
     again = await loaded.task()
     assert again.pid == task.pid and again is not task
-    fake.exit("loaded", code=7)
+    fake.controls.exit("loaded", code=7)
     with anyio.fail_after(GUARD):
         assert (await again.wait()).exit_code == 7
         assert (await task.wait()).exit_code == 7
@@ -242,13 +242,13 @@ async def test_load_container_and_its_task(client: supervisor.Client, fake: Fake
     await loaded.delete()
     with pytest.raises(errors.NotFound):
         await client.load_container("loaded")
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_a_task_made_by_another_client_loads_without_stdio(
     client: supervisor.Client, fake: FakeTransport
 ) -> None:
-    other = fake.reopen()
+    other = fake.controls.reopen()
     await other.create_container(
         "foreign", spec(), runtime=supervisor.DEFAULT_RUNTIME, runtime_options=None, labels={}
     )
@@ -260,4 +260,4 @@ async def test_a_task_made_by_another_client_loads_without_stdio(
         _ = task.stdout
     await task.delete(force=True)
     await (await client.load_container("foreign")).delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()

@@ -42,7 +42,7 @@ async def test_a_closed_client_refuses_every_call_and_wakes_its_waits(
                 assert woken == []
     assert len(woken) == 2
     assert client.closed
-    before = fake.calls.copy()
+    before = fake.controls.calls.copy()
     calls: list[Callable[[], Awaitable[object]]] = [
         client.version,
         lambda: client.new_container("d", spec()),
@@ -71,7 +71,7 @@ async def test_a_closed_client_refuses_every_call_and_wakes_its_waits(
     for call in calls:
         with pytest.raises(errors.Closed):
             await call()
-    assert fake.calls == before  # refused before anything reached containerd
+    assert fake.controls.calls == before  # refused before anything reached containerd
 
 
 async def test_a_closed_client_does_not_hand_out_a_cached_task(
@@ -94,8 +94,8 @@ async def test_an_exec_id_equal_to_the_container_id_is_refused(
     for bad in ("same", "", "a..b", "x" * 77):
         with pytest.raises(errors.InvalidArgument):
             await task.exec(bad, ["true"])
-    assert fake.calls["exec"] == 0
-    assert list(fake.processes("same")) == ["same"]
+    assert fake.controls.calls["exec"] == 0
+    assert list(fake.controls.processes("same")) == ["same"]
     assert fifo_files(state_dir) == fifos
     await task.delete(force=True)
     await container.delete()
@@ -109,25 +109,25 @@ async def test_a_taken_exec_id_is_refused_without_touching_the_exec_that_has_it(
     await task.start()
     first = await task.exec("e", ["cat"], stdin=True)
     fifos = fifo_files(state_dir)
-    paths = fake.processes("host")["e"].stdio
+    paths = fake.controls.processes("host")["e"].stdio
     fds = open_fds()
     with pytest.raises(errors.AlreadyExists):
         await task.exec("e", ["true"], stdin=True)
     assert fifo_files(state_dir) == fifos
     assert open_fds() == fds
-    assert fake.processes("host")["e"].stdio == paths
+    assert fake.controls.processes("host")["e"].stdio == paths
     assert task.execs == {"e": first}
     # the first still works through its own ends
     assert first.stdin is not None
     await first.stdin.send(b"still here\n")
     await first.start()
-    fake.exit("host", "e", code=0)
+    fake.controls.exit("host", "e", code=0)
     with anyio.fail_after(GUARD):
         assert (await first.wait()).exit_code == 0
     await first.delete()
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty() and fifo_files(state_dir) == []
+    assert fake.controls.is_empty() and fifo_files(state_dir) == []
 
 
 async def test_a_failed_exec_start_deletes_the_exec_and_its_stdio(
@@ -139,7 +139,7 @@ async def test_a_failed_exec_start_deletes_the_exec_and_its_stdio(
     fifos = fifo_files(state_dir)
     fds = open_fds()
     proc = await task.exec("missing", ["/no/such/binary"])
-    fake.fail_next(
+    fake.controls.fail_next(
         "start",
         errors.CommandNotFound(
             'exec: "/no/such/binary": stat /no/such/binary: no such file or directory',
@@ -149,8 +149,8 @@ async def test_a_failed_exec_start_deletes_the_exec_and_its_stdio(
     )
     with pytest.raises(errors.CommandNotFound):
         await proc.start()
-    assert list(fake.processes("host")) == ["host"]
-    assert fake.calls["delete_process"] == 1
+    assert list(fake.controls.processes("host")) == ["host"]
+    assert fake.controls.calls["delete_process"] == 1
     assert fifo_files(state_dir) == fifos
     assert open_fds() == fds
     assert task.execs == {}
@@ -163,7 +163,7 @@ async def test_a_failed_exec_start_deletes_the_exec_and_its_stdio(
     await again.delete(force=True)
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_an_exec_start_lost_with_containerd_keeps_the_exec_and_its_stdio(
@@ -176,11 +176,11 @@ async def test_an_exec_start_lost_with_containerd_keeps_the_exec_and_its_stdio(
     await task.start()
     proc = await task.exec("lost", ["sleep", "60"])
     fifos = fifo_files(state_dir)
-    fake.fail_next("start", errors.Unavailable("connection lost"), after=True)
+    fake.controls.fail_next("start", errors.Unavailable("connection lost"), after=True)
     with pytest.raises(errors.Unavailable):
         await proc.start()
-    assert fake.calls["delete_process"] == 0
-    assert "lost" in fake.processes("host")
+    assert fake.controls.calls["delete_process"] == 0
+    assert "lost" in fake.controls.processes("host")
     assert task.execs == {"lost": proc}
     assert fifo_files(state_dir) == fifos
     await task.delete(force=True)
@@ -195,18 +195,18 @@ async def test_a_failed_exec_start_whose_delete_fails_stays_deletable(
     await task.start()
     proc = await task.exec("missing", ["/no/such/binary"])
     fifos = fifo_files(state_dir)
-    fake.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
-    fake.fail_next("delete_process", errors.Unavailable("connection lost"))
+    fake.controls.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
+    fake.controls.fail_next("delete_process", errors.Unavailable("connection lost"))
     with pytest.raises(errors.CommandNotFound):
         await proc.start()
     # containerd still has it: our side is kept, and a later delete finishes it
-    assert "missing" in fake.processes("host")
+    assert "missing" in fake.controls.processes("host")
     assert task.execs == {"missing": proc} and fifo_files(state_dir) == fifos
     await proc.delete(force=True)
-    assert "missing" not in fake.processes("host") and task.execs == {}
+    assert "missing" not in fake.controls.processes("host") and task.execs == {}
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_an_exec_whose_start_failed_is_never_started_again(
@@ -218,17 +218,17 @@ async def test_an_exec_whose_start_failed_is_never_started_again(
     task = await container.new_task()
     await task.start()
     proc = await task.exec("missing", ["/no/such/binary"])
-    fake.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
-    fake.fail_next("delete_process", errors.Unavailable("connection lost"))
+    fake.controls.fail_next("start", errors.CommandNotFound("exec: not found", container_id="host"))
+    fake.controls.fail_next("delete_process", errors.Unavailable("connection lost"))
     with pytest.raises(errors.CommandNotFound):
         await proc.start()
     with pytest.raises(errors.FailedPrecondition, match="start failed already"):
         await proc.start()
-    assert fake.processes("host")["missing"].pid == 0  # never started
+    assert fake.controls.processes("host")["missing"].pid == 0  # never started
     await proc.delete(force=True)
     await task.delete(force=True)
     await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def _wait_of_an_exec_deleted_before_start(
@@ -251,7 +251,7 @@ async def _wait_of_an_exec_deleted_before_start(
         await settle()  # no clock involved: the fake does no I/O
         tg.cancel_scope.cancel()
     assert waited == [status]
-    assert list(fake.processes("host")) == ["host"]
+    assert list(fake.controls.processes("host")) == ["host"]
     await task.delete(force=True)
     await container.delete()
 
@@ -288,7 +288,7 @@ async def test_force_delete_of_an_exec_in_a_paused_task(
         try:
             with anyio.fail_after(GUARD):
                 await proc.delete(force=True)
-            assert list(fake.processes("frozen")) == ["frozen"]
+            assert list(fake.controls.processes("frozen")) == ["frozen"]
         finally:
             await task.delete(force=True)
             await container.delete()
@@ -302,7 +302,7 @@ async def test_deleting_a_container_closes_the_stdio_of_a_task_deleted_elsewhere
     task = await container.new_task()
     await task.start()
     # Another client (another connection to the same containerd) ends it.
-    other = fake.reopen()
+    other = fake.controls.reopen()
     await other.kill("gone", "", 9, True)
     await other.delete_task("gone")
     await other.aclose()

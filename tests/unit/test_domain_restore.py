@@ -13,7 +13,7 @@ import pytest
 import supervisor
 from supervisor import ProcessState
 from supervisor.backends.fake import FakeTransport
-from tests.unit.conftest import GUARD, Recorder, connect, open_fds, spec
+from tests.unit.conftest import GUARD, NS, Recorder, connect, open_fds, spec
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,18 +30,18 @@ async def test_restore_finds_everything_in_three_calls_and_reports_a_stopped_tas
     fake: FakeTransport, state_dir: Path
 ) -> None:
     await _leave_running(fake, state_dir, "runs", "ended")
-    fake.exit("ended", code=6)  # while no client listens
-    again = fake.reopen()
+    fake.controls.exit("ended", code=6)  # while no client listens
+    again = fake.controls.reopen()
     async with connect(again, state_dir) as first_without_backend:
         await first_without_backend.new_container("empty", spec())
     rec = Recorder()
-    again = fake.reopen()
+    again = fake.controls.reopen()
     async with connect(again, state_dir, backend=rec) as client:
-        before = again.calls.copy()
+        before = again.controls.calls.copy()
         restored = await client.restore()
         # Two lists, and one Metrics call for every task found stopped (its
         # cgroup's OOM-kill counter).
-        assert again.calls - before == Counter(list_containers=1, list_tasks=1, metrics=1)
+        assert again.controls.calls - before == Counter(list_containers=1, list_tasks=1, metrics=1)
         by_id = {c.id: t for c, t in restored}
         assert sorted(by_id) == ["empty", "ended", "runs"]
         assert by_id["empty"] is None
@@ -55,9 +55,9 @@ async def test_restore_finds_everything_in_three_calls_and_reports_a_stopped_tas
         await (await client.load_container("ended")).task()
         await rec.barrier(again, "ended")
         assert rec.exits() == Counter({("ended", "ended"): 1})
-        assert runs.pid == fake.processes("runs")["runs"].pid
+        assert runs.pid == fake.controls.processes("runs")["runs"].pid
         assert await runs.status() is ProcessState.RUNNING
-        fake.exit("runs", code=2)
+        fake.controls.exit("runs", code=2)
         with anyio.fail_after(GUARD):
             assert (await runs.wait()).exit_code == 2
         await rec.barrier(again, "runs")
@@ -66,20 +66,20 @@ async def test_restore_finds_everything_in_three_calls_and_reports_a_stopped_tas
             if task is not None:
                 await task.delete()
             await container.delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_an_exit_handled_before_a_restart_is_not_reported_again(
     fake: FakeTransport, state_dir: Path
 ) -> None:
-    ledger = state_dir / ".exits" / fake.namespace
+    ledger = state_dir / ".exits" / NS
     first = Recorder(fail_exits_of=frozenset({"failed"}))
     async with connect(fake, state_dir, backend=first) as client:
         for cid in ("handled", "failed"):
             container = await client.new_container(cid, spec())
             task = await container.new_task()
             await task.start()
-            fake.exit(cid, code=3)
+            fake.controls.exit(cid, code=3)
             with anyio.fail_after(GUARD):
                 assert (await task.wait()).exit_code == 3
             await first.barrier(fake, cid)
@@ -87,7 +87,7 @@ async def test_an_exit_handled_before_a_restart_is_not_reported_again(
     # the handler of "failed" raised: only "handled" is on record
     assert [p.name for p in ledger.iterdir()] == ["handled@handled"]
     second = Recorder()
-    again = fake.reopen()
+    again = fake.controls.reopen()
     async with connect(again, state_dir, backend=second) as client:
         restored = dict(await client.restore())
         for task in restored.values():
@@ -102,7 +102,7 @@ async def test_an_exit_handled_before_a_restart_is_not_reported_again(
             await task.delete()
             await container.delete()
     assert list(ledger.iterdir()) == []  # deletes take the records along
-    assert fake.is_empty()
+    assert fake.controls.is_empty()
 
 
 async def test_an_exit_the_first_run_never_heard_is_reported_by_the_next(
@@ -113,12 +113,12 @@ async def test_an_exit_the_first_run_never_heard_is_reported_by_the_next(
         container = await client.new_container("pending", spec())
         task = await container.new_task()
         await task.start()
-        fake.drop_events(True)  # the exit happens, but this run never hears it
-        fake.exit("pending", code=8)
-    fake.drop_events(False)
+        fake.controls.drop_events(True)  # the exit happens, but this run never hears it
+        fake.controls.exit("pending", code=8)
+    fake.controls.drop_events(False)
     assert first.exits() == Counter()
     second = Recorder()
-    again = fake.reopen()
+    again = fake.controls.reopen()
     async with connect(again, state_dir, backend=second) as client:
         task = await (await client.load_container("pending")).task()
         with anyio.fail_after(GUARD):
@@ -132,21 +132,21 @@ async def test_an_exit_the_first_run_never_heard_is_reported_by_the_next(
 async def test_records_of_containers_deleted_elsewhere_are_pruned_at_connect(
     fake: FakeTransport, state_dir: Path
 ) -> None:
-    ledger = state_dir / ".exits" / fake.namespace
+    ledger = state_dir / ".exits" / NS
     rec = Recorder()
     async with connect(fake, state_dir, backend=rec) as client:
         container = await client.new_container("elsewhere", spec())
         task = await container.new_task()
         await task.start()
-        fake.exit("elsewhere")
+        fake.controls.exit("elsewhere")
         await rec.barrier(fake, "elsewhere")
     assert [p.name for p in ledger.iterdir()] == ["elsewhere@elsewhere"]
-    other = fake.reopen()  # another client deletes it, no ledger involved
+    other = fake.controls.reopen()  # another client deletes it, no ledger involved
     await other.delete_task("elsewhere")
     await other.delete_container("elsewhere")
-    again = fake.reopen()
+    again = fake.controls.reopen()
     async with connect(again, state_dir, backend=Recorder()):
-        assert again.calls["list_containers"] == 1
+        assert again.controls.calls["list_containers"] == 1
         assert list(ledger.iterdir()) == []
 
 
@@ -182,7 +182,7 @@ async def _leave_with_an_exec(fake: FakeTransport, state_dir: Path, cid: str) ->
         task = await container.new_task()
         await task.start()
         await (await task.exec("e1", ["sleep", "60"])).start()
-    return fake.reopen()
+    return fake.controls.reopen()
 
 
 async def test_restore_without_attaching_opens_nothing_and_can_attach_later(
@@ -203,8 +203,8 @@ async def test_restore_without_attaching_opens_nothing_and_can_attach_later(
         assert await container.task() is task
         assert len(open_fds() - before) == 4  # two output FIFOs each
         assert task.stdout is not None and task.execs["e1"].stdout is not None
-        again.exit("runs", "e1")
-        again.exit("runs")
+        again.controls.exit("runs", "e1")
+        again.controls.exit("runs")
         await task.execs["e1"].delete()
         await task.delete()
         await container.delete()
@@ -220,7 +220,7 @@ async def test_deleting_an_unattached_process_removes_its_files(
         assert task is not None
         fifos = sorted(p.name for p in container.bundle_dir.iterdir() if p.is_fifo())
         assert len(fifos) == 4, fifos
-        again.exit("c", "e1")
+        again.controls.exit("c", "e1")
         await task.execs["e1"].delete()
         left = sorted(p.name for p in container.bundle_dir.iterdir() if p.is_fifo())
         assert len(left) == 2 and not any(name.startswith("exec.e1.") for name in left), left
@@ -248,9 +248,9 @@ async def test_loading_a_task_again_shares_its_open_stdio(
             assert loaded.stdout is task.stdout
         assert open_fds() == after_first
         # Deleting through any one of them closes the shared ends.
-        again.exit("runs", "e1")
-        again.exit("runs")
+        again.controls.exit("runs", "e1")
+        again.controls.exit("runs")
         await other.execs["e1"].delete()
         await other.delete()
         await (await client.load_container("runs")).delete()
-    assert fake.is_empty()
+    assert fake.controls.is_empty()

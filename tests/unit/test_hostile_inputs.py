@@ -646,13 +646,13 @@ async def _leave_with_execs(
         await task.start()
         for exec_id in execs:
             await (await task.exec(exec_id, ["sleep", "60"])).start()
-    return fake.reopen()
+    return fake.controls.reopen()
 
 
 async def _end(fake: FakeTransport, client: supervisor.Client, cid: str, *execs: str) -> None:
     for exec_id in execs:
-        fake.exit(cid, exec_id)
-    fake.exit(cid)
+        fake.controls.exit(cid, exec_id)
+    fake.controls.exit(cid)
     container = await client.load_container(cid)
     task = await container.task(attach=False)
     for proc in list(task.execs.values()):
@@ -701,8 +701,8 @@ async def test_attaching_after_a_delete_through_another_object_opens_nothing(
         ((looker, detached),) = await client.restore(attach=False)
         ((_, owner),) = await client.restore()
         assert detached is not None and owner is not None
-        again.exit("c", "e1")
-        again.exit("c")
+        again.controls.exit("c", "e1")
+        again.controls.exit("c")
         await owner.execs["e1"].delete()
         await owner.delete()
         assert open_fds() == before and fifo_files(state_dir) == []
@@ -731,8 +731,8 @@ async def test_a_stale_look_only_task_never_touches_a_new_task_of_the_same_id(
         assert stale is not None
         other = await client.load_container("c")
         old = await other.task()
-        again.exit("c", "e1")
-        again.exit("c")
+        again.controls.exit("c", "e1")
+        again.controls.exit("c")
         await old.execs["e1"].delete()
         await old.delete()
         # A new instance under the same ids, with FIFOs of its own.
@@ -774,7 +774,7 @@ async def test_a_look_only_delete_removes_only_its_own_files(
         for path in foreign:
             os.mkfifo(path, 0o600)
         keep = {p for p in fifo_files(state_dir) if "exec.e1." not in p.name} | set(foreign)
-        again.exit("c", "e1")
+        again.controls.exit("c", "e1")
         await task.execs["e1"].delete()
         assert set(fifo_files(state_dir)) == keep
         for path in foreign:
@@ -792,8 +792,8 @@ async def test_a_restore_while_a_delete_runs_leaves_no_fd_and_no_file(
         before = open_fds()
         ((container, owner),) = await client.restore()
         assert owner is not None
-        again.exit("c")
-        gate = again.hold("delete_task")
+        again.controls.exit("c")
+        gate = again.controls.hold("delete_task")
         restored: list[supervisor.Task | None] = []
         with anyio.fail_after(GUARD):
             async with anyio.create_task_group() as tg:
@@ -830,7 +830,7 @@ async def test_a_restore_after_closing_stdout_reads_the_output(
             assert await restored.stdout.receive() == b"later\n"
     finally:
         os.close(writer)
-        fake.exit("c")
+        fake.controls.exit("c")
         await restored.delete()
         await container.delete()
 
@@ -840,7 +840,8 @@ async def test_a_restore_racing_a_task_creation_shares_the_creators_stdio(
     client: supervisor.Client, fake: FakeTransport
 ) -> None:
     container = await client.new_container("c", spec())
-    gate = fake.hold("create_task", after=True)  # containerd made it; the reply is on its way
+    # containerd made it; the reply is on its way
+    gate = fake.controls.hold("create_task", after=True)
     made: list[supervisor.Task] = []
 
     async def create() -> None:

@@ -81,7 +81,7 @@ async def test_a_handled_exit_is_recorded_off_the_event_loop(
         container = await client.new_container("slow-fs", spec())
         task = await container.new_task()
         await task.start()
-        fake.exit("slow-fs", code=4)
+        fake.controls.exit("slow-fs", code=4)
         await gate.wait_entered()
         # The loop runs while the record is being written: this very wait
         # ended, and the client answers.

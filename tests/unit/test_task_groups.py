@@ -20,10 +20,10 @@ async def test_communicate_raises_the_failure_of_closing_stdin_itself(
     container = await client.new_container("c", spec())
     task = await container.new_task(stdin=True)
     await task.start()
-    fake.fail_next("close_stdin", errors.Unavailable("containerd went away"))
+    fake.controls.fail_next("close_stdin", errors.Unavailable("containerd went away"))
     with anyio.fail_after(GUARD), pytest.raises(errors.Unavailable, match="went away"):
         await task.communicate(b"input")
-    fake.exit("c")
+    fake.controls.exit("c")
     await task.delete(force=True)
     await container.delete()
 

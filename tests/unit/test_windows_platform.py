@@ -199,6 +199,10 @@ _SIMULATION = textwrap.dedent(
         def record(self, call, **fields):
             out["requests"].append({"call": call, **fields})
 
+        def bind(self, namespace):
+            if namespace != self.namespace:
+                raise errors.InvalidArgument(f"bound to {self.namespace}, not {namespace}")
+
         async def aclose(self):
             pass
 

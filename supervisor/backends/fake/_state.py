@@ -1,5 +1,6 @@
 """The fake containerd's own state: containers, tasks, processes and
-subscriptions, shared by every FakeTransport made from one (see ``reopen``)."""
+subscriptions, shared by every FakeTransport made from one (see
+:meth:`FakeControls.reopen <supervisor.backends.fake.FakeControls.reopen>`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -25,11 +26,6 @@ from ..._types import (
 )
 from ..base import Sync, Transport
 
-if TYPE_CHECKING:
-    from ._transport import FakeTransport
-
-    pass
-
 __all__ = ["ZERO_TIME", "Hold"]
 
 # containerd reports "never exited" as Go's zero time, which decodes to this.
@@ -38,7 +34,11 @@ _SIGKILL = 9
 _SIGKILL_EXIT = 128 + _SIGKILL
 
 # The calls fail_next() and hold() can aim at: the Transport protocol's methods.
-_METHODS = frozenset(n for n in vars(Transport) if not n.startswith("_")) - {"namespace", "aclose"}
+_METHODS = frozenset(n for n in vars(Transport) if not n.startswith("_")) - {
+    "namespace",
+    "bind",
+    "aclose",
+}
 
 _LIVE = (ProcessState.RUNNING, ProcessState.PAUSED)
 
@@ -62,7 +62,7 @@ def _json(value: Mapping[str, Any], what: str, container_id: str | None = None) 
 
 
 class Hold:
-    """A gate for the next call of one method (see :meth:`FakeTransport.hold`).
+    """A gate for the next call of one method (see :meth:`FakeControls.hold`).
 
     The call stops at the gate (before acting, or after acting with
     ``after=True``) until :meth:`release`; :meth:`wait` returns once a call
@@ -189,9 +189,8 @@ class _Namespace:
 
 
 class _Subscription:
-    def __init__(
-        self, owner: FakeTransport, namespace: str, topics: frozenset[Topic] | None
-    ) -> None:
+    def __init__(self, owner: object, namespace: str, topics: frozenset[Topic] | None) -> None:
+        # The connection that subscribed: what ends with it.
         self.owner = owner
         self.namespace = namespace
         self.topics = topics
