@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .._cleanup import shielded, undo_if_cancelled
 from .._log import get_logger
-from .._types import ExitStatus, ProcessState, TaskEvent, Topic
-from ..fifo._attach import attach_stdio, exec_ids_in
+from .._types import ProcessState
+from ..fifo._attach import exec_ids_in
 from ..spec._bundle import remove_bundle_async
-from ._process import LogWriter, Output, Process, checked_output, create_process
+from ._create import create_process
+from ._found import oom_killed, report_found
+from ._live import LiveProcesses
+from ._output import LogWriter, Output, checked_output
+from ._process import Process
 from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 
 if TYPE_CHECKING:
@@ -22,41 +26,32 @@ if TYPE_CHECKING:
     from ._rootfs import Rootfs
     from ._session import Session
 
-__all__ = ["Container", "oom_killed"]
+__all__ = ["Container", "oom_killed", "restore_tasks"]
 
 _log = get_logger("container")
 
 
-async def oom_killed(
-    session: Session, loaded: Mapping[str, tuple[TaskRecord, Sequence[TaskRecord]]]
-) -> set[str]:
-    """Of the tasks just loaded (container id: the task's record and its
-    execs'), those with a process found stopped whose cgroup counted an OOM
-    kill.
-
-    No event can tell: an OOM while nobody listened is gone from the stream.
-    But the task's cgroup lives until the task is deleted, and its OOM-kill
-    counter (v1 ``memory.oom_control``, v2 ``memory.events``) counts every
-    kill in the task's life. Only tasks with a stopped process are asked,
-    all in one Metrics call, so loading running tasks costs nothing more.
-    """
-    wanted = [
-        cid
-        for cid, (record, execs) in loaded.items()
-        if any(r.exit_status is not None for r in (record, *execs))
-    ]
-    if not wanted:
-        return set()
-    try:
-        samples = await session.transport.metrics(wanted)
-    except (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled):
-        raise
-    except errors.SupervisorError as exc:
-        # A runtime without cgroup metrics: the exits are still reported,
-        # without what cannot be known.
-        _log.warning("task.oom_unknown", containers=len(wanted), error=str(exc))
-        return set()
-    return {cid for cid, sample in samples.items() if sample.memory.oom_kills}
+async def restore_tasks(
+    session: Session,
+    containers: list[Container],
+    tasks: Mapping[str, TaskRecord],
+    *,
+    attach: bool,
+) -> list[tuple[Container, Task | None]]:
+    """Each container with a Task for containerd's record of its task (and
+    its execs), or None: what :meth:`Client.restore` hands back. Every
+    question first, then every adoption without an await: a call that
+    fails leaves nothing opened or tracked."""
+    loaded = {c.id: (tasks[c.id], await c._exec_records()) for c in containers if c.id in tasks}
+    oom = await oom_killed(session, loaded)
+    restored: list[tuple[Container, Task | None]] = []
+    for container in containers:
+        task = None
+        if container.id in loaded:
+            record, execs = loaded[container.id]
+            task = container._adopt(record, execs, attach=attach, oom=container.id in oom)
+        restored.append((container, task))
+    return restored
 
 
 class Container:
@@ -88,7 +83,8 @@ class Container:
         self.runtime = runtime
         self.labels = labels
         self.bundle_dir = bundle_dir
-        self._task: Task | None = None
+        # The Task object (and its execs) this Container object holds.
+        self._live: LiveProcesses[Task, Process] = LiveProcesses()
 
     # A container made from an image: the snapshot that is its root
     # filesystem (handed over by the image layer), and its mounts once known.
@@ -156,28 +152,32 @@ class Container:
         session = self._session
         session.check_open()
         cid = self.id
-        process = self.spec.get("process")
-        if isinstance(process, dict) and bool(process.get("terminal")) != bool(terminal):
-            raise errors.InvalidArgument(
-                f"terminal={terminal} but the spec's process.terminal is "
-                f"{bool(process.get('terminal'))}",
-                container_id=cid,
-            )
+        path = self._checked_task_output(
+            stdin=stdin, terminal=terminal, log_path=log_path, output=output
+        )
+        task = await self._new_task(
+            stdin=stdin, terminal=terminal, log_path=path, output=output, log_writer=log_writer
+        )
+        _log.debug("task.create", container_id=cid, pid=task.pid)
+        await undo_if_cancelled(
+            lambda: task.delete(force=True), limit=session.timeouts.cleanup, what="task"
+        )
+        return task
 
-        path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=cid)
-
+    async def _new_task(
+        self,
+        *,
+        stdin: bool,
+        terminal: bool,
+        log_path: Path | None,
+        output: Output,
+        log_writer: LogWriter,
+    ) -> Task:
+        """The task created in containerd, its stdio first, and held as live."""
+        session = self._session
+        cid = self.id
         if not self._mounts and self.rootfs is not None:
             self._mounts = await self.rootfs.mounts()
-
-        async def create(stdio: StdioPaths) -> int:
-            try:
-                if not self._mounts:
-                    return await session.transport.create_task(cid, stdio)
-                return await session.transport.create_task(cid, stdio, rootfs=self._mounts)
-            except UNKNOWN_OUTCOME:
-                await undo_unknown_create(session, cid, "", stdio)
-                raise
-
         pid, fifos, slot = await create_process(
             session,
             self.bundle_dir,
@@ -185,18 +185,49 @@ class Container:
             cid,
             stdin=stdin,
             terminal=terminal,
-            create=create,
-            log_path=path,
+            create=self._create_task,
+            log_path=log_path,
             output=output,
             log_writer=log_writer,
         )
-        task = Task(self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=path)
-        self._task = task
-        _log.debug("task.create", container_id=cid, pid=pid)
-        await undo_if_cancelled(
-            lambda: task.delete(force=True), limit=session.timeouts.cleanup, what="task"
+        task = Task(
+            self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=log_path, live=self._live
         )
+        self._live.add_task(task)
         return task
+
+    def _checked_task_output(
+        self,
+        *,
+        stdin: bool,
+        terminal: bool,
+        log_path: str | os.PathLike[str] | None,
+        output: Output,
+    ) -> Path | None:
+        """Refuse a terminal the spec disagrees with, and check where the
+        output goes (the log file's path if there is one)."""
+        process = self.spec.get("process")
+        if isinstance(process, dict) and bool(process.get("terminal")) != bool(terminal):
+            raise errors.InvalidArgument(
+                f"terminal={terminal} but the spec's process.terminal is "
+                f"{bool(process.get('terminal'))}",
+                container_id=self.id,
+            )
+        return checked_output(
+            log_path, output, stdin=stdin, container_id=self.id, process_id=self.id
+        )
+
+    async def _create_task(self, stdio: StdioPaths) -> int:
+        """containerd's CreateTask with that stdio; a task an unanswered call
+        may have made is undone before the error is raised."""
+        session = self._session
+        try:
+            if not self._mounts:
+                return await session.transport.create_task(self.id, stdio)
+            return await session.transport.create_task(self.id, stdio, rootfs=self._mounts)
+        except UNKNOWN_OUTCOME:
+            await undo_unknown_create(session, self.id, "", stdio)
+            raise
 
     async def task(self, *, attach: bool = True) -> Task:
         """The container's existing task, loaded from containerd.
@@ -220,12 +251,13 @@ class Container:
         """
         session = self._session
         session.check_open()
-        if self._task is not None and not self._task._deleted:
+        live = self._live.task
+        if live is not None:
             if attach:
-                self._task._attach_detached()
-                for proc in self._task._execs.values():
+                live._attach_detached()
+                for proc in self._live.execs(live).values():
                     proc._attach_detached()
-            return self._task
+            return live
         tracker = session.tracker
         cid = self.id
         # Watch before asking, so an exit between the two is not missed.
@@ -249,16 +281,7 @@ class Container:
         # attach later or to remove the files.
         if not attach:
             return None, record.stdio
-        return self._open_stdio(process_id, record.stdio), None
-
-    def _open_stdio(self, process_id: str, stdio: StdioPaths) -> StdioSet | None:
-        """The set this client already has open for that instance of the
-        process, else its FIFOs opened again (None if they are not ours)."""
-        shared = self._session.open_stdio_for(self.id, process_id, stdio.stdout)
-        if shared is not None:
-            return shared
-        init = process_id == self.id
-        return attach_stdio(self.bundle_dir, process_id, init=init, stdio=stdio)
+        return self._session.reopen_stdio(self.id, process_id, self.bundle_dir, record.stdio), None
 
     async def _exec_records(self) -> list[TaskRecord]:
         """containerd's records of the execs this library made in the task,
@@ -284,11 +307,11 @@ class Container:
         awaited, so what the stream says meanwhile cannot come in between."""
         task = self._adopt_task(record, attach=attach)
         for exec_record in execs:
-            if exec_record.process_id not in task._execs:
+            if not self._live.has_exec(task, exec_record.process_id):
                 self._adopt_exec(task, exec_record, attach=attach)
         found = [(r, r.exit_status) for r in (record, *execs) if r.exit_status is not None]
         if found:
-            self._report_found(found, oom=oom)
+            report_found(self._session, self.id, found, oom=oom)
         return task
 
     def _adopt_task(self, record: TaskRecord, *, attach: bool) -> Task:
@@ -298,10 +321,17 @@ class Container:
         slot.owned = True
         fifos, detached = self._stdio(cid, record, attach)
         task = Task(
-            self, session, cid, pid=record.pid, fifos=fifos, slot=slot, detached_stdio=detached
+            self,
+            session,
+            cid,
+            pid=record.pid,
+            fifos=fifos,
+            slot=slot,
+            detached_stdio=detached,
+            live=self._live,
+            started=record.state is not ProcessState.CREATED,
         )
-        task._started = record.state is not ProcessState.CREATED
-        self._task = task
+        self._live.add_task(task)
         return task
 
     def _adopt_exec(self, task: Task, record: TaskRecord, *, attach: bool) -> None:
@@ -318,34 +348,10 @@ class Container:
             fifos=fifos,
             slot=slot,
             detached_stdio=detached,
+            live=self._live,
+            started=record.state is not ProcessState.CREATED,
         )
-        proc._started = record.state is not ProcessState.CREATED
-        task._execs[exec_id] = proc
-
-    def _report_found(self, found: list[tuple[TaskRecord, ExitStatus]], *, oom: bool) -> None:
-        """Processes found stopped: they exited while nobody here listened
-        (the application's own restart). The backend hears each exit now,
-        once (the tracker drops a copy from the stream), and, when the
-        cgroup counted an OOM kill, the OOM first, as it would have live:
-        the init's exit then carries ``oom_killed``."""
-        session = self._session
-        cid = self.id
-        if oom:
-            news = any(
-                not session.ledger.handled(cid, r.process_id, r.pid, status.exited_at)
-                for r, status in found
-            )
-            if news:
-                event = TaskEvent(session.raw_transport.namespace, Topic.OOM, cid, cid)
-                session.monitor.handle(event)
-            else:
-                # The earlier run's backend handled these exits (and heard the
-                # OOM then): the status alone learns it.
-                session.tracker.oom(cid)
-        for r, status in found:
-            session.monitor.found_exited(
-                cid, r.process_id, r.pid, status.exit_code, status.exited_at
-            )
+        self._live.add_exec(task, exec_id, proc)
 
     async def _has_task(self) -> bool:
         try:
@@ -357,8 +363,8 @@ class Container:
     async def _delete_task(self) -> None:
         """Kill and delete the task, if any, through the Task object that
         holds it here (or one loaded for it, without attaching its stdio)."""
-        task = self._task
-        if task is None or task._deleted:
+        task = self._live.task
+        if task is None:
             try:
                 task = await self.task(attach=False)
             except errors.NotFound:
@@ -367,10 +373,6 @@ class Container:
             await task.delete(force=True)
         except errors.NotFound:
             pass
-
-    def _task_deleted(self, task: Task) -> None:
-        if self._task is task:
-            self._task = None
 
     async def delete(self, *, force: bool = False) -> None:
         """Delete the container from containerd and remove its bundle directory.

@@ -21,9 +21,11 @@ from ..backends.base import Transport
 from ..events._ledger import ExitLedger
 from ..events._monitor import EventMonitor
 from ..events._tracker import ExitTracker
+from ..fifo._attach import attach_stdio
 from ..stats._sampler import StatsSampler
 
 if TYPE_CHECKING:
+    from .._types import StdioPaths
     from ..fifo import StdioSet
 
 __all__ = ["Session"]
@@ -88,6 +90,17 @@ class Session:
             if stdout and s.stdout_path == stdout and _open(s):
                 return s
         return None
+
+    def reopen_stdio(
+        self, container_id: str, process_id: str, bundle_dir: Path, stdio: StdioPaths
+    ) -> StdioSet | None:
+        """The set this client already has open for that instance of the
+        process, else its FIFOs opened again (None if they are not ours)."""
+        shared = self.open_stdio_for(container_id, process_id, stdio.stdout)
+        if shared is not None:
+            return shared
+        init = process_id == container_id
+        return attach_stdio(bundle_dir, process_id, init=init, stdio=stdio)
 
     def release_stdio(self, container_id: str, process_id: str | None = None) -> None:
         """Close and remove the stdio of one process, or (``process_id``

@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,7 +21,9 @@ from ..backends import runhcs
 from ..spec._builder import checked_process, inherited_process
 from ..spec._resources import checked_resources
 from ..stats._model import Stats, with_host_figures
-from ._process import LogWriter, Output, Process, checked_output, create_process
+from ._create import create_process
+from ._output import LogWriter, Output, checked_output
+from ._process import Process
 from ._stats_stream import stats_stream
 
 if TYPE_CHECKING:
@@ -125,15 +128,11 @@ class Task(Process):
         await task.delete()
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._execs: dict[str, Process] = {}
-
     @property
     def execs(self) -> Mapping[str, Process]:
         """The execs made through this object, or found again by
         :meth:`Container.task`/:meth:`Client.restore`, until deleted."""
-        return dict(self._execs)
+        return self._live.execs(self)
 
     async def pause(self) -> None:
         """Freeze every process of the task."""
@@ -243,6 +242,80 @@ class Task(Process):
         session = self._session
         session.check_open()
         cid = self.container.id
+        exec_id, spec = self._exec_spec(exec_id, process, terminal=terminal)
+        path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=exec_id)
+        proc = await self._create_exec(
+            exec_id,
+            spec,
+            stdin=stdin,
+            terminal=terminal,
+            log_path=path,
+            output=output,
+            log_writer=log_writer,
+        )
+        _log.debug("process.exec", container_id=cid, process_id=exec_id)
+        await undo_if_cancelled(
+            lambda: proc.delete(force=True), limit=session.timeouts.cleanup, what="exec"
+        )
+        return proc
+
+    async def _create_exec(
+        self,
+        exec_id: str,
+        spec: dict[str, Any],
+        *,
+        stdin: bool,
+        terminal: bool,
+        log_path: Path | None,
+        output: Output,
+        log_writer: LogWriter,
+    ) -> Process:
+        """The exec created in containerd, its stdio first, and listed as live."""
+        session = self._session
+        cid = self.container.id
+
+        async def create(stdio: StdioPaths) -> int:
+            try:
+                await session.transport.exec(cid, exec_id, spec, stdio)
+            except UNKNOWN_OUTCOME:
+                await undo_unknown_create(session, cid, exec_id, stdio)
+                raise
+            return 0
+
+        _, fifos, slot = await create_process(
+            session,
+            self.container.bundle_dir,
+            cid,
+            exec_id,
+            stdin=stdin,
+            terminal=terminal,
+            create=create,
+            log_path=log_path,
+            output=output,
+            log_writer=log_writer,
+        )
+        proc = Process(
+            self.container,
+            session,
+            exec_id,
+            pid=0,
+            fifos=fifos,
+            slot=slot,
+            log_path=log_path,
+            live=self._live,
+        )
+        self._live.add_exec(self, exec_id, proc)
+        return proc
+
+    def _exec_spec(
+        self,
+        exec_id: str | None,
+        process: Mapping[str, Any] | Sequence[str],
+        *,
+        terminal: bool,
+    ) -> tuple[str, dict[str, Any]]:
+        """The new exec's id (made up if ``None``) and its checked OCI process."""
+        cid = self.container.id
         if exec_id is None:
             exec_id = f"exec-{secrets.token_hex(6)}"
         validate_id(exec_id, kind="exec id")
@@ -257,35 +330,4 @@ class Task(Process):
         else:
             spec = inherited_process(self.container.spec, process)
         spec["terminal"] = bool(terminal)
-        path = checked_output(log_path, output, stdin=stdin, container_id=cid, process_id=exec_id)
-        transport = session.transport
-
-        async def create(stdio: StdioPaths) -> int:
-            try:
-                await transport.exec(cid, exec_id, spec, stdio)
-            except UNKNOWN_OUTCOME:
-                await undo_unknown_create(session, cid, exec_id, stdio)
-                raise
-            return 0
-
-        _, fifos, slot = await create_process(
-            session,
-            self.container.bundle_dir,
-            cid,
-            exec_id,
-            stdin=stdin,
-            terminal=terminal,
-            create=create,
-            log_path=path,
-            output=output,
-            log_writer=log_writer,
-        )
-        proc = Process(
-            self.container, session, exec_id, pid=0, fifos=fifos, slot=slot, log_path=path
-        )
-        self._execs[exec_id] = proc
-        _log.debug("process.exec", container_id=cid, process_id=exec_id)
-        await undo_if_cancelled(
-            lambda: proc.delete(force=True), limit=session.timeouts.cleanup, what="exec"
-        )
-        return proc
+        return exec_id, spec

@@ -25,7 +25,13 @@ from ._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
 from ._logger import LoggerStdio, logger_stdio_for
 from ._names import parse_stdio_path
 
-__all__ = ["AttachedStdio", "attach_stdio", "exec_ids_in", "stdio_files"]
+__all__ = [
+    "AttachedStdio",
+    "attach_stdio",
+    "exec_ids_in",
+    "remove_stdio_files",
+    "stdio_files",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -118,6 +124,14 @@ def stdio_files(bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPa
     return [] if found is None else found[2]
 
 
+def remove_stdio_files(bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths) -> None:
+    """Remove the stdio files of ours that containerd's record names for a
+    process that is gone (those already gone are no matter)."""
+    for path in stdio_files(bundle_dir, process_id, init=init, stdio=stdio):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def attach_stdio(
     bundle_dir: Path, process_id: str, *, init: bool, stdio: StdioPaths
 ) -> AttachedStdio | LogPump | LoggerStdio | None:
@@ -206,4 +220,3 @@ def exec_ids_in(bundle_dir: Path) -> list[str]:
         except (OSError, errors.InvalidArgument):
             continue
     return sorted(found)
-

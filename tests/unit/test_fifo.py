@@ -20,7 +20,7 @@ import anyio.lowlevel
 import pytest
 
 from supervisor import errors
-from supervisor.domain._process import stdio_paths
+from supervisor.domain._create import stdio_paths
 from supervisor.fifo import FdReceiveStream, FdSendStream, FifoSet
 from supervisor.spec._bundle import bundle_path
 

@@ -1,0 +1,250 @@
+"""Creating a process (a task's init or an exec): its stdio first (FIFOs, a
+log file with its pump or a shim-run logger, or a file URI), then the create
+call, and on failure only what the attempt made is removed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import _platform, errors
+from .._cleanup import shielded
+from .._types import StdioPaths
+from ..fifo import StdioSet, open_stdio
+from ..fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
+from ..fifo._logger import LoggerStdio, make_logger_stdio
+from ..fifo._names import new_stdio_name
+from ._output import LogWriter, Output, checked_log_writer
+
+if TYPE_CHECKING:
+    from ..events._tracker import Slot
+    from ._session import Session
+
+__all__ = ["create_process", "stdio_paths"]
+
+
+def stdio_paths(fifos: StdioSet) -> StdioPaths:
+    return StdioPaths(
+        stdin=fifos.stdin_path or "",
+        stdout=fifos.stdout_path,
+        stderr=fifos.stderr_path or "",
+        terminal=fifos.terminal,
+    )
+
+
+def _file_stdio(path: Path | None, *, terminal: bool) -> StdioPaths:
+    # The shim itself appends stdout and stderr to a file:// URI's file: only
+    # for discarded output (/dev/null), and for log files where the platform
+    # has no FIFOs to pump (see supervisor.fifo._log_pump for why not).
+    uri = (path or Path(os.devnull)).as_uri()
+    return StdioPaths(stdout=uri, stderr=uri, terminal=terminal)
+
+
+def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool]:
+    """The log file open for appending, and whether this call made it."""
+    try:
+        fd = os.open(
+            path,
+            os.O_WRONLY
+            | os.O_APPEND
+            | os.O_CREAT
+            | os.O_EXCL
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_CLOEXEC", 0),
+            0o644,
+        )
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise errors.InvalidArgument(
+            f"cannot create log_path {path}: {exc.strerror}",
+            container_id=container_id,
+            process_id=process_id,
+        ) from exc
+    else:
+        return fd, True
+    try:
+        return open_log_file(path), False
+    except errors.InvalidArgument as exc:
+        raise errors.InvalidArgument(
+            str(exc), container_id=container_id, process_id=process_id
+        ) from exc.__cause__
+
+
+async def _logged_stdio(
+    session: Session,
+    bundle_dir: Path,
+    container_id: str,
+    process_id: str,
+    *,
+    terminal: bool,
+    log_path: Path,
+    log_writer: LogWriter,
+) -> LogPump | LoggerStdio:
+    """FIFOs whose output the library appends to ``log_path``, and the
+    record that lets a later application carry on copying; on failure
+    nothing of it is left (a log file this call made is removed too)."""
+    init = process_id == container_id
+    name = new_stdio_name(process_id, init=init)
+    if log_writer == "logger":
+        return _logger_stdio(
+            session, bundle_dir, name, log_path, container_id, process_id, terminal
+        )
+    log_fd, made = _open_log(log_path, container_id, process_id)
+    fifos: StdioSet | None = None
+    record = bundle_dir / f"{name}-log"
+    try:
+        fifos = await open_stdio(bundle_dir, name, stdin=False, terminal=terminal)
+        for stream in (fifos.stdout, fifos.stderr):
+            fileno = getattr(stream, "fileno", -1)
+            if isinstance(fileno, int) and fileno >= 0:
+                enlarge_pipe(fileno)
+        try:
+            write_log_record(record, log_path)
+        except OSError as exc:
+            raise errors.Unknown(
+                f"cannot record the log file in {bundle_dir}: {exc}",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
+        return LogPump(
+            fifos,
+            log_path,
+            log_fd,
+            record=record,
+            container_id=container_id,
+            process_id=process_id,
+            made_file=made,
+        )
+    except BaseException:
+        os.close(log_fd)
+        with contextlib.suppress(OSError):
+            os.unlink(record)
+        if fifos is not None:
+            fifos.remove()
+        if made:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
+        raise
+
+
+def _logger_stdio(
+    session: Session,
+    bundle_dir: Path,
+    name: str,
+    log_path: Path,
+    container_id: str,
+    process_id: str,
+    terminal: bool,
+) -> LoggerStdio:
+    # The file is made here, as ours (never through a link): the logger,
+    # which runs as containerd's user, only ever appends to it.
+    fd, made = _open_log(log_path, container_id, process_id)
+    os.close(fd)
+    try:
+        bundle_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stdio = make_logger_stdio(session.state_dir, bundle_dir, name, log_path, terminal=terminal)
+    except BaseException as exc:
+        if made:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
+        if isinstance(exc, OSError):
+            raise errors.Unknown(
+                f"cannot prepare the logger in {bundle_dir}: {exc}",
+                container_id=container_id,
+                process_id=process_id,
+            ) from exc
+        raise
+    stdio._made_file = made
+    return stdio
+
+
+async def _new_stdio(
+    session: Session,
+    bundle_dir: Path,
+    container_id: str,
+    process_id: str,
+    *,
+    stdin: bool,
+    terminal: bool,
+    log_path: Path | None,
+    output: Output,
+    log_writer: LogWriter,
+) -> tuple[StdioSet | None, StdioPaths]:
+    """The new process's stdio: our set of it (if any) and what containerd
+    is told."""
+    if log_path is None and output == "pipe":
+        name = new_stdio_name(process_id, init=process_id == container_id)
+        fifos = await open_stdio(bundle_dir, name, stdin=stdin, terminal=terminal)
+        return fifos, stdio_paths(fifos)
+    if log_path is not None and _platform.PLATFORM.stdio == "fifo":
+        logged = await _logged_stdio(
+            session,
+            bundle_dir,
+            container_id,
+            process_id,
+            terminal=terminal,
+            log_path=log_path,
+            log_writer=log_writer,
+        )
+        return logged, stdio_paths(logged)
+    return None, _file_stdio(log_path, terminal=terminal)
+
+
+async def create_process(
+    session: Session,
+    bundle_dir: Path,
+    container_id: str,
+    process_id: str,
+    *,
+    stdin: bool,
+    terminal: bool,
+    create: Callable[[StdioPaths], Awaitable[int]],
+    log_path: Path | None = None,
+    output: Output = "pipe",
+    log_writer: LogWriter = "client",
+) -> tuple[int, StdioSet | None, Slot]:
+    """The shared skeleton of creating a task or an exec: stdio first, a
+    tracker slot before containerd can report an exit, the create RPC
+    shielded (we must learn whether containerd made it), and on failure only
+    what this attempt made is removed."""
+    tracker = session.tracker
+    writer = checked_log_writer(
+        log_writer, log_path, container_id=container_id, process_id=process_id
+    )
+    fifos, paths = await _new_stdio(
+        session,
+        bundle_dir,
+        container_id,
+        process_id,
+        stdin=stdin,
+        terminal=terminal,
+        log_path=log_path,
+        output=output,
+        log_writer=writer,
+    )
+    existed = tracker.has(container_id, process_id)
+    slot = tracker.watch(container_id, process_id, owned=True)
+    if fifos is not None:
+        # Before containerd can list the process: a restore() of this client
+        # that sees it while the create call is in flight shares this set
+        # instead of opening the FIFOs a second time (two readers would
+        # split the output).
+        session.track_stdio(container_id, process_id, fifos)
+    try:
+        with shielded(session.timeouts.shield, "creating the process"):
+            pid = await create(paths)
+    except BaseException:
+        if isinstance(fifos, (LogPump, LoggerStdio)):
+            session.untrack_stdio(container_id, process_id, fifos)
+            fifos.discard()
+        elif fifos is not None:
+            session.untrack_stdio(container_id, process_id, fifos)
+            fifos.remove()
+        if not existed:
+            tracker.forget(container_id, process_id)
+        raise
+    return pid, fifos, slot
