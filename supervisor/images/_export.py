@@ -160,7 +160,7 @@ async def export_archive(session: Session, ref: str, path: str | os.PathLike[str
     except FileExistsError:
         raise errors.AlreadyExists(f"{target} exists: export writes a new file") from None
     except OSError as exc:
-        raise errors.InvalidArgument(f"cannot create {target}: {exc}") from None
+        raise errors.from_os_error(exc, f"cannot create {target}", given=True) from exc
     tar = _TarWriter(fd)
     try:
         for desc, data in blobs:

@@ -72,7 +72,7 @@ class Archive:
         except FileNotFoundError:
             raise errors.NotFound(f"no such archive: {path}") from None
         except OSError as exc:
-            raise errors.InvalidArgument(f"cannot open {path}: {exc}") from None
+            raise errors.from_os_error(exc, f"cannot open {path}", given=True) from exc
         file = os.fdopen(fd, "rb")
         try:
             tar = tarfile.open(fileobj=file, mode="r:*")

@@ -99,7 +99,7 @@ def _read(path: Path, what: str) -> bytes:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise errors.InvalidArgument(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise errors.from_os_error(exc, f"cannot read {what} {path}", given=True) from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise errors.InvalidArgument(f"{what} {path} is not a regular file")

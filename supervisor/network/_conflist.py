@@ -175,6 +175,10 @@ def find_conflist(directory: Path, name: str) -> ConfList:
         ) from None
     except NotADirectoryError:
         raise errors.InvalidArgument(f"{directory} is not a directory") from None
+    except OSError as exc:
+        raise errors.from_os_error(
+            exc, f"cannot read the configuration directory {directory}", given=True
+        ) from exc
     for entry in entries:
         if not entry.endswith(_EXTENSIONS) or entry.startswith("."):
             continue
@@ -182,7 +186,9 @@ def find_conflist(directory: Path, name: str) -> ConfList:
         try:
             with open(path, "rb") as f:
                 raw = f.read(_MAX_FILE + 1)
-        except (IsADirectoryError, PermissionError, FileNotFoundError):
+        except OSError:
+            # Unreadable (a directory, a dangling or looping link): it names
+            # no network, and only the file that claims the name may fail.
             continue
         if len(raw) > _MAX_FILE:
             continue

@@ -129,10 +129,8 @@ async def create_netns(path: Path) -> None:
         # Not cancellable midway (a thread): the call is short, and the
         # caller's cleanup finds the file and removes it either way.
         await anyio.to_thread.run_sync(_create, path)
-    except FileExistsError:
-        raise errors.AlreadyExists(f"network namespace {path} exists already") from None
     except OSError as exc:
-        raise errors.FailedPrecondition(f"cannot make a network namespace: {exc}") from None
+        raise errors.from_os_error(exc, f"cannot make network namespace {path}") from exc
 
 
 async def remove_netns(path: Path) -> None:
@@ -141,7 +139,7 @@ async def remove_netns(path: Path) -> None:
     try:
         await anyio.to_thread.run_sync(_remove, path)
     except OSError as exc:
-        raise errors.Unknown(f"cannot remove network namespace {path}: {exc}") from None
+        raise errors.from_os_error(exc, f"cannot remove network namespace {path}") from exc
 
 
 def list_mounts_under(directory: Path) -> list[Path]:

@@ -173,9 +173,9 @@ def reserve(
                     raise errors.InvalidArgument(
                         f"{ip} is not an address of this host", container_id=container_id
                     ) from None
-                raise errors.InvalidArgument(
-                    f"cannot publish {m}: {exc.strerror}", container_id=container_id
-                ) from None
+                raise errors.from_os_error(
+                    exc, f"cannot publish {m}", container_id=container_id
+                ) from exc
             out.append(PortMapping(m.container_port, s.getsockname()[1], m.protocol, m.host_ip))
     except BaseException:
         for s in held:
