@@ -429,7 +429,7 @@ def test_a_layer_named_many_times_is_hashed_once(
 ) -> None:
     import hashlib
 
-    from supervisor.images import _archive as archive_module
+    from supervisor.images import _archive_plan as archive_module
     from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
 
@@ -457,7 +457,7 @@ def test_a_layer_named_many_times_is_hashed_once(
     monkeypatch.setattr(Archive, "chunks", counting)
     archive = Archive.open(str(path))
     try:
-        plan = archive_module._plan(archive, None, host_platform())
+        plan = archive_module.plan_archive(archive, None, host_platform())
     finally:
         archive.close()
     assert len(plan.blobs) == 3  # the layer, the config, the manifest
