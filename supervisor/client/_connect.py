@@ -61,16 +61,23 @@ class _Connection:
         address: str,
         namespace: str,
         backend: Backend | None,
-        state_dir: Path,
-        timeouts: Timeouts,
+        state_dir: str | os.PathLike[str] | None,
+        timeouts: Timeouts | None,
         events: bool,
         transport: Transport | None,
     ) -> None:
         self._address = address
         self._namespace = namespace
         self._backend = backend
-        self._state_dir = state_dir
-        self._timeouts = timeouts
+        self._given_state_dir = state_dir is not None
+        self._state_dir = (
+            Path(state_dir).absolute()
+            if state_dir is not None
+            # Bundles are <state>/<ns>/<id>: clients of two containerds must
+            # not share them (see _platform.instance_of).
+            else _platform.default_state_dir(address=address if transport is None else None)
+        )
+        self._timeouts = timeouts or Timeouts()
         self._events = events
         self._given_transport = transport
         # A given transport's address is only a name in messages.
@@ -109,8 +116,8 @@ class _Connection:
         try:
             _paths.private_dir(self._state_dir, 0o711)
         except OSError as exc:
-            raise errors.FailedPrecondition(
-                f"cannot use state directory {self._state_dir}: {exc}"
+            raise errors.from_os_error(
+                exc, f"cannot use state directory {self._state_dir}", given=self._given_state_dir
             ) from exc
         transport = self._given_transport or _open_transport(
             self._address, self._namespace, self._timeouts
@@ -250,12 +257,11 @@ def connect(
     ``timeouts.handler``) for the backend's pending events; every call made
     through the client afterwards raises :class:`~supervisor.errors.Closed`.
     Safe to enter and leave from different tasks (as pytest-asyncio fixtures do).
-
     Should the event machinery fail with anything but a broken connection
     (which it rides out), the client fails at once, as a task group would:
     pending waits, later calls and leaving the context raise that error
     (``Unknown`` for an unexpected exception, chained to it) and
-    ``client.closed`` is true (see ``docs/events.md``).
+    ``client.closed`` turns true (see ``docs/events.md``).
 
     Args:
         address: containerd's socket path (a named pipe path on Windows).
@@ -289,16 +295,4 @@ def connect(
         raise errors.InvalidArgument("a backend needs events=True")
     if transport is not None:
         transport.bind(namespace)  # InvalidArgument: bound to another one
-    return _Connection(
-        address,
-        namespace,
-        backend,
-        Path(state_dir).absolute()
-        if state_dir is not None
-        # Bundles are <state>/<ns>/<id>: clients of two containerds must not
-        # share them (see _platform.instance_of).
-        else _platform.default_state_dir(address=address if transport is None else None),
-        timeouts or Timeouts(),
-        events,
-        transport,
-    )
+    return _Connection(address, namespace, backend, state_dir, timeouts, events, transport)

@@ -103,7 +103,8 @@ class FifoSet:
         """Make the FIFOs under ``directory`` and open our ends.
 
         Raises:
-            supervisor.errors.Unknown: the files could not be made or opened;
+            supervisor.errors.SupervisorError: the files could not be made or
+                opened (the class by :func:`~supervisor.errors.from_os_error`);
                 nothing is left behind.
             supervisor.errors.FailedPrecondition: the system has no FIFOs.
         """
@@ -125,7 +126,7 @@ class FifoSet:
                     with contextlib.suppress(OSError):
                         d.rmdir()
             if isinstance(exc, OSError):
-                raise errors.Unknown(f"cannot make stdio FIFOs in {directory}: {exc}") from exc
+                raise errors.from_os_error(exc, f"cannot make stdio FIFOs in {directory}") from exc
             raise
         return fifos
 

@@ -68,12 +68,14 @@ def open_log_file(path: Path) -> int:
     """Open (creating it) the log file for appending, never through a symlink.
 
     Raises:
-        InvalidArgument: it cannot be opened, or is not a regular file.
+        InvalidArgument: it is a symlink, not a regular file, or cannot be
+            opened as given (a missing directory); otherwise what
+            :func:`~supervisor.errors.from_os_error` makes of the refusal.
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
     except OSError as exc:
-        raise errors.InvalidArgument(f"cannot open log_path {path}: {exc.strerror}") from exc
+        raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise errors.InvalidArgument(f"log_path {path} is not a regular file")

@@ -175,15 +175,19 @@ def logger_script(state_dir: Path) -> Path:
     digest = hashlib.sha256(text).hexdigest()[:16]
     from .._paths import private_dir, write_new
 
-    directory = private_dir(state_dir / ".logger")
+    directory = state_dir / ".logger"
     script = directory / f"logger-{digest}.py"
     try:
-        st = os.lstat(script)
-    except FileNotFoundError:
-        write_new(script, text, mode=0o755)
-    else:
-        if not stat.S_ISREG(st.st_mode):
-            raise errors.FailedPrecondition(f"{script} is not a regular file")
+        private_dir(directory)
+        try:
+            st = os.lstat(script)
+        except FileNotFoundError:
+            write_new(script, text, mode=0o755)
+            return script
+    except OSError as exc:
+        raise errors.from_os_error(exc, f"cannot write the logger script {script}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise errors.FailedPrecondition(f"{script} is not a regular file")
     return script
 
 

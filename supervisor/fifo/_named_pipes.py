@@ -274,7 +274,8 @@ class NamedPipeSet:
         """Serve the pipes of one process; nothing is left listening on failure.
 
         Raises:
-            supervisor.errors.Unknown: a pipe could not be served.
+            supervisor.errors.SupervisorError: a pipe could not be served (the
+                class by :func:`~supervisor.errors.from_os_error`).
         """
         serve = serve or _proactor_serve
         pipes = cls(terminal)
@@ -290,7 +291,7 @@ class NamedPipeSet:
         except BaseException as exc:
             pipes.remove()
             if isinstance(exc, OSError):
-                raise errors.Unknown(f"cannot serve stdio pipes for {name}: {exc}") from exc
+                raise errors.from_os_error(exc, f"cannot serve stdio pipes for {name}") from exc
             raise
         return pipes
 

@@ -161,22 +161,22 @@ def test_a_file_that_is_not_a_fifo_is_left_alone_and_nothing_else_stays(tmp_path
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "init-stderr").write_text("not ours")
-    with no_fd_leak(), pytest.raises(errors.Unknown):
+    with no_fd_leak(), pytest.raises(errors.AlreadyExists):
         FifoSet.create(bundle, "init", stdin=True, terminal=False)
     # stdin and stdout were made before stderr failed: both gone again.
     assert os.listdir(bundle) == ["init-stderr"]
     assert (bundle / "init-stderr").read_text() == "not ours"
 
 
-def test_directory_that_cannot_be_made_raises_unknown(tmp_path: Path) -> None:
+def test_directory_that_cannot_be_made_is_mapped_by_errno(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with no_fd_leak(), pytest.raises(errors.Unknown):
+    with no_fd_leak(), pytest.raises(errors.NotFound, match="cannot make stdio FIFOs"):
         FifoSet.create(tmp_path / "file" / "bundle", "init", stdin=False, terminal=False)
     assert _tree(tmp_path) == ["file"]
 
 
 def test_fifo_that_cannot_be_made_removes_the_dirs_made(tmp_path: Path) -> None:
-    with no_fd_leak(), pytest.raises(errors.Unknown):
+    with no_fd_leak(), pytest.raises(errors.InvalidArgument):
         FifoSet.create(tmp_path / "a" / "b", "x" * 300, stdin=False, terminal=False)
     assert _tree(tmp_path) == []
 
@@ -193,7 +193,7 @@ def test_mkdir_failing_midway_removes_the_levels_already_made(
         real_mkdir(self, mode, parents, exist_ok)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
-    with pytest.raises(errors.Unknown):
+    with pytest.raises(errors.Unavailable):
         FifoSet.create(tmp_path / "a" / "b", "init", stdin=False, terminal=False)
     assert _tree(tmp_path) == []
 
@@ -230,7 +230,7 @@ def test_running_out_of_fds_leaks_none(tmp_path: Path, stdin: bool, free_slots: 
         limit = _free_fd_numbers(free_slots + 1)[-1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
         try:
-            with pytest.raises(errors.Unknown) as info:
+            with pytest.raises(errors.Unavailable) as info:
                 FifoSet.create(tmp_path / "b", "init", stdin=stdin, terminal=False)
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
