@@ -254,9 +254,7 @@ class Container:
         live = self._live.task
         if live is not None:
             if attach:
-                live._attach_detached()
-                for proc in self._live.execs(live).values():
-                    proc._attach_detached()
+                self._live.attach(live)
             return live
         tracker = session.tracker
         cid = self.id

@@ -12,7 +12,7 @@ collected with their container instead of living on in the session.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 __all__ = ["LiveProcesses"]
@@ -35,6 +35,11 @@ class LiveProcesses(Generic[TaskT, ProcT]):
         self._execs: weakref.WeakKeyDictionary[TaskT, dict[str, ProcT]] = (
             weakref.WeakKeyDictionary()
         )
+        # How each process reopens stdio it was loaded without (weakly: a
+        # process the application dropped is not kept for it).
+        self._reattach: weakref.WeakKeyDictionary[
+            object, weakref.WeakMethod[Callable[[], None]]
+        ] = weakref.WeakKeyDictionary()
 
     @property
     def task(self) -> TaskT | None:
@@ -69,3 +74,17 @@ class LiveProcesses(Generic[TaskT, ProcT]):
         execs = self._execs.get(self._task, {})
         if execs.get(exec_id) is process:
             del execs[exec_id]
+
+    def on_attach(self, process: ProcT | TaskT, reattach: Callable[[], None]) -> None:
+        """``reattach`` (a method of ``process``) reopens the stdio it was
+        loaded without, when :meth:`attach` asks."""
+        self._reattach[process] = weakref.WeakMethod(reattach)
+
+    def attach(self, task: TaskT) -> None:
+        """Reopen the stdio of ``task`` and of its execs, those loaded
+        without attaching it (a later ``Container.task()`` that attaches)."""
+        for process in (task, *self.execs(task).values()):
+            ref = self._reattach.get(process)
+            reattach = None if ref is None else ref()
+            if reattach is not None:
+                reattach()

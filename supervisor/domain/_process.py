@@ -97,6 +97,7 @@ class Process:
             )
             if logger is not None:
                 self._log, self.log_path = logger, logger.log_path
+        live.on_attach(self, self._attach_detached)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.container.id}/{self.id} pid={self._pid}>"
