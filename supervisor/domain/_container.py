@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._rootfs import Rootfs
     from ._session import Session
 
-__all__ = ["Container", "oom_killed", "restore_tasks"]
+__all__ = ["Container", "restore_tasks"]
 
 _log = get_logger("container")
 
