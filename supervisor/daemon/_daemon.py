@@ -119,6 +119,10 @@ class Daemon:
         Unavailable: (on entry) containerd exited while starting (the message
             has its exit code and last lines), or did not answer within
             ``timeouts.start``.
+        SupervisorError: (on entry) its log or pid file could not be
+            written: the class :func:`supervisor.errors.from_os_error` gives
+            (``Unavailable`` for a full disk, say). (After entry) the
+            watchdog failed: see :attr:`closed`.
 
     Example::
 

@@ -1,16 +1,26 @@
-"""Shims that containerd lost when it died in the middle of creating a task.
+"""Shims that an earlier containerd lost, and that nobody else would end.
 
 A shim (and the ``runc init`` it made) can exist before containerd has
 recorded the task: killed at that moment, containerd comes back without any
 record of it, so neither it, the library nor ``ctr`` can ever see or delete
-that task, and the shim waits forever. After each (re)start, a shim of *our*
-containerd's address that was already running when this containerd started
-and whose task this containerd does not know is such an orphan, and is
-killed with what it started.
+that task, and the shim waits forever. A shim can also be lost after the
+restart: one of the same id as a task the new containerd knows (served by
+another shim) is spared while that task lives and lost once it is deleted;
+and one whose bundle directory containerd removed (a clean-up after an
+outage) serves nothing any containerd will ever load again.
 
-Only such shims: one this containerd started (a create in flight now) is
-younger than it, and one it loaded after the restart is a task it knows.
-Linux only (``/proc``).
+So after each (re)start, and now and then while containerd runs, a shim of
+*our* containerd's address whose task this containerd does not know is such
+an orphan, and is killed with what it started, if it was already running
+when this containerd started or if its bundle (the shim's working
+directory) is gone. A look that containerd could not answer leaves the shim
+for the next look.
+
+Only such shims: one this containerd started for a create in flight is
+younger than it and has its bundle (made before the shim), and one it loaded
+after the restart is a task it knows. The shim's own ``start`` and
+``delete`` commands are never counted. Linux only (``/proc``); the scans of
+``/proc`` run off the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass
+
+import anyio
 
 from .. import errors
 from .._log import get_logger
@@ -34,6 +46,9 @@ class Shim:
     namespace: str
     container_id: str
     started: int  # clock ticks after boot (/proc/<pid>/stat field 22)
+    # Its working directory, the bundle containerd made for the task, was
+    # removed (by containerd, which will never load this shim again).
+    bundle_gone: bool = False
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -48,6 +63,13 @@ def _start_ticks(pid: int) -> int | None:
         return int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def _bundle_gone(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/cwd").st_nlink == 0
+    except OSError:
+        return False  # gone, or not ours to look at: no verdict
 
 
 def _uid(pid: int) -> int | None:
@@ -72,13 +94,15 @@ def shims_of(address: str) -> list[Shim]:
             continue
         if not argv or not os.path.basename(argv[0]).startswith("containerd-shim"):
             continue
+        if argv[-1] in ("start", "delete"):
+            continue  # the binary run by containerd to start or clean up a shim
         options = dict(zip(argv[1::2], argv[2::2], strict=False))
         if options.get("-address") != address or _uid(pid) != me:
             continue
         started = _start_ticks(pid)
         namespace, cid = options.get("-namespace"), options.get("-id")
         if started is not None and namespace and cid:
-            found.append(Shim(pid, namespace, cid, started))
+            found.append(Shim(pid, namespace, cid, started, _bundle_gone(pid)))
     return found
 
 
@@ -108,25 +132,27 @@ def _kill(shim: Shim) -> None:
 
 
 async def reap_orphans(address: str, containerd_pid: int, rpc_timeout: float) -> int:
-    """Kill the shims of ``address`` older than containerd ``containerd_pid``
-    whose task it does not know; how many were killed."""
+    """Kill the shims of ``address`` whose task containerd ``containerd_pid``
+    does not know and that are older than it or lost their bundle; how many
+    were killed."""
     born = _start_ticks(containerd_pid)
     if born is None:
         return 0
-    older = [s for s in shims_of(address) if s.started < born]
-    if not older:
+    shims = await anyio.to_thread.run_sync(shims_of, address)
+    suspects = [s for s in shims if s.started < born or s.bundle_gone]
+    if not suspects:
         return 0
     from ..backends.containerd import ContainerdTransport
 
     killed = 0
-    for namespace in sorted({s.namespace for s in older}):
+    for namespace in sorted({s.namespace for s in suspects}):
         transport = ContainerdTransport.open(address, namespace, rpc_timeout=rpc_timeout)
         try:
-            for shim in (s for s in older if s.namespace == namespace):
+            for shim in (s for s in suspects if s.namespace == namespace):
                 try:
                     await transport.get_task(shim.container_id)
                 except errors.NotFound:
-                    _kill(shim)
+                    await anyio.to_thread.run_sync(_kill, shim)
                     killed += 1
                     _log.warning(
                         "daemon.orphaned_shim_killed",
@@ -135,7 +161,7 @@ async def reap_orphans(address: str, containerd_pid: int, rpc_timeout: float) ->
                         container_id=shim.container_id,
                     )
                 except errors.SupervisorError:
-                    continue  # not sure: leave it for the next start
+                    continue  # not sure: leave it for the next look
         finally:
             await transport.aclose()
     return killed

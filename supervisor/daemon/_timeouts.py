@@ -33,6 +33,8 @@ class DaemonTimeouts:
         dump_grace: how long a hung containerd gets to write its goroutine
             stacks (SIGUSR1) before it is killed.
         log_poll: how often containerd's log file is read.
+        reap_interval: how often, while containerd runs, shims an earlier
+            containerd lost are looked for (also after every start).
 
     Raises:
         InvalidArgument: a value is not a finite, non-negative number, a
@@ -52,6 +54,7 @@ class DaemonTimeouts:
     stable: float = 30.0
     dump_grace: float = 0.2
     log_poll: float = 0.1
+    reap_interval: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -80,6 +83,7 @@ class DaemonTimeouts:
             "start_poll",
             "restart_initial",
             "log_poll",
+            "reap_interval",
         )
         for name in positive:
             if getattr(self, name) == 0:

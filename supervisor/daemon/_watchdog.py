@@ -6,7 +6,8 @@ through its pidfd) and replaced with back-off; one that is alive but fails
 stacks, killed and replaced. A replacement that fails (containerd exits at
 once, a full disk, a log that cannot be opened) is logged and tried again,
 with back-off, until one succeeds or the context is left. After each start,
-shims an earlier containerd lost are reaped (see ``_orphans``).
+and every ``reap_interval`` while containerd runs, shims an earlier
+containerd lost are reaped (see ``_orphans``).
 
 The watchdog runs as the body of the Daemon's
 :class:`~supervisor._background.Background` task: should it die of anything
@@ -48,6 +49,9 @@ class Watchdog:
         self._timeouts = launcher.timeouts
         self.child: DaemonChild | None = None
         self.restarts = 0
+        # One reap at a time: the one after a restart and the periodic one
+        # would otherwise look at (and kill) the same shims.
+        self._reaping = anyio.Lock()
 
     async def run(self, background: Background) -> None:
         """The body of ``background``: start or adopt containerd, say
@@ -65,6 +69,7 @@ class Watchdog:
                 await self._reap(child)
                 background.ready()
                 tg.start_soon(self._watch, tg)
+                tg.start_soon(self._reap_now_and_then)
                 await background.until_stopped()
                 tg.cancel_scope.cancel()
         except Exception as exc:
@@ -138,10 +143,22 @@ class Watchdog:
 
         t = self._timeouts
         try:
-            with anyio.move_on_after(t.start):
-                await reap_orphans(launcher.address, child.pid, t.health_timeout)
+            async with self._reaping:
+                with anyio.move_on_after(t.start):
+                    await reap_orphans(launcher.address, child.pid, t.health_timeout)
         except Exception as exc:  # noqa: BLE001 - reaping must never stop the watchdog
             _log.warning("daemon.reap_failed", error=str(exc) or type(exc).__name__)
+
+    async def _reap_now_and_then(self) -> None:
+        # Not only after a start: a shim older than the running containerd
+        # can be lost later too (its task, known at the start, deleted through
+        # another shim of the same id; a look at the start cut short by the
+        # next outage), and nothing but a look while it runs finds it.
+        while True:
+            await anyio.sleep(self._timeouts.reap_interval)
+            child = self.child
+            if child is not None and not child.exited.is_set():
+                await self._reap(child)
 
     async def _replace(self, tg: anyio.abc.TaskGroup, delays: Iterator[float]) -> DaemonChild:
         attempt = 0

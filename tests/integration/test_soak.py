@@ -170,8 +170,9 @@ async def test_chaos_loses_and_doubles_no_exit_and_leaks_nothing(base: Path, roo
                     break
                 except (errors.Unavailable, errors.DeadlineExceeded):
                     await anyio.sleep(0.1)
-        # Shims of deleted tasks wind down on their own; one a SIGKILLed
-        # containerd lost mid-create is killed at the next start (_orphans).
+        # Shims of deleted tasks wind down on their own; one an earlier
+        # containerd lost is killed at the next start or the next look
+        # (every reap_interval) while containerd runs (_orphans).
         with anyio.move_on_after(15):
             while shims_of(daemon.address):
                 await anyio.sleep(0.2)
@@ -187,6 +188,8 @@ async def test_chaos_loses_and_doubles_no_exit_and_leaks_nothing(base: Path, roo
         )
         for cid in sorted({cid for cid, _ in lost} | set(leftover)):
             print(f"soak: {cid}: {books.trail.get(cid)}")
+        for shim in orphans:
+            print(f"soak: {shim} left: {books.trail.get(shim.container_id)}")
         assert not lost, sorted(lost)[:10]
         assert not doubled, doubled
         assert leftover == []

@@ -48,13 +48,15 @@ _MIMIC = textwrap.dedent(
 
 
 class Mimic:
-    """A process whose command line is ``argv``, running as ``uid``."""
+    """A process whose command line is ``argv``, running as ``uid`` (in
+    ``cwd``, if given)."""
 
-    def __init__(self, argv: list[str], uid: int = 0) -> None:
+    def __init__(self, argv: list[str], uid: int = 0, cwd: Path | None = None) -> None:
         padding = "x" * (sum(len(a) + 1 for a in argv) + 16)
         self.process = subprocess.Popen(
             [sys.executable, "-c", _MIMIC, *argv, str(uid), padding],
             stdout=subprocess.PIPE,
+            cwd=cwd,
         )
         assert self.process.stdout is not None
         assert self.process.stdout.readline() == b"ready\n"
