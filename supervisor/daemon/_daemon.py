@@ -71,6 +71,24 @@ def _path_argument(value: object, what: str) -> Path:
     return Path(text).absolute()
 
 
+def _check_options(binary: object, log_level: object, config: object, timeouts: object) -> None:
+    if not isinstance(binary, str) or not binary or "\0" in binary:
+        raise errors.InvalidArgument(f"binary must be a non-empty string, not {binary!r}")
+    if config is not None and not isinstance(config, DaemonConfig):
+        raise errors.InvalidArgument(f"config must be a DaemonConfig, not {type(config).__name__}")
+    if timeouts is not None and not isinstance(timeouts, DaemonTimeouts):
+        raise errors.InvalidArgument(
+            f"timeouts must be a DaemonTimeouts, not {type(timeouts).__name__}"
+        )
+    if log_level is not None and (
+        not isinstance(log_level, str) or log_level not in _containerd_toml.CONTAINERD_LEVELS
+    ):
+        raise errors.InvalidArgument(
+            f"log_level {log_level!r} is not one of "
+            f"{', '.join(sorted(_containerd_toml.CONTAINERD_LEVELS))}"
+        )
+
+
 class Daemon:
     """An embedded containerd that this object starts, watches and stops.
 
@@ -143,23 +161,7 @@ class Daemon:
     ) -> None:
         self._root = _path_argument(root_dir, "root_dir")
         self._state = _path_argument(state_dir, "state_dir")
-        if not isinstance(binary, str) or not binary or "\0" in binary:
-            raise errors.InvalidArgument(f"binary must be a non-empty string, not {binary!r}")
-        if config is not None and not isinstance(config, DaemonConfig):
-            raise errors.InvalidArgument(
-                f"config must be a DaemonConfig, not {type(config).__name__}"
-            )
-        if timeouts is not None and not isinstance(timeouts, DaemonTimeouts):
-            raise errors.InvalidArgument(
-                f"timeouts must be a DaemonTimeouts, not {type(timeouts).__name__}"
-            )
-        if log_level is not None and (
-            not isinstance(log_level, str) or log_level not in _containerd_toml.CONTAINERD_LEVELS
-        ):
-            raise errors.InvalidArgument(
-                f"log_level {log_level!r} is not one of "
-                f"{', '.join(sorted(_containerd_toml.CONTAINERD_LEVELS))}"
-            )
+        _check_options(binary, log_level, config, timeouts)
         self._binary = binary
         self._initial_config = config or DaemonConfig()
         self._log_level = log_level or self._initial_config.log_level
