@@ -146,19 +146,21 @@ def _logger_stdio(
     os.close(fd)
     try:
         bundle_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stdio = make_logger_stdio(session.state_dir, bundle_dir, name, log_path, terminal=terminal)
+        stdio = make_logger_stdio(
+            session.state_dir, bundle_dir, name, log_path, terminal=terminal, made_file=made
+        )
     except BaseException as exc:
         if made:
             with contextlib.suppress(OSError):
                 os.unlink(log_path)
         if isinstance(exc, OSError):
-            raise errors.Unknown(
-                f"cannot prepare the logger in {bundle_dir}: {exc}",
+            raise errors.from_os_error(
+                exc,
+                f"cannot prepare the logger in {bundle_dir}",
                 container_id=container_id,
                 process_id=process_id,
             ) from exc
         raise
-    stdio._made_file = made
     return stdio
 
 

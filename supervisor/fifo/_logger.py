@@ -208,14 +208,18 @@ class LoggerStdio:
         log_path: the file the logger appends to.
     """
 
-    def __init__(self, uri: str, log_path: Path, prefix: Path, *, terminal: bool) -> None:
+    def __init__(
+        self, uri: str, log_path: Path, prefix: Path, *, terminal: bool, made_file: bool = False
+    ) -> None:
         self.log_path = log_path
         self.terminal = terminal
         self.stdin_path: str | None = None
         self.stdout_path = uri
         self.stderr_path: str | None = uri
         self._prefix = prefix
-        self._made_file = False
+        # Whether the library made the log file for this process: a create
+        # that fails removes it again.
+        self._made_file = made_file
 
     @property
     def files(self) -> list[Path]:
@@ -309,7 +313,13 @@ class LoggerStdio:
 
 
 def make_logger_stdio(
-    state_dir: Path, bundle_dir: Path, name: str, log_path: Path, *, terminal: bool
+    state_dir: Path,
+    bundle_dir: Path,
+    name: str,
+    log_path: Path,
+    *,
+    terminal: bool,
+    made_file: bool = False,
 ) -> LoggerStdio:
     """The logger's script, its control FIFO and the record, for a process
     about to be created; nothing is left if this fails."""
@@ -317,7 +327,8 @@ def make_logger_stdio(
 
     script = logger_script(state_dir)
     prefix = bundle_dir / name
-    stdio = LoggerStdio(_uri(script, log_path, prefix), log_path, prefix, terminal=terminal)
+    uri = _uri(script, log_path, prefix)
+    stdio = LoggerStdio(uri, log_path, prefix, terminal=terminal, made_file=made_file)
     try:
         os.mkfifo(stdio._ctl, 0o600)
         write_log_record(stdio._record, log_path)
