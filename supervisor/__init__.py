@@ -26,8 +26,8 @@ the code to it)::
                     (client-side pump or shim-run logger), reattaching
     spec/           OCI specs and their checks, resources, bundle directories
     stats/          the stats model, the shared sampler, per-process summaries
-    images/_types, _manifest, _digest, _platform   image values (low: the
-                    transports carry them)
+    oci/            OCI image values: descriptors, manifests, digests, platforms,
+                    image records and mounts (the image transports carry them)
     _types.py       frozen values crossing the transport boundary
     _platform.py    every per-platform choice (Linux, Windows)
     _paths.py       owned directories, files opened without following links

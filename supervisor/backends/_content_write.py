@@ -18,7 +18,7 @@ from grpclib.client import Channel
 
 from .. import errors
 from .._proto.containerd.services.content import v1 as pb_content
-from ..images._manifest import Descriptor
+from ..oci._manifest import Descriptor
 from ._grpc_errors import map_grpc_errors
 
 __all__ = ["Source", "write_blob"]

@@ -25,7 +25,7 @@ from .._types import (
 )
 
 if TYPE_CHECKING:
-    from ..images._types import Mount
+    from ..oci._types import Mount
     from ..stats._model import Stats
     from ..stats._summary import ProcessSummary
 

@@ -55,7 +55,7 @@ from ._grpc_errors import map_grpc_errors
 from .base import EventStream
 
 if TYPE_CHECKING:
-    from ..images._types import Mount
+    from ..oci._types import Mount
     from ..stats._model import Stats
 
 __all__ = [

@@ -2,7 +2,7 @@
 snapshots and diff.
 
 Like :mod:`.containerd`, this is a boundary module: what leaves it is a
-value of :mod:`supervisor.images._types` or a :mod:`supervisor.errors`
+value of :mod:`supervisor.oci._types` or a :mod:`supervisor.errors`
 exception, never a generated message or a grpclib error. It shares the
 grpclib channel of the client's :class:`~.containerd.ContainerdTransport`.
 """
@@ -23,8 +23,8 @@ from .._proto.containerd.services.images import v1 as pb_images
 from .._proto.containerd.services.leases import v1 as pb_leases
 from .._proto.containerd.services.snapshots import v1 as pb_snapshots
 from .._proto.google.protobuf import FieldMask
-from ..images._manifest import Descriptor
-from ..images._types import ImageRecord, Mount
+from ..oci._manifest import Descriptor
+from ..oci._types import ImageRecord, Mount
 from ._channel import LEASE_HEADER, NAMESPACE_HEADER
 from ._content_write import Source, write_blob
 from ._grpc_errors import map_grpc_errors

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..images._types import Mount
+    from ..oci._types import Mount
 
 __all__ = ["Rootfs"]
 

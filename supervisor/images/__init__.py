@@ -27,10 +27,10 @@ The RPC side lives in :mod:`supervisor.backends.containerd_images`.
 
 from __future__ import annotations
 
+from ..oci._platform import Platform, host_platform, parse_platform
+from ..oci._types import Image, LayerProgress, Mount
 from ._auth import Credentials
-from ._platform import Platform, host_platform, parse_platform
 from ._reference import Reference, parse_reference
-from ._types import Image, LayerProgress, Mount
 
 __all__ = [
     "Credentials",

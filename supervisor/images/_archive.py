@@ -21,13 +21,13 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
+from ..oci._digest import Verifier
+from ..oci._platform import host_platform
+from ..oci._types import ImageRecord
 from ._archive_plan import Blob, PlannedImage, plan_archive
-from ._digest import Verifier
-from ._platform import host_platform
 from ._pull import held, lease, store_image, write_bytes
 from ._reference import parse_reference
 from ._tar import MAX_BLOB_SIZE, MAX_MEMBERS, Archive
-from ._types import ImageRecord
 
 if TYPE_CHECKING:
     from ..backends.containerd_images import ContainerdImages

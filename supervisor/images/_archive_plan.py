@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ._digest import sha256_digest
-from ._layout import MAX_DEPTH, NAME_ANNOTATION, REF_ANNOTATION, blob_name
-from ._manifest import (
+from ..oci._digest import sha256_digest
+from ..oci._manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
@@ -32,7 +31,8 @@ from ._manifest import (
     parse_index,
     parse_manifest,
 )
-from ._platform import Platform, select_platform
+from ..oci._platform import Platform, select_platform
+from ._layout import MAX_DEPTH, NAME_ANNOTATION, REF_ANNOTATION, blob_name
 from ._pull import index_labels, manifest_labels
 from ._reference import parse_reference
 from ._tar import Archive, checkpoint, member_name, refuse

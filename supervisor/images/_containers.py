@@ -10,10 +10,10 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
+from ..oci._types import Mount
 from ._image_spec import spec_from_image
 from ._pull import lease
 from ._service import ImageService
-from ._types import Mount
 
 if TYPE_CHECKING:
     from ..domain._container import Container

@@ -15,9 +15,8 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
-from ._digest import Verifier
-from ._layout import MAX_DEPTH, NAME_ANNOTATION, REF_ANNOTATION, blob_name
-from ._manifest import (
+from ..oci._digest import Verifier
+from ..oci._manifest import (
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
     OCI_INDEX,
@@ -27,7 +26,8 @@ from ._manifest import (
     parse_index,
     parse_manifest,
 )
-from ._platform import Platform, host_platform, select_platform
+from ..oci._platform import Platform, host_platform, select_platform
+from ._layout import MAX_DEPTH, NAME_ANNOTATION, REF_ANNOTATION, blob_name
 from ._reference import DOCKER_HUB, parse_reference
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._digest import check_digest
+from ..oci._digest import check_digest
 
 __all__ = ["MAX_DEPTH", "NAME_ANNOTATION", "REF_ANNOTATION", "blob_name"]
 

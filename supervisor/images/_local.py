@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import errors
-from ._manifest import (
+from ..oci._manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
@@ -17,8 +17,8 @@ from ._manifest import (
     parse_index,
     parse_manifest,
 )
-from ._platform import Platform, select_platform
-from ._types import ImageRecord
+from ..oci._platform import Platform, select_platform
+from ..oci._types import ImageRecord
 
 if TYPE_CHECKING:
     from ..backends.containerd_images import ContainerdImages

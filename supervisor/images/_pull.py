@@ -14,8 +14,7 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
-from ._auth import Credentials
-from ._manifest import (
+from ..oci._manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     Descriptor,
@@ -25,11 +24,12 @@ from ._manifest import (
     parse_index,
     parse_manifest,
 )
-from ._platform import Platform, select_platform
+from ..oci._platform import Platform, select_platform
+from ..oci._types import ImageRecord, LayerProgress
+from ._auth import Credentials
 from ._reference import Reference
 from ._registry import Registry
 from ._tls import TLSOptions
-from ._types import ImageRecord, LayerProgress
 from ._unpack import SNAPSHOT_GC_LABEL, unpack
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .._log import get_logger
+from ..oci._digest import Verifier, sha256_digest
+from ..oci._manifest import ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
 from ._auth import Credentials, configured_credentials, parse_challenge
-from ._digest import Verifier, sha256_digest
-from ._manifest import ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
 from ._reference import Reference
 from ._tls import TLSOptions, resolve_tls
 

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .._log import get_logger
+from ..oci._digest import chain_ids
+from ..oci._platform import Platform, host_platform, parse_platform
+from ..oci._types import Image, ImageRecord
 from ._auth import Credentials
-from ._digest import chain_ids
 from ._local import LocalImage, load_image
-from ._platform import Platform, host_platform, parse_platform
 from ._pull import Progress, PullOptions, lease, pull
 from ._reference import parse_reference
 from ._tls import TLSOptions
-from ._types import Image, ImageRecord
 from ._unpack import SNAPSHOT_GC_LABEL, unpack
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from .. import errors
-from ._manifest import MAX_MANIFEST_SIZE
+from ..oci._manifest import MAX_MANIFEST_SIZE
 
 __all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "Archive", "checkpoint", "member_name", "refuse"]
 

@@ -10,8 +10,8 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
-from ._digest import chain_ids
-from ._manifest import Descriptor, ImageConfig, Manifest
+from ..oci._digest import chain_ids
+from ..oci._manifest import Descriptor, ImageConfig, Manifest
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup

@@ -421,7 +421,7 @@ async def _store_raw_container(
 async def test_images_of_another_client_are_listed_escaped(
     cli: Cli, client: supervisor.Client, images_cleanup: None
 ) -> None:
-    from supervisor.images._manifest import Descriptor
+    from supervisor.oci._manifest import Descriptor
 
     hostile = "\x1b]0;pwned\x07\x9b2J"
     target = Descriptor(f"application/x{hostile}", "sha256:" + "a" * 64, 10)

@@ -192,8 +192,8 @@ async def test_a_snapshot_already_there_is_held_by_the_pull_lease(
     # after the pull finds it, that image is removed and GC runs. The
     # pull must then make the snapshot again, not record one that is gone.
     from supervisor.backends.containerd_images import ContainerdImages
-    from supervisor.images._digest import chain_ids
     from supervisor.images._service import ImageService
+    from supervisor.oci._digest import chain_ids
 
     hostile.serve_image("app", "1", LAYER)
     first = await client.pull(f"{hostile.host}/app:1")

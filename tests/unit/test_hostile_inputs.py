@@ -430,8 +430,8 @@ def test_a_layer_named_many_times_is_hashed_once(
     import hashlib
 
     from supervisor.images import _archive_plan as archive_module
-    from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
+    from supervisor.oci._platform import host_platform
 
     layer = b"L" * 4096
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()

@@ -24,7 +24,7 @@ def _digest(data: bytes) -> str:
 
 @pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT])
 def test_deeply_nested_documents_are_refused(body: bytes) -> None:
-    from supervisor.images._manifest import (
+    from supervisor.oci._manifest import (
         OCI_MANIFEST,
         media_type_of,
         parse_config,
@@ -54,8 +54,8 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 @pytest.mark.parametrize("member", ["index.json", "manifest.json"])
 def test_deep_json_in_an_archive_refuses_it(tmp_path: Path, member: str) -> None:
     from supervisor.images._archive_plan import plan_archive as _plan
-    from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
+    from supervisor.oci._platform import host_platform
 
     members = {member: DEEP}
     if member == "index.json":
@@ -70,8 +70,8 @@ def test_deep_json_in_an_archive_refuses_it(tmp_path: Path, member: str) -> None
 
 def test_a_deep_config_in_a_docker_save_refuses_it(tmp_path: Path) -> None:
     from supervisor.images._archive_plan import plan_archive as _plan
-    from supervisor.images._platform import host_platform
     from supervisor.images._tar import Archive
+    from supervisor.oci._platform import host_platform
 
     manifest = [{"Config": "config.json", "RepoTags": ["x:1"], "Layers": []}]
     members = {"manifest.json": json.dumps(manifest).encode(), "config.json": DEEP}
@@ -134,8 +134,8 @@ def test_an_index_naming_a_child_many_times_is_walked_once_per_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from supervisor.images._archive_plan import plan_archive as _plan
-    from supervisor.images._platform import Platform
     from supervisor.images._tar import Archive
+    from supervisor.oci._platform import Platform
 
     members = _fanout_layout(8)
     reads: list[str] = []

@@ -17,7 +17,8 @@ from supervisor import errors
 def _load() -> SimpleNamespace:
     # Imported per test, not at collection: loading supervisor.images adds
     # it to the package's namespace, which test_exports inspects.
-    from supervisor.images import _auth, _digest, _image_spec, _manifest, _platform, _reference
+    from supervisor.images import _auth, _image_spec, _reference
+    from supervisor.oci import _digest, _manifest, _platform
 
     ns = SimpleNamespace()
     for module in (_auth, _digest, _image_spec, _manifest, _platform, _reference):

@@ -14,7 +14,7 @@ from ._rules import process_refusal, resources_refusal, runc_refusal
 from ._state import _LIVE, _SIGKILL, _SIGKILL_EXIT, ZERO_TIME, _json, _Process, _Task
 
 if TYPE_CHECKING:
-    from ...images._types import Mount
+    from ...oci._types import Mount
 
 __all__ = ["TaskCalls"]
 
