@@ -159,6 +159,7 @@ async def reap_orphans(address: str, containerd_pid: int, rpc_timeout: float) ->
                         pid=shim.pid,
                         namespace=namespace,
                         container_id=shim.container_id,
+                        bundle_gone=shim.bundle_gone,
                     )
                 except errors.SupervisorError:
                     continue  # not sure: leave it for the next look
