@@ -47,28 +47,42 @@ async def cmd_daemon(args: argparse.Namespace) -> int:
         log_level=args.containerd_log_level,
         config=config,
     ) as daemon:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            # Printed, not only logged: scripts wait for this line to connect,
-            # or to send SIGHUP, which must find its handler in place.
-            print(f"containerd ready at {daemon.address} (pid {daemon.pid})", flush=True)
-            async for signum in signals:
-                if signum != signal.SIGHUP:
-                    _log.info("daemon.signal", signal=signal.Signals(signum).name)
-                    break
-                if config_file is None:
-                    _log.info("daemon.reload_skipped", reason="no --config given")
-                    continue
-                try:
-                    daemon.reload(_load(config_file))
-                except Exception as exc:  # noqa: BLE001 - a bad reload must not end the daemon
-                    # Whatever went wrong, containerd keeps running on the
-                    # configuration in force; the operator reads why.
-                    _log.error(
-                        "daemon.reload_failed",
-                        path=str(config_file),
-                        error=str(exc) or type(exc).__name__,
-                    )
+        async with anyio.create_task_group() as tg:
+
+            async def until_failed() -> None:
+                # A watchdog that died fails the daemon: the command ends,
+                # and leaving the context reports why.
+                await daemon.wait_failed()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_failed)
+            await _serve(daemon, config_file)
+            tg.cancel_scope.cancel()
     return 0
+
+
+async def _serve(daemon: Daemon, config_file: Path | None) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        # Printed, not only logged: scripts wait for this line to connect,
+        # or to send SIGHUP, which must find its handler in place.
+        print(f"containerd ready at {daemon.address} (pid {daemon.pid})", flush=True)
+        async for signum in signals:
+            if signum != signal.SIGHUP:
+                _log.info("daemon.signal", signal=signal.Signals(signum).name)
+                return
+            if config_file is None:
+                _log.info("daemon.reload_skipped", reason="no --config given")
+                continue
+            try:
+                daemon.reload(_load(config_file))
+            except Exception as exc:  # noqa: BLE001 - a bad reload must not end the daemon
+                # Whatever went wrong, containerd keeps running on the
+                # configuration in force; the operator reads why.
+                _log.error(
+                    "daemon.reload_failed",
+                    path=str(config_file),
+                    error=str(exc) or type(exc).__name__,
+                )
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -40,6 +40,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+import anyio
+
 from .. import errors
 from .._background import Background
 from .._log import get_logger
@@ -170,6 +172,7 @@ class Daemon:
         self._closed = False
         # What the watchdog died of, as the callers see it.
         self._failure: errors.SupervisorError | None = None
+        self._failure_event: anyio.Event | None = None
         self._store: ConfigStore | None = None
         parts = self._parts = _platform_parts.select()
         self._address = parts.address(self._state)
@@ -225,6 +228,23 @@ class Daemon:
         leaving the context; containerd is stopped.
         """
         return self._closed or self._failure is not None
+
+    async def wait_failed(self) -> errors.SupervisorError:
+        """Until the watchdog fails; its error (as :attr:`closed` describes).
+
+        For a program whose only other work is waiting (the ``supervisor
+        daemon`` command waits for signals): it ends with the daemon.
+        """
+        await self._failed_event().wait()
+        assert self._failure is not None
+        return self._failure
+
+    def _failed_event(self) -> anyio.Event:
+        if self._failure_event is None:
+            self._failure_event = anyio.Event()
+            if self._failure is not None:
+                self._failure_event.set()
+        return self._failure_event
 
     @property
     def config_path(self) -> Path:
@@ -356,6 +376,8 @@ class Daemon:
         # Called at once when the watchdog dies (Background.fail), before it
         # stops containerd: nothing the callers do from now on can work.
         self._failure = self._as_error(exc)
+        if self._failure_event is not None:
+            self._failure_event.set()
         _log.error("daemon.watchdog_failed", error=str(self._failure), exc_info=exc)
 
     def _raise_failure(self) -> None:

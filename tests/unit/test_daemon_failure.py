@@ -111,3 +111,25 @@ async def test_closed_after_a_clean_exit_and_not_before(tmp_path: Path, health: 
         assert not daemon.closed
     assert daemon.closed
     assert daemon.address.startswith("\\\\.\\pipe\\")  # still there to name in messages
+
+
+async def test_wait_failed_returns_the_watchdogs_error_at_once(
+    tmp_path: Path, health: Health
+) -> None:
+    # What the `supervisor daemon` command awaits beside its signals: it ends
+    # with the daemon instead of serving a containerd that is gone.
+    daemon = Daemon(tmp_path / "root", tmp_path / "state", binary=BINARY, timeouts=TIMEOUTS)
+    with pytest.raises(errors.Unknown):
+        async with daemon, anyio.create_task_group() as tg:
+            got: list[errors.SupervisorError] = []
+
+            async def waiter() -> None:
+                got.append(await daemon.wait_failed())
+
+            tg.start_soon(waiter)
+            await anyio.lowlevel.checkpoint()
+            assert got == []
+            health.broken = RuntimeError("a bug in the watchdog")
+            with anyio.fail_after(20):  # a bound for a hang, not a speed
+                await daemon.wait_failed()
+            assert isinstance(got[0] if got else await daemon.wait_failed(), errors.Unknown)
