@@ -29,6 +29,7 @@ that registry (:attr:`SupervisorError.registry`).
 from __future__ import annotations
 
 __all__ = [
+    "as_library_error",
     "from_os_error",
     "AlreadyExists",
     "Cancelled",
@@ -185,6 +186,18 @@ def from_os_error(
         cls = InvalidArgument
     reason = exc.strerror or str(exc) or type(exc).__name__
     return cls(f"{doing}: {reason}", container_id=container_id, process_id=process_id)
+
+
+def as_library_error(exc: BaseException, what: str) -> SupervisorError:
+    """What a background task's failure means to its owner's callers: the
+    error itself if it is one of ours, else :class:`Unknown` saying that
+    ``what`` failed, with the exception as its cause (the one rule for
+    ``connect()``'s event machinery and the ``Daemon``'s watchdog)."""
+    if isinstance(exc, SupervisorError):
+        return exc
+    error = Unknown(f"{what} failed: {exc!r}")
+    error.__cause__ = exc
+    return error
 
 
 def raised_again(error: SupervisorError) -> SupervisorError:

@@ -164,13 +164,9 @@ class _Connection:
             raise self._failure or self._as_error(error)
 
     def _as_error(self, exc: BaseException) -> errors.SupervisorError:
-        if isinstance(exc, errors.SupervisorError):
-            return exc
-        error = errors.Unknown(
-            f"the event monitor of namespace {self._namespace!r} failed: {exc!r}"
+        return errors.as_library_error(
+            exc, f"the event monitor of namespace {self._namespace!r}"
         )
-        error.__cause__ = exc
-        return error
 
     def _failed(self, exc: BaseException) -> None:
         # Called at once when the event machinery dies (Background.fail):

@@ -366,11 +366,7 @@ class Daemon:
             raise self._failure or self._as_error(error)
 
     def _as_error(self, exc: BaseException) -> errors.SupervisorError:
-        if isinstance(exc, errors.SupervisorError):
-            return exc
-        error = errors.Unknown(f"the daemon's watchdog failed: {exc!r}")
-        error.__cause__ = exc
-        return error
+        return errors.as_library_error(exc, "the daemon's watchdog")
 
     def _failed(self, exc: BaseException) -> None:
         # Called at once when the watchdog dies (Background.fail), before it

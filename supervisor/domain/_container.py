@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from .._cleanup import shielded, undo_if_cancelled
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ..fifo import StdioSet
     from ._rootfs import Rootfs
     from ._session import Session
+
+_P = TypeVar("_P", bound=Process)
 
 __all__ = ["Container", "restore_tasks"]
 
@@ -313,35 +315,27 @@ class Container:
         return task
 
     def _adopt_task(self, record: TaskRecord, *, attach: bool) -> Task:
-        session = self._session
-        cid = self.id
-        slot = session.tracker.started(cid, cid, record.pid)
-        slot.owned = True
-        fifos, detached = self._stdio(cid, record, attach)
-        task = Task(
-            self,
-            session,
-            cid,
-            pid=record.pid,
-            fifos=fifos,
-            slot=slot,
-            detached_stdio=detached,
-            live=self._live,
-            started=record.state is not ProcessState.CREATED,
-        )
+        task = self._adopted(Task, self.id, record, attach)
         self._live.add_task(task)
         return task
 
     def _adopt_exec(self, task: Task, record: TaskRecord, *, attach: bool) -> None:
-        session = self._session
         exec_id = record.process_id
-        slot = session.tracker.started(self.id, exec_id, record.pid)
+        proc = self._adopted(Process, exec_id, record, attach)
+        self._live.add_exec(task, exec_id, proc)
+
+    def _adopted(
+        self, kind: type[_P], process_id: str, record: TaskRecord, attach: bool
+    ) -> _P:
+        """A Task or Process object for containerd's record of a live
+        process, its slot watched and its stdio reopened (or recorded)."""
+        slot = self._session.tracker.started(self.id, process_id, record.pid)
         slot.owned = True
-        fifos, detached = self._stdio(exec_id, record, attach)
-        proc = Process(
+        fifos, detached = self._stdio(process_id, record, attach)
+        return kind(
             self,
-            session,
-            exec_id,
+            self._session,
+            process_id,
             pid=record.pid,
             fifos=fifos,
             slot=slot,
@@ -349,7 +343,6 @@ class Container:
             live=self._live,
             started=record.state is not ProcessState.CREATED,
         )
-        self._live.add_exec(task, exec_id, proc)
 
     async def _has_task(self) -> bool:
         try:
