@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import errors
 from ._errors import EXIT_FAILED, CliError, describe
@@ -15,8 +15,8 @@ from ._format import human_bytes, rfc3339, table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from datetime import datetime
 
+    from ..backends.blocking._messages import ListedImage
     from ..client._client import Client
     from ..domain._container import Container
     from ..images import LayerProgress
@@ -113,16 +113,7 @@ async def pull(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Listed(NamedTuple):
-    name: str
-    digest: str
-    media_type: str
-    size: int
-    labels: dict[str, str]
-    created_at: datetime | None
-
-
-def _record(image: _Listed) -> dict[str, Any]:
+def _record(image: ListedImage) -> dict[str, Any]:
     return {
         "name": image.name,
         "digest": image.digest,
@@ -133,50 +124,7 @@ def _record(image: _Listed) -> dict[str, Any]:
     }
 
 
-_LIST_IMAGES = "/containerd.services.images.v1.Images/List"
-
-
-def _pair(entry: bytes) -> tuple[str, str]:
-    from ..backends._wire import fields, text
-
-    key = value = ""
-    for num, _, field in fields(entry):
-        if num == 1:
-            key = text(field)
-        elif num == 2:
-            value = text(field)
-    return key, value
-
-
-def _image(message: bytes) -> _Listed:
-    """One ``images.v1.Image`` off the wire (name 1, labels 2, target 3 as
-    a ``types.Descriptor``: media type 1, digest 2, size 3; created_at 7)."""
-    from ..backends._wire import fields, int64, raw, text, timestamp
-
-    name = media_type = digest = ""
-    size = 0
-    labels: dict[str, str] = {}
-    created_at = None
-    for num, _, field in fields(message):
-        if num == 1:
-            name = text(field)
-        elif num == 2:
-            key, label = _pair(raw(field))
-            labels[key] = label
-        elif num == 3:
-            for inner, _, part in fields(raw(field)):
-                if inner == 1:
-                    media_type = text(part)
-                elif inner == 2:
-                    digest = text(part)
-                elif inner == 3:
-                    size = int64(part)
-        elif num == 7:
-            created_at = timestamp(field)
-    return _Listed(name, digest, media_type, size, labels, created_at)
-
-
-def _listing(args: argparse.Namespace) -> list[_Listed]:
+def _listing(args: argparse.Namespace) -> list[ListedImage]:
     """Every image of the namespace over the blocking channel (unix
     sockets), as ``ps`` lists containers; over the client elsewhere."""
     # sys.platform, not supervisor._platform, which loads anyio.
@@ -184,28 +132,24 @@ def _listing(args: argparse.Namespace) -> list[_Listed]:
         import anyio
 
         return anyio.run(_listing_over_client, args)
-    from ..backends._wire import MalformedReply, fields, raw
-    from ..backends.blocking import Channel
+    from ..backends.blocking import Channel, list_images
 
     try:
         with Channel(args.address, args.namespace, timeout=args.timeout) as channel:
-            reply = channel.call(_LIST_IMAGES, b"")
+            return list_images(channel)
     except errors.DeadlineExceeded:
         raise errors.Unavailable(
             f"containerd at {args.address} did not answer within {args.timeout}s; is it running?"
         ) from None
-    try:
-        return [_image(raw(field)) for num, _, field in fields(reply) if num == 1]
-    except MalformedReply as exc:
-        raise errors.Unavailable(f"containerd's image list could not be read: {exc}") from None
 
 
-async def _listing_over_client(args: argparse.Namespace) -> list[_Listed]:
+async def _listing_over_client(args: argparse.Namespace) -> list[ListedImage]:
+    from ..backends.blocking._messages import ListedImage
     from ._connection import open_client
 
     async with open_client(args, observe=True) as client:
         return [
-            _Listed(i.name, i.digest, i.media_type, i.size, i.labels, i.created_at)
+            ListedImage(i.name, i.digest, i.media_type, i.size, i.labels, i.created_at)
             for i in await client.images()
         ]
 

@@ -20,19 +20,28 @@ from ... import errors
 from ..._types import ContainerRecord, TaskRecord
 from .._wire import MalformedReply, len_field, text_field
 from ._channel import Channel
-from ._messages import containers_reply, namespace_message, namespaces_reply, tasks_reply
+from ._messages import (
+    ListedImage,
+    containers_reply,
+    images_reply,
+    namespace_message,
+    namespaces_reply,
+    tasks_reply,
+)
 
 __all__ = [
     "Channel",
     "create_namespace",
     "delete_namespace",
     "list_containers",
+    "list_images",
     "list_namespaces",
     "list_tasks",
 ]
 
 _LIST_CONTAINERS = "/containerd.services.containers.v1.Containers/List"
 _LIST_TASKS = "/containerd.services.tasks.v1.Tasks/List"
+_LIST_IMAGES = "/containerd.services.images.v1.Images/List"
 _NAMESPACES = "/containerd.services.namespaces.v1.Namespaces/"
 
 _T = TypeVar("_T")
@@ -46,6 +55,11 @@ def list_containers(channel: Channel) -> list[ContainerRecord]:
 def list_tasks(channel: Channel) -> list[TaskRecord]:
     """Every task of the channel's namespace (``Tasks/List``)."""
     return _listed(channel, _LIST_TASKS, tasks_reply)
+
+
+def list_images(channel: Channel) -> list[ListedImage]:
+    """Every image of the channel's namespace (``Images/List``)."""
+    return _listed(channel, _LIST_IMAGES, images_reply)
 
 
 def list_namespaces(channel: Channel) -> dict[str, dict[str, str]]:

@@ -8,13 +8,16 @@ fields mean is :mod:`.._records`'s, shared with the grpclib transport.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from ..._types import ContainerRecord, StdioPaths, TaskRecord
 from .. import _records
-from .._wire import fields, len_field, number, raw, text, text_field, timestamp
+from .._wire import fields, int64, len_field, number, raw, text, text_field, timestamp
 
 __all__ = [
+    "ListedImage",
     "containers_reply",
+    "images_reply",
     "namespace_message",
     "namespaces_reply",
     "tasks_reply",
@@ -149,3 +152,45 @@ def namespace_message(name: str, labels: dict[str, str]) -> bytes:
         len_field(2, text_field(1, key) + text_field(2, value)) for key, value in labels.items()
     )
     return text_field(1, name) + entries
+
+
+class ListedImage(NamedTuple):
+    """One image as ``Images/List`` gives it (what ``supervisor images`` shows)."""
+
+    name: str
+    digest: str
+    media_type: str
+    size: int
+    labels: dict[str, str]
+    created_at: datetime | None
+
+
+def _image(message: bytes) -> ListedImage:
+    # images.v1.Image: name 1, labels 2, target 3 (a types.Descriptor:
+    # media type 1, digest 2, size 3), created_at 7.
+    name = media_type = digest = ""
+    size = 0
+    labels: dict[str, str] = {}
+    created_at = None
+    for num, _, field in fields(message):
+        if num == 1:
+            name = text(field)
+        elif num == 2:
+            key, label = _pair(raw(field))
+            labels[key] = label
+        elif num == 3:
+            for inner, _, part in fields(raw(field)):
+                if inner == 1:
+                    media_type = text(part)
+                elif inner == 2:
+                    digest = text(part)
+                elif inner == 3:
+                    size = int64(part)
+        elif num == 7:
+            created_at = timestamp(field)
+    return ListedImage(name, digest, media_type, size, labels, created_at)
+
+
+def images_reply(reply: bytes) -> list[ListedImage]:
+    """An ``Images/List`` reply."""
+    return [_image(raw(field)) for num, _, field in fields(reply) if num == 1]
