@@ -156,6 +156,61 @@ async def test_restore_with_a_fifo_for_a_record_does_not_hang(
     assert proc.returncode == 0 and b"restored" in out
 
 
+_NEW_TASK = textwrap.dedent(
+    """
+    import sys, anyio, supervisor
+
+    async def main(address, namespace, state, rootfs, log, writer):
+        async with supervisor.connect(address, namespace=namespace, state_dir=state) as client:
+            spec = supervisor.default_spec(["true"], rootfs)
+            container = await client.new_container("fifolog", spec)
+            try:
+                await container.new_task(log_path=log, log_writer=writer)
+            except supervisor.errors.InvalidArgument:
+                print("refused")
+            await container.delete()
+
+    anyio.run(main, *sys.argv[1:])
+    """
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="new_task(log_path=<an existing FIFO>) blocks the event loop in "
+    "open(O_WRONLY) until something reads the FIFO, instead of InvalidArgument",
+)
+@pytest.mark.parametrize("writer", WRITERS)
+async def test_a_fifo_as_log_path_is_refused_without_blocking(
+    containerd_address: str,
+    namespace: str,
+    state_dir: Path,
+    rootfs: str,
+    tmp_path: Path,
+    writer: str,
+) -> None:
+    log = tmp_path / "job.log"
+    os.mkfifo(log, 0o600)
+    args = [containerd_address, namespace, str(state_dir), rootfs, str(log), writer]
+    async with await anyio.open_process(
+        [sys.executable, "-c", _NEW_TASK, *args], stderr=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdout is not None
+        out = b""
+        with anyio.move_on_after(30):
+            async for chunk in proc.stdout:
+                out += chunk
+            await proc.wait()
+        if proc.returncode is None:
+            # Free the blocked open (a reader that comes and goes), then let it end.
+            os.close(os.open(log, os.O_RDONLY | os.O_NONBLOCK))
+            with anyio.fail_after(60):
+                await proc.wait()
+            pytest.fail("new_task() blocked on a FIFO log_path")
+    assert proc.returncode == 0 and out == b"refused\n"
+    assert _left_in(state_dir) == []
+
+
 @pytest.mark.parametrize("writer", WRITERS)
 async def test_a_record_naming_another_file_is_written_by_us_only_if_ours(
     containerd_address: str,

@@ -19,7 +19,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.fifo._log_pump import read_log_record
+from supervisor import errors
+from supervisor.fifo._log_pump import open_log_file, read_log_record
 from supervisor.fifo._logger import LOGGER_SOURCE, LoggerStdio, logger_stdio_for
 
 _NOBODY = 65534
@@ -131,6 +132,45 @@ def test_a_logger_record_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
         os.close(os.open(f"{prefix}-log", os.O_WRONLY | os.O_NONBLOCK))
         thread.join(10)
     assert finished, "logger_stdio_for blocked on a FIFO record"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open_log_file opens log_path O_WRONLY without O_NONBLOCK before checking "
+    "its type: an existing FIFO blocks new_task() (and a restore whose log file was "
+    "swapped for one) on the event loop until someone reads it",
+)
+def test_a_log_path_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    os.mkfifo(log, 0o600)
+    done = threading.Event()
+    outcome: list[BaseException | int] = []
+
+    def open_it() -> None:
+        try:
+            outcome.append(open_log_file(log))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=open_it, daemon=True)
+    thread.start()
+    finished = done.wait(5)
+    if not finished:
+        # Free the blocked open: a reader that comes and goes.
+        os.close(os.open(log, os.O_RDONLY | os.O_NONBLOCK))
+        thread.join(10)
+    for result in outcome:
+        if isinstance(result, int):
+            os.close(result)
+    assert finished, "open_log_file blocked on a FIFO"
+    assert len(outcome) == 1 and isinstance(outcome[0], errors.InvalidArgument)
+
+
+def test_a_log_path_that_is_a_device_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        open_log_file(Path(os.devnull))
 
 
 def test_the_logger_file_comes_from_our_record_never_from_the_uri(tmp_path: Path) -> None:
