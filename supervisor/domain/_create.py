@@ -52,6 +52,7 @@ def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool
             | os.O_APPEND
             | os.O_CREAT
             | os.O_EXCL
+            | os.O_NONBLOCK
             | getattr(os, "O_NOFOLLOW", 0)
             | getattr(os, "O_CLOEXEC", 0),
             0o644,
@@ -59,8 +60,10 @@ def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool
     except FileExistsError:
         pass
     except OSError as exc:
-        raise errors.InvalidArgument(
-            f"cannot create log_path {path}: {exc.strerror}",
+        raise errors.from_os_error(
+            exc,
+            f"cannot create log_path {path}",
+            given=True,
             container_id=container_id,
             process_id=process_id,
         ) from exc

@@ -314,7 +314,7 @@ class Process:
             Closed: the client closed before the exit was known.
         """
         status = await self._wait_exit()
-        if self._log is not None:
+        if self._log is not None and self._started:
             # Every byte the process wrote is in its file when wait() returns.
             await self._log.wait_drained(self._session.timeouts.output_drain)
         return status
@@ -387,9 +387,11 @@ class Process:
             except errors.NotFound:
                 self._release(ExitStatus(255))
                 raise
-            if self._log is not None:
+            if self._log is not None and self._started:
                 # The shim has let go of the FIFOs: what it still held reaches
-                # the file before our ends close.
+                # the file before our ends close. (A process that never
+                # started wrote nothing; our own keep-alive ends would hold
+                # its FIFOs open to the bound.)
                 await self._log.wait_drained(session.timeouts.output_drain)
             self._release(status)
         if not oom and self._slot.status is not None:

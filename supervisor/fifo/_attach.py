@@ -19,11 +19,14 @@ from pathlib import Path
 
 from .. import errors
 from .._ids import validate_id
+from .._log import get_logger
 from .._types import StdioPaths
 from . import FdReceiveStream, FdSendStream
-from ._log_pump import LogPump, enlarge_pipe, open_log_file, read_log_record
+from ._log_pump import LogPump, enlarge_pipe, read_log_record, reopen_log_file
 from ._logger import LoggerStdio, logger_stdio_for
 from ._names import parse_stdio_path
+
+_log = get_logger("process")
 
 __all__ = [
     "AttachedStdio",
@@ -184,8 +187,17 @@ def _pump(
         attached.close()  # a logged process never has stdin: not ours
         return None
     try:
-        log_fd = open_log_file(log_path)
-    except errors.InvalidArgument:
+        log_path, log_fd = reopen_log_file(record)
+    except errors.SupervisorError as exc:
+        # Its output stays in the FIFOs (the process blocks once they are
+        # full): said loudly, since nothing copies it while this lasts.
+        _log.warning(
+            "process.log_not_reopened",
+            container_id=container_id,
+            process_id=process_id,
+            path=str(log_path),
+            error=str(exc),
+        )
         attached.close()
         return None
     for stream in (attached.stdout, attached.stderr):

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 
     from ._stdio import StdioSet
 
-__all__ = ["PIPE_SIZE", "LogPump", "open_log_file", "read_log_record", "write_log_record"]
+__all__ = [
+    "PIPE_SIZE",
+    "LogPump",
+    "open_log_file",
+    "read_log_record",
+    "reopen_log_file",
+    "write_log_record",
+]
 
 _log = get_logger("process")
 
@@ -72,8 +79,12 @@ def open_log_file(path: Path) -> int:
             opened as given (a missing directory); otherwise what
             :func:`~supervisor.errors.from_os_error` makes of the refusal.
     """
+    # Non-blocking: opening a FIFO for writing would wait for a reader, on
+    # the event loop; so it fails (ENXIO) or opens and is refused below. A
+    # regular file ignores the flag.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
     try:
@@ -87,19 +98,23 @@ def open_log_file(path: Path) -> int:
 
 def write_log_record(record: Path, log_path: Path) -> None:
     """Remember, in our own bundle directory, which file a process logs to,
-    so a later application can go on copying its output there."""
+    so a later application can go on copying its output there; with the
+    identity of the file's directory, so that a later reopening never writes
+    through a directory swapped for a link meanwhile."""
+    parent = os.stat(log_path.parent)
+    data = os.fsencode(log_path) + f"\n{parent.st_dev}:{parent.st_ino}".encode()
     fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
     try:
-        os.write(fd, os.fsencode(log_path))
+        os.write(fd, data)
     finally:
         os.close(fd)
 
 
-def read_log_record(record: Path) -> Path | None:
-    """The log file a record of ours names; ``None`` if there is no record
-    (pipe mode) or it is not one we could have written."""
+def _read_record(record: Path) -> tuple[Path, tuple[int, int] | None] | None:
+    # Non-blocking: a FIFO planted in the record's place must not hold the
+    # event loop; it is refused as not a regular file.
     try:
-        fd = os.open(record, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(record, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
     except OSError:
         return None
     try:
@@ -114,8 +129,60 @@ def read_log_record(record: Path) -> Path | None:
         os.close(fd)
     if not data or len(data) > _RECORD_LIMIT or b"\0" in data:
         return None
-    path = Path(os.fsdecode(data))
-    return path if path.is_absolute() else None
+    name, _, identity = data.partition(b"\n")
+    path = Path(os.fsdecode(name))
+    if not path.is_absolute():
+        return None
+    dev, _, ino = identity.decode("ascii", "replace").partition(":")
+    parent = (int(dev), int(ino)) if dev.isdigit() and ino.isdigit() else None
+    return path, parent
+
+
+def read_log_record(record: Path) -> Path | None:
+    """The log file a record of ours names; ``None`` if there is no record
+    (pipe mode) or it is not one we could have written."""
+    found = _read_record(record)
+    return None if found is None else found[0]
+
+
+def reopen_log_file(record: Path) -> tuple[Path, int]:
+    """The log file a record names, open for appending again (after the
+    application's restart): in the very directory it was made in, never
+    through a link, the file made again if it was removed.
+
+    Raises:
+        InvalidArgument: no record of ours, or the file or its directory
+            is not what it was (a directory swapped for a link, a file
+            replaced by a link or a FIFO).
+    """
+    found = _read_record(record)
+    if found is None or found[1] is None:
+        raise errors.InvalidArgument(f"no log record of ours at {record}")
+    path, parent = found
+    try:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    except OSError as exc:
+        raise errors.from_os_error(exc, f"cannot open {path.parent}", given=True) from exc
+    try:
+        st = os.fstat(directory)
+        if (st.st_dev, st.st_ino) != parent:
+            raise errors.InvalidArgument(
+                f"the directory of log_path {path} is not the one the task was created with"
+            )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC
+        try:
+            fd = os.open(path.name, flags, 0o644, dir_fd=directory)
+        except OSError as exc:
+            raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
+    finally:
+        os.close(directory)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise errors.InvalidArgument(f"log_path {path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return path, fd
 
 
 class LogPump:

@@ -22,6 +22,7 @@ sends after closing them, so it always drains to the end first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -115,8 +116,19 @@ def _ack(prefix, token):
         os.close(fd)
 
 
+_stopping = []
+
+
+def _stop(signum, frame):
+    _stopping.append(signum)
+
+
 def main():
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The shim closes its ends of the pipes, then sends SIGTERM: what is
+    # left is read to the end (or to what a leftover child still holds
+    # open), then the logger exits, instead of waiting for an end-of-file
+    # that such a child would put off until the shim's SIGKILL.
+    signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log_path, prefix = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -137,9 +149,12 @@ def main():
         os.set_blocking(fd, False)
     pending = b""
     while streams:
+        if _stopping:
+            _drain(streams, out)
+            return
         watched = list(streams) + ([ctl] if ctl >= 0 else [])
         try:
-            ready, _, _ = select.select(watched, [], [])
+            ready, _, _ = select.select(watched, [], [], 0.5)
         except InterruptedError:
             continue
         for fd in ready:
@@ -289,8 +304,15 @@ class LoggerStdio:
             try:
                 try:
                     ctl = os.open(self._ctl, os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
-                except OSError:
-                    return True  # no logger reads it any more: it finished
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:
+                        return True  # no logger reads it any more: it finished
+                    # Removed or replaced behind our back: nothing can tell
+                    # whether the logger has written everything.
+                    _log.warning(
+                        "process.log_drain_unknown", path=str(self._ctl), error=str(exc)
+                    )
+                    return False
                 try:
                     os.write(ctl, f"{token}\n".encode())
                 except OSError:
