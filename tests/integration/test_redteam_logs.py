@@ -2,8 +2,8 @@
 files between the application's runs, a full disk, odd output, leftover
 children, cancellation, many loggers at once.
 
-Tests marked ``xfail(strict=True)`` show a defect that is still open; the
-others guard what holds today."""
+Each test guards against a defect that the pass found (all mended), or
+holds what held already."""
 
 from __future__ import annotations
 
@@ -117,11 +117,6 @@ def _record(state_dir: Path, namespace: str) -> Path:
 # -- hostile files between two runs -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a FIFO in place of the <prefix>-log record blocks restore() in a "
-    "blocking open() on the event loop, for good",
-)
 @pytest.mark.parametrize("writer", WRITERS)
 async def test_restore_with_a_fifo_for_a_record_does_not_hang(
     containerd_address: str,
@@ -175,11 +170,6 @@ _NEW_TASK = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="new_task(log_path=<an existing FIFO>) blocks the event loop in "
-    "open(O_WRONLY) until something reads the FIFO, instead of InvalidArgument",
-)
 @pytest.mark.parametrize("writer", WRITERS)
 async def test_a_fifo_as_log_path_is_refused_without_blocking(
     containerd_address: str,
@@ -268,11 +258,6 @@ async def test_a_log_file_swapped_for_a_symlink_is_not_followed_at_restore(
     assert _left_in(state_dir) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore() refuses a log file swapped for a symlink but says nothing: "
-    "the task comes back with log_path=None and its output is dropped unseen",
-)
 async def test_a_refused_log_file_at_restore_is_reported(
     containerd_address: str, namespace: str, state_dir: Path, rootfs: str, tmp_path: Path
 ) -> None:
@@ -292,12 +277,6 @@ async def test_a_refused_log_file_at_restore_is_reported(
     assert task.log_path == log or any("log" in str(e["event"]) for e in warned), events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore() reopens the recorded path with O_CREAT and only the last "
-    "component unfollowed: a parent directory swapped for a symlink makes it "
-    "create and write a file wherever the link points",
-)
 async def test_a_parent_directory_swapped_for_a_symlink_is_not_written_through(
     containerd_address: str, namespace: str, state_dir: Path, rootfs: str, tmp_path: Path
 ) -> None:
@@ -444,12 +423,6 @@ async def test_an_exec_whose_child_keeps_stdout_open_ends_within_output_drain(
     assert _left_in(state_dir) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shim-run logger ignores SIGTERM and a child left in the container "
-    "holds its pipe: the exec's delete() waits for containerd's 12 s SIGKILL of "
-    "the logger (past output_drain, and past an rpc timeout under 12 s)",
-)
 async def test_deleting_a_logger_exec_whose_child_keeps_stdout_open_is_prompt(
     client: supervisor.Client, rootfs: str, state_dir: Path, tmp_path: Path
 ) -> None:
@@ -633,11 +606,6 @@ async def test_a_logger_whose_control_fifo_was_removed_still_lets_wait_and_delet
     assert _left_in(state_dir) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the logger's control FIFO removed, wait() returns at once as if "
-    "the logger had drained: the file lacks output and nothing is logged",
-)
 async def test_a_removed_control_fifo_never_lets_wait_promise_a_whole_file_silently(
     client: supervisor.Client, rootfs: str, state_dir: Path, tmp_path: Path
 ) -> None:
@@ -711,16 +679,10 @@ async def test_closing_the_client_while_wait_drains_ends_the_wait(
     assert _left_in(state_dir) == []
 
 
-_UNSTARTED_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="a logged process created and deleted without starting: the pump's "
-    "FIFOs still hold the library's own keep-alive write ends, so delete() (and a "
-    "wait() on it) waits all of output_drain for an end-of-file that cannot come",
-)
 
 
 @pytest.mark.parametrize(
-    "writer", [pytest.param("client", marks=_UNSTARTED_XFAIL), pytest.param("logger")]
+    "writer", ["client", "logger"]
 )
 @pytest.mark.parametrize("kind", ["task", "exec"])
 async def test_deleting_a_logged_process_that_never_started_waits_for_nothing(

@@ -2,8 +2,8 @@
 records beside the FIFOs, and the shim-run logger driven as the shim drives
 it (fds 3, 4 and 5, SIGTERM after the shim let go of the pipes).
 
-Tests marked ``xfail(strict=True)`` show a defect that is still open; the
-others guard what holds today."""
+Each test guards against a defect that the pass found (all mended), or
+holds what held already."""
 
 from __future__ import annotations
 
@@ -79,11 +79,6 @@ def test_a_record_that_is_a_directory_is_not_believed(tmp_path: Path) -> None:
     assert read_log_record(record) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_log_record opens the record without O_NONBLOCK: a FIFO in its "
-    "place blocks the event loop for good (restore(), container.task(), delete)",
-)
 def test_a_record_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     record = tmp_path / "init.0123abcd-log"
     os.mkfifo(record, 0o600)
@@ -108,11 +103,6 @@ def test_a_record_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     assert finished, "read_log_record blocked on a FIFO record"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logger_stdio_for reads the record with the same blocking open: a FIFO "
-    "record of a logger-mode process hangs restore() too",
-)
 def test_a_logger_record_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     prefix = tmp_path / "init.0123abcd"
     os.mkfifo(f"{prefix}-log", 0o600)
@@ -134,12 +124,6 @@ def test_a_logger_record_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     assert finished, "logger_stdio_for blocked on a FIFO record"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_log_file opens log_path O_WRONLY without O_NONBLOCK before checking "
-    "its type: an existing FIFO blocks new_task() (and a restore whose log file was "
-    "swapped for one) on the event loop until someone reads it",
-)
 def test_a_log_path_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     log = tmp_path / "job.log"
     os.mkfifo(log, 0o600)
@@ -188,12 +172,6 @@ def test_the_logger_file_comes_from_our_record_never_from_the_uri(tmp_path: Path
 # -- the logger's control FIFO ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LoggerStdio.wait_drained takes a missing control FIFO (ENOENT) for "
-    "'the logger finished' and returns True: wait() then promises a whole file "
-    "the logger may not have written yet, with no warning",
-)
 @pytest.mark.asyncio
 async def test_a_removed_control_fifo_is_not_taken_for_a_finished_logger(
     tmp_path: Path,
@@ -326,12 +304,6 @@ def test_the_logger_drains_to_the_end_when_the_shim_closes_the_pipes(shim: _Shim
     assert shim.log.read_bytes() == b"last words"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the logger ignores SIGTERM and exits only at end-of-file; a child "
-    "left holding the pipe keeps it alive until the shim's 12 s SIGKILL, which "
-    "an exec's delete() waits for",
-)
 def test_the_logger_ends_on_sigterm_when_a_leftover_child_holds_the_pipe(
     shim: _Shim,
 ) -> None:
