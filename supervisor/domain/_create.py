@@ -14,7 +14,7 @@ from .. import _platform, errors
 from .._cleanup import shielded
 from .._types import StdioPaths
 from ..fifo import StdioSet, open_stdio
-from ..fifo._log_pump import LogPump, enlarge_pipe, open_log_file, write_log_record
+from ..fifo._log_pump import LogPump, create_log_file, enlarge_pipe, write_log_record
 from ..fifo._logger import LoggerStdio, make_logger_stdio
 from ..fifo._names import new_stdio_name
 from ._output import LogWriter, Output, checked_log_writer
@@ -44,37 +44,14 @@ def _file_stdio(path: Path | None, *, terminal: bool) -> StdioPaths:
 
 
 def _open_log(path: Path, container_id: str, process_id: str) -> tuple[int, bool]:
-    """The log file open for appending, and whether this call made it."""
+    """The log file open for appending, and whether this call made it; a
+    refusal names the process."""
     try:
-        fd = os.open(
-            path,
-            os.O_WRONLY
-            | os.O_APPEND
-            | os.O_CREAT
-            | os.O_EXCL
-            | os.O_NONBLOCK
-            | getattr(os, "O_NOFOLLOW", 0)
-            | getattr(os, "O_CLOEXEC", 0),
-            0o644,
+        return create_log_file(path)
+    except errors.SupervisorError as exc:
+        raise type(exc)(exc.message, container_id=container_id, process_id=process_id) from (
+            exc.__cause__
         )
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise errors.from_os_error(
-            exc,
-            f"cannot create log_path {path}",
-            given=True,
-            container_id=container_id,
-            process_id=process_id,
-        ) from exc
-    else:
-        return fd, True
-    try:
-        return open_log_file(path), False
-    except errors.InvalidArgument as exc:
-        raise errors.InvalidArgument(
-            str(exc), container_id=container_id, process_id=process_id
-        ) from exc.__cause__
 
 
 async def _logged_stdio(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PIPE_SIZE",
     "LogPump",
+    "create_log_file",
     "open_log_file",
     "read_log_record",
     "reopen_log_file",
@@ -71,6 +72,27 @@ def enlarge_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
 
 
+def _open_appending(
+    target: Path | str, path: Path, *, dir_fd: int | None = None, exclusive: bool = False
+) -> int:
+    # The one way a log file is opened: raises OSError as the system does,
+    # InvalidArgument for anything but a regular file. Non-blocking: opening
+    # a FIFO for writing would wait for a reader, on the event loop; so it
+    # fails (ENXIO) or opens and is refused. A regular file ignores the flag.
+    # (Flags read at call time: Windows' os has no O_NONBLOCK.)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC
+    if exclusive:
+        flags |= os.O_EXCL
+    fd = os.open(target, flags, 0o644, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise errors.InvalidArgument(f"log_path {path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def open_log_file(path: Path) -> int:
     """Open (creating it) the log file for appending, never through a symlink.
 
@@ -79,21 +101,22 @@ def open_log_file(path: Path) -> int:
             opened as given (a missing directory); otherwise what
             :func:`~supervisor.errors.from_os_error` makes of the refusal.
     """
-    # Non-blocking: opening a FIFO for writing would wait for a reader, on
-    # the event loop; so it fails (ENXIO) or opens and is refused below. A
-    # regular file ignores the flag.
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC
     try:
-        fd = os.open(path, flags, 0o644)
+        return _open_appending(path, path)
     except OSError as exc:
         raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
+
+
+def create_log_file(path: Path) -> tuple[int, bool]:
+    """:func:`open_log_file`, and whether this call made the file (so that a
+    create that fails afterwards removes what it made, and only that)."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise errors.InvalidArgument(f"log_path {path} is not a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return _open_appending(path, path, exclusive=True), True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise errors.from_os_error(exc, f"cannot create log_path {path}", given=True) from exc
+    return open_log_file(path), False
 
 
 def write_log_record(record: Path, log_path: Path) -> None:
@@ -169,19 +192,12 @@ def reopen_log_file(record: Path) -> tuple[Path, int]:
             raise errors.InvalidArgument(
                 f"the directory of log_path {path} is not the one the task was created with"
             )
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC
         try:
-            fd = os.open(path.name, flags, 0o644, dir_fd=directory)
+            fd = _open_appending(path.name, path, dir_fd=directory)
         except OSError as exc:
             raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
     finally:
         os.close(directory)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise errors.InvalidArgument(f"log_path {path} is not a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
     return path, fd
 
 
