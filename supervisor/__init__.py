@@ -73,6 +73,7 @@ if _TYPE_CHECKING:
     from .domain._process import Process
     from .domain._task import Task
     from .events import Backend, EventInfo, EventType, Queue
+    from .oci._image_config import ImageConfig, ImageHealthcheck
     from .spec._builder import default_spec, process_spec
     from .stats._model import (
         BlkioDevice,
@@ -122,6 +123,9 @@ __all__ = [
     "NetworkStats",
     "ProcessInfo",
     "ProcessSummary",
+    # images
+    "ImageConfig",
+    "ImageHealthcheck",
     # specs
     "default_spec",
     "process_spec",
@@ -150,6 +154,8 @@ _LOCATIONS: dict[str, str] = {
     "default_spec": ".spec._builder",
     "process_spec": ".spec._builder",
     "ProcessSummary": ".stats._summary",
+    "ImageConfig": ".oci._image_config",
+    "ImageHealthcheck": ".oci._image_config",
     **dict.fromkeys(
         (
             "DEFAULT_RUNTIME",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain._session import Session
+
+if TYPE_CHECKING:
+    from ..oci._image_config import ImageConfig
 
 __all__ = ["ImageCalls"]
 
@@ -77,6 +80,26 @@ class ImageCalls:
             tls_key=tls_key,
             certs_dirs=certs_dirs,
         )
+
+    async def image(self, ref: str) -> ImageConfig:
+        """The run settings of an image that is here (pulled or imported):
+        entrypoint, cmd, env, working dir, user, exposed ports, stop signal,
+        labels and healthcheck, for this machine's platform.
+
+        Raises:
+            NotFound: no such image here, or not for this platform.
+            InvalidArgument: ``ref`` is not an image reference.
+
+        Example::
+
+            config = await client.image("busybox:1")
+            print(config.cmd, config.env)
+        """
+        from ..images._service import ImageService
+        from ..oci._image_config import image_config
+
+        local = await ImageService(self._session).local(ref)
+        return image_config(local.record.name, local.manifest_desc.digest, local.config.config)
 
     async def images(self) -> list[Any]:
         """Every image in the namespace, as :class:`supervisor.images.Image`."""
