@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from grpclib.client import Channel
+from asyncio import BaseTransport
+from collections.abc import Callable
+
+from grpclib.client import Channel, Handler
+from grpclib.protocol import EventsProcessor, H2Protocol, Stream
 
 from .. import _platform
 
@@ -10,6 +14,47 @@ __all__ = ["LEASE_HEADER", "NAMESPACE_HEADER", "open_channel"]
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
+
+
+class _EndingProcessor(EventsProcessor):
+    """Ends a stream registered after the connection was lost.
+
+    grpclib ends the streams it knows of when the connection goes; a call that
+    was parked before it had a stream registers one afterwards, on a connection
+    that will never answer.
+    """
+
+    _lost: str | None = None
+
+    def close(self, reason: str = "Connection closed") -> None:
+        self._lost = reason
+        super().close(reason)
+
+    def register(self, stream: Stream) -> Callable[[], None]:
+        release = super().register(stream)
+        if self._lost is not None:
+            stream.__terminated__(self._lost)
+        return release
+
+
+class _Protocol(H2Protocol):
+    """grpclib's protocol, with calls parked on a full write buffer woken when
+    the connection is lost: only a draining buffer wakes them otherwise, and a
+    lost connection never drains, so a call without a deadline (Wait) would
+    wait forever."""
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        self.processor = _EndingProcessor(self.handler, self.connection)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self.connection.write_ready.set()
+
+
+class _Channel(Channel):
+    def _protocol_factory(self) -> H2Protocol:
+        return _Protocol(Handler(), self._config, self._h2_config)
 
 
 def open_channel(address: str) -> Channel:
@@ -23,4 +68,4 @@ def open_channel(address: str) -> Channel:
         from ._named_pipe import NamedPipeChannel
 
         return NamedPipeChannel(address)
-    return Channel(path=address)
+    return _Channel(path=address)
