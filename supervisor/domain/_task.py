@@ -16,12 +16,13 @@ from .._cleanup import undo_if_cancelled
 from .._ids import validate_id
 from .._log import get_logger
 from .._timeouts import backoff
-from .._types import ProcessInfo, StdioPaths
+from .._types import ExitStatus, ProcessInfo, StdioPaths
 from ..backends import runhcs
 from ..spec._builder import checked_process, inherited_process
 from ..spec._resources import checked_resources
 from ..stats._model import Stats, with_host_figures
 from ._create import create_process
+from ._graceful import graceful_stop
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
 from ._stats_stream import stats_stream
@@ -133,6 +134,41 @@ class Task(Process):
         """The execs made through this object, or found again by
         :meth:`Container.task`/:meth:`Client.restore`, until deleted."""
         return self._live.execs(self)
+
+    async def stop(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109 - docker stop's grace period, not a deadline
+        signal: int | str | None = None,
+    ) -> ExitStatus:
+        """Stop the task as ``docker stop`` does: ``signal`` to the init
+        process, up to ``timeout`` seconds for the task to exit, then SIGKILL
+        to every process of it (a frozen task is thawed so that the signals
+        land). The task is not deleted.
+
+        Args:
+            timeout: the grace period in seconds (zero: SIGKILL at once).
+            signal: a number or a name (``"SIGINT"``, ``"INT"``); ``None``:
+                the image's ``StopSignal`` for a container made from an
+                image (or the ``io.containerd.image.config.stop-signal``
+                label), else SIGTERM.
+
+        Returns:
+            The task's exit status; at once for a task that has exited. A
+            task created but never started is killed without grace.
+
+        Raises:
+            InvalidArgument: a negative or non-finite ``timeout``, or no
+                signal; nothing was sent.
+            DeadlineExceeded: no exit within ``timeouts.cleanup`` of
+                SIGKILL (containerd not answering, say).
+            Unavailable: containerd could not be reached.
+
+        Example::
+
+            status = await task.stop(timeout=5)
+            await task.delete()
+        """
+        return await graceful_stop(self, timeout, signal)
 
     async def pause(self) -> None:
         """Freeze every process of the task."""

@@ -10,6 +10,7 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
+from ..domain._graceful import with_stop_signal
 from ..oci._types import Mount
 from ._image_spec import spec_from_image
 from ._pull import lease
@@ -46,6 +47,7 @@ async def new_image_container(
     name = await service.snapshotter(snapshotter)
     top = await service.ensure_unpacked(local, name)
     body = spec_from_image(local.config.config, args=args, overrides=spec)
+    body = with_stop_signal(body, local.config.config)
     store = service.store
     # Under a lease until the container record points at the snapshot: GC
     # may run at any moment in between.
