@@ -11,6 +11,7 @@ from ..domain._container import Container, restore_tasks
 from ..domain._session import Session
 from ..domain._task import Task
 from ._images import ImageCalls
+from ._network import ClientNetwork
 from ._running import RunCalls
 
 __all__ = ["Client"]
@@ -28,6 +29,7 @@ class Client(RunCalls, ImageCalls):
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._network = ClientNetwork(session)
 
     @property
     def namespace(self) -> str:
@@ -65,11 +67,18 @@ class Client(RunCalls, ImageCalls):
         The stdio of live processes is reopened as :meth:`Container.task`
         does (not with ``attach=False``: see there); each exec made through
         the library costs one more RPC.
+
+        Containers on a network (``network=``) get their
+        :attr:`Container.network` back; what containers deleted while the
+        application was down held on a network is released.
         """
         transport = self._session.transport
         records = await transport.list_containers()
         tasks = {t.container_id: t for t in await transport.list_tasks()}
         containers = [self._from_record(r) for r in records]
+        # What containers gone meanwhile held on a network (leases, rules,
+        # veths, namespaces) is released now.
+        await self._network.sweep([r.id for r in records])
         restored = await restore_tasks(self._session, containers, tasks, attach=attach)
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored

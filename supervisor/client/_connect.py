@@ -90,6 +90,7 @@ class _Connection:
         # What the event machinery died of, as the callers see it.
         self._failure: errors.SupervisorError | None = None
         self._entered = False
+        self._client: Client | None = None
 
     def _new_session(self, transport: Transport, monitor: EventMonitor | None = None) -> Session:
         tracker = monitor.tracker if monitor is not None else ExitTracker()
@@ -147,7 +148,8 @@ class _Connection:
             raise
         assert self._session is not None
         _log.info("client.connected", address=self._address, namespace=self._namespace)
-        return Client(self._session)
+        self._client = Client(self._session)
+        return self._client
 
     async def __aexit__(
         self,
@@ -225,6 +227,9 @@ class _Connection:
     async def _shutdown(self) -> None:
         if self._session is not None:
             self._session.close()
+        if self._client is not None:
+            # Its network's port sockets; an idle bridge (bounded inside).
+            await self._client._network.aclose()
         # The body winds down within the handler bound (the queue cancels a
         # stuck handler) plus the clean-up of the subscription.
         await self._background.stop(self._timeouts.handler + self._timeouts.cleanup)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from .._ids import validate_id
 from .._log import get_logger
 from .._types import ContainerRecord
 from ..domain._container import Container
+from ..domain._network import NetworkAttachment
 from ..domain._session import Session
 from ..spec._builder import checked_spec
 from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bundle
 from ._arguments import checked_arguments, remapped_io
+from ._network import ClientNetwork, NetworkRequest, checked_network
 
 __all__ = ["ContainerCalls"]
 
@@ -32,6 +35,7 @@ class ContainerCalls:
     """Making and loading containers, for :class:`~supervisor.Client`."""
 
     _session: Session
+    _network: ClientNetwork
 
     async def new_container(
         self,
@@ -45,6 +49,9 @@ class ContainerCalls:
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
+        network: str = "none",
+        ports: Sequence[str] | None = None,
+        cni_conf_dir: str | os.PathLike[str] | None = None,
     ) -> Container:
         """Create a container in containerd.
 
@@ -71,11 +78,12 @@ class ContainerCalls:
             replace: if a container with this id exists, force-delete its
                 task (SIGKILL to every process) and delete it first, as
                 dockerd does for a leftover of a crash (moby#38346).
+            network, ports, cni_conf_dir: see ``docs/networking.md``.
 
         Raises:
             InvalidArgument: bad id, spec, labels or options; nothing was created.
             AlreadyExists: a container with this id exists (and ``replace`` is
-                false); it is left untouched.
+                false); it is left untouched. Network errors: see ``docs/networking.md``.
 
         Example::
 
@@ -85,7 +93,8 @@ class ContainerCalls:
         """
         self._session.check_open()
         label_map = checked_arguments(id, runtime, runtime_options, labels)
-        options = (runtime, runtime_options, label_map, replace)
+        net = checked_network(id, network, ports, cni_conf_dir)
+        options = (runtime, runtime_options, label_map, replace, net)
         if image is not None:
             return await self._new_image_container(id, image, spec, args, snapshotter, options)
         if spec is None:
@@ -99,7 +108,7 @@ class ContainerCalls:
         spec: Mapping[str, Any] | None,
         args: Sequence[str] | None,
         snapshotter: str | None,
-        options: tuple[str, Mapping[str, Any] | None, dict[str, str], bool],
+        options: tuple[str, Mapping[str, Any] | None, dict[str, str], bool, NetworkRequest | None],
     ) -> Container:
         from ..images._containers import new_image_container
 
@@ -118,12 +127,47 @@ class ContainerCalls:
         runtime_options: Mapping[str, Any] | None,
         label_map: dict[str, str],
         replace: bool,
+        net: NetworkRequest | None,
         rootfs: _Rootfs | None = None,
         image: str = "",
     ) -> Container:
         # id, runtime, labels and options were checked by new_container.
-        session = self._session
         body = checked_spec(spec)
+        if net is None:
+            return await self._create_checked(
+                id, body, runtime, runtime_options, label_map, replace, rootfs, image
+            )
+        # Attached first: the spec names the network namespace. A replaced
+        # container goes before, as its network holds the id.
+        if replace:
+            with contextlib.suppress(errors.NotFound):
+                await self._replace(id)
+        attachment = await self._network.attach(id, net)
+        try:
+            from ..network._info import apply_network
+
+            body = apply_network(body, attachment.info)
+            container = await self._create_checked(
+                id, body, runtime, runtime_options, label_map, replace, rootfs, image, attachment
+            )
+        except BaseException:
+            await self._network.undo(id)
+            raise
+        return container
+
+    async def _create_checked(
+        self,
+        id: str,
+        body: dict[str, Any],
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        label_map: dict[str, str],
+        replace: bool,
+        rootfs: _Rootfs | None,
+        image: str,
+        attachment: NetworkAttachment | None = None,
+    ) -> Container:
+        session = self._session
         owner = bundle_owner(body)
         runtime_options = remapped_io(runtime, runtime_options, owner)
         runtime_options = _platform.default_runtime_options(
@@ -158,6 +202,7 @@ class ContainerCalls:
             from ..images._containers import SnapshotRootfs
 
             container.rootfs = SnapshotRootfs(session, *rootfs)
+        container.network_attachment = attachment
         _log.debug("container.create", container_id=id, runtime=runtime)
         await undo_if_cancelled(container.delete, limit=session.timeouts.cleanup, what="container")
         return container
@@ -239,4 +284,5 @@ class ContainerCalls:
             container.rootfs = SnapshotRootfs(
                 self._session, record.snapshotter, record.snapshot_key
             )
+        container.network_attachment = self._network.attachment(cid)
         return container

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -40,6 +40,9 @@ class RunCalls(ContainerCalls):
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
+        network: str = "none",
+        ports: Sequence[str] | None = None,
+        cni_conf_dir: str | os.PathLike[str] | None = None,
     ) -> AsyncIterator[Task]:
         """A started container for the length of a block: ``async with
         client.running(id, spec) as task``.
@@ -65,6 +68,7 @@ class RunCalls(ContainerCalls):
             runtime_options=runtime_options,
             labels=labels,
             replace=replace,
+            network=network, ports=ports, cni_conf_dir=cni_conf_dir,
         )
         try:
             task = await container.new_task(
@@ -111,6 +115,9 @@ class RunCalls(ContainerCalls):
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         replace: bool = False,
+        network: str = "none",
+        ports: Sequence[str] | None = None,
+        cni_conf_dir: str | os.PathLike[str] | None = None,
     ) -> RunResult:
         """Run a container to its end and return its exit status and output,
         deleting task and container afterwards: ``subprocess.run`` for
@@ -120,6 +127,7 @@ class RunCalls(ContainerCalls):
             input: bytes for the process's stdin (then end-of-file).
             timeout: seconds before the process is killed and
                 :class:`~supervisor.errors.DeadlineExceeded` raised.
+            network, ports, cni_conf_dir: as :meth:`new_container`.
 
         Example::
 
@@ -135,6 +143,9 @@ class RunCalls(ContainerCalls):
             runtime_options=runtime_options,
             labels=labels,
             replace=replace,
+            network=network,
+            ports=ports,
+            cni_conf_dir=cni_conf_dir,
         ) as task:
             with anyio.move_on_after(timeout) as scope:
                 out, err = await task.communicate(input)

@@ -24,6 +24,7 @@ from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 if TYPE_CHECKING:
     from .._types import StdioPaths, TaskRecord
     from ..fifo import StdioSet
+    from ._network import AttachedNetwork, NetworkAttachment
     from ._rootfs import Rootfs
     from ._session import Session
 
@@ -93,6 +94,16 @@ class Container:
     # filesystem (handed over by the image layer), and its mounts once known.
     rootfs: Rootfs | None = None
     _mounts: tuple[Any, ...] = ()
+    # A container on a network (handed over by the client's network layer):
+    # what it got, released when the container is deleted.
+    network_attachment: NetworkAttachment | None = None
+
+    @property
+    def network(self) -> AttachedNetwork | None:
+        """What the container got from ``network=`` (a
+        :class:`supervisor.network.NetworkInfo`: ``ip``, ``gateway``,
+        ``interface``, ``host_port(80)``...), or ``None`` without one."""
+        return None if self.network_attachment is None else self.network_attachment.info
 
     @property
     def snapshotter(self) -> str | None:
@@ -424,6 +435,8 @@ class Container:
             await transport.delete_container(cid)
             if self.rootfs is not None:
                 await self.rootfs.remove()
+            if self.network_attachment is not None:
+                await self.network_attachment.release()
             # Its processes are gone: the stdio any object of ours still
             # held for them (a task deleted through another client, say).
             session.release_stdio(cid)

@@ -5,7 +5,10 @@ circle."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._network import AttachedNetwork
 
 __all__ = ["ContainerRef"]
 
@@ -18,5 +21,8 @@ class ContainerRef(Protocol):
     runtime: str
     labels: dict[str, str]
     bundle_dir: Path
+
+    @property
+    def network(self) -> AttachedNetwork | None: ...
 
     async def delete(self, *, force: bool = False) -> None: ...

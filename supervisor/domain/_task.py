@@ -29,6 +29,7 @@ from ._stats_stream import stats_stream
 
 if TYPE_CHECKING:
     from ..stats._summary import ProcessSummary
+    from ._network import AttachedNetwork
     from ._session import Session
 
 __all__ = ["Task", "UNKNOWN_OUTCOME", "undo_unknown_create"]
@@ -128,6 +129,11 @@ class Task(Process):
         status = await task.wait()
         await task.delete()
     """
+
+    @property
+    def network(self) -> AttachedNetwork | None:
+        """The container's network (see :attr:`Container.network`)."""
+        return self.container.network
 
     @property
     def execs(self) -> Mapping[str, Process]:

@@ -165,6 +165,7 @@ class NetworkManager:
         dns: DnsConfig | None = None,
         ifname: str = "eth0",
         args: Sequence[tuple[str, str]] = (),
+        conf_dir: Path | str | None = None,
     ) -> NetworkInfo:
         """Give ``container_id`` a network namespace on ``network``, publish
         ``ports`` and write its DNS files.  Call before the container is
@@ -174,7 +175,7 @@ class NetworkManager:
             container_id: the container (a valid containerd id).
             network: ``"bridge"`` (the library's default network), ``"none"``
                 (loopback only), ``"host"`` (the host's network) or the name of
-                a conflist in ``conf_dir``.
+                a conflist in ``conf_dir`` (this call's, else the manager's).
             ports: ``"18080:80"``, ``"127.0.0.1:18081:81/udp"``...; host port 0
                 picks a free port.  Needs a network with portmap.
             hostname: the container's host name (default: from its id).
@@ -196,7 +197,7 @@ class NetworkManager:
         """
         self._require_open()
         name, mappings, conflist = await self._checked(
-            container_id, network, ports, hostname, ifname
+            container_id, network, ports, hostname, ifname, conf_dir
         )
         if container_id in self._busy or self._records.path(container_id).exists():
             raise errors.AlreadyExists(
@@ -313,13 +314,14 @@ class NetworkManager:
         ports: Iterable[str | PortMapping],
         hostname: str | None,
         ifname: str,
+        conf_dir: Path | str | None = None,
     ) -> tuple[str, list[PortMapping], ConfList | None]:
         """attach's arguments checked: the hostname, the ports, the network."""
         validate_id(cid, kind="container id")
         valid_ifname(ifname)
         name = valid_hostname(hostname) if hostname is not None else hostname_for(cid)
         mappings = [parse_port(p) for p in ports]
-        conflist = await self._resolve(network)
+        conflist = await self._resolve(network, conf_dir)
         if mappings and (conflist is None or not has_capability(conflist, "portMappings")):
             raise errors.InvalidArgument(
                 f"network {network!r} cannot publish ports (no plugin with portMappings)",
@@ -405,17 +407,18 @@ class NetworkManager:
             os.unlink(self._records.path(cid))
         log.info("network.detach", container_id=cid)
 
-    async def _resolve(self, network: str) -> ConfList | None:
+    async def _resolve(self, network: str, conf_dir: Path | str | None = None) -> ConfList | None:
+        conf = Path(conf_dir) if conf_dir is not None else self.conf_dir
         if not isinstance(network, str):
             raise errors.InvalidArgument(f"network must be a string, not {type(network).__name__}")
         if network in ("none", "host"):
             return None
         if network == "bridge":
             conflist = self._default.placeholder()
-        elif self.conf_dir is None:
+        elif conf is None:
             raise errors.NotFound(f"unknown network {network!r} (no configuration directory)")
         else:
-            conflist = await anyio.to_thread.run_sync(find_conflist, self.conf_dir, network)
+            conflist = await anyio.to_thread.run_sync(find_conflist, conf, network)
         self.cni.check_plugins(conflist)
         return conflist
 

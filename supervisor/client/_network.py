@@ -1,0 +1,196 @@
+"""The client's networks: ``network=`` and ``ports=`` of ``new_container``.
+
+One :class:`~supervisor.network.NetworkManager` per client, made at first
+use under ``<state_dir>/.network/<namespace>`` (namespaces never share
+records, so a sweep in one cannot release another's containers), closed
+with the client.  A container is attached before containerd creates it (its
+spec then names the namespace's path, so every task of it, and a task
+started again after a restart of the application or of containerd, joins
+the same network) and released when it is deleted.
+
+Whatever a crash left (leases, rules, veths and namespace mounts of
+containers containerd no longer has) is released at the first use after
+connecting and by :meth:`Client.restore`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .. import errors
+from .._log import get_logger
+from ..network._info import NetworkInfo
+from ..network._ports import PortMapping, parse_port
+from ..network._record import Records
+
+if TYPE_CHECKING:
+    from ..domain._session import Session
+    from ..network._manager import NetworkManager
+
+__all__ = ["ClientNetwork", "NetworkRequest", "checked_network"]
+
+_log = get_logger("client")
+
+NETWORKS_DIR = ".network"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRequest:
+    """``new_container``'s network arguments, checked."""
+
+    network: str
+    ports: tuple[PortMapping, ...]
+    conf_dir: str | None
+
+
+def checked_network(
+    container_id: str,
+    network: str,
+    ports: Sequence[str | PortMapping] | None,
+    conf_dir: str | os.PathLike[str] | None,
+) -> NetworkRequest | None:
+    """The network arguments checked before anything is made; ``None`` for
+    ``"none"``, the private loopback namespace runc makes (no CNI at all)."""
+    if not isinstance(network, str) or not network:
+        raise errors.InvalidArgument(
+            "network must be a non-empty string", container_id=container_id
+        )
+    if isinstance(ports, (str, bytes)):
+        raise errors.InvalidArgument(
+            "ports must be a list of port specs, not one string", container_id=container_id
+        )
+    mappings = tuple(p if isinstance(p, PortMapping) else parse_port(p) for p in ports or ())
+    if network == "none":
+        if mappings:
+            raise errors.InvalidArgument(
+                "ports need a network that publishes them (network='bridge', say)",
+                container_id=container_id,
+            )
+        return None
+    return NetworkRequest(network, mappings, os.fspath(conf_dir) if conf_dir else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attachment:
+    """A container's place on the client's network (the domain's
+    :class:`~supervisor.domain._network.NetworkAttachment`)."""
+
+    owner: ClientNetwork
+    info: NetworkInfo
+
+    async def release(self) -> None:
+        await self.owner.release(self.info.container_id)
+
+
+class ClientNetwork:
+    """The client's :class:`NetworkManager`, made at first use."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._manager: NetworkManager | None = None
+        self._swept = False
+        self._lock = anyio.Lock()
+        # Attached by this client and not yet in containerd's list (being
+        # created) or created since: never released as stale by a sweep
+        # whose list was taken before.
+        self._ours: set[str] = set()
+
+    @property
+    def state_dir(self) -> Path:
+        return self._session.state_dir / NETWORKS_DIR / self._session.namespace
+
+    async def manager(self, live: Collection[str] | None = None) -> NetworkManager:
+        """The manager; made (and what a crash left released) at first use."""
+        self._session.check_open()
+        async with self._lock:
+            if self._manager is None:
+                from ..network._manager import NetworkManager
+
+                manager = NetworkManager(self.state_dir)
+                await manager.__aenter__()
+                self._manager = manager
+            if not self._swept:
+                await self._sweep(self._manager, live)
+                self._swept = True
+            return self._manager
+
+    async def _sweep(self, manager: NetworkManager, live: Collection[str] | None) -> None:
+        if live is None:
+            live = [c.id for c in await self._session.transport.list_containers()]
+        try:
+            released = await manager.release_stale(set(live) | self._ours)
+        except errors.SupervisorError as exc:
+            # What failed stays for the next sweep; new containers need not wait.
+            _log.warning("network.sweep_failed", namespace=self._session.namespace, error=str(exc))
+            return
+        if released:
+            _log.info("network.released_stale", containers=released)
+
+    async def sweep(self, live: Collection[str]) -> None:
+        """Release what containers not in ``live`` left (restore calls it)."""
+        if self._manager is None and not self.state_dir.is_dir():
+            return  # this namespace never had a network here
+        if self._manager is None or not self._swept:
+            await self.manager(live)  # sweeps as it is made
+            return
+        await self._sweep(self._manager, live)
+
+    async def attach(self, container_id: str, request: NetworkRequest) -> _Attachment:
+        manager = await self.manager()
+        self._ours.add(container_id)
+        try:
+            info = await manager.attach(
+                container_id,
+                network=request.network,
+                ports=request.ports,
+                conf_dir=request.conf_dir,
+            )
+        except BaseException:
+            self._ours.discard(container_id)
+            raise
+        return _Attachment(self, info)
+
+    async def undo(self, container_id: str) -> None:
+        """Detach a container whose create failed (shielded, bounded)."""
+        limit = self._session.timeouts.cleanup
+        with anyio.CancelScope(shield=True), anyio.move_on_after(limit):
+            try:
+                await self.release(container_id)
+            except errors.SupervisorError as exc:
+                _log.warning("network.undo_failed", container_id=container_id, error=str(exc))
+
+    async def release(self, container_id: str) -> None:
+        """Detach ``container_id`` (idempotent).  A plugin's failed DEL is
+        logged: the container is gone already, and the next sweep retries."""
+        try:
+            manager = await self.manager()
+            await manager.detach(container_id)
+        except (errors.SupervisorError, OSError) as exc:
+            if isinstance(exc, errors.Closed):
+                raise
+            _log.warning("network.release_failed", container_id=container_id, error=str(exc))
+            return
+        self._ours.discard(container_id)
+
+    def attachment(self, container_id: str) -> _Attachment | None:
+        """The attachment of a container loaded from containerd, read from
+        its record (no manager needed until it is released)."""
+        directory = self.state_dir / "network" / "containers"
+        if not (directory / f"{container_id}.json").exists():
+            return None
+        record = Records(directory, "").load(container_id)
+        if record is None or not record.attached:
+            return None
+        return _Attachment(self, record.info)
+
+    async def aclose(self) -> None:
+        """Close the manager (its port sockets; an idle bridge goes)."""
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await manager.aclose()
