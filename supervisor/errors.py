@@ -117,7 +117,17 @@ class Cancelled(SupervisorError):
 
 
 class DeadlineExceeded(SupervisorError):
-    """The call did not finish before its deadline."""
+    """The call did not finish before its deadline.
+
+    Attributes:
+        stdout: from :meth:`Client.run` past its ``timeout``: what the
+            process wrote on stdout until it was stopped (as
+            ``subprocess.TimeoutExpired`` has it); ``None`` otherwise.
+        stderr: the same for stderr.
+    """
+
+    stdout: bytes | None = None
+    stderr: bytes | None = None
 
 
 class Unknown(SupervisorError):

@@ -16,6 +16,7 @@ from .._types import RunResult
 from ..domain._process import LogWriter, Output
 from ..domain._task import Task
 from ._containers import ContainerCalls
+from ._run_output import checked_run_timeouts, run_to_end
 
 __all__ = ["RunCalls"]
 
@@ -110,6 +111,7 @@ class RunCalls(ContainerCalls):
         *,
         input: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - subprocess.run's name and meaning
+        stop_timeout: float = 10.0,
         terminal: bool = False,
         runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
@@ -125,8 +127,13 @@ class RunCalls(ContainerCalls):
 
         Args:
             input: bytes for the process's stdin (then end-of-file).
-            timeout: seconds before the process is killed and
-                :class:`~supervisor.errors.DeadlineExceeded` raised.
+            timeout: seconds before the process is stopped (see
+                ``stop_timeout``) and :class:`~supervisor.errors.DeadlineExceeded`
+                raised; the error's ``stdout`` and ``stderr`` hold what the
+                process wrote until then, as ``subprocess.TimeoutExpired``.
+            stop_timeout: past ``timeout``, the grace period of
+                :meth:`Task.stop` (the stop signal, then SIGKILL) before the
+                container is deleted.
             network, ports, cni_conf_dir: as :meth:`new_container`.
 
         Example::
@@ -134,6 +141,7 @@ class RunCalls(ContainerCalls):
             result = await client.run("once", supervisor.default_spec(["date"], rootfs))
             print(result.exit_code, result.stdout.decode())
         """
+        checked_run_timeouts(timeout, stop_timeout, id)
         async with self.running(
             id,
             spec,
@@ -147,11 +155,5 @@ class RunCalls(ContainerCalls):
             ports=ports,
             cni_conf_dir=cni_conf_dir,
         ) as task:
-            with anyio.move_on_after(timeout) as scope:
-                out, err = await task.communicate(input)
-                status = await task.wait()
-            if scope.cancelled_caught:
-                raise errors.DeadlineExceeded(
-                    f"the process did not end within {timeout}s", container_id=id
-                )
+            status, out, err = await run_to_end(task, input, timeout, stop_timeout)
         return RunResult(status, out, err)
