@@ -15,12 +15,17 @@ it does nothing until a test asks for one of its fixtures:
     a root filesystem of Debian's static busybox, and
     ``oci_spec(args, **options)``, :func:`supervisor.default_spec` for it.
 ``containers`` (function)
-    ``await containers.run(args)``: a started container whose output is
-    captured; ``await running.wait_for_line(pattern, timeout)``.
+    ``await containers.run(args)`` (or ``run(image=ref)``): a started
+    container whose output is captured (``running.output`` bytes,
+    ``running.text``); ``await running.wait_for_line(pattern, timeout)``.
+``supervisor_client_factory`` (function)
+    ``async with supervisor_client_factory() as client``: another client on
+    the test's namespace and state directory (the application restarted).
 ``supervisor_namespace``, ``supervisor_state_dir`` (function)
     the test's namespace and the client's state directory.
 
-A failing test's report shows its containers' output and the library's log
+A failing test's report shows its containers' output, what processes it
+made through its clients left unread in their pipes, and the library's log
 lines of its namespace; a test that leaves a live task, an open FIFO or a
 pending asyncio task behind fails at teardown, naming it. See
 ``docs/pytest-plugin.md``.

@@ -11,6 +11,7 @@ there for :meth:`RunningContainer.wait_for_line` and for the failure report.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ __all__ = ["Containers", "RunningContainer"]
 _KEEP_BYTES = 4 << 20
 _KEEP_LINES = 20_000
 _CLEANUP_TIMEOUT = 30.0
+# new_container's own arguments that containers.run() sets itself.
+_SET_HERE = frozenset({"id", "spec", "image", "args", "runtime", "runtime_options", "labels"})
 
 
 class _Output:
@@ -125,6 +128,11 @@ class RunningContainer:
     def stderr(self) -> bytes:
         """Standard error so far."""
         return bytes(self._output.by_stream["stderr"])
+
+    @property
+    def text(self) -> str:
+        """:attr:`output` decoded as UTF-8 (bad bytes replaced)."""
+        return self.output.decode(errors="replace")
 
     @property
     def lines(self) -> list[str]:
@@ -243,8 +251,9 @@ class Containers:
 
     async def run(
         self,
-        args: Sequence[str],
+        args: Sequence[str] | None = None,
         *,
+        image: str | None = None,
         id: str | None = None,
         stdin: bool = False,
         terminal: bool = False,
@@ -253,45 +262,102 @@ class Containers:
         runtime_options: Mapping[str, Any] | None = None,
         **spec_options: Any,
     ) -> RunningContainer:
-        """Create and start a container running ``args`` in the busybox rootfs.
+        """Create and start a container running ``args`` in the busybox
+        rootfs, or in a snapshot of ``image``.
 
         Args:
-            args: the command.
+            args: the command; with ``image``, it replaces the image's ``Cmd``
+                (None: the image's own command).
+            image: an image pulled or imported before: the container runs
+                on it, as ``client.new_container(id, image=...)`` does.
             id: the container id (default: made from the command and a counter).
             stdin: give the process a stdin pipe (``running.task.stdin``).
             terminal: run it with a pseudo-terminal.
             labels: more containerd labels (the session's are always added).
             runtime, runtime_options: as :meth:`supervisor.Client.new_container`.
-            spec_options: passed to :func:`supervisor.default_spec`
-                (``env``, ``cwd``, ``hostname``, ``memory_limit``, ...).
+            spec_options: passed to :func:`supervisor.default_spec` (``env``,
+                ``cwd``, ...); with ``image``, to ``client.new_container``.
 
         Returns:
             The started container; its output is being captured.
-        """
-        from .. import default_spec
 
+        Raises:
+            InvalidArgument: neither ``args`` nor ``image``, or an option
+                the call cannot take; nothing was created.
+        """
         if self._group is None:
             raise errors.FailedPrecondition("the containers fixture has been torn down")
+        if not args and image is None:
+            raise errors.InvalidArgument("containers.run() needs args, an image, or both")
         self._count += 1
-        if id is None:
-            base = re.sub(r"[^a-z0-9]+", "-", Path(args[0]).name.lower()).strip("-") if args else ""
-            id = f"{base or 'c'}-{self._count}"
-        spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **spec_options)
-        container = await self._client.new_container(
-            id,
-            spec,
-            runtime=runtime,
-            runtime_options=runtime_options,
-            labels={**(labels or {}), **self._labels},
-        )
+        id = id if id is not None else self._new_id(args, image)
+        labels = {**(labels or {}), **self._labels}
+        if image is None:
+            container = await self._new_from_rootfs(
+                id, args or [], terminal, runtime, runtime_options, labels, spec_options
+            )
+        else:
+            container = await self._new_from_image(
+                id, image, args, terminal, runtime, runtime_options, labels, spec_options
+            )
         self._made.append(container)
         task = await container.new_task(stdin=stdin, terminal=terminal)
-        running = RunningContainer(container, task, args)
+        running = RunningContainer(container, task, args or [f"(image {image})"])
         self._started.append(running)
         self._group.start_soon(running._pump, "stdout", task.stdout)
         self._group.start_soon(running._pump, "stderr", task.stderr)
         await task.start()
         return running
+
+    def _new_id(self, args: Sequence[str] | None, image: str | None) -> str:
+        named = Path(args[0]).name if args else (image or "").rsplit("/", 1)[-1]
+        base = re.sub(r"[^a-z0-9]+", "-", named.lower()).strip("-")
+        return f"{base or 'c'}-{self._count}"
+
+    async def _new_from_rootfs(
+        self,
+        id: str,
+        args: Sequence[str],
+        terminal: bool,
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        labels: Mapping[str, str],
+        spec_options: Mapping[str, Any],
+    ) -> Container:
+        from .. import default_spec
+
+        spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **spec_options)
+        return await self._client.new_container(
+            id, spec, runtime=runtime, runtime_options=runtime_options, labels=labels
+        )
+
+    async def _new_from_image(
+        self,
+        id: str,
+        image: str,
+        args: Sequence[str] | None,
+        terminal: bool,
+        runtime: str,
+        runtime_options: Mapping[str, Any] | None,
+        labels: Mapping[str, str],
+        options: Mapping[str, Any],
+    ) -> Container:
+        taken = inspect.signature(self._client.new_container).parameters
+        unknown = sorted(set(options) - set(taken) | set(options) & _SET_HERE)
+        if unknown:
+            raise errors.InvalidArgument(
+                f"containers.run(image=...) cannot take {', '.join(unknown)}"
+            )
+        return await self._client.new_container(
+            id,
+            {"process": {"terminal": True}} if terminal else None,
+            image=image,
+            args=list(args) if args else None,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            **options,
+        )
 
     async def wait_for_line(
         self,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -39,10 +40,43 @@ async def supervisor_client(
             namespace=supervisor_namespace,
             state_dir=supervisor_state_dir,
         ) as client:
+            record.clients.append(client)
             yield client
     finally:
         record.leaks += await record.pending_tasks()
         record.leaks += record.open_fifos()
+
+
+@pytest.fixture
+def supervisor_client_factory(
+    containerd_daemon: Containerd,
+    supervisor_namespace: str,
+    supervisor_state_dir: Path,
+    request: pytest.FixtureRequest,
+) -> Callable[..., contextlib.AbstractAsyncContextManager[supervisor.Client]]:
+    """``async with supervisor_client_factory(**options) as client``: another
+    client on the test's namespace and state directory, as the application
+    would have after a restart (``options`` as :func:`supervisor.connect`
+    takes: ``events``, ``backend``, ``timeouts``). Leave the block to close it."""
+    import supervisor
+
+    record = request.node.stash[RECORD]
+
+    @contextlib.asynccontextmanager
+    async def connect(**options: Any) -> AsyncIterator[supervisor.Client]:
+        async with supervisor.connect(
+            containerd_daemon.address,
+            namespace=supervisor_namespace,
+            state_dir=supervisor_state_dir,
+            **options,
+        ) as client:
+            record.clients.append(client)
+            try:
+                yield client
+            finally:
+                record.clients.remove(client)
+
+    return connect
 
 
 @pytest_asyncio.fixture

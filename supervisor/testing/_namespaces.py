@@ -17,6 +17,7 @@ any thread without an event loop.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
 import secrets
@@ -204,6 +205,37 @@ async def purge(address: str, namespace: str, state_dir: Path | None = None) -> 
     return live
 
 
+def remove_emptied(address: str, namespaces: Namespaces, name: str, admin_dir: Path) -> None:
+    """Remove a namespace whose tasks and containers are gone. containerd
+    refuses while images, or snapshots its GC has not collected yet, are
+    left (a test that imported an image; an image removed while a container
+    still used its layers): those are removed, the GC run, and it is asked again."""
+    try:
+        namespaces.remove(name)
+    except errors.FailedPrecondition:
+        blocking(collect, address, name, admin_dir)
+        namespaces.remove(name)
+
+
+async def collect(address: str, namespace: str, state_dir: Path | None = None) -> None:
+    """Remove every image of ``namespace`` and run containerd's GC."""
+    import supervisor
+
+    async with supervisor.connect(
+        address, namespace=namespace, events=False, state_dir=state_dir
+    ) as client:
+        for image in await client.images():
+            with contextlib.suppress(errors.NotFound):
+                await client.remove_image(image.name)
+        # Deleting a lease with sync runs the GC before containerd answers.
+        from ..images._service import ImageService
+
+        store = ImageService(client._session).store
+        lease = f"svt-gc-{secrets.token_hex(4)}"
+        await store.create_lease(lease, datetime.timedelta(minutes=1))
+        await store.delete_lease(lease, sync=True)
+
+
 def new_token(owner: Owner) -> str:
     """A session token: ``svt-<pid>-<nonce>``."""
     return f"{PREFIX}-{owner.pid}-{secrets.token_hex(2)}"
@@ -263,7 +295,7 @@ class Session:
 
     def remove(self, namespace: str) -> None:
         """Remove one (emptied) namespace of this session."""
-        self.namespaces.remove(namespace)
+        remove_emptied(self.address, self.namespaces, namespace, self.admin_dir)
 
 
 def _token_of(name: str) -> str | None:
@@ -299,7 +331,7 @@ def _remove_all(
     for name in names:
         try:
             blocking(purge, address, name, admin_dir)
-            namespaces.remove(name)
+            remove_emptied(address, namespaces, name, admin_dir)
         except errors.SupervisorError as exc:
             problems.append(f"namespace {name}: {exc}")
     return problems

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 if TYPE_CHECKING:
+    from .. import Client
     from ._factory import Containers
 
 __all__ = ["RECORD", "TestRecord", "current"]
@@ -59,6 +60,9 @@ class TestRecord:
         self.state_dir = state_dir
         self.log_lines: deque[str] = deque(maxlen=_KEEP_LOG_LINES)
         self.containers: Containers | None = None
+        # The test's clients (the fixture's, the factory's): what their
+        # processes left unread goes in the report of a failure.
+        self.clients: list[Client] = []
         self.leaks: list[str] = []
         self.failed = False  # the test itself failed (in setup or call)
         self._tap: _Tap | None = None
@@ -174,9 +178,23 @@ class TestRecord:
         out: list[tuple[str, str]] = []
         if self.containers is not None and len(self.containers):
             out.append(("containers stdout/stderr", self.containers.report()))
+        unread = self._unread()
+        if unread:
+            out.append(("unread container output", unread))
         lines = "\n".join(self.log_lines) if self.log_lines else "(no records)"
         out.append(("supervisor log", f"namespace {self.namespace}\n{lines}"))
         return out
+
+    def _unread(self) -> str:
+        from ._unread import unread_output
+
+        # The containers fixture reads its own containers' pipes: taking
+        # bytes from them here would hide those bytes from its section.
+        skip = {r.id for r in self.containers} if self.containers is not None else set()
+        try:
+            return unread_output(self.clients, skip)
+        except Exception as exc:  # noqa: BLE001 - the report must not fail the run
+            return f"(cannot read the unread output: {exc!r})"
 
 
 def _describe(task: asyncio.Task[Any]) -> str:
@@ -226,6 +244,7 @@ class _Tap(logging.Filter):
                 return level
             node = node.parent
         return logging.NOTSET
+
 
 # Where each test item keeps its record (the plugin makes it, the fixtures use it).
 RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()

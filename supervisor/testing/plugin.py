@@ -237,3 +237,7 @@ class _WithoutAsyncio:
     @pytest.fixture
     def containers(self) -> None:
         pytest.fail("containers needs pytest-asyncio (pip install pytest-asyncio)")
+
+    @pytest.fixture
+    def supervisor_client_factory(self) -> None:
+        pytest.fail("supervisor_client_factory needs pytest-asyncio (pip install pytest-asyncio)")
