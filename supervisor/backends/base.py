@@ -80,7 +80,19 @@ class Transport(Protocol):
 
     async def get_container(self, container_id: str) -> ContainerRecord: ...
 
-    async def list_containers(self) -> list[ContainerRecord]: ...
+    async def list_containers(
+        self, labels: Mapping[str, str | None] | None = None
+    ) -> list[ContainerRecord]:
+        """Every container, or (``labels``) those whose labels include all
+        of these (a value ``None``: the key with any value), in one call."""
+        ...
+
+    async def update_container_labels(
+        self, container_id: str, labels: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        """Set these labels (a value ``None`` or empty: remove the key), the
+        others left as they are; the container's labels after."""
+        ...
 
     async def delete_container(self, container_id: str) -> None: ...
 

@@ -33,6 +33,7 @@ from .._proto.containerd.services.events import v1 as pb_eventsvc
 from .._proto.containerd.services.tasks import v1 as pb_tasks
 from .._proto.containerd.services.version import v1 as pb_version
 from .._proto.google.protobuf import Any as PbAny
+from .._proto.google.protobuf import FieldMask
 from .._types import (
     ContainerRecord,
     ExitStatus,
@@ -52,6 +53,7 @@ from ._decode import (
     task_record,
 )
 from ._grpc_errors import map_grpc_errors
+from ._label_filter import label_filter
 from .base import EventStream
 
 if TYPE_CHECKING:
@@ -214,10 +216,29 @@ class ContainerdTransport:
             raise errors.NotFound("containerd returned no container", container_id=container_id)
         return container_record(reply.container)
 
-    async def list_containers(self) -> list[ContainerRecord]:
-        request = pb_containers.ListContainersRequest()
+    async def list_containers(
+        self, labels: Mapping[str, str | None] | None = None
+    ) -> list[ContainerRecord]:
+        filters = [label_filter(labels)] if labels else []
+        request = pb_containers.ListContainersRequest(filters=filters)
         reply = await self._call(lambda: self._containers.list(request))
         return [container_record(c) for c in reply.containers]
+
+    async def update_container_labels(
+        self, container_id: str, labels: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        # A key in the mask whose value is absent (or empty) is removed:
+        # containerd stores no empty label.
+        container = pb_containers.Container(
+            id=container_id, labels={k: v for k, v in labels.items() if v}
+        )
+        request = pb_containers.UpdateContainerRequest(
+            container=container, update_mask=FieldMask(paths=[f"labels.{k}" for k in labels])
+        )
+        reply = await self._call(lambda: self._containers.update(request), container_id)
+        if reply.container is None:
+            raise errors.NotFound("containerd returned no container", container_id=container_id)
+        return dict(reply.container.labels)
 
     async def delete_container(self, container_id: str) -> None:
         request = pb_containers.DeleteContainerRequest(id=container_id)

@@ -221,6 +221,7 @@ async def new_image_container(
     (credentials beyond ``~/.docker/config.json``, a platform, plain HTTP
     to a remote registry) is ``supervisor pull``'s to make."""
     from .._types import DEFAULT_RUNTIME
+    from ._network import network_options
 
     local = await _local_image(client, args.command[0], args.pull)
     return await client.new_container(
@@ -229,6 +230,7 @@ async def new_image_container(
         image=local.record.name,
         runtime=args.runtime or DEFAULT_RUNTIME,
         labels=labels,
+        **network_options(args),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .. import _platform, errors
 from .._types import ContainerRecord, ProcessState, TaskRecord
 from ._format import command_line, rfc3339, spec_args, table
+from ._network import ports_of
 from ._timeouts import cli_timeouts
 
 __all__ = ["ps"]
@@ -47,6 +48,7 @@ def _record(c: ContainerRecord, task: TaskRecord | None) -> dict[str, Any]:
         "command": spec_args(c.spec),
         "runtime": c.runtime,
         "labels": c.labels,
+        "ports": [p for p in ports_of(c.labels).split(", ") if p],
     }
 
 
@@ -116,4 +118,10 @@ def _show(
             )
             for c in containers
         ]
-        print(table(("CONTAINER", "STATUS", "PID", "COMMAND", "RUNTIME"), rows))
+        header: tuple[str, ...] = ("CONTAINER", "STATUS", "PID", "COMMAND", "RUNTIME")
+        shown: list[tuple[object, ...]] = list(rows)
+        if any(ports_of(c.labels) for c in containers):
+            # A column of its own only when something is published.
+            header += ("PORTS",)
+            shown = [(*row, ports_of(c.labels)) for row, c in zip(rows, containers, strict=True)]
+        print(table(header, shown))

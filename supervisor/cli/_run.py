@@ -19,6 +19,7 @@ from ..spec._builder import default_spec
 from ._connection import open_client
 from ._errors import CliError
 from ._logfile import check_log_path, follow, forget_log_path, open_log, record_log_path
+from ._network import network_options
 from ._options import (
     LOG_PATH_LABEL,
     apply_process_options,
@@ -143,8 +144,9 @@ async def run(args: argparse.Namespace) -> int:
             container = await new_image_container(client, args, cid, labels)
         else:
             container = await client.new_container(
-                cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels
-            )
+                cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels,
+                **network_options(args),
+            )  # fmt: skip
         if log_path is not None:
             # Where `logs` and `start` find it again: our state dir, not the
             # label (which any client of containerd could rewrite).

@@ -16,6 +16,7 @@ from ._arg_types import (
     parse_size,
     parse_stop_time,
 )
+from ._network import add_network_options
 
 __all__ = ["SUBCOMMANDS"]
 
@@ -95,13 +96,7 @@ def _run(p: argparse.ArgumentParser) -> None:
     )
     _resource_options(p)
     p.add_argument("--hostname", metavar="NAME", help="hostname (default: the container id)")
-    p.add_argument(
-        "--network",
-        choices=["none", "host"],
-        default="none",
-        help="none: a network namespace of its own with loopback only (default); "
-        "host: the host's network",
-    )
+    add_network_options(p)
     rw = p.add_mutually_exclusive_group()
     rw.add_argument(
         "--read-only", action="store_true", help="mount the root filesystem read-only (default)"

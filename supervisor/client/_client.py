@@ -4,10 +4,12 @@ in ``_containers`` (new/load/replace), ``_running`` (run/running) and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from .._log import get_logger
 from ..domain._container import Container, restore_tasks
+from ..domain._labels import checked_label_selector
 from ..domain._session import Session
 from ..domain._task import Task
 from ._images import ImageCalls
@@ -52,7 +54,9 @@ class Client(RunCalls, ImageCalls):
         """containerd's version string, e.g. ``"1.6.20~ds1"``."""
         return await self._session.transport.version()
 
-    async def restore(self, *, attach: bool = True) -> list[tuple[Container, Task | None]]:
+    async def restore(
+        self, *, attach: bool = True, labels: Mapping[str, str | None] | None = None
+    ) -> list[tuple[Container, Task | None]]:
         """Every container of the namespace with its task (``None`` if it has
         none), in two RPCs however many there are: what an application calls
         after its own restart, where loading each would cost one more RPC per
@@ -71,14 +75,21 @@ class Client(RunCalls, ImageCalls):
         Containers on a network (``network=``) get their
         :attr:`Container.network` back; what containers deleted while the
         application was down held on a network is released.
+
+        ``labels``: only the containers with these labels, as
+        :meth:`containers` selects them (in the same one List RPC). What
+        deleted containers held on a network is then left for a restore
+        without ``labels``, which alone sees every container.
         """
         transport = self._session.transport
-        records = await transport.list_containers()
+        selector = None if labels is None else checked_label_selector(labels)
+        records = await transport.list_containers(selector)
         tasks = {t.container_id: t for t in await transport.list_tasks()}
         containers = [self._from_record(r) for r in records]
         # What containers gone meanwhile held on a network (leases, rules,
         # veths, namespaces) is released now.
-        await self._network.sweep([r.id for r in records])
+        if selector is None:
+            await self._network.sweep([r.id for r in records])
         restored = await restore_tasks(self._session, containers, tasks, attach=attach)
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored

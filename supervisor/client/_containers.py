@@ -16,12 +16,13 @@ from .._ids import validate_id
 from .._log import get_logger
 from .._types import ContainerRecord
 from ..domain._container import Container
+from ..domain._labels import checked_label_selector
 from ..domain._network import NetworkAttachment
 from ..domain._session import Session
 from ..spec._builder import checked_spec
 from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bundle
 from ._arguments import checked_arguments, remapped_io
-from ._network import ClientNetwork, NetworkRequest, checked_network
+from ._network import ClientNetwork, NetworkRequest, checked_network, network_labels
 
 __all__ = ["ContainerCalls"]
 
@@ -142,11 +143,13 @@ class ContainerCalls:
         if replace:
             with contextlib.suppress(errors.NotFound):
                 await self._replace(id)
-        attachment = await self._network.attach(id, net)
+        name = body.get("hostname")
+        attachment = await self._network.attach(id, net, name if isinstance(name, str) else None)
         try:
             from ..network._info import apply_network
 
             body = apply_network(body, attachment.info)
+            label_map = {**label_map, **network_labels(attachment.info)}
             container = await self._create_checked(
                 id, body, runtime, runtime_options, label_map, replace, rootfs, image, attachment
             )
@@ -255,9 +258,26 @@ class ContainerCalls:
         record = await self._session.transport.get_container(id)
         return self._from_record(record)
 
-    async def containers(self) -> list[Container]:
-        """Every container in the client's namespace."""
-        return [self._from_record(r) for r in await self._session.transport.list_containers()]
+    async def containers(
+        self, *, labels: Mapping[str, str | None] | None = None
+    ) -> list[Container]:
+        """Every container in the client's namespace, or (``labels``) those
+        whose labels include all of these: ``{"app": "web"}`` selects the
+        containers labelled ``app=web``, a value ``None`` those with the key
+        whatever its value. One List RPC: containerd's own filters
+        (``labels."app"=="web"``) do the selecting.
+
+        Raises:
+            InvalidArgument: ``labels`` is not a mapping of non-empty
+                strings to strings or None.
+
+        Example::
+
+            web = await client.containers(labels={"app": "web", "tier": None})
+        """
+        selector = None if labels is None else checked_label_selector(labels)
+        records = await self._session.transport.list_containers(selector)
+        return [self._from_record(r) for r in records]
 
     def _from_record(self, record: ContainerRecord) -> Container:
         # The bundle path is derived, never read from the record: any client

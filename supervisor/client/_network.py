@@ -33,11 +33,23 @@ if TYPE_CHECKING:
     from ..domain._session import Session
     from ..network._manager import NetworkManager
 
-__all__ = ["ClientNetwork", "NetworkRequest", "checked_network"]
+__all__ = [
+    "NETWORK_LABEL",
+    "PORTS_LABEL",
+    "ClientNetwork",
+    "NetworkRequest",
+    "checked_network",
+    "network_labels",
+]
 
 _log = get_logger("client")
 
 NETWORKS_DIR = ".network"
+# What `supervisor ps` shows without reading our state directory: the
+# network's name and address, and the published ports (for display only:
+# any client of containerd can write labels).
+NETWORK_LABEL = "supervisor.network"
+PORTS_LABEL = "supervisor.ports"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,20 @@ def checked_network(
             )
         return None
     return NetworkRequest(network, mappings, os.fspath(conf_dir) if conf_dir else None)
+
+
+def format_port(p: PortMapping) -> str:
+    """``127.0.0.1:18080->80/tcp``, as docker ps shows a published port."""
+    host = f"[{p.host_ip}]" if ":" in p.host_ip else p.host_ip
+    return f"{host}:{p.host_port}->{p.container_port}/{p.protocol}"
+
+
+def network_labels(info: NetworkInfo) -> dict[str, str]:
+    """The labels a container on a network gets (see ``PORTS_LABEL``)."""
+    labels = {NETWORK_LABEL: f"{info.network} {info.ip}" if info.ip else info.network}
+    if info.ports:
+        labels[PORTS_LABEL] = ",".join(format_port(p) for p in info.ports)
+    return labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +167,9 @@ class ClientNetwork:
             return
         await self._sweep(self._manager, live)
 
-    async def attach(self, container_id: str, request: NetworkRequest) -> _Attachment:
+    async def attach(
+        self, container_id: str, request: NetworkRequest, hostname: str | None
+    ) -> _Attachment:
         manager = await self.manager()
         self._ours.add(container_id)
         try:
@@ -149,6 +177,7 @@ class ClientNetwork:
                 container_id,
                 network=request.network,
                 ports=request.ports,
+                hostname=hostname,
                 conf_dir=request.conf_dir,
             )
         except BaseException:

@@ -127,13 +127,10 @@ class RunCalls(ContainerCalls):
 
         Args:
             input: bytes for the process's stdin (then end-of-file).
-            timeout: seconds before the process is stopped (see
-                ``stop_timeout``) and :class:`~supervisor.errors.DeadlineExceeded`
-                raised; the error's ``stdout`` and ``stderr`` hold what the
-                process wrote until then, as ``subprocess.TimeoutExpired``.
-            stop_timeout: past ``timeout``, the grace period of
-                :meth:`Task.stop` (the stop signal, then SIGKILL) before the
-                container is deleted.
+            timeout: seconds before the process is stopped (with
+                ``stop_timeout`` seconds of grace: :meth:`Task.stop`) and
+                ``DeadlineExceeded`` raised, its ``stdout``/``stderr`` what
+                the process wrote (as ``subprocess.TimeoutExpired``).
             network, ports, cni_conf_dir: as :meth:`new_container`.
 
         Example::

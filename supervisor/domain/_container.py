@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import errors
 from .._cleanup import shielded, undo_if_cancelled
 from .._log import get_logger
-from .._types import ExitStatus, ProcessState
+from .._types import ProcessState
 from ..fifo._attach import exec_ids_in
 from ..spec._bundle import remove_bundle_async
 from ._create import create_process
 from ._found import oom_killed, report_found
-from ._graceful import checked_stop_arguments
+from ._graceful import stop_method
+from ._labels import set_labels_method
 from ._live import LiveProcesses
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
@@ -377,19 +378,8 @@ class Container:
         except errors.NotFound:
             pass
 
-    async def stop(
-        self,
-        timeout: float = 10.0,  # noqa: ASYNC109 - docker stop's grace period, not a deadline
-        signal: int | str | None = None,
-    ) -> ExitStatus | None:
-        """:meth:`Task.stop` for the container's task, whoever made it (its
-        stdio is not reopened); ``None`` if the container has no task."""
-        checked_stop_arguments(timeout, signal, self.id)
-        try:
-            task = await self.task(attach=False)
-        except errors.NotFound:
-            return None
-        return await task.stop(timeout, signal)
+    stop = stop_method
+    set_labels = set_labels_method
 
     async def delete(self, *, force: bool = False) -> None:
         """Delete the container from containerd and remove its bundle directory.

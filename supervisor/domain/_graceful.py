@@ -9,7 +9,7 @@ import contextlib
 import math
 import signal as _signal
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -27,6 +27,7 @@ __all__ = [
     "checked_stop_signal",
     "checked_stop_timeout",
     "graceful_stop",
+    "stop_method",
     "with_stop_signal",
 ]
 
@@ -168,3 +169,33 @@ async def _thaw(task: Process) -> None:
     with contextlib.suppress(errors.NotFound, errors.FailedPrecondition, errors.Unknown):
         if await task.status() in _FROZEN:
             await task._session.transport.resume(task.container.id)
+
+
+class _Stoppable(Protocol):
+    async def stop(self, timeout: float, signal: int | str | None) -> ExitStatus: ...  # noqa: ASYNC109
+
+
+class _WithTask(Protocol):
+    id: str
+
+    async def task(self, *, attach: bool = True) -> _Stoppable: ...
+
+
+async def stop_method(
+    self: _WithTask,
+    timeout: float = 10.0,  # noqa: ASYNC109 - docker stop's grace period, not a deadline
+    signal: int | str | None = None,
+) -> ExitStatus | None:
+    """:meth:`Task.stop` for the container's task, whoever made it (its
+    stdio is not reopened); ``None`` if the container has no task.
+
+    Raises:
+        InvalidArgument: as :meth:`Task.stop`, checked before anything is
+            asked of containerd.
+    """
+    checked_stop_arguments(timeout, signal, self.id)
+    try:
+        task = await self.task(attach=False)
+    except errors.NotFound:
+        return None
+    return await task.stop(timeout, signal)

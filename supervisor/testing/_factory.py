@@ -114,6 +114,28 @@ class RunningContainer:
     def id(self) -> str:
         return self.container.id
 
+    def host_port(self, container_port: int, protocol: str = "tcp") -> tuple[str, int]:
+        """Where the host reaches ``container_port`` of a container run with
+        ``ports=``: ``(address, port)``, as testcontainers'
+        ``get_exposed_port`` (a port published on all addresses is reached
+        on ``127.0.0.1``).
+
+        Raises:
+            NotFound: that port is not published.
+        """
+        from ..network import NetworkInfo
+
+        info = self.container.network
+        if not isinstance(info, NetworkInfo):
+            raise errors.NotFound(
+                "the container is on no network (run it with network= and ports=)",
+                container_id=self.id,
+            )
+        port = info.host_port(container_port, protocol)
+        wanted = (container_port, protocol)
+        host = next(p.host_ip for p in info.ports if (p.container_port, p.protocol) == wanted)
+        return ("127.0.0.1" if host in ("", "0.0.0.0") else host, port)
+
     @property
     def output(self) -> bytes:
         """stdout and stderr so far, interleaved as they were read."""
@@ -260,6 +282,8 @@ class Containers:
         labels: Mapping[str, str] | None = None,
         runtime: str = DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
+        network: str = "none",
+        ports: Sequence[str] | None = None,
         **spec_options: Any,
     ) -> RunningContainer:
         """Create and start a container running ``args`` in the busybox
@@ -274,7 +298,9 @@ class Containers:
             stdin: give the process a stdin pipe (``running.task.stdin``).
             terminal: run it with a pseudo-terminal.
             labels: more containerd labels (the session's are always added).
-            runtime, runtime_options: as :meth:`supervisor.Client.new_container`.
+            runtime, runtime_options, network, ports: as
+                :meth:`supervisor.Client.new_container`; ``ports=["80"]``
+                publishes 80 on a free host port: :meth:`RunningContainer.host_port`.
             spec_options: passed to :func:`supervisor.default_spec` (``env``,
                 ``cwd``, ...); with ``image``, to ``client.new_container``.
 
@@ -292,13 +318,14 @@ class Containers:
         self._count += 1
         id = id if id is not None else self._new_id(args, image)
         labels = {**(labels or {}), **self._labels}
+        net = {"network": network, "ports": ports}
         if image is None:
             container = await self._new_from_rootfs(
-                id, args or [], terminal, runtime, runtime_options, labels, spec_options
+                id, args or [], terminal, runtime, runtime_options, labels, spec_options, net
             )
         else:
             container = await self._new_from_image(
-                id, image, args, terminal, runtime, runtime_options, labels, spec_options
+                id, image, args, terminal, runtime, runtime_options, labels, {**spec_options, **net}
             )
         self._made.append(container)
         task = await container.new_task(stdin=stdin, terminal=terminal)
@@ -323,12 +350,13 @@ class Containers:
         runtime_options: Mapping[str, Any] | None,
         labels: Mapping[str, str],
         spec_options: Mapping[str, Any],
+        net: Mapping[str, Any],
     ) -> Container:
         from .. import default_spec
 
         spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **spec_options)
         return await self._client.new_container(
-            id, spec, runtime=runtime, runtime_options=runtime_options, labels=labels
+            id, spec, runtime=runtime, runtime_options=runtime_options, labels=labels, **net
         )
 
     async def _new_from_image(

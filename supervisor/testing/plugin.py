@@ -199,6 +199,7 @@ def supervisor_namespace(
     fails a test that passed, at teardown."""
     from .. import errors
     from ._namespaces import blocking, purge
+    from ._network import release_networks
     from ._record import RECORD
 
     session = containerd_daemon.session
@@ -213,6 +214,9 @@ def supervisor_namespace(
             try:
                 live = blocking(purge, containerd_daemon.address, namespace, session.admin_dir)
                 session.remove(namespace)
+                # What its containers held on a network (silently: a purged
+                # container was reported above if it still ran).
+                blocking(release_networks, supervisor_state_dir, namespace)
             except errors.SupervisorError as exc:
                 live = [f"cannot empty namespace {namespace}: {exc}"]
             record.leaks += [f"{line}, killed and deleted" for line in live]

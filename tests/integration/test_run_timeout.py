@@ -35,9 +35,7 @@ async def test_timeout_carries_the_output_and_stops_with_grace(
     assert await client.containers() == []
 
 
-async def test_timeout_then_sigkill_after_the_grace(
-    client: supervisor.Client, rootfs: str
-) -> None:
+async def test_timeout_then_sigkill_after_the_grace(client: supervisor.Client, rootfs: str) -> None:
     script = "trap '' TERM; echo out-1; echo err-1 >&2; " + LOOP
     spec = supervisor.default_spec(["sh", "-c", script], rootfs)
     with anyio.fail_after(60), pytest.raises(errors.DeadlineExceeded) as caught:

@@ -181,7 +181,9 @@ async def stop_image(client: supervisor.Client, tmp_path: Path) -> AsyncIterator
         await client.remove_image(found.name)
 
 
-async def test_stop_sends_the_images_stop_signal(client: supervisor.Client, stop_image: str) -> None:
+async def test_stop_sends_the_images_stop_signal(
+    client: supervisor.Client, stop_image: str
+) -> None:
     container = await client.new_container("from-image", image=stop_image)
     task = await container.new_task()
     await task.start()

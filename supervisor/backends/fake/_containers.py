@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ... import errors
@@ -66,12 +67,35 @@ class ContainerCalls:
         await self._conn.after("get_container")
         return _copy_record(record)
 
-    async def list_containers(self) -> list[ContainerRecord]:
+    async def list_containers(
+        self, labels: Mapping[str, str | None] | None = None
+    ) -> list[ContainerRecord]:
         await self._conn.before("list_containers")
         containers = self._conn.ns.containers
-        records = [_copy_record(containers[c]) for c in sorted(containers)]
+        records = [
+            _copy_record(containers[c])
+            for c in sorted(containers)
+            if _matches(containers[c].labels, labels or {})
+        ]
         await self._conn.after("list_containers")
         return records
+
+    async def update_container_labels(
+        self, container_id: str, labels: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        await self._conn.before("update_container_labels", container_id)
+        record = self._conn.container(container_id)
+        updated = dict(record.labels)
+        for key, value in labels.items():
+            if value:
+                updated[key] = value
+            else:
+                # containerd stores no empty label: the key goes.
+                updated.pop(key, None)
+        check_container(container_id, record.runtime, updated, "", "")
+        self._conn.ns.containers[container_id] = replace(record, labels=updated)
+        await self._conn.after("update_container_labels")
+        return dict(updated)
 
     async def delete_container(self, container_id: str) -> None:
         await self._conn.before("delete_container", container_id)
@@ -82,6 +106,15 @@ class ContainerCalls:
         del ns.containers[container_id]
         ns.runtime_options.pop(container_id, None)
         await self._conn.after("delete_container")
+
+
+def _matches(have: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
+    # containerd's selectors: a bare key needs it present, `==` present and
+    # equal (a stored label is never empty, so "" matches nothing).
+    for key, value in wanted.items():
+        if key not in have or (value is not None and have[key] != value):
+            return False
+    return True
 
 
 def _copy_record(record: ContainerRecord) -> ContainerRecord:
