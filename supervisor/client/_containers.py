@@ -21,6 +21,7 @@ from ..domain._network import NetworkAttachment
 from ..domain._session import Session
 from ..spec._builder import checked_spec
 from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bundle
+from ..spec._settings import ProcessSettings, checked_settings, with_settings
 from ._arguments import checked_arguments, remapped_io
 from ._network import ClientNetwork, NetworkRequest, checked_network, network_labels
 
@@ -45,6 +46,10 @@ class ContainerCalls:
         *,
         image: str | None = None,
         args: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        env: Sequence[str] | None = None,
+        workdir: str | None = None,
+        user: str | int | None = None,
         snapshotter: str | None = None,
         runtime: str = _platform.DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
@@ -67,7 +72,8 @@ class ContainerCalls:
             image: run from this image (pulled or imported before): the
                 container gets a snapshot of its own (key = ``id``) on the
                 image's layers, removed with the container.
-            args: with ``image``, replace the image's ``Cmd``.
+            args, entrypoint, env, workdir, user: as ``docker run``'s, onto the
+                image's config (or the spec's process): see ``docs/images.md``.
             snapshotter: with ``image``, the snapshotter (default: overlayfs
                 where containerd has it, else native).
             runtime: the containerd shim, e.g. ``io.containerd.runc.v2``.
@@ -94,20 +100,23 @@ class ContainerCalls:
         """
         self._session.check_open()
         label_map = checked_arguments(id, runtime, runtime_options, labels)
+        settings = checked_settings(
+            args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user
+        )
         net = checked_network(id, network, ports, cni_conf_dir)
         options = (runtime, runtime_options, label_map, replace, net)
         if image is not None:
-            return await self._new_image_container(id, image, spec, args, snapshotter, options)
+            return await self._new_image_container(id, image, spec, settings, snapshotter, options)
         if spec is None:
             raise errors.InvalidArgument("a spec or an image is needed", container_id=id)
-        return await self._create_container(id, spec, *options)
+        return await self._create_container(id, with_settings(spec, settings), *options)
 
     async def _new_image_container(
         self,
         id: str,
         image: str,
         spec: Mapping[str, Any] | None,
-        args: Sequence[str] | None,
+        settings: ProcessSettings,
         snapshotter: str | None,
         options: tuple[str, Mapping[str, Any] | None, dict[str, str], bool, NetworkRequest | None],
     ) -> Container:
@@ -117,7 +126,8 @@ class ContainerCalls:
             return await self._create_container(id, body, *options, rootfs, name)
 
         return await new_image_container(
-            self._session, id, image, spec, args=args, snapshotter=snapshotter, create=create
+            self._session, id, image, spec, settings=settings, snapshotter=snapshotter,
+            create=create,
         )
 
     async def _create_container(

@@ -30,8 +30,14 @@ class RunCalls(ContainerCalls):
     async def running(
         self,
         id: str,
-        spec: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
         *,
+        image: str | None = None,
+        args: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        env: Sequence[str] | None = None,
+        workdir: str | None = None,
+        user: str | int | None = None,
         stdin: bool = False,
         terminal: bool = False,
         log_path: str | os.PathLike[str] | None = None,
@@ -52,7 +58,8 @@ class RunCalls(ContainerCalls):
         task is killed, waited for and deleted, and then the container, each
         step bounded by ``timeouts.cleanup``; what containerd still held
         after that is logged. The arguments are those of
-        :meth:`new_container` and :meth:`Container.new_task` (``stdin``,
+        :meth:`new_container` (``image=`` and its settings too) and
+        :meth:`Container.new_task` (``stdin``,
         ``terminal``, ``log_path``, ``output``, ``log_writer``).
 
         Example::
@@ -65,6 +72,7 @@ class RunCalls(ContainerCalls):
         container = await self.new_container(
             id,
             spec,
+            image=image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
             runtime=runtime,
             runtime_options=runtime_options,
             labels=labels,
@@ -107,8 +115,14 @@ class RunCalls(ContainerCalls):
     async def run(
         self,
         id: str,
-        spec: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
         *,
+        image: str | None = None,
+        args: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        env: Sequence[str] | None = None,
+        workdir: str | None = None,
+        user: str | int | None = None,
         input: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - subprocess.run's name and meaning
         stop_timeout: float = 10.0,
@@ -131,7 +145,8 @@ class RunCalls(ContainerCalls):
                 ``stop_timeout`` seconds of grace: :meth:`Task.stop`) and
                 ``DeadlineExceeded`` raised, its ``stdout``/``stderr`` what
                 the process wrote (as ``subprocess.TimeoutExpired``).
-            network, ports, cni_conf_dir: as :meth:`new_container`.
+            network, ports, cni_conf_dir, image, args, entrypoint, env,
+                workdir, user: as :meth:`new_container`.
 
         Example::
 
@@ -142,6 +157,7 @@ class RunCalls(ContainerCalls):
         async with self.running(
             id,
             spec,
+            image=image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
             stdin=input is not None,
             terminal=terminal,
             runtime=runtime,

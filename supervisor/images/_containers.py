@@ -3,7 +3,7 @@ image's top layer, and the spec the image's config describes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -12,6 +12,7 @@ from .. import errors
 from .._log import get_logger
 from ..domain._graceful import with_stop_signal
 from ..oci._types import Mount
+from ..spec._settings import ProcessSettings
 from ._image_spec import spec_from_image
 from ._pull import lease
 from ._service import ImageService
@@ -35,7 +36,7 @@ async def new_image_container(
     image: str,
     spec: Mapping[str, Any] | None,
     *,
-    args: Sequence[str] | None,
+    settings: ProcessSettings,
     snapshotter: str | None,
     create: Create,
 ) -> Container:
@@ -46,7 +47,7 @@ async def new_image_container(
     local = await service.local(image)
     name = await service.snapshotter(snapshotter)
     top = await service.ensure_unpacked(local, name)
-    body = spec_from_image(local.config.config, args=args, overrides=spec)
+    body = spec_from_image(local.config.config, overrides=spec, settings=settings)
     body = with_stop_signal(body, local.config.config)
     store = service.store
     # Under a lease until the container record points at the snapshot: GC

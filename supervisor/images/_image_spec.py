@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import errors
 from ..spec._builder import DEFAULT_ENV, default_spec, json_copy
+from ..spec._settings import ProcessSettings, checked_settings, merge_env
 
 __all__ = ["spec_from_image"]
 
@@ -15,14 +16,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     return []
-
-
-def _merge_env(base: Sequence[str], image: Sequence[str]) -> list[str]:
-    merged: dict[str, str] = {}
-    for entry in [*base, *image]:
-        key = entry.split("=", 1)[0]
-        merged[key] = entry
-    return list(merged.values())
 
 
 def _user(text: str) -> dict[str, int] | None:
@@ -51,33 +44,41 @@ def spec_from_image(
     args: Sequence[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     rootfs: str = "rootfs",
+    settings: ProcessSettings | None = None,
 ) -> dict[str, Any]:
-    """A runtime spec for a container of an image.
+    """A runtime spec for a container of an image, as ``docker run`` makes it.
 
-    The process is the image's ``Entrypoint`` followed by its ``Cmd`` (or by
-    ``args``, which replace the ``Cmd`` as ``docker run IMAGE ARGS`` does),
-    with the image's ``Env``, ``WorkingDir`` and numeric ``User``. The root
-    filesystem is writable (it is the container's own snapshot). Every key
-    of ``overrides`` then wins, mappings merged key by key and anything else
-    (a list such as ``process.args``) replaced whole.
+    The process is the image's ``Entrypoint`` followed by its ``Cmd``, with
+    the image's ``Env``, ``WorkingDir`` and numeric ``User``; ``settings``
+    then go on top: ``args`` replace the ``Cmd``; an ``entrypoint``
+    replaces the ``Entrypoint`` and drops the image's ``Cmd`` (``args``
+    still apply); ``env`` is merged by key; ``workdir`` and ``user``
+    replace. The root filesystem is writable (it is the container's own
+    snapshot). Every key of ``overrides`` then wins, mappings merged key by
+    key and anything else (a list such as ``process.args``) replaced whole.
 
     Raises:
         InvalidArgument: no command at all, or a user name (not a number)
-            that ``overrides`` does not replace.
+            that neither ``user`` nor ``overrides`` replaces.
     """
-    entrypoint = _strings(config.get("Entrypoint"))
-    cmd = list(args) if args is not None else _strings(config.get("Cmd"))
-    if args is not None and not all(isinstance(a, str) for a in args):
-        raise errors.InvalidArgument("args must be a sequence of strings")
-    argv = entrypoint + cmd
-    env = _merge_env(DEFAULT_ENV, _strings(config.get("Env")))
+    given = settings or checked_settings(args=args)
+    if given.entrypoint is not None:
+        entrypoint, cmd = given.entrypoint, []
+    else:
+        entrypoint, cmd = _strings(config.get("Entrypoint")), _strings(config.get("Cmd"))
+    if given.args is not None:
+        cmd = list(given.args)
+    env = merge_env(DEFAULT_ENV, _strings(config.get("Env")))
     workdir = config.get("WorkingDir")
     cwd = workdir if isinstance(workdir, str) and workdir.startswith("/") else "/"
-    spec = default_spec(argv, rootfs, env=env, cwd=cwd, readonly_rootfs=False)
+    spec = default_spec(["sh"], rootfs, env=env, cwd=cwd, readonly_rootfs=False)
+    process = spec["process"]
+    process["args"] = entrypoint + cmd
     user_text = config.get("User")
     user = _user(user_text if isinstance(user_text, str) else "")
     if user is not None:
-        spec["process"]["user"] = user
+        process["user"] = user
+    ProcessSettings(env=given.env, workdir=given.workdir, user=given.user).apply(process)
     if overrides is not None:
         if not isinstance(overrides, Mapping):
             raise errors.InvalidArgument("spec must be a mapping")
@@ -86,10 +87,14 @@ def spec_from_image(
     if not isinstance(process, dict):
         raise errors.InvalidArgument("spec.process must be a mapping")
     caller_user = (overrides or {}).get("process", {})
-    if user is None and not (isinstance(caller_user, Mapping) and "user" in caller_user):
+    if (
+        user is None
+        and given.user is None
+        and not (isinstance(caller_user, Mapping) and "user" in caller_user)
+    ):
         raise errors.InvalidArgument(
             f"the image runs as user {user_text!r}: names are not resolved; "
-            "pass spec={'process': {'user': {'uid': N, 'gid': N}}}"
+            "pass user='uid[:gid]'"
         )
     if not process.get("args"):
         raise errors.InvalidArgument("the image has no Entrypoint or Cmd: pass args=")

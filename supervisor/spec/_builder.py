@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import _platform
 from ..errors import InvalidArgument
+from ._settings import check_env, check_path, merge_env, oci_mounts, oci_resources, parse_user
 
 __all__ = ["default_spec", "process_spec"]
 
@@ -69,6 +70,9 @@ def process_spec(
 ) -> dict[str, Any]:
     """The ``process`` part of a spec, also what :meth:`Task.exec` takes.
 
+    ``env`` entries (``KEY=VALUE``) go on top of a default ``PATH``, which
+    stays unless ``env`` sets ``PATH`` itself.
+
     Example::
 
         proc = await task.exec("probe", supervisor.process_spec(["cat", "/etc/hostname"]))
@@ -79,8 +83,8 @@ def process_spec(
         "terminal": terminal,
         "user": {"uid": uid, "gid": gid},
         "args": list(args),
-        "env": list(env),
-        "cwd": cwd,
+        "env": merge_env(DEFAULT_ENV, check_env(env)),
+        "cwd": check_path(cwd, "cwd"),
         "capabilities": {
             key: list(_DEFAULT_CAPS) for key in ("bounding", "effective", "permitted")
         },
@@ -97,37 +101,62 @@ def default_spec(
     env: Sequence[str] = DEFAULT_ENV,
     cwd: str = "/",
     hostname: str | None = None,
-    readonly_rootfs: bool = True,
+    readonly_rootfs: bool | None = None,
+    read_only: bool | None = None,
+    memory: int | None = None,
     memory_limit: int | None = None,
+    cpus: float | None = None,
+    pids_limit: int | None = None,
+    user: str | int | None = None,
+    mounts: Sequence[str | Mapping[str, Any]] = (),
     tmpfs: Sequence[str] = ("/tmp",),
 ) -> dict[str, Any]:
-    """A Linux OCI runtime spec for ``args`` in ``rootfs``, like containerd's default.
+    """A Linux OCI runtime spec for ``args`` in ``rootfs``, like containerd's
+    default: the process of :func:`process_spec`; /proc, /dev, a read-only
+    /sys and a private tmpfs at each of ``tmpfs``; pid, ipc, uts, mount and
+    network namespaces of its own (loopback only); every device denied; the
+    paths containerd masks. ``docs/api.md`` lists the settings:
 
-    The root filesystem is read-only by default so that many containers can
-    share one directory; ``tmpfs`` lists the paths that get a private tmpfs.
+    ``env`` goes on top of a default ``PATH`` (kept unless ``env`` sets one);
+    ``read_only`` (default true, so that containers can share ``rootfs``;
+    ``readonly_rootfs`` is its older name); ``memory`` in bytes
+    (``memory_limit`` is its older name); ``cpus`` (``1.5``: a CFS quota);
+    ``pids_limit``; ``user`` (``"uid[:gid]"``); ``cwd``; ``hostname`` (set
+    only when given); ``mounts``: ``"SRC:DST[:ro]"`` bind mounts of host
+    paths, or mappings with ``source``, ``target``, ``type`` (``bind`` or
+    ``tmpfs``), ``read_only`` and ``options``.
 
-    What it holds: the process of :func:`process_spec` (root, containerd's
-    default capabilities, no new privileges, 1024 open files); /proc, /dev
-    and a read-only /sys; pid, ipc, uts, mount and network namespaces of its
-    own (loopback only); every device denied; the /proc and /sys paths
-    containerd masks or makes read-only. ``memory_limit`` caps memory in
-    bytes; ``hostname`` is set only when given.
+    Raises:
+        InvalidArgument: a value out of range or malformed, or an alias and
+            its other name both given but differing.
 
     Example::
 
         spec = supervisor.default_spec(["echo", "hi"], "/var/lib/rootfs/busybox")
         container = await client.new_container("hello", spec)
     """
+    limits = oci_resources(
+        cpus=cpus, memory=_alias(memory, memory_limit, "memory"), pids_limit=pids_limit
+    )
+    readonly = _alias(read_only, readonly_rootfs, "read_only")
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": process_spec(args, terminal=terminal, env=env, cwd=cwd),
-        "root": {"path": rootfs, "readonly": readonly_rootfs},
-        "mounts": _default_mounts(tmpfs),
-        "linux": _default_linux(memory_limit),
+        "root": {"path": rootfs, "readonly": True if readonly is None else bool(readonly)},
+        "mounts": _default_mounts(tmpfs) + oci_mounts(mounts),
+        "linux": _default_linux(limits),
     }
+    if user is not None:
+        spec["process"]["user"] = parse_user(user)
     if hostname is not None:
         spec["hostname"] = hostname
     return spec
+
+
+def _alias(value: Any, old: Any, name: str) -> Any:
+    if value is not None and old is not None and value != old:
+        raise InvalidArgument(f"{name} and its older name differ: give one of them")
+    return value if value is not None else old
 
 
 def _default_mounts(tmpfs: Sequence[str]) -> list[dict[str, Any]]:
@@ -184,12 +213,10 @@ def _default_mounts(tmpfs: Sequence[str]) -> list[dict[str, Any]]:
     return mounts
 
 
-def _default_linux(memory_limit: int | None) -> dict[str, Any]:
+def _default_linux(limits: Mapping[str, Any]) -> dict[str, Any]:
     """Every device denied, the five namespaces of their own, and the /proc
     and /sys paths containerd masks or makes read-only."""
-    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
-    if memory_limit is not None:
-        resources["memory"] = {"limit": memory_limit}
+    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}], **limits}
     return {
         "resources": resources,
         "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],

@@ -70,3 +70,75 @@ async def test_image_reads_the_settings(client: supervisor.Client, image: str) -
 async def test_image_not_here_is_not_found(client: supervisor.Client) -> None:
     with pytest.raises(errors.NotFound):
         await client.image("example.com/settings/absent:1")
+
+
+async def test_env_is_merged_by_key(client: supervisor.Client, image: str) -> None:
+    out = await _output(client, "env-merge", image=image, env=["GREETING=mine", "NEW=1"])
+    assert out.splitlines() == ["cmd mine image-extra", "/tmp", "0"]
+    out = await _output(
+        client, "env-all", image=image, args=["echo $PATH $GREETING $EXTRA $NEW"], env=["NEW=1"]
+    )
+    assert out == "/bin:/usr/bin image image-extra 1\n"
+
+
+async def test_args_replace_cmd_and_keep_the_entrypoint(
+    client: supervisor.Client, image: str
+) -> None:
+    out = await _output(client, "args", image=image, args=["echo args $GREETING"])
+    assert out == "args image\n"
+
+
+async def test_entrypoint_replaces_it_and_drops_cmd(
+    client: supervisor.Client, image: str
+) -> None:
+    assert await _output(client, "ep", image=image, entrypoint=["echo"]) == "\n"
+    out = await _output(client, "ep-args", image=image, entrypoint=["echo"], args=["a", "b"])
+    assert out == "a b\n"
+
+
+async def test_workdir_and_user_replace(client: supervisor.Client, image: str) -> None:
+    out = await _output(client, "wd", image=image, workdir="/bin", user="1000:1001")
+    assert out.splitlines() == ["cmd image image-extra", "/bin", "1000"]
+    async with client.running("wd-running", image=image, args=["id -g"], user="5:7") as task:
+        out_b, _ = await task.communicate()
+    assert out_b == b"7\n"
+
+
+async def test_spec_containers_take_the_same_settings(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    spec = supervisor.default_spec(["sh", "-c", "echo $A $B; pwd; id -u"], rootfs, env=["A=1"])
+    result = await client.run("spec-set", spec, env=["B=2"], workdir="/bin", user=3)
+    assert result.stdout.decode().splitlines() == ["1 2", "/bin", "3"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"env": ["NOVALUE"]},
+        {"env": "A=1"},
+        {"args": "echo hi"},
+        {"entrypoint": [1]},
+        {"workdir": "relative"},
+        {"user": "somebody"},
+    ],
+)
+async def test_bad_settings_create_nothing(
+    client: supervisor.Client, image: str, kwargs: dict[str, Any]
+) -> None:
+    from supervisor.images._service import ImageService
+
+    with pytest.raises(errors.InvalidArgument):
+        await client.new_container("bad-settings", image=image, **kwargs)
+    assert await client.containers() == []
+    store = ImageService(client._session).store
+    assert not await store.snapshot_exists(
+        await ImageService(client._session).snapshotter(None), "bad-settings"
+    )
+
+
+async def test_entrypoint_needs_an_image(client: supervisor.Client, rootfs: str) -> None:
+    spec = supervisor.default_spec(["true"], rootfs)
+    with pytest.raises(errors.InvalidArgument):
+        await client.new_container("ep-spec", spec, entrypoint=["echo"])
+    assert await client.containers() == []
