@@ -64,19 +64,35 @@ def supervisor_client_factory(
 
     @contextlib.asynccontextmanager
     async def connect(**options: Any) -> AsyncIterator[supervisor.Client]:
-        async with supervisor.connect(
-            containerd_daemon.address,
-            namespace=supervisor_namespace,
-            state_dir=supervisor_state_dir,
-            **options,
-        ) as client:
-            record.clients.append(client)
-            try:
-                yield client
-            finally:
-                record.clients.remove(client)
+        opened: list[supervisor.Client] = []
+        try:
+            async with supervisor.connect(
+                containerd_daemon.address,
+                namespace=supervisor_namespace,
+                state_dir=supervisor_state_dir,
+                **options,
+            ) as client:
+                opened.append(client)
+                record.clients.append(client)
+                try:
+                    yield client
+                finally:
+                    record.clients.remove(client)
+        finally:
+            # A closed client keeps its ends of the pipes of processes it
+            # did not delete (the shim keeps the FIFOs for the next client);
+            # an application that ends closes them by exiting, so they are
+            # closed here as if it had.
+            for client in opened:
+                _close_stdio(client)
 
     return connect
+
+
+def _close_stdio(client: supervisor.Client) -> None:
+    for sets in client._session.stdio.values():
+        for stdio in sets:
+            stdio.close()
 
 
 @pytest_asyncio.fixture

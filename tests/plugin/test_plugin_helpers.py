@@ -46,7 +46,10 @@ def test_a_second_client_finds_what_the_first_left_running(
         """
         import signal
 
-        async def test_restart(supervisor_client_factory, supervisor_namespace, oci_spec):
+        # supervisor_client: its teardown fails the test for a FIFO left open
+        async def test_restart(
+            supervisor_client_factory, supervisor_client, supervisor_namespace, oci_spec
+        ):
             async with supervisor_client_factory() as first:
                 assert first.namespace == supervisor_namespace
                 container = await first.new_container("app", oci_spec(["sleep", "600"]))
