@@ -71,6 +71,7 @@ if _TYPE_CHECKING:
     )
     from .domain._container import Container
     from .domain._process import Process
+    from .domain._supervised import Health, HealthCheck, LastExit, ProbeResult, RestartPolicy
     from .domain._task import Task
     from .events import Backend, EventInfo, EventType, Queue
     from .oci._image_config import ImageConfig, ImageHealthcheck
@@ -126,6 +127,12 @@ __all__ = [
     # images
     "ImageConfig",
     "ImageHealthcheck",
+    # supervision
+    "RestartPolicy",
+    "HealthCheck",
+    "Health",
+    "ProbeResult",
+    "LastExit",
     # specs
     "default_spec",
     "process_spec",
@@ -180,6 +187,10 @@ _LOCATIONS: dict[str, str] = {
         ".stats._model",
     ),
     **dict.fromkeys(("Backend", "EventType", "EventInfo", "Queue"), ".events"),
+    **dict.fromkeys(
+        ("RestartPolicy", "HealthCheck", "Health", "ProbeResult", "LastExit"),
+        ".domain._supervised",
+    ),
     **dict.fromkeys(
         (
             "Daemon",

@@ -15,6 +15,7 @@ from ..domain._task import Task
 from ._images import ImageCalls
 from ._network import ClientNetwork
 from ._running import RunCalls
+from ._supervision import restored_supervision
 
 __all__ = ["Client"]
 
@@ -91,5 +92,7 @@ class Client(RunCalls, ImageCalls):
         if selector is None:
             await self._network.sweep([r.id for r in records])
         restored = await restore_tasks(self._session, containers, tasks, attach=attach)
+        # Restart policies and health checks taken up again (docs/supervision.md).
+        await restored_supervision(self._session, restored)
         _log.info("client.restored", namespace=self.namespace, containers=len(restored))
         return restored

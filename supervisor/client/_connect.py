@@ -23,6 +23,7 @@ from ..events._queue import Queue
 from ..events._tracker import ExitTracker
 from ..events._types import Backend
 from ..spec._bundle import remove_namespace_level
+from ..supervision import close_supervision
 from ._client import Client
 
 __all__ = ["connect", "default_state_dir"]
@@ -226,6 +227,8 @@ class _Connection:
 
     async def _shutdown(self) -> None:
         if self._session is not None:
+            # Supervision loops end before the session does (bounded inside).
+            await close_supervision(self._session)
             self._session.close()
         if self._client is not None:
             # Its network's port sockets; an idle bridge (bounded inside).

@@ -24,6 +24,7 @@ from ..spec._bundle import bundle_owner, bundle_path, prepare_bundle, remove_bun
 from ..spec._settings import ProcessSettings, checked_settings, with_settings
 from ._arguments import checked_arguments, remapped_io
 from ._network import ClientNetwork, NetworkRequest, checked_network, network_labels
+from ._supervision import HealthCheck, RestartPolicy, checked_supervision, start_supervising
 
 __all__ = ["ContainerCalls"]
 
@@ -58,6 +59,8 @@ class ContainerCalls:
         network: str = "none",
         ports: Sequence[str] | None = None,
         cni_conf_dir: str | os.PathLike[str] | None = None,
+        restart: str | RestartPolicy | None = None,
+        healthcheck: HealthCheck | Mapping[str, Any] | None = None,
     ) -> Container:
         """Create a container in containerd.
 
@@ -86,6 +89,7 @@ class ContainerCalls:
                 task (SIGKILL to every process) and delete it first, as
                 dockerd does for a leftover of a crash (moby#38346).
             network, ports, cni_conf_dir: see ``docs/networking.md``.
+            restart, healthcheck: as docker's; see ``docs/supervision.md``.
 
         Raises:
             InvalidArgument: bad id, spec, labels or options; nothing was created.
@@ -104,7 +108,20 @@ class ContainerCalls:
             args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user
         )
         net = checked_network(id, network, ports, cni_conf_dir)
+        plan = await checked_supervision(self._session, id, restart, healthcheck, image, label_map)
         options = (runtime, runtime_options, label_map, replace, net)
+        made = await self._made(id, spec, image, settings, snapshotter, options)
+        return await start_supervising(self._session, made, plan)
+
+    async def _made(
+        self,
+        id: str,
+        spec: Mapping[str, Any] | None,
+        image: str | None,
+        settings: ProcessSettings,
+        snapshotter: str | None,
+        options: Any,
+    ) -> Container:
         if image is not None:
             return await self._new_image_container(id, image, spec, settings, snapshotter, options)
         if spec is None:

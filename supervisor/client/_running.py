@@ -17,6 +17,7 @@ from ..domain._process import LogWriter, Output
 from ..domain._task import Task
 from ._containers import ContainerCalls
 from ._run_output import checked_run_timeouts, run_to_end
+from ._supervision import HealthCheck, RestartPolicy
 
 __all__ = ["RunCalls"]
 
@@ -50,6 +51,8 @@ class RunCalls(ContainerCalls):
         network: str = "none",
         ports: Sequence[str] | None = None,
         cni_conf_dir: str | os.PathLike[str] | None = None,
+        restart: str | RestartPolicy | None = None,
+        healthcheck: HealthCheck | Mapping[str, Any] | None = None,
     ) -> AsyncIterator[Task]:
         """A started container for the length of a block: ``async with
         client.running(id, spec) as task``.
@@ -78,6 +81,7 @@ class RunCalls(ContainerCalls):
             labels=labels,
             replace=replace,
             network=network, ports=ports, cni_conf_dir=cni_conf_dir,
+            restart=restart, healthcheck=healthcheck,
         )
         try:
             task = await container.new_task(

@@ -20,6 +20,7 @@ from ._labels import set_labels_method
 from ._live import LiveProcesses
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
+from ._supervised_hooks import SupervisedContainer
 from ._task import UNKNOWN_OUTCOME, Task, undo_unknown_create
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ async def restore_tasks(
     return restored
 
 
-class Container:
+class Container(SupervisedContainer):
     """A container the caller keeps; made by :meth:`Client.new_container` or
     :meth:`Client.load_container`.
 
@@ -174,6 +175,7 @@ class Container:
             stdin=stdin, terminal=terminal, log_path=path, output=output, log_writer=log_writer
         )
         _log.debug("task.create", container_id=cid, pid=task.pid)
+        self._note_task_made(stdin, terminal, path, output, log_writer)
         await undo_if_cancelled(
             lambda: task.delete(force=True), limit=session.timeouts.cleanup, what="task"
         )
@@ -414,11 +416,13 @@ class Container:
                 raise errors.FailedPrecondition(
                     "cannot delete a container with a task", container_id=cid
                 )
+            self._note_deleting()  # no restart of what is killed now
             await self._delete_task()
             if await self._has_task():
                 raise errors.FailedPrecondition(
                     "the container has a task again (made meanwhile)", container_id=cid
                 )
+        self._note_deleting()
         # Shielded: a delete cancelled after containerd acted would otherwise
         # leave the bundle directory behind with nothing to say it is stale.
         with shielded(session.timeouts.shield, "deleting the container"):

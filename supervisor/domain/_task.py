@@ -25,6 +25,7 @@ from ._create import create_process
 from ._graceful import graceful_stop
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
+from ._supervised_hooks import SupervisedTask
 from ._stats_stream import stats_stream
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ async def _discard(session: Session, container_id: str, exec_id: str) -> None:
         await delete()
 
 
-class Task(Process):
+class Task(SupervisedTask):
     """The running (or created) instance of a container: its init process, and
     the calls that act on every process in it.
 

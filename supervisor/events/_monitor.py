@@ -234,6 +234,11 @@ class EventMonitor:
             ),
         )
 
+    def report(self, kind: EventType, info: EventInfo) -> None:
+        """Hand an event the library made itself (RESTART, HEALTH) to the
+        backend, in order with the container's other events."""
+        self._deliver(kind, info)
+
     def _deliver(self, kind: EventType, info: EventInfo) -> None:
         backend, queue, ledger = self._backend, self._queue, self._ledger
         if backend is None or queue is None:

@@ -22,6 +22,10 @@ class EventType(enum.Enum):
     EXEC_STARTED = "exec-started"
     PAUSED = "paused"
     RESUMED = "resumed"
+    #: a supervised container's task was made again (``attempt``, ``delay``)
+    RESTART = "restart"
+    #: a health check's verdict changed (``health``)
+    HEALTH = "health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,11 @@ class EventInfo:
             container was OOM-killed since the task last started.
         timestamp: when containerd published the event (``None`` for an exit
             found by reconciliation after the stream broke).
+        attempt: for RESTART: the restart's number (1 for the first), counted
+            over the container's life (``container.restart_count``).
+        delay: for RESTART: the back-off waited before it, in seconds.
+        health: for HEALTH: the new status (``"healthy"``, ``"unhealthy"``,
+            ``"starting"``).
     """
 
     container_id: str
@@ -48,6 +57,9 @@ class EventInfo:
     exited_at: datetime | None = None
     oom_killed: bool = False
     timestamp: datetime | None = None
+    attempt: int = 0
+    delay: float = 0.0
+    health: str = ""
 
 
 @runtime_checkable

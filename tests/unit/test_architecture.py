@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("embedded containerd", ("supervisor.daemon",)),
     ("client", ("supervisor.client",)),
+    ("supervision", ("supervisor.supervision",)),
     ("plug-ins", ("supervisor.images", "supervisor.network")),
     ("domain objects", ("supervisor.domain",)),
     ("events", ("supervisor.events",)),

@@ -55,6 +55,8 @@ def test_contract_names() -> None:
         "EXEC_STARTED",
         "PAUSED",
         "RESUMED",
+        "RESTART",
+        "HEALTH",
     }
     assert issubclass(supervisor.Task, supervisor.Process)
     for cls in (
