@@ -14,13 +14,10 @@ from ._errors import EXIT_FAILED, CliError, describe
 from ._format import human_bytes, rfc3339, table
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ..backends.blocking._messages import ListedImage
     from ..client._client import Client
     from ..domain._container import Container
     from ..images import LayerProgress
-    from ..images._local import LocalImage
 
 
 __all__ = ["export", "images", "import_", "new_image_container", "pull", "rmi"]
@@ -96,12 +93,11 @@ async def pull(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, live=sys.stderr.isatty())
     if args.tlskey is not None and args.tlscert is None:
         raise CliError("--tlskey needs --tlscert")
-    from ..images._service import ImageService
     from ._connection import open_client
 
     async with open_client(args) as client:
         try:
-            image = await ImageService(client._session).pull(
+            image = await client.pull(
                 args.ref, platform=args.platform, auth=auth, progress=progress,
                 plain_http=args.plain_http, skip_verify=args.skip_verify,
                 tls_ca=args.tlscacert, tls_cert=args.tlscert, tls_key=args.tlskey,
@@ -223,72 +219,67 @@ async def new_image_container(
     from .._types import DEFAULT_RUNTIME
     from ._network import network_options
 
-    local = await _local_image(client, args.command[0], args.pull)
+    ref = await _image_ref(client, args.command[0], args.pull)
     return await client.new_container(
         cid,
-        _image_spec(local.config.config, args, cid),
-        image=local.record.name,
+        image=ref,
+        **_image_settings(args, cid),
         runtime=args.runtime or DEFAULT_RUNTIME,
         labels=labels,
         **network_options(args),
     )
 
 
-async def _local_image(client: Client, image: str, pull: str) -> LocalImage:
-    """``image`` as it is here, pulled first as ``--pull`` says."""
-    from ..images._service import ImageService
-
-    service = ImageService(client._session)
-    local = None
+async def _image_ref(client: Client, image: str, pull: str) -> str:
+    """The stored name of ``image``, pulled first as ``--pull`` says."""
     if pull != "always":
         try:
-            local = await service.local(image)
+            return (await client.image(image)).ref
         except errors.NotFound:
             if pull == "never":
                 raise CliError(
                     f"no image {image!r} here (--pull never): supervisor pull {image} first"
                 ) from None
-    if local is None:
-        print(f"supervisor: pulling {image}", file=sys.stderr)
-        progress = Progress(sys.stderr, live=sys.stderr.isatty())
-        try:
-            pulled = await client.pull(image, progress=progress)
-        finally:
-            progress.finish()
-        local = await service.local(pulled.name)
-    return local
+    print(f"supervisor: pulling {image}", file=sys.stderr)
+    progress = Progress(sys.stderr, live=sys.stderr.isatty())
+    try:
+        pulled = await client.pull(image, progress=progress)
+    finally:
+        progress.finish()
+    return str(pulled.name)
 
 
-def _image_spec(config: Mapping[str, Any], args: argparse.Namespace, cid: str) -> dict[str, Any]:
-    """The spec of the image's ``config`` with run's flags applied over it."""
-    from ..images._image_spec import spec_from_image
-    from ._options import (
-        apply_process_options,
-        bind_mounts,
-        merge_resources,
-        resources,
-        user_ids,
+def _image_settings(args: argparse.Namespace, cid: str) -> dict[str, Any]:
+    """``new_container``'s keywords for run's flags over an image: the
+    process settings go on top of the image's config (as ``docker run``);
+    the rest of the spec is the library's default one with the flags."""
+    from .. import default_spec
+    from ._options import bind_mounts, container_path, environment
+
+    base = default_spec(
+        ["true"],
+        "rootfs",
+        hostname=args.hostname or cid[:63],
+        mounts=bind_mounts(args.volume, args.mount),
+        memory=args.memory,
+        cpus=args.cpus,
+        pids_limit=args.pids_limit,
     )
-
-    caller: dict[str, Any] = {"process": {"terminal": args.tty}}
-    if args.user is not None:
-        uid, gid = user_ids(args.user, None)
-        caller["process"]["user"] = {"uid": uid, "gid": gid}
-    spec = spec_from_image(config, args=args.command[1:] or None, overrides=caller)
-    spec["hostname"] = args.hostname or cid[:63]
-    apply_process_options(
-        spec["process"],
-        env=args.env,
-        env_files=args.env_file,
-        workdir=args.workdir,
-        user=None,
-        rootfs=None,
-    )
-    spec["mounts"].extend(bind_mounts(args.volume, args.mount))
-    merge_resources(spec, resources(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit))
+    linux: dict[str, Any] = {"resources": base["linux"]["resources"]}
     if args.network == "host":
-        linux = spec["linux"]
-        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
-    # The container writes to a snapshot of its own unless told otherwise.
-    spec["root"]["readonly"] = bool(args.read_only)
-    return spec
+        linux["namespaces"] = [n for n in base["linux"]["namespaces"] if n["type"] != "network"]
+    overrides = {
+        "process": {"terminal": args.tty},
+        "hostname": base["hostname"],
+        "mounts": base["mounts"],
+        "linux": linux,
+        # The container writes to a snapshot of its own unless told otherwise.
+        "root": {"readonly": bool(args.read_only)},
+    }
+    return {
+        "spec": overrides,
+        "args": args.command[1:] or None,
+        "env": environment([], args.env_file, args.env),
+        "workdir": container_path(args.workdir, "-w") if args.workdir is not None else None,
+        "user": args.user,
+    }

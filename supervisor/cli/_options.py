@@ -15,6 +15,7 @@ __all__ = [
     "LOG_PATH_LABEL",
     "apply_process_options",
     "bind_mounts",
+    "container_path",
     "environment",
     "resources",
     "user_ids",
@@ -156,6 +157,11 @@ def _absolute(path: str, flag: str) -> str:
     if not path.startswith("/") or "\0" in path:
         raise CliError(f"{flag}: {path!r} must be an absolute path in the container")
     return os.path.normpath(path)
+
+
+def container_path(path: str, flag: str) -> str:
+    """``path`` (given with ``flag``) as an absolute path in the container."""
+    return _absolute(path, flag)
 
 
 def apply_process_options(

@@ -12,20 +12,19 @@ from typing import Any
 
 import anyio
 
-from .. import errors
+from .. import default_spec, errors
 from .._types import DEFAULT_RUNTIME
 from ..domain._task import Task
-from ..spec._builder import default_spec
 from ._connection import open_client
 from ._errors import CliError
 from ._logfile import check_log_path, follow, forget_log_path, open_log, record_log_path
 from ._network import network_options
 from ._options import (
     LOG_PATH_LABEL,
-    apply_process_options,
     bind_mounts,
-    merge_resources,
-    resources,
+    container_path,
+    environment,
+    user_ids,
 )
 from ._terminal import attach
 
@@ -43,24 +42,25 @@ def check_stdio(args: argparse.Namespace) -> None:
 
 
 def build_spec(args: argparse.Namespace, container_id: str) -> dict[str, Any]:
-    """The OCI spec run's flags describe."""
+    """The OCI spec run's flags describe (the library's own builder: the
+    flags are checked here only where their syntax is the command's)."""
+    user = None
+    if args.user is not None:
+        user = "{}:{}".format(*user_ids(args.user, args.rootfs))
     spec = default_spec(
         args.command,
         args.rootfs,
         terminal=args.tty,
         hostname=args.hostname or container_id[:63],
-        readonly_rootfs=not args.writable,
+        read_only=not args.writable,
+        env=environment([], args.env_file, args.env),
+        cwd=container_path(args.workdir, "-w") if args.workdir is not None else "/",
+        user=user,
+        mounts=bind_mounts(args.volume, args.mount),
+        memory=args.memory,
+        cpus=args.cpus,
+        pids_limit=args.pids_limit,
     )
-    apply_process_options(
-        spec["process"],
-        env=args.env,
-        env_files=args.env_file,
-        workdir=args.workdir,
-        user=args.user,
-        rootfs=args.rootfs,
-    )
-    spec["mounts"].extend(bind_mounts(args.volume, args.mount))
-    merge_resources(spec, resources(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit))
     if args.network == "host":
         linux = spec["linux"]
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]

@@ -38,6 +38,15 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return base
 
 
+def _check_user_given(overrides: Mapping[str, Any] | None, image_user: object) -> None:
+    caller = (overrides or {}).get("process", {})
+    if not (isinstance(caller, Mapping) and "user" in caller):
+        raise errors.InvalidArgument(
+            f"the image runs as user {image_user!r}: names are not resolved; "
+            "pass user='uid[:gid]'"
+        )
+
+
 def spec_from_image(
     config: Mapping[str, Any],
     *,
@@ -86,16 +95,8 @@ def spec_from_image(
     process = spec.get("process")
     if not isinstance(process, dict):
         raise errors.InvalidArgument("spec.process must be a mapping")
-    caller_user = (overrides or {}).get("process", {})
-    if (
-        user is None
-        and given.user is None
-        and not (isinstance(caller_user, Mapping) and "user" in caller_user)
-    ):
-        raise errors.InvalidArgument(
-            f"the image runs as user {user_text!r}: names are not resolved; "
-            "pass user='uid[:gid]'"
-        )
+    if user is None and given.user is None:
+        _check_user_given(overrides, user_text)
     if not process.get("args"):
         raise errors.InvalidArgument("the image has no Entrypoint or Cmd: pass args=")
     return spec

@@ -91,3 +91,17 @@ def test_memory_limit_is_an_alias_of_memory() -> None:
 def test_bad_values_are_invalid_argument(kwargs: dict[str, Any]) -> None:
     with pytest.raises(errors.InvalidArgument):
         supervisor.default_spec(["sh"], "/r", **kwargs)
+
+
+def test_the_command_builds_specs_through_public_names_only() -> None:
+    import re
+
+    cli = Path(supervisor.__file__).parent / "cli"
+    private = re.compile(r"from \.\.(images|spec)\._")
+    found = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted(cli.glob("*.py"))
+        for line in path.read_text().splitlines()
+        if private.search(line)
+    ]
+    assert found == []
