@@ -10,7 +10,7 @@ from grpclib.protocol import EventsProcessor, H2Protocol, Stream
 
 from .. import _platform
 
-__all__ = ["LEASE_HEADER", "NAMESPACE_HEADER", "open_channel"]
+__all__ = ["LEASE_HEADER", "NAMESPACE_HEADER", "channel_address", "open_channel"]
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
@@ -69,3 +69,10 @@ def open_channel(address: str) -> Channel:
 
         return NamedPipeChannel(address)
     return _Channel(path=address)
+
+
+def channel_address(channel: Channel) -> str:
+    """The socket (or pipe) ``channel`` was opened on, for error messages;
+    ``""`` for a channel that keeps none (grpclib stores ``path=`` there)."""
+    path = getattr(channel, "_path", None)
+    return path if isinstance(path, str) else ""

@@ -23,7 +23,7 @@ __all__ = ["map_grpc_errors"]
 
 @contextmanager
 def map_grpc_errors(
-    container_id: str | None = None, process_id: str | None = None
+    container_id: str | None = None, process_id: str | None = None, *, where: str = ""
 ) -> Iterator[None]:
     """Translate what a call through grpclib raises into :mod:`supervisor.errors`.
 
@@ -32,6 +32,7 @@ def map_grpc_errors(
     the event monitor rides out by resubscribing). Anything else, a reply
     that does not decode or a bug, is :class:`Unknown` with the exception as
     its cause: retrying it as if containerd were down would only fail again.
+    ``where``: containerd's socket, named by an :class:`Unavailable`.
     """
     task, before = _cancel_count()
     try:
@@ -40,7 +41,7 @@ def map_grpc_errors(
         raise
     except Exception as exc:
         _forget_grpclib_cancels(task, before)
-        raise _translated(exc, container_id, process_id) from exc
+        raise _translated(exc, container_id, process_id, where) from exc
 
 
 def _cancel_count() -> tuple[asyncio.Task[Any] | None, int]:
@@ -64,31 +65,39 @@ def _forget_grpclib_cancels(task: asyncio.Task[Any] | None, before: int) -> None
 
 
 def _translated(
-    exc: Exception, container_id: str | None, process_id: str | None
+    exc: Exception, container_id: str | None, process_id: str | None, where: str = ""
 ) -> errors.SupervisorError:
     """The library error for what a call through grpclib raised."""
     ids = {"container_id": container_id, "process_id": process_id}
+    # An outage names the socket: the caller may not be the one who chose it.
+    at = f" at {where}" if where else ""
     if isinstance(exc, grpclib.exceptions.GRPCError):
         cls = error_for(exc.status.value, exc.message or "")
         return cls(exc.message or exc.status.name, **ids)
     if isinstance(exc, TimeoutError):
         # Before OSError: TimeoutError is one, and a deadline is not an outage.
         return errors.DeadlineExceeded("containerd did not answer in time", **ids)
+    if where and isinstance(exc, (FileNotFoundError, ConnectionRefusedError, PermissionError)):
+        # The socket cannot be opened: said as the blocking reader says it.
+        return errors.Unavailable(
+            f"cannot reach containerd at {where}: {exc.strerror or exc}", **ids
+        )
     if isinstance(exc, (grpclib.exceptions.StreamTerminatedError, OSError)):
         # StreamTerminatedError: grpclib lost the connection, or containerd
         # sent GOAWAY or reset the stream; OSError: the socket itself.
         return errors.Unavailable(
-            f"containerd connection failed: {exc or type(exc).__name__}", **ids
+            f"containerd connection{at} failed: {exc or type(exc).__name__}", **ids
         )
     if _on_closed_connection(exc):
         return errors.Unavailable(
-            f"containerd connection failed: closed under the call ({type(exc).__name__}: {exc})",
+            f"containerd connection{at} failed: closed under the call "
+            f"({type(exc).__name__}: {exc})",
             **ids,
         )
     if _broken_framing(exc):
         # As the blocking reader reports the same reply: a protocol failure.
         return errors.Unavailable(
-            f"containerd sent a broken reply: {type(exc).__name__}: {exc}", **ids
+            f"containerd{at} sent a broken reply: {type(exc).__name__}: {exc}", **ids
         )
     return errors.Unknown(
         f"containerd call failed unexpectedly: {type(exc).__name__}: {exc}", **ids

@@ -43,7 +43,7 @@ from .._types import (
     Topic,
 )
 from ..stats._summary import ProcessSummary
-from ._channel import NAMESPACE_HEADER, open_channel
+from ._channel import NAMESPACE_HEADER, channel_address, open_channel
 from ._decode import (
     SYNC_TYPE_URL,
     container_record,
@@ -103,6 +103,7 @@ class ContainerdTransport:
         failure_yield: float = 0.001,
     ) -> None:
         self._channel = channel
+        self._where = channel_address(channel)
         self._closed = False
         self._namespace = namespace
         self._failure_yield = failure_yield
@@ -166,7 +167,7 @@ class ContainerdTransport:
     ) -> _T:
         self._check_open(container_id, process_id)
         try:
-            with map_grpc_errors(container_id, process_id):
+            with map_grpc_errors(container_id, process_id, where=self._where):
                 return await rpc()
         except errors.Unavailable:
             # A refused unix socket fails without ever suspending: a caller
@@ -422,7 +423,7 @@ class ContainerdTransport:
         self._check_open(None, None)
         messages = self._events.subscribe(request)
         try:
-            with map_grpc_errors():
+            with map_grpc_errors(where=self._where):
                 async for envelope in messages:
                     if envelope.namespace != ns:
                         continue

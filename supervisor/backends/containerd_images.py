@@ -25,7 +25,7 @@ from .._proto.containerd.services.snapshots import v1 as pb_snapshots
 from .._proto.google.protobuf import FieldMask
 from ..oci._manifest import Descriptor
 from ..oci._types import ImageRecord, Mount
-from ._channel import LEASE_HEADER, NAMESPACE_HEADER
+from ._channel import LEASE_HEADER, NAMESPACE_HEADER, channel_address
 from ._content_write import Source, write_blob
 from ._grpc_errors import map_grpc_errors
 
@@ -76,6 +76,7 @@ class ContainerdImages:
 
     def __init__(self, channel: Channel, namespace: str, *, rpc_timeout: float | None) -> None:
         self._channel = channel
+        self._where = channel_address(channel)
         self._namespace = namespace
         self._timeout = rpc_timeout
         metadata = {NAMESPACE_HEADER: namespace}
@@ -98,9 +99,8 @@ class ContainerdImages:
             md[LEASE_HEADER] = lease
         return md
 
-    @staticmethod
-    async def _call(rpc: Callable[[], Awaitable[_T]]) -> _T:
-        with map_grpc_errors():
+    async def _call(self, rpc: Callable[[], Awaitable[_T]]) -> _T:
+        with map_grpc_errors(where=self._where):
             return await rpc()
 
     # -- leases ---------------------------------------------------------------

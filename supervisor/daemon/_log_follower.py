@@ -19,6 +19,7 @@ import anyio
 
 from .. import errors
 from .._log import get_logger
+from ._chatter import is_chatter
 from ._files import open_regular
 
 __all__ = ["LogFollower", "forward_line", "parse_logfmt", "unquote"]
@@ -105,6 +106,8 @@ def forward_line(logger: Any, line: str) -> None:
 
     Lines that are not logfmt (a Go panic's stack, say) are kept verbatim at
     warning, since containerd only writes such lines when something is wrong.
+    Lines known to be harmless (plugin loading, a task's shim clean-up) are
+    debug whatever their level (see ``_chatter``).
     """
     line = line.rstrip("\r\n")
     if not line.strip():
@@ -113,8 +116,11 @@ def forward_line(logger: Any, line: str) -> None:
     if "msg" not in fields or "level" not in fields:
         logger.warning("containerd.output", line=line)
         return
-    method = _LEVELS.get(fields.pop("level").lower(), "info")
+    level = fields.pop("level").lower()
+    method = _LEVELS.get(level, "info")
     message = fields.pop("msg")
+    if is_chatter(level, message, fields):
+        method = "debug"
     extra: dict[str, Any] = {}
     for key, value in fields.items():
         if key == "time":
