@@ -70,10 +70,12 @@ if _TYPE_CHECKING:
         Runtime,
     )
     from .domain._container import Container
+    from .domain._logs import read_logs
     from .domain._process import Process
     from .domain._supervised import Health, HealthCheck, LastExit, ProbeResult, RestartPolicy
     from .domain._task import Task
     from .events import Backend, EventInfo, EventType, Queue
+    from .fifo._log_read import LogLine
     from .oci._image_config import ImageConfig, ImageHealthcheck
     from .spec._builder import default_spec, process_spec
     from .stats._model import (
@@ -124,6 +126,9 @@ __all__ = [
     "NetworkStats",
     "ProcessInfo",
     "ProcessSummary",
+    # logs
+    "LogLine",
+    "read_logs",
     # images
     "ImageConfig",
     "ImageHealthcheck",
@@ -161,6 +166,8 @@ _LOCATIONS: dict[str, str] = {
     "default_spec": ".spec._builder",
     "process_spec": ".spec._builder",
     "ProcessSummary": ".stats._summary",
+    "LogLine": ".fifo._log_read",
+    "read_logs": ".domain._logs",
     "ImageConfig": ".oci._image_config",
     "ImageHealthcheck": ".oci._image_config",
     **dict.fromkeys(

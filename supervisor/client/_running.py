@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 
 from .. import _platform, errors
 from .._log import get_logger
 from .._types import RunResult
+from ..domain._logs import LogArgs
 from ..domain._process import LogWriter, Output
 from ..domain._task import Task
 from ._containers import ContainerCalls
@@ -53,6 +54,7 @@ class RunCalls(ContainerCalls):
         cni_conf_dir: str | os.PathLike[str] | None = None,
         restart: str | RestartPolicy | None = None,
         healthcheck: HealthCheck | Mapping[str, Any] | None = None,
+        **log_args: Unpack[LogArgs],
     ) -> AsyncIterator[Task]:
         """A started container for the length of a block: ``async with
         client.running(id, spec) as task``.
@@ -63,7 +65,7 @@ class RunCalls(ContainerCalls):
         after that is logged. The arguments are those of
         :meth:`new_container` (``image=`` and its settings too) and
         :meth:`Container.new_task` (``stdin``,
-        ``terminal``, ``log_path``, ``output``, ``log_writer``).
+        ``terminal``, ``log_path``, ``log_format``..., ``output``, ``log_writer``).
 
         Example::
 
@@ -90,6 +92,7 @@ class RunCalls(ContainerCalls):
                 log_path=log_path,
                 output=output,
                 log_writer=log_writer,
+                **log_args,
             )
             try:
                 await task.start()

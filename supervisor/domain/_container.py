@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .. import errors
 from .._cleanup import shielded, undo_if_cancelled
@@ -18,6 +18,7 @@ from ._found import oom_killed, report_found
 from ._graceful import stop_method
 from ._labels import set_labels_method
 from ._live import LiveProcesses
+from ._logs import LogArgs, logs_method
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
 from ._supervised_hooks import SupervisedContainer
@@ -120,6 +121,8 @@ class Container(SupervisedContainer):
     def __repr__(self) -> str:
         return f"<Container {self.id} runtime={self.runtime}>"
 
+    logs = logs_method
+
     async def new_task(
         self,
         *,
@@ -128,6 +131,7 @@ class Container(SupervisedContainer):
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
         log_writer: LogWriter = "client",
+        **log_args: Unpack[LogArgs],
     ) -> Task:
         """Create the container's task (its init process), not yet started.
 
@@ -142,6 +146,7 @@ class Container(SupervisedContainer):
                 appended to that file (opened without following links), and
                 everything the process wrote is in it once :meth:`~Process.wait`
                 returned. The task then has no ``stdout``/``stderr`` streams.
+                ``log_format="cri"``, ``log_max_size``, ``log_max_files``: see ``docs/logs.md``.
             output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
                 ``task.stderr``, or they fill and block the process) or
                 ``"null"`` (discarded).
@@ -172,8 +177,9 @@ class Container(SupervisedContainer):
             stdin=stdin, terminal=terminal, log_path=log_path, output=output
         )
         task = await self._new_task(
-            stdin=stdin, terminal=terminal, log_path=path, output=output, log_writer=log_writer
-        )
+            stdin=stdin, terminal=terminal, log_path=path, output=output, log_writer=log_writer,
+            **log_args,
+        )  # fmt: skip
         _log.debug("task.create", container_id=cid, pid=task.pid)
         self._note_task_made(stdin, terminal, path, output, log_writer)
         await undo_if_cancelled(
@@ -189,6 +195,7 @@ class Container(SupervisedContainer):
         log_path: Path | None,
         output: Output,
         log_writer: LogWriter,
+        **log_args: Unpack[LogArgs],
     ) -> Task:
         """The task created in containerd, its stdio first, and held as live."""
         session = self._session
@@ -206,6 +213,7 @@ class Container(SupervisedContainer):
             log_path=log_path,
             output=output,
             log_writer=log_writer,
+            **log_args,
         )
         task = Task(
             self, session, cid, pid=pid, fifos=fifos, slot=slot, log_path=log_path, live=self._live

@@ -8,16 +8,24 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from .. import _platform, errors
 from .._cleanup import shielded
 from .._types import StdioPaths
 from ..fifo import StdioSet, open_stdio
-from ..fifo._log_pump import LogPump, create_log_file, enlarge_pipe, write_log_record
+from ..fifo._log_options import RAW_OPTIONS, LogOptions
+from ..fifo._log_pump import (
+    LogPump,
+    create_log_file,
+    enlarge_pipe,
+    open_log_directory,
+    write_log_record,
+)
 from ..fifo._logger import LoggerStdio, make_logger_stdio
 from ..fifo._names import new_stdio_name
-from ._output import LogWriter, Output, checked_log_writer
+from ._logs import LogArgs, checked_log_args, record_container_log
+from ._output import LogWriter, Output
 
 if TYPE_CHECKING:
     from ..events._tracker import Slot
@@ -63,6 +71,7 @@ async def _logged_stdio(
     terminal: bool,
     log_path: Path,
     log_writer: LogWriter,
+    options: LogOptions = RAW_OPTIONS,
 ) -> LogPump | LoggerStdio:
     """FIFOs whose output the library appends to ``log_path``, and the
     record that lets a later application carry on copying; on failure
@@ -71,19 +80,37 @@ async def _logged_stdio(
     name = new_stdio_name(process_id, init=init)
     if log_writer == "logger":
         return _logger_stdio(
-            session, bundle_dir, name, log_path, container_id, process_id, terminal
+            session, bundle_dir, name, log_path, container_id, process_id, terminal, options
         )
+    return await _pumped_stdio(
+        bundle_dir, name, container_id, process_id, terminal, log_path, options
+    )
+
+
+async def _pumped_stdio(
+    bundle_dir: Path,
+    name: str,
+    container_id: str,
+    process_id: str,
+    terminal: bool,
+    log_path: Path,
+    options: LogOptions,
+) -> LogPump:
+    """:func:`_logged_stdio` when this client copies the output itself."""
     log_fd, made = _open_log(log_path, container_id, process_id)
     fifos: StdioSet | None = None
+    dir_fd = -1
     record = bundle_dir / f"{name}-log"
     try:
+        if options.max_size:
+            dir_fd = open_log_directory(log_path)
         fifos = await open_stdio(bundle_dir, name, stdin=False, terminal=terminal)
         for stream in (fifos.stdout, fifos.stderr):
             fileno = getattr(stream, "fileno", -1)
             if isinstance(fileno, int) and fileno >= 0:
                 enlarge_pipe(fileno)
         try:
-            write_log_record(record, log_path)
+            write_log_record(record, log_path, options)
         except OSError as exc:
             raise errors.Unknown(
                 f"cannot record the log file in {bundle_dir}: {exc}",
@@ -98,9 +125,13 @@ async def _logged_stdio(
             container_id=container_id,
             process_id=process_id,
             made_file=made,
+            options=options,
+            dir_fd=dir_fd,
         )
     except BaseException:
         os.close(log_fd)
+        if dir_fd >= 0:
+            os.close(dir_fd)
         with contextlib.suppress(OSError):
             os.unlink(record)
         if fifos is not None:
@@ -119,6 +150,7 @@ def _logger_stdio(
     container_id: str,
     process_id: str,
     terminal: bool,
+    options: LogOptions,
 ) -> LoggerStdio:
     # The file is made here, as ours (never through a link): the logger,
     # which runs as containerd's user, only ever appends to it.
@@ -127,7 +159,13 @@ def _logger_stdio(
     try:
         bundle_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         stdio = make_logger_stdio(
-            session.state_dir, bundle_dir, name, log_path, terminal=terminal, made_file=made
+            session.state_dir,
+            bundle_dir,
+            name,
+            log_path,
+            terminal=terminal,
+            made_file=made,
+            options=options,
         )
     except BaseException as exc:
         if made:
@@ -155,6 +193,7 @@ async def _new_stdio(
     log_path: Path | None,
     output: Output,
     log_writer: LogWriter,
+    log_options: LogOptions,
 ) -> tuple[StdioSet | None, StdioPaths]:
     """The new process's stdio: our set of it (if any) and what containerd
     is told."""
@@ -171,6 +210,7 @@ async def _new_stdio(
             terminal=terminal,
             log_path=log_path,
             log_writer=log_writer,
+            options=log_options,
         )
         return logged, stdio_paths(logged)
     return None, _file_stdio(log_path, terminal=terminal)
@@ -188,15 +228,15 @@ async def create_process(
     log_path: Path | None = None,
     output: Output = "pipe",
     log_writer: LogWriter = "client",
+    **log_args: Unpack[LogArgs],
 ) -> tuple[int, StdioSet | None, Slot]:
     """The shared skeleton of creating a task or an exec: stdio first, a
     tracker slot before containerd can report an exit, the create RPC
     shielded (we must learn whether containerd made it), and on failure only
-    what this attempt made is removed."""
+    what this attempt made is removed. A task's log file is recorded with
+    its container (for :meth:`Container.logs`)."""
     tracker = session.tracker
-    writer = checked_log_writer(
-        log_writer, log_path, container_id=container_id, process_id=process_id
-    )
+    writer, log_options = checked_log_args(log_writer, log_path, container_id, process_id, log_args)
     fifos, paths = await _new_stdio(
         session,
         bundle_dir,
@@ -207,6 +247,7 @@ async def create_process(
         log_path=log_path,
         output=output,
         log_writer=writer,
+        log_options=log_options,
     )
     existed = tracker.has(container_id, process_id)
     slot = tracker.watch(container_id, process_id, owned=True)
@@ -229,4 +270,6 @@ async def create_process(
         if not existed:
             tracker.forget(container_id, process_id)
         raise
+    if log_path is not None and process_id == container_id:
+        record_container_log(bundle_dir, log_path, log_options)
     return pid, fifos, slot

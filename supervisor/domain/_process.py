@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,9 @@ from ..fifo import StdioSet
 from ..fifo._attach import remove_stdio_files
 from ..fifo._log_pump import LogPump
 from ..fifo._logger import LoggerStdio, logger_stdio_for
+from ._lines import aiter_lines_method
 from ._output import LogWriter, Output
-from ._pipes import check_terminal_size, exchange, read_lines
+from ._pipes import check_terminal_size, exchange
 from ._stop import asked_exit, check_signal, failed_start_status, force_stop
 
 if TYPE_CHECKING:
@@ -185,15 +185,7 @@ class Process:
             )
         return await exchange(fifos, input, self.close_stdin, self.wait)
 
-    async def aiter_lines(self) -> AsyncIterator[str]:
-        """The process's stdout line by line (UTF-8, undecodable bytes
-        replaced, line endings removed) until it ends.
-
-        Only stdout is read: a process that also writes much to stderr must
-        have it read too (or be created with a terminal, or a ``log_path``).
-        """
-        async for line in read_lines(self._fifos_or_raise().stdout):
-            yield line
+    aiter_lines = aiter_lines_method
 
     # -- lifecycle ------------------------------------------------------------
 

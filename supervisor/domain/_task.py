@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import anyio
 
@@ -23,6 +23,7 @@ from ..spec._resources import checked_resources
 from ..stats._model import Stats, with_host_figures
 from ._create import create_process
 from ._graceful import graceful_stop
+from ._logs import LogArgs
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
 from ._supervised_hooks import SupervisedTask
@@ -251,6 +252,7 @@ class Task(SupervisedTask):
         log_path: str | os.PathLike[str] | None = None,
         output: Output = "pipe",
         log_writer: LogWriter = "client",
+        **log_args: Unpack[LogArgs],
     ) -> Process:
         """Add a process to the task (created, not started: call :meth:`Process.start`).
 
@@ -266,8 +268,7 @@ class Task(SupervisedTask):
             log_path: append the process's output to this file (see
                 :meth:`Container.new_task`).
             output: ``"pipe"`` (default) or ``"null"`` without ``log_path``.
-            log_writer: ``"client"`` or ``"logger"`` (see
-                :meth:`Container.new_task`).
+            log_writer, log_format, log_max_size, log_max_files: see :meth:`Container.new_task`.
 
         Raises:
             InvalidArgument: bad id or spec (an id equal to the container's
@@ -294,8 +295,8 @@ class Task(SupervisedTask):
             terminal=terminal,
             log_path=path,
             output=output,
-            log_writer=log_writer,
-        )
+            log_writer=log_writer, **log_args,
+        )  # fmt: skip
         _log.debug("process.exec", container_id=cid, process_id=exec_id)
         await undo_if_cancelled(
             lambda: proc.delete(force=True), limit=session.timeouts.cleanup, what="exec"
@@ -312,6 +313,7 @@ class Task(SupervisedTask):
         log_path: Path | None,
         output: Output,
         log_writer: LogWriter,
+        **log_args: Unpack[LogArgs],
     ) -> Process:
         """The exec created in containerd, its stdio first, and listed as live."""
         session = self._session
@@ -336,6 +338,7 @@ class Task(SupervisedTask):
             log_path=log_path,
             output=output,
             log_writer=log_writer,
+            **log_args,
         )
         proc = Process(
             self.container,

@@ -187,7 +187,7 @@ def _pump(
         attached.close()  # a logged process never has stdin: not ours
         return None
     try:
-        log_path, log_fd = reopen_log_file(record)
+        log_path, log_fd, options, dir_fd = reopen_log_file(record)
     except errors.SupervisorError as exc:
         # Its output stays in the FIFOs (the process blocks once they are
         # full): said loudly, since nothing copies it while this lasts.
@@ -210,6 +210,8 @@ def _pump(
         record=record,
         container_id=container_id,
         process_id=process_id,
+        options=options,
+        dir_fd=dir_fd,
     )
 
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from .._log import get_logger
+from ._log_options import RAW_OPTIONS, LogOptions
+from ._log_writer import FormattedLog
 
 if TYPE_CHECKING:
     from anyio.abc import ByteReceiveStream
@@ -42,6 +44,7 @@ __all__ = [
     "LogPump",
     "create_log_file",
     "open_log_file",
+    "read_log_options",
     "read_log_record",
     "reopen_log_file",
     "write_log_record",
@@ -119,21 +122,32 @@ def create_log_file(path: Path) -> tuple[int, bool]:
     return open_log_file(path), False
 
 
-def write_log_record(record: Path, log_path: Path) -> None:
+def write_log_record(
+    record: Path, log_path: Path, options: LogOptions = RAW_OPTIONS, *, replace: bool = False
+) -> None:
     """Remember, in our own bundle directory, which file a process logs to,
     so a later application can go on copying its output there; with the
     identity of the file's directory, so that a later reopening never writes
-    through a directory swapped for a link meanwhile."""
+    through a directory swapped for a link meanwhile, and how the file is
+    written (format, rotation). ``replace``: a record already there is
+    replaced (by a rename: never written through a link)."""
     parent = os.stat(log_path.parent)
-    data = os.fsencode(log_path) + f"\n{parent.st_dev}:{parent.st_ino}".encode()
-    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    data = os.fsencode(log_path) + f"\n{parent.st_dev}:{parent.st_ino}\n".encode()
+    data += options.encode()
+    target = record.with_name(record.name + ".new") if replace else record
+    if replace:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
+    if replace:
+        os.replace(target, record)
 
 
-def _read_record(record: Path) -> tuple[Path, tuple[int, int] | None] | None:
+def _read_record(record: Path) -> tuple[Path, tuple[int, int] | None, LogOptions] | None:
     # Non-blocking: a FIFO planted in the record's place must not hold the
     # event loop; it is refused as not a regular file.
     try:
@@ -152,13 +166,20 @@ def _read_record(record: Path) -> tuple[Path, tuple[int, int] | None] | None:
         os.close(fd)
     if not data or len(data) > _RECORD_LIMIT or b"\0" in data:
         return None
-    name, _, identity = data.partition(b"\n")
+    name, _, rest = data.partition(b"\n")
+    identity, _, options = rest.partition(b"\n")
     path = Path(os.fsdecode(name))
     if not path.is_absolute():
         return None
     dev, _, ino = identity.decode("ascii", "replace").partition(":")
     parent = (int(dev), int(ino)) if dev.isdigit() and ino.isdigit() else None
-    return path, parent
+    return path, parent, LogOptions.decode(options)
+
+
+def read_log_options(record: Path) -> tuple[Path, LogOptions] | None:
+    """The log file a record of ours names and how it is written."""
+    found = _read_record(record)
+    return None if found is None else (found[0], found[2])
 
 
 def read_log_record(record: Path) -> Path | None:
@@ -168,10 +189,12 @@ def read_log_record(record: Path) -> Path | None:
     return None if found is None else found[0]
 
 
-def reopen_log_file(record: Path) -> tuple[Path, int]:
+def reopen_log_file(record: Path) -> tuple[Path, int, LogOptions, int]:
     """The log file a record names, open for appending again (after the
     application's restart): in the very directory it was made in, never
-    through a link, the file made again if it was removed.
+    through a link, the file made again if it was removed. Returns the
+    path, the file's fd, how it is written, and (for a rotated log) an fd
+    of its directory, else -1.
 
     Raises:
         InvalidArgument: no record of ours, or the file or its directory
@@ -181,7 +204,7 @@ def reopen_log_file(record: Path) -> tuple[Path, int]:
     found = _read_record(record)
     if found is None or found[1] is None:
         raise errors.InvalidArgument(f"no log record of ours at {record}")
-    path, parent = found
+    path, parent, options = found
     try:
         directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
     except OSError as exc:
@@ -196,9 +219,25 @@ def reopen_log_file(record: Path) -> tuple[Path, int]:
             fd = _open_appending(path.name, path, dir_fd=directory)
         except OSError as exc:
             raise errors.from_os_error(exc, f"cannot open log_path {path}", given=True) from exc
-    finally:
+    except BaseException:
         os.close(directory)
-    return path, fd
+        raise
+    if not options.max_size:
+        os.close(directory)
+        directory = -1
+    return path, fd, options, directory
+
+
+def open_log_directory(path: Path) -> int:
+    """An fd of ``path``'s directory, for rotating the file in it.
+
+    Raises:
+        InvalidArgument: it cannot be opened as a directory.
+    """
+    try:
+        return os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    except OSError as exc:
+        raise errors.from_os_error(exc, f"cannot open {path.parent}", given=True) from exc
 
 
 class LogPump:
@@ -222,6 +261,8 @@ class LogPump:
         container_id: str,
         process_id: str,
         made_file: bool = False,
+        options: LogOptions = RAW_OPTIONS,
+        dir_fd: int = -1,
     ) -> None:
         import asyncio
 
@@ -233,20 +274,29 @@ class LogPump:
         self.stdout_path = stdio.stdout_path
         self.stderr_path = stdio.stderr_path
         self._stdio = stdio
-        self._log_fd = log_fd
+        self.log_options = options
+        self._dir_fd = dir_fd
+        self._out = FormattedLog(
+            log_fd,
+            fmt=options.format,
+            max_size=options.max_size,
+            max_files=options.max_files,
+            dir_fd=dir_fd,
+            name=log_path.name,
+        )
+        self._streams: dict[int, str] = {}
         self._ids = {"container_id": container_id, "process_id": process_id}
         self._loop = asyncio.get_running_loop()
         self._reading: set[int] = set()
         self._drained = asyncio.Event()
         self._closed = False
-        self._write_failed = False
-        self.dropped = 0
-        for stream in (stdio.stdout, stdio.stderr):
+        for name, stream in (("stdout", stdio.stdout), ("stderr", stdio.stderr)):
             if stream is not None:
                 fd = getattr(stream, "fileno", -1)
                 if isinstance(fd, int) and fd >= 0:
                     self._loop.add_reader(fd, self._readable, fd)
                     self._reading.add(fd)
+                    self._streams[fd] = name
         if not self._reading:
             self._drained.set()
 
@@ -295,6 +345,11 @@ class LogPump:
     # -- draining -------------------------------------------------------------
 
     @property
+    def dropped(self) -> int:
+        """Bytes read but not written (the file could not take them)."""
+        return self._out.dropped
+
+    @property
     def drained(self) -> bool:
         """True once both streams reached end-of-file (or the pump closed)."""
         return self._drained.is_set()
@@ -324,31 +379,15 @@ class LogPump:
         if not data:
             self._stop(fd)
             return
-        self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            fd = self._log_fd
-            if fd < 0:
-                self.dropped += len(view)
-                return
-            try:
-                written = os.write(fd, view)
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                self.dropped += len(view)
-                if not self._write_failed:
-                    self._write_failed = True
-                    _log.error(
-                        "process.log_write_failed",
-                        path=str(self.log_path),
-                        error=str(exc),
-                        **self._ids,
-                    )
-                return
-            view = view[written:]
+        failed = self._out.failed
+        self._out.write(self._streams.get(fd, "stdout"), data)
+        if failed is None and self._out.failed is not None:
+            _log.error(
+                "process.log_write_failed",
+                path=str(self.log_path),
+                error=str(self._out.failed),
+                **self._ids,
+            )
 
     def _stop(self, fd: int) -> None:
         if fd in self._reading:
@@ -364,7 +403,7 @@ class LogPump:
         self._drained.set()
 
     def _close_log(self) -> None:
-        fd, self._log_fd = self._log_fd, -1
+        self._out.close()
+        fd, self._dir_fd = self._dir_fd, -1
         if fd >= 0:
             os.close(fd)
-

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from .. import errors
 from .._log import get_logger
+from ._log_options import RAW_OPTIONS, LogOptions
 
 if TYPE_CHECKING:
     from anyio.abc import ByteReceiveStream
@@ -52,22 +53,12 @@ _log = get_logger("process")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
-LOGGER_SOURCE = r'''
-import os, re, select, signal, sys
+_LOGGER_MAIN = r"""
+import re, select, signal, sys
 
 _CHUNK = 65536
 _TOKEN = re.compile(rb"[0-9a-f]{16}")
-
-
-def _write(out, data):
-    view = memoryview(data)
-    while view and out >= 0:
-        try:
-            view = view[os.write(out, view):]
-        except InterruptedError:
-            continue
-        except OSError:
-            return  # a full disk: drop, never block the container
+_NAMES = {3: "stdout", 4: "stderr"}
 
 
 def _copy(fd, out, streams):
@@ -82,7 +73,7 @@ def _copy(fd, out, streams):
         streams.discard(fd)
         os.close(fd)
         return False
-    _write(out, data)
+    out.write(_NAMES.get(fd, "stdout"), data)
     return True
 
 
@@ -99,7 +90,7 @@ def _drain(streams, out):
                 streams.discard(fd)
                 os.close(fd)
                 break
-            _write(out, data)
+            out.write(_NAMES.get(fd, "stdout"), data)
 
 
 def _ack(prefix, token):
@@ -114,6 +105,42 @@ def _ack(prefix, token):
         pass
     finally:
         os.close(fd)
+
+
+def _options(prefix):
+    # The library's record beside the control FIFO says how the file is
+    # written; without one (or an unreadable one), raw and unrotated.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(prefix + b"-log", flags)
+        try:
+            data = os.read(fd, 4097) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
+    except OSError:
+        data = b""
+    return parse_options(data.split(b"\n")[2] if data.count(b"\n") >= 2 else b"")
+
+
+def _open_out(log_path, fmt, max_size, max_files):
+    # The file relative to its directory's fd, never through a link; the
+    # directory stays open for rotating in it.
+    directory, name = os.path.split(log_path)
+    try:
+        dir_fd = os.open(directory or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return FormattedLog(-1)
+    try:
+        out = _open_append(os.fsdecode(name), dir_fd)
+        if not stat.S_ISREG(os.fstat(out).st_mode):
+            os.close(out)
+            out = -1
+    except OSError:
+        out = -1  # still drain the pipes, or the process would block
+    return FormattedLog(
+        out, fmt=fmt, max_size=max_size, max_files=max_files, dir_fd=dir_fd,
+        name=os.fsdecode(name),
+    )
 
 
 _stopping = []
@@ -131,11 +158,7 @@ def main():
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log_path, prefix = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        out = os.open(log_path, flags, 0o644)
-    except OSError:
-        out = -1  # still drain the pipes, or the process would block
+    out = _open_out(log_path, *_options(prefix))
     try:
         ctl = os.open(prefix + b"-ctl", os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -175,7 +198,13 @@ def main():
 
 
 main()
-'''
+"""
+
+# The script the shim runs: the format writer's own source (one writer for
+# both log writers), then the logger's loop.
+LOGGER_SOURCE = (
+    Path(__file__).with_name("_log_writer.py").read_text(encoding="utf-8") + _LOGGER_MAIN
+)
 
 
 def logger_script(state_dir: Path) -> Path:
@@ -224,9 +253,17 @@ class LoggerStdio:
     """
 
     def __init__(
-        self, uri: str, log_path: Path, prefix: Path, *, terminal: bool, made_file: bool = False
+        self,
+        uri: str,
+        log_path: Path,
+        prefix: Path,
+        *,
+        terminal: bool,
+        made_file: bool = False,
+        options: LogOptions = RAW_OPTIONS,
     ) -> None:
         self.log_path = log_path
+        self.log_options = options
         self.terminal = terminal
         self.stdin_path: str | None = None
         self.stdout_path = uri
@@ -309,9 +346,7 @@ class LoggerStdio:
                         return True  # no logger reads it any more: it finished
                     # Removed or replaced behind our back: nothing can tell
                     # whether the logger has written everything.
-                    _log.warning(
-                        "process.log_drain_unknown", path=str(self._ctl), error=str(exc)
-                    )
+                    _log.warning("process.log_drain_unknown", path=str(self._ctl), error=str(exc))
                     return False
                 try:
                     os.write(ctl, f"{token}\n".encode())
@@ -342,18 +377,22 @@ def make_logger_stdio(
     *,
     terminal: bool,
     made_file: bool = False,
+    options: LogOptions = RAW_OPTIONS,
 ) -> LoggerStdio:
-    """The logger's script, its control FIFO and the record, for a process
-    about to be created; nothing is left if this fails."""
+    """The logger's script, its control FIFO and the record (which tells
+    the logger the format and rotation too), for a process about to be
+    created; nothing is left if this fails."""
     from ._log_pump import write_log_record
 
     script = logger_script(state_dir)
     prefix = bundle_dir / name
     uri = _uri(script, log_path, prefix)
-    stdio = LoggerStdio(uri, log_path, prefix, terminal=terminal, made_file=made_file)
+    stdio = LoggerStdio(
+        uri, log_path, prefix, terminal=terminal, made_file=made_file, options=options
+    )
     try:
         os.mkfifo(stdio._ctl, 0o600)
-        write_log_record(stdio._record, log_path)
+        write_log_record(stdio._record, log_path, options)
     except BaseException:
         stdio.remove()
         raise
@@ -370,7 +409,7 @@ def logger_stdio_for(
     process: the prefix must be exactly what our naming derives in
     ``bundle_dir``, and the log file is read from our own record, never
     from the URI."""
-    from ._log_pump import read_log_record
+    from ._log_pump import read_log_options
 
     if not uri.startswith("binary://"):
         return None
@@ -388,7 +427,7 @@ def logger_stdio_for(
         return None
     if not init and match.group("id") != process_id:
         return None
-    log_path = read_log_record(Path(f"{prefix}-log"))
-    if log_path is None:
+    found = read_log_options(Path(f"{prefix}-log"))
+    if found is None:
         return None
-    return LoggerStdio(uri, log_path, prefix, terminal=terminal)
+    return LoggerStdio(uri, found[0], prefix, terminal=terminal, options=found[1])
