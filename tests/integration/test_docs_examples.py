@@ -290,6 +290,9 @@ def test_only_a_few_examples_do_not_run() -> None:
         if b.info.split(" ")[0] not in {"python", "console", "sh", "toml", "ini", "output", ""}
     }
     assert not unknown, f"fences of unknown kinds: {unknown}"
+    shown = {b.output for b in of_kind("python") if b.output is not None}
+    orphans = [b.name for b in of_kind("output") if b.body not in shown]
+    assert not orphans, f"```output blocks that follow no ```python block: {orphans}"
 
 
 def test_sh_synopses_name_real_subcommands() -> None:

@@ -3,6 +3,7 @@ builder's checks, the log tap, the import cost."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -137,3 +138,31 @@ def test_importing_the_plugin_loads_no_grpclib_and_starts_nothing() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_unread_output_is_taken_without_waiting_and_bounded() -> None:
+    from supervisor.testing import _unread
+
+    read_end, write_end = os.pipe()
+    try:
+        # A blocking fd is never read: the report must not hang a run.
+        os.write(write_end, b"kept\n")
+        assert _unread._read_ready(read_end) == b""
+        os.set_blocking(read_end, False)
+        assert _unread._read_ready(read_end) == b"kept\n"
+        assert _unread._read_ready(read_end) == b""  # empty, writer open: no wait
+        os.set_blocking(write_end, False)
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4 * _unread._MAX_BYTES)
+        written = 0
+        with pytest.raises(BlockingIOError):
+            while True:  # fill the pipe, more than one report takes
+                written += os.write(write_end, b"x" * 4096)
+        assert written > _unread._MAX_BYTES
+        assert len(_unread._read_ready(read_end)) == _unread._MAX_BYTES
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert _unread._read_ready(read_end) == b""  # closed: nothing, no error
+    shown = _unread._show("[c] stdout", b"line\n" * 300)
+    assert shown.splitlines()[:2] == ["[c] stdout", "[... earlier lines left out ...]"]
+    assert len(shown.splitlines()) == 2 + _unread._MAX_LINES
