@@ -89,11 +89,15 @@ def test_containers_run_an_image(
             await own.wait_for_line("hello from the image", timeout=30)
             other = await containers.run(["sh", "-c", "echo $GREETING in $(pwd)"], image=image.name)
             await other.wait_for_line("the image in /tmp", timeout=30)
+            # options go to new_container, merged onto the image's config
+            env = await containers.run(image=image.name, env=["GREETING=a test"], workdir="/")
+            await env.wait_for_line("hello from a test", timeout=30)
             with pytest.raises(errors.InvalidArgument, match="memory_limit"):
                 await containers.run(image=image.name, memory_limit=1 << 20)
             with pytest.raises(errors.InvalidArgument):
                 await containers.run()
-            assert [c.id for c in await supervisor_client.containers()] == ["bb-1-1", "sh-2"]
+            made = [c.id for c in await supervisor_client.containers()]
+            assert sorted(made) == ["bb-1-1", "bb-1-3", "sh-2"]
             for running in containers:
                 await running.wait()
             await supervisor_client.remove_image(image.name)
