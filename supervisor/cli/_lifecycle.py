@@ -1,4 +1,4 @@
-"""``start``, ``stop``, ``rm``, ``kill``, ``pause``, ``unpause``, ``update``:
+"""``start``, ``stop``, ``restart``, ``rm``, ``kill``, ``pause``, ``unpause``, ``update``:
 acting on existing containers, each named one in turn. One that fails is
 reported and the others are still done; the exit code is then 125."""
 
@@ -9,8 +9,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
-
-import anyio
 
 from .. import errors
 from .._types import ProcessState
@@ -23,7 +21,7 @@ from ._logfile import check_log_path, forget_log_path, recorded_log_path
 from ._options import resources
 from ._run import cleanup, foreground
 
-__all__ = ["kill", "pause", "rm", "start", "stop", "unpause", "update"]
+__all__ = ["kill", "pause", "restart", "rm", "start", "stop", "unpause", "update"]
 
 _LIVE = (ProcessState.RUNNING, ProcessState.PAUSED, ProcessState.PAUSING)
 
@@ -101,7 +99,18 @@ async def _new_task(
         output="pipe" if attach else "null",
         # The command does not stay to copy the output: the shim's logger does.
         log_writer="logger" if log_path is not None else "client",
+        log_format="cri" if log_path is not None else "raw",
     )
+
+
+async def _start_detached(args: argparse.Namespace, container: Container) -> None:
+    """A new task, started, its output in the recorded log file (or nowhere)."""
+    task = await _new_task(args, container, attach=False, interactive=False)
+    try:
+        await task.start()
+    except BaseException:
+        await cleanup(task.delete(force=True), f"delete the task of {container.id}")
+        raise
 
 
 async def start(args: argparse.Namespace) -> int:
@@ -110,12 +119,7 @@ async def start(args: argparse.Namespace) -> int:
             raise CliError("-i needs -a: nothing stays to feed stdin")
 
         async def detached(client: Client, container: Container) -> None:
-            task = await _new_task(args, container, attach=False, interactive=False)
-            try:
-                await task.start()
-            except BaseException:
-                await cleanup(task.delete(force=True), f"delete the task of {container.id}")
-                raise
+            await _start_detached(args, container)
 
         return await _each(args, detached, observe=False)
     if len(args.containers) != 1:
@@ -135,31 +139,34 @@ async def start(args: argparse.Namespace) -> int:
             await cleanup(task.delete(force=True), f"delete the task of {container.id}")
 
 
-# -- stop, rm, kill -----------------------------------------------------------------
+# -- stop, restart, rm, kill -------------------------------------------------------
 
 
-async def _stop(task: Task, signal: int, grace: float) -> None:
-    """``signal``, up to ``grace`` seconds for the exit, then SIGKILL; the
-    task is deleted (the container stays)."""
-    state = await task.status()
-    if state in _LIVE or state is ProcessState.CREATED:
-        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
-            await task.kill(signal)
-        if state in (ProcessState.PAUSED, ProcessState.PAUSING):
-            # A frozen process cannot act on the signal until thawed.
-            with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
-                await task.resume()
-        with anyio.move_on_after(grace):
-            await task.wait()
+async def _stop(container: Container, signal: int | None, grace: float) -> None:
+    """:meth:`Task.stop` (the signal, else the image's StopSignal or
+    SIGTERM; up to ``grace`` seconds; then SIGKILL), then the task is
+    deleted (the container stays)."""
+    try:
+        task = await container.task(attach=False)
+    except errors.NotFound:
+        return
     with contextlib.suppress(errors.NotFound):
+        await task.stop(grace, signal)
         await task.delete(force=True)
 
 
 async def stop(args: argparse.Namespace) -> int:
     async def action(client: Client, container: Container) -> None:
-        task = await _task_or_none(container)
-        if task is not None:
-            await _stop(task, args.signal, args.time)
+        await _stop(container, args.signal, args.time)
+
+    return await _each(args, action, observe=False)
+
+
+async def restart(args: argparse.Namespace) -> int:
+    async def action(client: Client, container: Container) -> None:
+        await _stop(container, args.signal, args.time)
+        # As `start` makes it: output to the recorded log file, or nowhere.
+        await _start_detached(args, container)
 
     return await _each(args, action, observe=False)
 

@@ -142,7 +142,9 @@ def _stop(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-t", "--time", type=parse_stop_time, default=10.0, help="seconds before SIGKILL"
     )
-    p.add_argument("-s", "--signal", type=parse_signal, default=int(signal.SIGTERM))
+    p.add_argument(
+        "-s", "--signal", type=parse_signal, default=None, help="default: the image's, else TERM"
+    )
     _containers(p)
 
 
@@ -244,7 +246,14 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
     "stop": (
         "_lifecycle:stop",
         "stop running containers",
-        "Send SIGTERM (or --signal), wait up to --time seconds, then SIGKILL.",
+        "Send --signal (default: the image's StopSignal, else SIGTERM), wait up to\n"
+        "--time seconds, then SIGKILL every process; the task is deleted.",
+        _stop,
+    ),
+    "restart": (
+        "_lifecycle:restart",
+        "stop containers, then start them again",
+        "Stop as `stop` does, then start a new task as `start` does.",
         _stop,
     ),
     "rm": ("_lifecycle:rm", "delete containers", None, _rm),
