@@ -103,13 +103,17 @@ class CNI:
                         container_id=rt.container_id,
                     )
                 prev = out
+                if i < len(network.plugins) - 1:
+                    # What a DEL after an interruption must be given: plugins
+                    # (firewall) find their rules by the addresses in it.
+                    self.cache.put(network, rt, prev)
             assert prev is not None
             self.cache.put(network, rt, prev)
             return prev
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._undo_bound(network)):
                 try:
-                    await self._delete(network, rt, prev_result=None)
+                    await self._delete(network, rt, prev_result=prev)
                     self.cache.remove(network.name, rt.container_id, rt.ifname)
                 except (errors.SupervisorError, OSError) as exc:
                     log.warning(

@@ -56,7 +56,12 @@ def client_network(client: supervisor.Client) -> NetworkManager:
 
 
 def left(client: supervisor.Client) -> dict[str, Any]:
-    return leftovers(client_network(client))
+    """What the client's network still holds: records, mounts, leases...,
+    and iptables rules naming its network or an address of its subnet."""
+    nm = client_network(client)
+    chosen = nm.root / "bridge.json"
+    subnet = json.loads(chosen.read_text())["subnet"] if chosen.exists() else None
+    return leftovers(nm, subnet)
 
 
 def spec(rootfs: str, script: str) -> dict[str, Any]:
