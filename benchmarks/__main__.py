@@ -16,6 +16,7 @@ import anyio
 
 from benchmarks import import_time
 from benchmarks.lifecycle import collect, paired_ratio, ratio
+from benchmarks.network_cost import network_cost_runs
 
 MIN_RPCS = {
     "create": 1,
@@ -129,6 +130,16 @@ def table(results: dict[str, Any]) -> str:
             f"written with no client before blocking "
             f"{cost['client_buffered_bytes_before_blocking'] / 1048576:.2f} MiB"
         )
+    net = results.get("network_cost")
+    if net:
+        ms = net["network_lifecycle_ms"]
+        lines.append(
+            "network='bridge', lifecycle of /bin/true, ms (median, interleaved): "
+            f"none {ms['none']:.1f}, bridge {ms['bridge']:.1f} "
+            f"({net['network_bridge/none']:.2f}x, +{net['network_added_ms']:.1f}); "
+            f"the same CNI calls from a shell script {ms['floor']:.1f} "
+            f"(library over that floor {net['network_added_over_floor_ms']:+.1f}; target <= +5)"
+        )
     ps = results.get("ps_paths")
     if ps:
         wall = ps["median_wall_ms"]
@@ -158,7 +169,7 @@ def main() -> int:
         "--only",
         action="append",
         help="run only these sections (rpcs, lifecycle, exec, memory, queue, latency, "
-        "daemon, log, ps, import, cli, pull, stats)",
+        "daemon, log, network, ps, import, cli, pull, stats)",
     )
     parser.add_argument(
         "--log-lifecycles",
@@ -215,6 +226,11 @@ def main() -> int:
         results["log_cost"] = anyio.run(
             log_cost.main, str(Path(args.address).resolve()), str(Path(args.rootfs).resolve()), 15
         )
+    if (not args.only or "network" in args.only) and network_cost_runs():
+        from benchmarks import network_cost
+
+        address, rootfs = str(Path(args.address).resolve()), str(Path(args.rootfs).resolve())
+        results["network_cost"] = anyio.run(network_cost.main, address, rootfs, 15)
     if not args.only or "ps" in args.only:
         from benchmarks import ps_paths
 
