@@ -53,6 +53,9 @@ done
 echo cgroup2-vm >/proc/sys/kernel/hostname
 ip link set lo up 2>/dev/null
 modprobe overlay 2>/dev/null
+# For the networking tests: bridges and veths (the kernel would load them on
+# demand too, as it does the netfilter modules iptables asks for).
+modprobe -a bridge veth 2>/dev/null
 ulimit -n 65536
 
 mkdir -p "$JOB"

@@ -35,6 +35,7 @@ from tests.unit.test_network_cni import write_plugin
 
 pytestmark = [
     pytest.mark.asyncio,
+    pytest.mark.network,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and iptables need root"),
     pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), reason="no CNI plugins"),
 ]

@@ -25,6 +25,7 @@ from tests.integration.test_network_bridge import leftovers
 
 pytestmark = [
     pytest.mark.asyncio,
+    pytest.mark.network,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and iptables need root"),
     pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), reason="no CNI plugins"),
 ]
