@@ -16,7 +16,7 @@ out=$(realpath -m "${1:-$repo/.build/cgroup2}")
 HOST_PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 mmdebstrap busybox-static cpio
   python3 python3-venv e2fsprogs kmod"
 # containernetworking-plugins and iptables: the networking tests (-m network).
-GUEST_PACKAGES="containerd,runc,python3,python3-venv,busybox-static,iproute2,kmod,ca-certificates,procps,containernetworking-plugins,iptables"
+GUEST_PACKAGES="containerd,runc,python3,python3-venv,busybox-static,iproute2,kmod,ca-certificates,procps,containernetworking-plugins,iptables,criu"
 INITRD_MODULES="virtio_pci virtio_blk virtio_console virtio_rng crc32c_generic ext4 9pnet_virtio 9p"
 
 log() { echo "cgroup2-build: $*" >&2; }
