@@ -4,7 +4,6 @@ a free subnet), bridges by name, and file locks between library instances."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -175,6 +174,8 @@ async def file_lock(
     Raises:
         DeadlineExceeded: ``wait`` and not taken within ``bound`` seconds.
     """
+    import fcntl  # Linux only: the package is imported on Windows too
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB

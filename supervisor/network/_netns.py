@@ -15,19 +15,20 @@ namespace would give whoever runs on it next the wrong network.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
-import fcntl
 import os
 import socket
 import struct
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .. import errors
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["create_netns", "is_netns_mount", "list_mounts_under", "remove_netns"]
 
@@ -42,19 +43,31 @@ _libc: ctypes.CDLL | None = None
 
 
 def _c() -> ctypes.CDLL:
+    # Imported here: the package is imported on Windows too, where these are not.
+    import ctypes
+    import ctypes.util
+
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     return _libc
 
 
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
-        e = ctypes.get_errno()
+        e = _errno()
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
 def _loopback_up() -> None:
+    import fcntl  # Linux only: the package is imported on Windows too
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, ifreq))[1]
@@ -109,7 +122,7 @@ def is_netns_mount(path: Path) -> bool:
 def _remove(path: Path) -> None:
     rc = _c().umount2(os.fsencode(str(path)), _MNT_DETACH)
     if rc != 0:
-        e = ctypes.get_errno()
+        e = _errno()
         # EINVAL: not a mount point (made, never mounted; or unmounted already).
         if e not in (errno.EINVAL, errno.ENOENT):
             raise OSError(e, f"umount {path}: {os.strerror(e)}")
