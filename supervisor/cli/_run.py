@@ -17,7 +17,7 @@ from .._types import DEFAULT_RUNTIME
 from ..domain._task import Task
 from ._connection import open_client
 from ._errors import CliError
-from ._logfile import check_log_path, follow, forget_log_path, open_log, record_log_path
+from ._logfile import check_log_path, forget_log_path, record_log_path
 from ._network import network_options
 from ._options import (
     LOG_PATH_LABEL,
@@ -95,23 +95,16 @@ async def foreground(task: Task, *, interactive: bool, tty: bool, log_path: str 
             task, start=task.start, stdin=interactive, raw_fd=raw_fd, size_fd=size_fd
         )
     else:
-        # The logger writes the file; show it as it grows, from where it ends
-        # now (the task's wait() returns once the logger has written it all).
-        fd = open_log(log_path)
-        try:
-            os.lseek(fd, 0, os.SEEK_END)
-            done = anyio.Event()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(follow, fd, 1, done)
-                try:
-                    status = await attach(
-                        task, start=task.start, stdin=False, raw_fd=None, size_fd=size_fd,
-                        outputs=False,
-                    )  # fmt: skip
-                finally:
-                    done.set()
-        finally:
-            os.close(fd)
+        # The logger writes the file; show this run's lines as they come (the
+        # task's wait() returns once the logger has written them all).
+        from ._logs import show_log_while
+
+        status = await show_log_while(
+            task,
+            lambda: attach(
+                task, start=task.start, stdin=False, raw_fd=None, size_fd=size_fd, outputs=False
+            ),
+        )
     if status.oom_killed:
         print(f"supervisor: {task.container.id} was killed for lack of memory", file=sys.stderr)
     return status.exit_code
@@ -163,6 +156,7 @@ async def run(args: argparse.Namespace) -> int:
                 log_writer="logger" if log_path is not None else "client",
             )
             keep = False
+                log_format="cri" if log_path is not None else "raw",
             try:
                 if args.detach:
                     await task.start()

@@ -1,4 +1,4 @@
-"""``ps``, ``inspect``, ``logs`` and ``version``: looking, never changing.
+"""``inspect`` and ``version``: looking, never changing (``logs`` is in ``_logs``).
 
 Tables by default, JSON with ``--format json`` (times in RFC 3339).
 """
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +16,14 @@ import anyio
 from .. import errors
 from .._types import ProcessState
 from ..domain._container import Container
+from ..domain._supervised_state import Record
 from ..domain._task import Task
 from ._connection import open_client
-from ._errors import CliError
 from ._format import command_line, human_bytes, printable, rfc3339, spec_args
-from ._logfile import follow, open_log, print_available, recorded_log_path
 from ._options import LOG_PATH_LABEL
+from ._supervision import supervision_fields, supervision_json, supervision_of
 
-__all__ = ["inspect", "logs", "version"]
+__all__ = ["inspect", "version"]
 
 
 @dataclass
@@ -38,6 +36,7 @@ class _State:
     exit_code: int | None = None
     exited_at: Any = None
     pids: list[int] = field(default_factory=list)
+    supervision: Record | None = None
 
     @property
     def status(self) -> str:
@@ -106,6 +105,7 @@ def _inspect_record(e: _State) -> dict[str, Any]:
         "log_path": e.container.labels.get(LOG_PATH_LABEL),
         "bundle_dir": str(e.container.bundle_dir),
         "spec": e.container.spec,
+        "supervision": supervision_json(e.supervision),
     }
 
 
@@ -165,6 +165,7 @@ def _inspect_text(e: _State) -> str:
         ("Runtime", [e.container.runtime]),
         ("Log path", [e.container.labels.get(LOG_PATH_LABEL) or ""]),
         ("Labels", [f"{k}={v}" for k, v in sorted(e.container.labels.items())]),
+        *supervision_fields(e.supervision),
     ]
     width = max(len(name) for name, _ in fields) + 2
     lines = []
@@ -193,55 +194,13 @@ async def inspect(args: argparse.Namespace) -> int:
                 task = None
             found.append((container, task))
         entries = await _states(found, pids=True)
+    for e in entries:
+        e.supervision = supervision_of(args, e.container.id)
     if args.format == "json":
         print(json.dumps([_inspect_record(e) for e in entries], indent=2))
     else:
         print("\n\n".join(_inspect_text(e) for e in entries))
     return 125 if failed else 0
-
-
-# -- logs -------------------------------------------------------------------------
-
-
-async def logs(args: argparse.Namespace) -> int:
-    async with open_client(args, observe=True) as client:
-        container = await client.load_container(args.container)
-        path = recorded_log_path(args, container.id)
-        if not path:
-            raise CliError(
-                f"container {container.id} has no log file recorded here "
-                "(run it with --log-path FILE)"
-            )
-        fd = open_log(path)
-        try:
-            if not args.follow:
-                print_available(fd, 1)
-                return 0
-            try:
-                task: Task | None = await container.task()
-            except errors.NotFound:
-                task = None
-            done = anyio.Event()
-            async with anyio.create_task_group() as tg:
-
-                async def until_exit() -> None:
-                    if task is not None:
-                        await task.wait()
-                    done.set()
-
-                async def until_interrupted() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                        async for _ in sigs:
-                            done.set()
-                            return
-
-                tg.start_soon(until_exit)
-                tg.start_soon(until_interrupted)
-                await follow(fd, 1, done)
-                tg.cancel_scope.cancel()
-        finally:
-            os.close(fd)
-    return 0
 
 
 # -- version ----------------------------------------------------------------------

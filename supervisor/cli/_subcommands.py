@@ -108,7 +108,7 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-path",
         metavar="FILE",
-        help="append the container's output to FILE (read it back with 'logs')",
+        help="append the container's output to FILE, CRI log format (read it back with 'logs')",
     )
     p.add_argument("--runtime", help="containerd shim (default io.containerd.runc.v2)")
     p.add_argument(
@@ -188,8 +188,9 @@ def _stats(p: argparse.ArgumentParser) -> None:
 
 
 def _logs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it exits")
-    p.add_argument("container")
+    from ._logs import add_log_arguments
+
+    add_log_arguments(p)
 
 
 def _pull(p: argparse.ArgumentParser) -> None:
@@ -271,9 +272,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
         _stats,
     ),
     "logs": (
-        "_show:logs",
+        "_logs:logs",
         "print a container's log file",
-        "Print the output of a container run with --log-path.",
+        "Print the output of a container run with --log-path: stdout lines on stdout,\n"
+        "stderr lines on stderr. T is an RFC 3339 time (2026-12-07T10:02:00Z),\n"
+        "seconds since the epoch, or a duration before now (10m, 1h30m).",
         _logs,
     ),
     "events": ("_events:events", "print task events as they happen", None, _format_option),

@@ -35,6 +35,8 @@ _KEEP_BYTES = 4 << 20
 _KEEP_LINES = 20_000
 _CLEANUP_TIMEOUT = 30.0
 # new_container's own arguments that containers.run() sets itself.
+# containers.run()'s keywords that go to new_container, not into the spec.
+_NETWORK_OPTIONS = frozenset({"network", "ports", "cni_conf_dir"})
 _SET_HERE = frozenset({"id", "spec", "image", "args", "runtime", "runtime_options", "labels"})
 
 
@@ -282,8 +284,6 @@ class Containers:
         labels: Mapping[str, str] | None = None,
         runtime: str = DEFAULT_RUNTIME,
         runtime_options: Mapping[str, Any] | None = None,
-        network: str = "none",
-        ports: Sequence[str] | None = None,
         **spec_options: Any,
     ) -> RunningContainer:
         """Create and start a container running ``args`` in the busybox
@@ -298,11 +298,10 @@ class Containers:
             stdin: give the process a stdin pipe (``running.task.stdin``).
             terminal: run it with a pseudo-terminal.
             labels: more containerd labels (the session's are always added).
-            runtime, runtime_options, network, ports: as
-                :meth:`supervisor.Client.new_container`; ``ports=["80"]``
-                publishes 80 on a free host port: :meth:`RunningContainer.host_port`.
+            runtime, runtime_options: as :meth:`supervisor.Client.new_container`.
             spec_options: passed to :func:`supervisor.default_spec` (``env``,
-                ``cwd``, ...); with ``image``, to ``client.new_container``.
+                ``cwd``, ...); with ``image``, to ``client.new_container``;
+                ``network``, ``ports`` always to it (then :meth:`RunningContainer.host_port`).
 
         Returns:
             The started container; its output is being captured.
@@ -318,14 +317,13 @@ class Containers:
         self._count += 1
         id = id if id is not None else self._new_id(args, image)
         labels = {**(labels or {}), **self._labels}
-        net = {"network": network, "ports": ports}
         if image is None:
             container = await self._new_from_rootfs(
-                id, args or [], terminal, runtime, runtime_options, labels, spec_options, net
+                id, args or [], terminal, runtime, runtime_options, labels, spec_options
             )
         else:
             container = await self._new_from_image(
-                id, image, args, terminal, runtime, runtime_options, labels, {**spec_options, **net}
+                id, image, args, terminal, runtime, runtime_options, labels, spec_options
             )
         self._made.append(container)
         task = await container.new_task(stdin=stdin, terminal=terminal)
@@ -350,11 +348,12 @@ class Containers:
         runtime_options: Mapping[str, Any] | None,
         labels: Mapping[str, str],
         spec_options: Mapping[str, Any],
-        net: Mapping[str, Any],
     ) -> Container:
         from .. import default_spec
 
-        spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **spec_options)
+        net = {k: v for k, v in spec_options.items() if k in _NETWORK_OPTIONS}
+        options = {k: v for k, v in spec_options.items() if k not in _NETWORK_OPTIONS}
+        spec = default_spec(list(args), str(self._rootfs), terminal=terminal, **options)
         return await self._client.new_container(
             id, spec, runtime=runtime, runtime_options=runtime_options, labels=labels, **net
         )

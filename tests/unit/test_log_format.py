@@ -3,6 +3,7 @@ back (``supervisor.read_logs``): pure file logic, no containerd."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 import supervisor
 from supervisor import errors
+from supervisor.cli._logs import parse_log_time
 from supervisor.fifo._log_options import LogOptions, checked_log_options
 from supervisor.fifo._log_writer import FormattedLog, cri_time
 
@@ -264,3 +266,14 @@ def test_log_options_survive_their_record() -> None:
     assert LogOptions.decode(options.encode()) == options
     assert LogOptions.decode(b"") == LogOptions()
     assert LogOptions.decode(b"json 1 2") == LogOptions()
+
+
+def test_log_times() -> None:
+    assert parse_log_time("10m") == dt.timedelta(minutes=10)
+    assert parse_log_time("1h30m") == dt.timedelta(hours=1, minutes=30)
+    assert parse_log_time("2026-12-07T04:09:40.123456789Z") == dt.datetime(
+        2026, 12, 7, 4, 9, 40, 123456, tzinfo=dt.UTC
+    )
+    assert parse_log_time("1800000000") == dt.datetime.fromtimestamp(1_800_000_000, dt.UTC)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_log_time("")
