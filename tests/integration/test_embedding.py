@@ -116,7 +116,9 @@ async def test_run_returns_the_output_and_code_of_a_failing_command(
 
 async def test_run_timeout_kills_and_cleans_up(client: supervisor.Client, rootfs: str) -> None:
     with pytest.raises(errors.DeadlineExceeded):
-        await client.run("slow", supervisor.default_spec(["sleep", "60"], rootfs), timeout=0.5)
+        await client.run(
+            "slow", supervisor.default_spec(["sleep", "60"], rootfs), timeout=0.5, stop_timeout=0
+        )
     assert await client.containers() == []
 
 
