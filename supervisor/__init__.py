@@ -69,6 +69,7 @@ if _TYPE_CHECKING:
         ResolvedRuntime,
         Runtime,
     )
+    from .domain._checkpoint_store import Checkpoint
     from .domain._container import Container
     from .domain._logs import read_logs
     from .domain._process import Process
@@ -132,6 +133,8 @@ __all__ = [
     # images
     "ImageConfig",
     "ImageHealthcheck",
+    # checkpoints
+    "Checkpoint",
     # supervision
     "RestartPolicy",
     "HealthCheck",
@@ -170,6 +173,7 @@ _LOCATIONS: dict[str, str] = {
     "read_logs": ".domain._logs",
     "ImageConfig": ".oci._image_config",
     "ImageHealthcheck": ".oci._image_config",
+    "Checkpoint": ".domain._checkpoint_store",
     **dict.fromkeys(
         (
             "DEFAULT_RUNTIME",

@@ -12,6 +12,7 @@ from ..domain._container import Container, restore_tasks
 from ..domain._labels import checked_label_selector
 from ..domain._session import Session
 from ..domain._task import Task
+from ._checkpoints import CheckpointCalls
 from ._images import ImageCalls
 from ._network import ClientNetwork
 from ._running import RunCalls
@@ -22,7 +23,7 @@ __all__ = ["Client"]
 _log = get_logger("client")
 
 
-class Client(RunCalls, ImageCalls):
+class Client(RunCalls, ImageCalls, CheckpointCalls):
     """A connection to containerd bound to one namespace; made by :func:`connect`.
 
     Containers made or loaded through it are :class:`Container` objects that

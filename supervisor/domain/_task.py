@@ -31,6 +31,7 @@ from ._stats_stream import stats_stream
 
 if TYPE_CHECKING:
     from ..stats._summary import ProcessSummary
+    from ._checkpoint_store import Checkpoint
     from ._network import AttachedNetwork
     from ._session import Session
 
@@ -187,6 +188,29 @@ class Task(SupervisedTask):
         """Thaw a paused task."""
         await self._session.transport.resume(self.container.id)
         _log.debug("task.resume", container_id=self.container.id)
+
+    async def checkpoint(
+        self,
+        name: str | None = None,
+        *,
+        exit: bool = False,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the dump's own bound, shielded
+    ) -> Checkpoint:
+        """Save the running task with CRIU as checkpoint ``name`` (made up if
+        ``None``) in containerd's content store; :meth:`Client.restore_checkpoint`
+        resumes it. ``exit``: the task is stopped by the dump (its exit is
+        reported as any), else it runs on. See ``docs/checkpoint.md``.
+
+        Raises:
+            FailedPrecondition: CRIU is missing or ``criu check`` fails (the
+                reason named), the task is not running, is on a terminal or on
+                a CNI network; nothing was changed.
+            AlreadyExists: an image of that name exists.
+            DeadlineExceeded: the dump took longer than ``timeout`` seconds.
+        """
+        from ._checkpoint import checkpoint_task
+
+        return await checkpoint_task(self, name, exit=exit, limit=timeout)
 
     async def pids(self) -> list[ProcessInfo]:
         """The host pids of every process in the task."""

@@ -1,0 +1,152 @@
+"""The client's checkpoint calls: list, remove, and restore into a container
+(docs/checkpoint.md). Taking one is :meth:`Task.checkpoint`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any, Unpack
+
+import anyio
+
+from .. import errors
+from .._ids import validate_id
+from .._log import get_logger
+from ..domain._checkpoint_restore import restore_task
+from ..domain._checkpoint_store import (
+    SPEC_MARK,
+    Checkpoint,
+    SavedCheckpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_checkpoint,
+)
+from ..domain._container import Container
+from ..domain._criu import criu_ready
+from ..domain._logs import LogArgs
+from ..domain._output import LogWriter, Output
+from ..domain._task import Task
+from ._containers import ContainerCalls
+
+__all__ = ["CheckpointCalls"]
+
+_log = get_logger("client")
+
+
+class CheckpointCalls(ContainerCalls):
+    """Checkpoints in containerd's content store, for :class:`~supervisor.Client`."""
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the namespace (:meth:`Task.checkpoint`'s, and
+        ``ctr``'s), oldest first."""
+        return await list_checkpoints(self._session)
+
+    async def remove_checkpoint(self, name: str) -> None:
+        """Remove a checkpoint; its content is gone when this returns.
+
+        Raises:
+            NotFound: no checkpoint of that name (an image that is no
+                checkpoint is never removed by this).
+        """
+        await remove_checkpoint(self._session, name)
+        _log.info("checkpoint.remove", checkpoint=name)
+
+    async def restore_checkpoint(
+        self,
+        name: str,
+        id: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        runtime_options: Mapping[str, Any] | None = None,
+        stdin: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        output: Output = "pipe",
+        log_writer: LogWriter = "client",
+        **log_args: Unpack[LogArgs],
+    ) -> tuple[Container, Task]:
+        """Resume a checkpoint's processes in container ``id``, where they
+        left off: a running :class:`Task` whose stdio is opened as for any new
+        task (``stdin``, ``output``, ``log_path``... as :meth:`Container.new_task`).
+
+        ``id`` may name the checkpoint's own container once its task was
+        deleted (the container is used as it is), or a new id (a container is
+        made with the checkpoint's spec and runtime, its own cgroup, and
+        ``labels``/``runtime_options``).
+
+        Raises:
+            FailedPrecondition: CRIU is missing or ``criu check`` fails here
+                (nothing was made), the checkpoint is of a container with its
+                own snapshot (made from an image) restored into a new id, or
+                CRIU could not restore it (nothing is left: no task, and no
+                container if the call made it).
+            AlreadyExists: container ``id`` exists and has a task.
+            NotFound: no such checkpoint.
+
+        Example::
+
+            await task.checkpoint("job-1", exit=True)
+            await task.delete()
+            container, task = await client.restore_checkpoint("job-1", "job-again")
+        """
+        session = self._session
+        session.check_open()
+        validate_id(id, kind="container id")
+        saved = await load_checkpoint(session, name)
+        await criu_ready(session.timeouts.cleanup, container_id=id)
+        container, made = await self._restore_container(id, saved, labels, runtime_options)
+        try:
+            task = await restore_task(
+                container, saved.criu, stdin=stdin, log_path=log_path, output=output,
+                log_writer=log_writer, **log_args,
+            )  # fmt: skip
+        except BaseException:
+            if made:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(session.timeouts.cleanup):
+                    with contextlib.suppress(errors.SupervisorError):
+                        await container.delete(force=True)
+            raise
+        _log.info("checkpoint.restore", checkpoint=name, container_id=id)
+        return container, task
+
+    async def _restore_container(
+        self,
+        id: str,
+        saved: SavedCheckpoint,
+        labels: Mapping[str, str] | None,
+        runtime_options: Mapping[str, Any] | None,
+    ) -> tuple[Container, bool]:
+        """Container ``id`` as it is if it exists without a task, else a new
+        one made from the checkpoint; and whether this call made it."""
+        try:
+            container = await self.load_container(id)
+        except errors.NotFound:
+            pass
+        else:
+            if await container._has_task():
+                raise errors.AlreadyExists(
+                    "the container has a task: delete it before restoring into it",
+                    container_id=id,
+                )
+            return container, False
+        if saved.snapshotter:
+            raise errors.FailedPrecondition(
+                "a checkpoint of a container made from an image restores only into "
+                f"that container ({saved.checkpoint.container_id}): its files are not saved",
+                container_id=id,
+            )
+        spec = dict(saved.spec)
+        annotations = {k: v for k, v in (spec.get("annotations") or {}).items() if k != SPEC_MARK}
+        spec["annotations"] = annotations
+        linux = dict(spec.get("linux") or {})
+        # The new container's own cgroup, not the old one's.
+        linux.pop("cgroupsPath", None)
+        spec["linux"] = linux
+        container = await self.new_container(
+            id,
+            spec,
+            runtime=saved.runtime or "io.containerd.runc.v2",
+            runtime_options=runtime_options,
+            labels=labels,
+        )
+        return container, True
