@@ -2,7 +2,7 @@
 # Runs pytest against a real containerd + runc inside a throw-away QEMU VM on a
 # pure cgroup v2 kernel, streams its output here, and exits with pytest's code.
 #   scripts/cgroup2/run.sh [PYTEST ARGS...]   (paths relative to the repo root;
-#                              default: -m "cgroup or network" tests/integration)
+#                              default: -m "cgroup or network or criu" tests/integration)
 # Environment:
 #   CGROUP2_TIMEOUT  seconds for the whole VM run before QEMU is killed (1500)
 #   CGROUP2_MEM      guest memory in MiB (2048)
@@ -23,7 +23,7 @@ smp=${CGROUP2_SMP:-2}
 
 log() { echo "cgroup2: $*" >&2; }
 
-[ $# -gt 0 ] || set -- -m "cgroup or network" tests/integration
+[ $# -gt 0 ] || set -- -m "cgroup or network or criu" tests/integration
 case "$timeout_s" in '' | *[!0-9]*) log "CGROUP2_TIMEOUT must be a number of seconds"; exit 2 ;; esac
 
 # The guest image (rebuilt when its inputs changed) and the host packages.
