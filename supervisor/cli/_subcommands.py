@@ -16,6 +16,7 @@ from ._arg_types import (
     parse_size,
     parse_stop_time,
 )
+from ._checkpoint_args import add_checkpoint_verbs
 from ._network import add_network_options
 
 __all__ = ["SUBCOMMANDS"]
@@ -135,6 +136,9 @@ def _exec(p: argparse.ArgumentParser) -> None:
 def _start(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--attach", action="store_true", help="stream its output and wait")
     p.add_argument("-i", "--interactive", action="store_true", help="connect stdin (with -a)")
+    p.add_argument(
+        "--checkpoint", metavar="NAME", help="restore the processes from this checkpoint (CRIU)"
+    )
     _containers(p)
 
 
@@ -243,7 +247,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
         "working directory and user unless -e, -w or -u say otherwise.",
         _exec,
     ),
-    "start": ("_lifecycle:start", "start stopped containers", None, _start),
+    "start": ("_checkpoint:start", "start stopped containers", None, _start),
     "stop": (
         "_lifecycle:stop",
         "stop running containers",
@@ -291,4 +295,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
     "rmi": ("_images:rmi", "remove images", None, _rmi),
     "import": ("_images:import_", "import an OCI layout or docker save tar", None, _import),
     "export": ("_images:export", "write an image as an OCI layout tar", None, _export),
+    "checkpoint": (
+        "_checkpoint:checkpoint",
+        "checkpoint containers with CRIU, list and remove checkpoints",
+        "create [--leave-running] CONTAINER NAME: save the running container's\n"
+        "processes (stopped by it unless --leave-running); ls; rm NAME...;\n"
+        "start --checkpoint NAME CONTAINER restores them (docs/checkpoint.md).",
+        add_checkpoint_verbs,
+    ),
 }
