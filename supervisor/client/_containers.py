@@ -171,7 +171,8 @@ class ContainerCalls:
             with contextlib.suppress(errors.NotFound):
                 await self._replace(id)
         name = body.get("hostname")
-        attachment = await self._network.attach(id, net, name if isinstance(name, str) else None)
+        host = name if isinstance(name, str) else None
+        attachment, mark = await self._network.attach(id, net, host)
         try:
             from ..network._info import apply_network
 
@@ -183,6 +184,8 @@ class ContainerCalls:
         except BaseException:
             await self._network.undo(id)
             raise
+        finally:
+            self._network.created(id, mark)
         return container
 
     async def _create_checked(

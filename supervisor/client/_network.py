@@ -27,7 +27,8 @@ from .. import errors
 from .._log import get_logger
 from ..network._info import NetworkInfo
 from ..network._ports import PortMapping, parse_port
-from ..network._record import Records
+from ..network._record import Records, listdir
+from ._pending import Pending
 
 if TYPE_CHECKING:
     from ..domain._session import Session
@@ -122,10 +123,7 @@ class ClientNetwork:
         self._manager: NetworkManager | None = None
         self._swept = False
         self._lock = anyio.Lock()
-        # Attached by this client and not yet in containerd's list (being
-        # created) or created since: never released as stale by a sweep
-        # whose list was taken before.
-        self._ours: set[str] = set()
+        self._pending = Pending(self.state_dir / "pending")
 
     @property
     def state_dir(self) -> Path:
@@ -147,10 +145,23 @@ class ClientNetwork:
             return self._manager
 
     async def _sweep(self, manager: NetworkManager, live: Collection[str] | None) -> None:
-        if live is None:
+        # Records seen now, then the creates in flight (any client's), then
+        # containerd's list: a record whose create was not in flight then
+        # and whose container is not in a list taken after is stale. A record
+        # made after the first look is not this sweep's business.
+        records = manager._records
+        seen = {e[: -len(".json")] for e in listdir(records.directory) if e.endswith(".json")}
+        creating = {cid for cid in seen if self._pending.held(cid)}
+        if live is None or not seen <= set(live) | creating:
             live = [c.id for c in await self._session.transport.list_containers()]
+        stale = seen - creating - set(live)
+
+        def keep(cid: str) -> bool:
+            made_since = cid not in stale and records.path(cid).exists()
+            return made_since or self._pending.held(cid)
+
         try:
-            released = await manager.release_stale(set(live) | self._ours)
+            released = await manager.release_stale(live, keep=keep)
         except errors.SupervisorError as exc:
             # What failed stays for the next sweep; new containers need not wait.
             _log.warning("network.sweep_failed", namespace=self._session.namespace, error=str(exc))
@@ -169,9 +180,10 @@ class ClientNetwork:
 
     async def attach(
         self, container_id: str, request: NetworkRequest, hostname: str | None
-    ) -> _Attachment:
+    ) -> tuple[_Attachment, int]:
+        """Attach; the second value is the in-flight mark, for :meth:`created`."""
         manager = await self.manager()
-        self._ours.add(container_id)
+        mark = await self._pending.hold(container_id)
         try:
             info = await manager.attach(
                 container_id,
@@ -181,9 +193,13 @@ class ClientNetwork:
                 conf_dir=request.conf_dir,
             )
         except BaseException:
-            self._ours.discard(container_id)
+            self._pending.drop(container_id, mark)
             raise
-        return _Attachment(self, info)
+        return _Attachment(self, info), mark
+
+    def created(self, container_id: str, mark: int) -> None:
+        """The create ended (made, or undone): no more in flight."""
+        self._pending.drop(container_id, mark)
 
     async def undo(self, container_id: str) -> None:
         """Detach a container whose create failed (shielded, bounded)."""
@@ -204,8 +220,6 @@ class ClientNetwork:
             if isinstance(exc, errors.Closed):
                 raise
             _log.warning("network.release_failed", container_id=container_id, error=str(exc))
-            return
-        self._ours.discard(container_id)
 
     def attachment(self, container_id: str) -> _Attachment | None:
         """The attachment of a container loaded from containerd, read from

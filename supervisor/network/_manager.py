@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -253,11 +253,15 @@ class NetworkManager:
             raise errors.NotFound("no cached ADD result", container_id=container_id)
         await self.cni.check(cached.network, cached.runtime)
 
-    async def release_stale(self, live_ids: Collection[str]) -> list[str]:
+    async def release_stale(
+        self, live_ids: Collection[str], *, keep: Callable[[str], bool] | None = None
+    ) -> list[str]:
         """Release everything held for containers not in ``live_ids``: their
         plugins' state (leases, iptables rules, veths), namespaces, files and
         records, including the remains of an attach a crash interrupted.
         Removes the default network's bridge when nothing is attached.
+        ``keep(id)``, asked as each is reached, spares more (an attach in
+        flight in another process, say).
 
         Returns:
             The container ids released, sorted.
@@ -269,15 +273,19 @@ class NetworkManager:
         """
         self._require_open()
         live = set(live_ids) | self._busy
+
+        def stale(cid: str) -> bool:
+            return cid not in live and not (keep is not None and keep(cid))
+
         sweep = Sweep()
         async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
             for record in self._records.all():
-                if record.container_id not in live:
+                if stale(record.container_id):
                     cid = record.container_id
                     await sweep.release(cid, partial(self._teardown, cid))
             await release_orphans(
                 sweep,
-                lambda cid: cid not in live and not self._records.path(cid).exists(),
+                lambda cid: stale(cid) and not self._records.path(cid).exists(),
                 cni=self.cni,
                 root=self.root,
                 default=self._default,

@@ -265,3 +265,29 @@ async def test_replace_a_container_on_a_network(
     assert left(client)["records"] == ["same.json"]
     await second.delete()
     assert left(client) == {}
+
+
+async def test_a_sweep_spares_a_create_in_flight_elsewhere(
+    client: supervisor.Client, own_rootfs: str, supervisor_client_factory: Any
+) -> None:
+    # Another process is between attaching "inflight" and containerd
+    # creating it: its record names an id containerd does not know yet.
+    network = client._network
+    manager = await network.manager()
+    mark = await network._pending.hold("inflight")
+    try:
+        await manager.attach("inflight")
+        async with supervisor_client_factory() as other:
+            await other.restore()  # sweeps what gone containers held
+            await other.new_container("next", spec(own_rootfs, "true"), network="bridge")
+            assert sorted(left(other)["records"]) == ["inflight.json", "next.json"]
+            # The same id cannot be created twice at once.
+            with pytest.raises(supervisor.errors.AlreadyExists, match="another client"):
+                await other.new_container("inflight", spec(own_rootfs, "true"), network="bridge")
+            await (await other.load_container("next")).delete()
+    finally:
+        network._pending.drop("inflight", mark)
+    # Its create never came (the process died): the next sweep releases it.
+    async with supervisor_client_factory() as after:
+        await after.restore()
+    assert left(client) == {}
