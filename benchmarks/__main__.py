@@ -119,17 +119,37 @@ def table(results: dict[str, Any]) -> str:
             f"({loss['lifecycles']} lifecycles of interleaved stdout/stderr, "
             f"{loss['in_flight']} in flight)"
         )
+    for writer in ("client", "logger"):
+        cri = results.get(f"log_loss_cri_{writer}")
+        if cri:
+            lines.append(
+                f"log_format='cri' ({writer} writer) lines lost or on the wrong stream: "
+                f"{cri['lines_lost']} of {cri['lines_expected']} "
+                f"({cri['lifecycles']} lifecycles, {cri['in_flight']} in flight)"
+            )
     cost = results.get("log_cost")
     if cost:
         ms, r = cost["log_lifecycle_ms"], cost["log_lifecycle_ratio"]
+        buffered = cost["client_buffered_bytes_before_blocking"]
         lines.append(
             "log_path writers, lifecycle of /bin/true, ms (median, interleaved): "
             f"pipe {ms['pipe']:.1f}, client {ms['client']:.1f} ({r['client/pipe']:.2f}x), "
             f"logger {ms['logger']:.1f} ({r['logger/pipe']:.2f}x); "
             f"logger resident {cost['logger_rss_kib'] / 1024:.1f} MiB; "
             f"written with no client before blocking "
-            f"{cost['client_buffered_bytes_before_blocking'] / 1048576:.2f} MiB"
+            f"{buffered / 1048576:.2f} MiB"
         )
+        if "client-cri" in ms:
+            lines.append(
+                "log_format='cri', lifecycle of /bin/true, ms (median, interleaved): "
+                f"client {ms['client-cri']:.1f} ({r['client-cri/pipe']:.2f}x), "
+                f"logger {ms['logger-cri']:.1f} ({r['logger-cri/pipe']:.2f}x); "
+                f"logger resident {cost['logger_cri_rss_kib'] / 1024:.1f} MiB; "
+                f"read back {cost['read_logs_lines_per_s']:,} lines/s; "
+                "an application may be down, before a client-written process blocks, "
+                f"{buffered / 1024:.0f} s at 1 KiB/s of output, "
+                f"{buffered / 102400:.0f} s at 100 KiB/s"
+            )
     net = results.get("network_cost")
     if net:
         ms = net["network_lifecycle_ms"]
@@ -220,6 +240,16 @@ def main() -> int:
                 lifecycles=args.log_lifecycles,
             )
         )
+        for writer in ("client", "logger"):
+            results[f"log_loss_cri_{writer}"] = anyio.run(
+                lambda writer=writer: measure_log_loss(  # type: ignore[misc]
+                    str(Path(args.address).resolve()),
+                    str(Path(args.rootfs).resolve()),
+                    lifecycles=args.log_lifecycles,
+                    log_format="cri",
+                    log_writer=writer,
+                )
+            )
     if not args.only or "log" in args.only:
         from benchmarks import log_cost
 

@@ -77,6 +77,15 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{loss['lines_lost']} of {loss['lines_expected']}" if loss else "n/a",
         )
     )
+    for writer in ("client", "logger"):
+        cri = r.get(f"log_loss_cri_{writer}")
+        out.append(
+            (
+                f"no log_format='cri' line lost ({writer} writer)",
+                cri is not None and cri.get("lines_lost") == 0,
+                f"{cri['lines_lost']} of {cri['lines_expected']}" if cri else "n/a",
+            )
+        )
     return out
 
 
