@@ -11,7 +11,6 @@ crashed client's lock goes with its process.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from .._timeouts import backoff
 
 __all__ = ["Pending"]
 
-_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)  # Windows has neither
 # Another create of the same id holds its lock for its whole create; a
 # sweep's probe holds it for microseconds: waiting this long tells them apart.
 _WAIT = 0.5
@@ -41,6 +40,8 @@ class Pending:
         Raises:
             AlreadyExists: another client is creating a container of that id.
         """
+        import fcntl  # Linux only, as networks are: loaded when one is used
+
         private_dir(self.directory)
         path = self.directory / container_id
         with anyio.move_on_after(_WAIT):
@@ -71,6 +72,8 @@ class Pending:
 
     def held(self, container_id: str) -> bool:
         """Whether some client (this one included) is creating ``container_id``."""
+        import fcntl
+
         try:
             fd = os.open(self.directory / container_id, os.O_RDONLY | _FLAGS)
         except (FileNotFoundError, NotADirectoryError):
