@@ -69,6 +69,7 @@ if _TYPE_CHECKING:
         ResolvedRuntime,
         Runtime,
     )
+    from .domain._archive import ArchiveStat, ArchiveStream
     from .domain._checkpoint_store import Checkpoint
     from .domain._container import Container
     from .domain._logs import read_logs
@@ -130,9 +131,11 @@ __all__ = [
     # logs
     "LogLine",
     "read_logs",
-    # images
+    # images, files in and out
     "ImageConfig",
     "ImageHealthcheck",
+    "ArchiveStat",
+    "ArchiveStream",
     # checkpoints
     "Checkpoint",
     # supervision
@@ -173,6 +176,8 @@ _LOCATIONS: dict[str, str] = {
     "read_logs": ".domain._logs",
     "ImageConfig": ".oci._image_config",
     "ImageHealthcheck": ".oci._image_config",
+    "ArchiveStat": ".domain._archive",
+    "ArchiveStream": ".domain._archive",
     "Checkpoint": ".domain._checkpoint_store",
     **dict.fromkeys(
         (

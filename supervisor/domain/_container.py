@@ -13,6 +13,7 @@ from .._log import get_logger
 from .._types import ProcessState
 from ..fifo._attach import exec_ids_in
 from ..spec._bundle import remove_bundle_async
+from ._archive import ArchiveMethods
 from ._create import create_process
 from ._found import oom_killed, report_found
 from ._graceful import stop_method
@@ -61,7 +62,7 @@ async def restore_tasks(
     return restored
 
 
-class Container(SupervisedContainer):
+class Container(SupervisedContainer, ArchiveMethods):
     """A container the caller keeps; made by :meth:`Client.new_container` or
     :meth:`Client.load_container`.
 
