@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from .. import errors
+from ..files._members import member_name as _files_member_name
 from ..oci._manifest import MAX_MANIFEST_SIZE
 
 __all__ = ["MAX_BLOB_SIZE", "MAX_MEMBERS", "Archive", "checkpoint", "member_name", "refuse"]
@@ -45,15 +46,9 @@ def refuse(message: str) -> errors.InvalidArgument:
 
 
 def member_name(raw: str) -> str:
-    """A member's path, normalised; refused if it could land outside."""
-    if not raw or "\0" in raw or "\\" in raw:
-        raise refuse(f"bad member name {raw!r}")
-    if raw.startswith("/"):
-        raise refuse(f"absolute member path {raw!r}")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise refuse(f"member path {raw!r} climbs out of the archive")
-    return "/".join(parts)
+    """A member's path, normalised; refused if it could land outside (the
+    rule :meth:`Container.put_archive` applies too)."""
+    return _files_member_name(raw, what="image archive")
 
 
 class Archive:
