@@ -147,7 +147,6 @@ class Container(SupervisedContainer, ArchiveMethods):
                 appended to that file (opened without following links), and
                 everything the process wrote is in it once :meth:`~Process.wait`
                 returned. The task then has no ``stdout``/``stderr`` streams.
-                ``log_format="cri"``, ``log_max_size``, ``log_max_files``: see ``docs/logs.md``.
             output: without ``log_path``: ``"pipe"`` (read ``task.stdout`` and
                 ``task.stderr``, or they fill and block the process) or
                 ``"null"`` (discarded).
@@ -156,8 +155,8 @@ class Container(SupervisedContainer, ArchiveMethods):
                 directory runs, up to about 1 MiB per stream waits in the
                 FIFOs before the process blocks) or ``"logger"`` (a small
                 logger process that containerd's shim runs beside the task:
-                the output never waits for the application). See
-                ``docs/api.md``.
+                the output never waits for the application). See ``docs/api.md``;
+                ``log_format="cri"``, ``log_max_size``, ``log_max_files``: ``docs/logs.md``.
 
         Raises:
             AlreadyExists: the container has a task already (the existing
@@ -177,10 +176,8 @@ class Container(SupervisedContainer, ArchiveMethods):
         path = self._checked_task_output(
             stdin=stdin, terminal=terminal, log_path=log_path, output=output
         )
-        task = await self._new_task(
-            stdin=stdin, terminal=terminal, log_path=path, output=output, log_writer=log_writer,
-            **log_args,
-        )  # fmt: skip
+        task = await self._new_task(stdin=stdin, terminal=terminal, log_path=path,
+            output=output, log_writer=log_writer, **log_args)  # fmt: skip
         _log.debug("task.create", container_id=cid, pid=task.pid)
         self._note_task_made(stdin, terminal, path, output, log_writer)
         await undo_if_cancelled(
