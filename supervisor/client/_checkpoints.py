@@ -13,6 +13,7 @@ import anyio
 from .. import errors
 from .._ids import validate_id
 from .._log import get_logger
+from .._types import ProcessState
 from ..domain._checkpoint_restore import restore_task
 from ..domain._checkpoint_store import (
     SPEC_MARK,
@@ -135,13 +136,10 @@ class CheckpointCalls(ContainerCalls):
                 f"that container ({saved.checkpoint.container_id}): its files are not saved",
                 container_id=id,
             )
+        await self._check_cgroup_free(id, saved)
         spec = dict(saved.spec)
         annotations = {k: v for k, v in (spec.get("annotations") or {}).items() if k != SPEC_MARK}
         spec["annotations"] = annotations
-        linux = dict(spec.get("linux") or {})
-        # The new container's own cgroup, not the old one's.
-        linux.pop("cgroupsPath", None)
-        spec["linux"] = linux
         container = await self.new_container(
             id,
             spec,
@@ -150,3 +148,22 @@ class CheckpointCalls(ContainerCalls):
             labels=labels,
         )
         return container, True
+
+    async def _check_cgroup_free(self, id: str, saved: SavedCheckpoint) -> None:
+        """The restored processes go back into the cgroup they were dumped
+        from (runc 1.1 maps no cgroup at restore on cgroup v2), so the new
+        container keeps the checkpoint's cgroupsPath: refused while the
+        checkpointed container's task, which is in that cgroup, is alive."""
+        source = saved.checkpoint.container_id
+        if not source:
+            return
+        try:
+            record = await self._session.transport.get_task(source)
+        except errors.NotFound:
+            return
+        if record.state in (ProcessState.RUNNING, ProcessState.PAUSED, ProcessState.PAUSING):
+            raise errors.FailedPrecondition(
+                f"container {source}'s task is alive in the cgroup the checkpoint restores "
+                "into: delete it before restoring into a new container",
+                container_id=id,
+            )

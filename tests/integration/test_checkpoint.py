@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import pytest_asyncio
 
 import supervisor
 from supervisor import errors
@@ -223,7 +224,7 @@ async def test_bad_names_and_unknown_checkpoints(client: supervisor.Client, root
 # -- the dumps and restores themselves (the VM lane) ---------------------------
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def recorded(
     containerd_address: str, namespace: str, state_dir: Path
 ) -> AsyncIterator[tuple[supervisor.Client, Recorder]]:
@@ -284,6 +285,11 @@ async def test_two_checkpoints_in_a_row_both_restore(
     await task.checkpoint("cp-two-b")
     assert await task.status() is ProcessState.RUNNING
     assert (await client._session.transport.get_container("cp-two")).spec == spec_before
+    # Not into a new container while the task, whose cgroup it would share, runs.
+    with pytest.raises(errors.FailedPrecondition, match="alive in the cgroup"):
+        await client.restore_checkpoint("cp-two-b", "cp-two-new")
+    with pytest.raises(errors.NotFound):
+        await client.load_container("cp-two-new")
     await task.delete(force=True)
 
     # The first into the same container, whose task was deleted.
