@@ -227,6 +227,7 @@ async def new_image_container(
         runtime=args.runtime or DEFAULT_RUNTIME,
         labels=labels,
         **network_options(args),
+        restart=getattr(args, "restart", None),
     )
 
 

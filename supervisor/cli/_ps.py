@@ -17,6 +17,7 @@ from .. import _platform, errors
 from .._types import ContainerRecord, ProcessState, TaskRecord
 from ._format import command_line, rfc3339, spec_args, table
 from ._network import ports_of
+from ._supervision import ps_columns, supervision_json
 from ._timeouts import cli_timeouts
 
 __all__ = ["ps"]
@@ -63,6 +64,13 @@ def ps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_supervision(args: argparse.Namespace, c: ContainerRecord) -> Any:
+    # Read only for containers labelled with a policy, or with a record.
+    from ._supervision import supervision_of
+
+    return supervision_of(args, c.id)
+
+
 def _listing(args: argparse.Namespace) -> tuple[list[ContainerRecord], list[TaskRecord]]:
     from ..backends.blocking import Channel, list_containers, list_tasks
 
@@ -106,7 +114,8 @@ def _show(
             print(c.id)
     elif args.format == "json":
         for c in containers:
-            print(json.dumps(_record(c, tasks.get(c.id))))
+            sup = supervision_json(_with_supervision(args, c))
+            print(json.dumps({**_record(c, tasks.get(c.id)), "supervision": sup}))
     else:
         rows = [
             (
@@ -124,4 +133,8 @@ def _show(
             # A column of its own only when something is published.
             header += ("PORTS",)
             shown = [(*row, ports_of(c.labels)) for row, c in zip(rows, containers, strict=True)]
+        records = [_with_supervision(args, c) for c in containers]
+        if any(r is not None for r in records):
+            header += ("RESTARTS", "HEALTH")
+            shown = [(*row, *ps_columns(r)) for row, r in zip(shown, records, strict=True)]
         print(table(header, shown))

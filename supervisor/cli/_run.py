@@ -26,6 +26,7 @@ from ._options import (
     environment,
     user_ids,
 )
+from ._supervision import check_restart
 from ._terminal import attach
 
 __all__ = ["build_spec", "check_stdio", "cleanup", "foreground", "run"]
@@ -78,6 +79,7 @@ def _check(args: argparse.Namespace) -> str | None:
     check_stdio(args)
     if args.detach and args.rm:
         raise CliError("--rm cannot be combined with -d: nothing stays to remove it when it exits")
+    check_restart(args)
     if args.log_path is None:
         return None
     if args.interactive:
@@ -138,7 +140,7 @@ async def run(args: argparse.Namespace) -> int:
         else:
             container = await client.new_container(
                 cid, spec, runtime=args.runtime or DEFAULT_RUNTIME, labels=labels,
-                **network_options(args),
+                **network_options(args), restart=args.restart,
             )  # fmt: skip
         if log_path is not None:
             # Where `logs` and `start` find it again: our state dir, not the
@@ -154,9 +156,9 @@ async def run(args: argparse.Namespace) -> int:
                 log_path=log_path,
                 output="null" if args.detach else "pipe",
                 log_writer="logger" if log_path is not None else "client",
+                log_format="cri" if log_path is not None else "raw",
             )
             keep = False
-                log_format="cri" if log_path is not None else "raw",
             try:
                 if args.detach:
                     await task.start()

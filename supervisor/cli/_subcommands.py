@@ -107,6 +107,12 @@ def _run(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rm", action="store_true", help="delete the container when it exits")
     p.add_argument(
+        "--restart",
+        metavar="POLICY",
+        help="no, on-failure[:N], always, unless-stopped: recorded with the container, "
+        "enforced by the application that holds the state directory (see docs/supervision.md)",
+    )
+    p.add_argument(
         "--log-path",
         metavar="FILE",
         help="append the container's output to FILE, CRI log format (read it back with 'logs')",

@@ -14,7 +14,7 @@ import contextlib
 import datetime
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +22,7 @@ import anyio
 from .. import errors
 from .._cleanup import shielded
 from .._log import get_logger
+from .._timeouts import backoff
 from .._types import ProcessState
 from ..oci._digest import sha256_digest
 from ..oci._manifest import OCI_INDEX, Descriptor
@@ -114,8 +115,9 @@ async def _checkpoint(
     marked: dict[str, Any] = json.loads(json.dumps(record.spec))
     marked.setdefault("annotations", {})[SPEC_MARK] = secrets.token_hex(16)
     async with _lease(images, session.timeouts.cleanup) as lease:
-        await dumps.set_spec(cid, marked)
         try:
+            # Inside: a mark whose answer was lost is taken out all the same.
+            await dumps.set_spec(cid, marked)
             criu, config = await dumps.checkpoint(cid, exit=exit, lease=lease)
         except errors.SupervisorError as exc:
             raise criu_failure(exc, "dump the task", container_id=cid) from exc
@@ -134,14 +136,30 @@ async def _checkpoint(
     return Checkpoint(name, cid, index.digest, exit, created)
 
 
+async def _until_done(step: Callable[[], Awaitable[object]], limit: float, what: str) -> None:
+    """``step``, tried again while containerd does not answer (it may be
+    restarting after a crash mid-dump), within ``limit`` (shielded)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(limit) as scope:
+        for pause in backoff(0.05, 1.0):
+            try:
+                await step()
+                return
+            except (errors.Unavailable, errors.DeadlineExceeded) as exc:
+                last: errors.SupervisorError = exc
+                await anyio.sleep(pause)
+            except errors.SupervisorError as exc:
+                last = exc
+                break
+    reason = "no answer in time" if scope.cancelled_caught else str(last)
+    _log.warning("checkpoint.cleanup_failed", what=what, error=reason)
+
+
 async def _put_back(session: Session, cid: str, spec: dict[str, Any]) -> None:
     """The container is left with the spec it had (bounded, shielded)."""
     dumps, _ = stores(session)
-    with anyio.CancelScope(shield=True), anyio.move_on_after(session.timeouts.cleanup):
-        try:
-            await dumps.set_spec(cid, spec)
-        except errors.SupervisorError as exc:
-            _log.warning("checkpoint.spec_not_restored", container_id=cid, error=str(exc))
+    await _until_done(
+        lambda: dumps.set_spec(cid, spec), session.timeouts.cleanup, f"the spec of {cid}"
+    )
 
 
 async def _write_index(
@@ -187,10 +205,8 @@ async def _lease(images: ContainerdImages, cleanup: float) -> AsyncIterator[str]
         yield lease_id
         failed = False
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
-            try:
-                # After a failure, GC runs before the call returns: what the
-                # attempt wrote is gone when the caller looks.
-                await images.delete_lease(lease_id, sync=failed)
-            except errors.SupervisorError as exc:
-                _log.warning("lease.delete_failed", lease=lease_id, error=str(exc))
+        # After a failure, GC runs before the call returns: what the attempt
+        # wrote is gone when the caller looks.
+        await _until_done(
+            lambda: images.delete_lease(lease_id, sync=failed), cleanup, f"lease {lease_id}"
+        )

@@ -67,6 +67,13 @@ class SupervisedContainer:
 
     _session: Session
     id: str
+    _live: Any
+
+    async def _reloaded_task(self, stale: Any) -> Any:
+        # A start whose answer was lost, and containerd says it started: the
+        # object that did not see it is replaced by one loaded as it is now.
+        self._live.drop_task(stale)
+        return await self.task()  # type: ignore[attr-defined]
 
     def _note_task_made(
         self, stdin: bool, terminal: bool, log_path: Any, output: str, log_writer: str

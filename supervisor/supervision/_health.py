@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import secrets
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,12 +23,17 @@ from ..domain._supervised import (
     HealthStatus,
     ProbeResult,
 )
+from ._remake import discard
 
 if TYPE_CHECKING:
     from ..domain._process import Process
     from ..domain._task import Task
 
-__all__ = ["HealthState", "probe"]
+__all__ = ["PROBE_PREFIX", "HealthState", "clear", "probe"]
+
+# Probe execs are named so: one an application killed mid-probe left behind
+# is found and removed by the next run (Supervisor.resume).
+PROBE_PREFIX = "health-"
 
 _log = get_logger("supervision")
 
@@ -87,18 +93,22 @@ async def _read_bounded(stream: ByteReceiveStream | None, keep: bytearray) -> No
                 keep += chunk[:room]
 
 
-async def probe(task: Task, check: HealthCheck, cleanup: float) -> ProbeResult:
+async def probe(
+    task: Task, check: HealthCheck, cleanup: float, leftovers: list[Process]
+) -> ProbeResult:
     """Run the check once as an exec in ``task``; never raises a library
     error (a probe that cannot run is a failed probe saying why). The exec
     is deleted (killed first if still running) before this returns, within
-    ``cleanup`` seconds, even when cancelled."""
+    ``cleanup`` seconds, even when cancelled; one that containerd could not
+    be told to delete in that time (it was restarting) is added to
+    ``leftovers``, for the next probe to delete first."""
     start = _now()
     proc: Process | None = None
     out = bytearray()
     code = -1
     try:
         with anyio.move_on_after(check.timeout) as scope:
-            proc = await task.exec(None, check.argv)
+            proc = await task.exec(f"{PROBE_PREFIX}{secrets.token_hex(6)}", check.argv)
             await proc.start()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_read_bounded, proc.stdout, out)
@@ -112,8 +122,17 @@ async def probe(task: Task, check: HealthCheck, cleanup: float) -> ProbeResult:
         code = -1
     finally:
         if proc is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
-                with contextlib.suppress(errors.SupervisorError):
-                    await proc.delete(force=True)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup) as bound:
+                await discard(proc)
+            if bound.cancelled_caught:
+                leftovers.append(proc)
     text = bytes(out[:PROBE_OUTPUT_LIMIT]).decode("utf-8", "replace")
     return ProbeResult(code, text, start, _now())
+
+
+async def clear(leftovers: list[Process]) -> None:
+    """Delete the probes an outage left (waiting for containerd as long as
+    it takes, cancellable): never two probes of a container at once."""
+    while leftovers:
+        await discard(leftovers[0])
+        leftovers.pop(0)

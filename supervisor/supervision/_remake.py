@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .. import errors
+from .._log import get_logger
 from .._timeouts import backoff
+from .._types import ProcessState
 
 if TYPE_CHECKING:
     from ..domain._container import Container
+    from ..domain._process import Process
     from ..domain._task import Task
 
 __all__ = ["delete_stopped", "discard", "new_started"]
+
+_log = get_logger("supervision")
 
 _UNKNOWN = (errors.Unavailable, errors.DeadlineExceeded, errors.Cancelled)
 
@@ -37,11 +42,8 @@ async def new_started(container: Container, settings: dict[str, Any]) -> Task:
     """The task made as ``settings`` say and started; a containerd that does
     not answer is waited for (cancellable)."""
     for pause in backoff(0.05, 2.0):
-        task: Task | None = None
         try:
             task = await container.new_task(**settings)
-            await task.start()
-            return task
         except errors.AlreadyExists:
             # A task left by an earlier attempt whose answer was lost: ours,
             # or (rarely) one the caller made in that instant. Either way
@@ -49,14 +51,44 @@ async def new_started(container: Container, settings: dict[str, Any]) -> Task:
             with contextlib.suppress(errors.NotFound):
                 await discard(await container.task(attach=False))
         except _UNKNOWN:
-            if task is not None:
-                await discard(task)
+            pass  # new_task undid what it may have made
+        else:
+            started = await _start(container, task)
+            if started is not None:
+                return started
         await anyio.sleep(pause)
     raise AssertionError("unreachable")
 
 
-async def discard(task: Task) -> None:
-    """The task killed and deleted, whatever its state."""
+async def _start(container: Container, task: Task) -> Task | None:
+    """``task`` started, or None if containerd lost it. A start whose answer
+    was lost is asked about until containerd answers: started after all
+    (the task is loaded as it is now) or not (started again), never made
+    twice, since its process ran its first steps already."""
+    try:
+        await task.start()
+        return task
+    except _UNKNOWN:
+        pass
+    for pause in backoff(0.05, 2.0):
+        await anyio.sleep(pause)
+        try:
+            state = await task.status()
+            _log.info("supervision.start_unknown", container_id=container.id, state=state.value)
+            if state is not ProcessState.CREATED:
+                reloaded: Task = await container._reloaded_task(task)
+                return reloaded
+            await task.start()
+            return task
+        except errors.NotFound:
+            return None
+        except _UNKNOWN:
+            continue
+    raise AssertionError("unreachable")
+
+
+async def discard(task: Process) -> None:
+    """The task (or exec) killed and deleted, whatever its state."""
     for pause in backoff(0.05, 2.0):
         try:
             await task.delete(force=True)

@@ -30,12 +30,13 @@ from .._types import ExitStatus, ProcessState
 from ..domain import _supervised_state as state
 from ..domain._supervised import Health, LastExit
 from ..events._types import EventInfo, EventType
-from ._health import HealthState, probe
+from ._health import PROBE_PREFIX, HealthState, clear, probe
 from ._remake import delete_stopped, discard, new_started
 from ._rules import next_delay, should_restart
 
 if TYPE_CHECKING:
     from ..domain._container import Container
+    from ..domain._process import Process
     from ..domain._session import Session
     from ..domain._task import Task
 
@@ -144,6 +145,8 @@ class Supervisor:
             record = self._records.get(cid)
             if record is None:
                 continue
+            if task is not None:
+                await _remove_left_probes(task)
             state_now = None if task is None else await _state_of(task)
             pending = record.pending
             if pending is not None and task is not None and task.pid != pending.get("pid"):
@@ -170,8 +173,15 @@ class Supervisor:
         """A restart an earlier run made but did not record: recorded (and
         reported) now; one it made but did not start is made again."""
         attempt, delay = int(pending["attempt"]), float(pending["delay"])
-        if state_now is ProcessState.CREATED:
-            await discard(task)
+        _log.info("supervision.resume_restart", container_id=cid, attempt=attempt, state=state_now)
+        if state_now is ProcessState.CREATED or state_now is None:
+            # Made and never started, or gone: made (again) now.
+            if state_now is not None:
+                self._acting.add(cid)  # the supervisor's doing, not the caller's
+                try:
+                    await discard(task)
+                finally:
+                    self._acting.discard(cid)
             return await self._restart(cid, None, attempt, 0.0)
         record = self._records[cid]
         record.restart_count = attempt
@@ -309,9 +319,20 @@ class Supervisor:
 
     async def _probe_loop(self, cid: str, task: Task, hs: HealthState) -> None:
         cleanup = self._session.timeouts.cleanup
+        leftovers: list[Process] = []
+        try:
+            await self._probes(cid, task, hs, cleanup, leftovers)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(cleanup):
+                await clear(leftovers)
+
+    async def _probes(
+        self, cid: str, task: Task, hs: HealthState, cleanup: float, leftovers: list[Process]
+    ) -> None:
         while True:
             await anyio.sleep(hs.check.interval)
-            result = await probe(task, hs.check, cleanup)
+            await clear(leftovers)
+            result = await probe(task, hs.check, cleanup, leftovers)
             if hs.add(result):
                 self._health_changed(cid, hs)
                 if hs.status == "unhealthy" and hs.check.restart_unhealthy:
@@ -405,3 +426,15 @@ async def _state_of(task: Task) -> ProcessState | None:
         return await task.status()
     except errors.NotFound:
         return None
+
+
+async def _remove_left_probes(task: Task) -> None:
+    # Probes of a run that died mid-probe: nobody else would delete them.
+    for exec_id, proc in task.execs.items():
+        if exec_id.startswith(PROBE_PREFIX):
+            try:
+                await proc.delete(force=True)
+            except errors.NotFound:
+                pass
+            except errors.SupervisorError as exc:
+                _log.warning("supervision.probe_left", process_id=exec_id, error=str(exc))

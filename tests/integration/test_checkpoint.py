@@ -15,7 +15,8 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -27,6 +28,7 @@ from supervisor import errors
 from supervisor._types import ProcessState
 from supervisor.domain import _criu
 from supervisor.domain._checkpoint_store import stores
+from tests._containerd import PrivateContainerd, short_tmpdir
 from tests.integration.helpers import Recorder, read_all
 
 pytestmark = pytest.mark.asyncio
@@ -331,3 +333,64 @@ async def test_cancelled_checkpoint_leaves_the_task_running_and_nothing_made(
         assert (names, content, leases) == before
     await task.delete(force=True)
     await container.delete()
+
+
+@pytest.fixture
+def own_containerd() -> Iterator[PrivateContainerd]:
+    """A containerd of this test's own: it gets killed."""
+    directory = short_tmpdir("sv-cpkill-")
+    ctrd = PrivateContainerd(directory)
+    ctrd.start()
+    try:
+        yield ctrd
+    finally:
+        if ctrd.pid is None:
+            ctrd.start()
+        ctrd.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.criu
+@pytest.mark.disruptive
+@requires_criu
+async def test_containerd_killed_during_a_checkpoint(
+    own_containerd: PrivateContainerd, state_dir: Path, rootfs: str
+) -> None:
+    # runc's state is per namespace and machine-wide: a namespace of this run's own.
+    ns = f"cpkill-{os.getpid()}-{int(time.time())}"
+    timeouts = supervisor.Timeouts(cleanup=120.0)
+    async with supervisor.connect(
+        own_containerd.address, namespace=ns, state_dir=state_dir, timeouts=timeouts
+    ) as client:
+        container, task = await _counting(client, rootfs, "cp-kill")
+        spec_before = (await client._session.transport.get_container("cp-kill")).spec
+        before = await _store_state(client)
+        outcome: list[BaseException | None] = []
+
+        async def checkpoint() -> None:
+            try:
+                await task.checkpoint("cp-kill-1")
+                outcome.append(None)
+            except errors.SupervisorError as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(checkpoint)
+            # Whenever the kill lands (before, during or after the dump), the
+            # task runs on and nothing half made is left.
+            await anyio.sleep(1.0)
+            own_containerd.kill(signal.SIGKILL)
+            own_containerd.start()
+        assert await task.status() is ProcessState.RUNNING
+        await _count_from(task, 0)
+        assert (await client._session.transport.get_container("cp-kill")).spec == spec_before
+        names, content, leases = await _store_state(client)
+        if outcome == [None]:
+            assert names == ["cp-kill-1"]
+            await client.remove_checkpoint("cp-kill-1")
+            names, content, leases = await _store_state(client)
+        else:
+            assert isinstance(outcome[0], errors.SupervisorError)
+        assert (names, content, leases) == before
+        await task.delete(force=True)
+        await container.delete()

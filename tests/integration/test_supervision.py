@@ -354,3 +354,34 @@ async def test_restart_when_unhealthy_only_when_asked(
         assert container.last_exit.exit_code == 137
         await _poll(lambda: _starts(data) == 2)
         await container.delete(force=True)
+
+
+async def test_a_restart_made_but_not_started_by_a_dead_run_is_finished_once(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    from supervisor.domain._supervised_state import read_record, write_record
+
+    # As an application killed between making the restart's task and
+    # starting it leaves things: a record with the restart pending (decided
+    # on the exit of an earlier task, pid 1) and a task never started.
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir, events=False
+    ) as first:
+        spec = _spec(rootfs, "echo x >> /data/starts; exec sleep 600", data)
+        container = await first.new_container("half", spec, restart=RestartPolicy("always"))
+        await container.new_task(output="null")
+        record = read_record(state_dir, namespace, "half")
+        assert record is not None
+        record.pending = {"attempt": 1, "delay": 0.05, "pid": 1}
+        write_record(state_dir, namespace, "half", record)
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        ((container, _),) = await client.restore()
+        await rec.wait_for(lambda: len(_restarts(rec, "half")) == 1)
+        assert _restarts(rec, "half")[0].attempt == 1
+        await _poll(lambda: _starts(data) == 1)
+        assert container.restart_count == 1
+        assert (await (await container.task()).status()) is supervisor.ProcessState.RUNNING
+        await container.delete(force=True)
