@@ -324,3 +324,25 @@ async def test_aiter_lines_with_stderr_refuses_a_logged_process(
         task.aiter_lines(stderr="yes")  # type: ignore[call-overload]
     await task.delete()
     await container.delete()
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+async def test_an_exec_writes_the_cri_format_too(
+    client: supervisor.Client, rootfs: str, tmp_path: Path, writer: str
+) -> None:
+    log = tmp_path / "exec.log"
+    spec = supervisor.default_spec(["sleep", "300"], rootfs)
+    async with client.running(f"execcri-{writer}", spec) as task:
+        proc = await task.exec(
+            None,
+            ["sh", "-c", "echo out; echo err >&2"],
+            log_path=log,
+            log_format="cri",
+            log_writer=writer,  # type: ignore[arg-type]
+        )
+        await proc.start()
+        with anyio.fail_after(30):
+            assert (await proc.wait()).exit_code == 0
+        await proc.delete()
+    lines = [x async for x in supervisor.read_logs(log)]
+    assert sorted((x.stream, x.text) for x in lines) == [("stderr", "err"), ("stdout", "out")]

@@ -277,3 +277,23 @@ def test_log_times() -> None:
     assert parse_log_time("1800000000") == dt.datetime.fromtimestamp(1_800_000_000, dt.UTC)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_log_time("")
+
+
+def test_times_never_go_back_when_the_clock_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.fifo._log_writer as writer_module
+
+    log = tmp_path / "clock.log"
+    out, dir_fd = _writer(log, fmt="cri")
+    clock = iter([5_000_000_000, 3_000_000_000, 6_000_000_000])
+    monkeypatch.setattr(writer_module.time, "time_ns", lambda: next(clock))
+    for word in (b"a\n", b"b\n", b"c\n"):
+        out.write("stdout", word)
+    out.close()
+    os.close(dir_fd)
+    assert [r[0] for r in _records(log)] == [
+        "1970-01-01T00:00:05.000000000Z",
+        "1970-01-01T00:00:05.000000000Z",
+        "1970-01-01T00:00:06.000000000Z",
+    ]
