@@ -17,6 +17,7 @@ from ._arg_types import (
     parse_stop_time,
 )
 from ._checkpoint_args import add_checkpoint_verbs
+from ._cp import add_cp_arguments
 from ._network import add_network_options
 
 __all__ = ["SUBCOMMANDS"]
@@ -297,6 +298,14 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None, _Builder]] = {
         _format_option,
     ),
     "pull": ("_images:pull", "pull an image and unpack it", None, _pull),
+    "cp": (
+        "_cp:cp",
+        "copy files between a container and this machine",
+        "cp ID:SRC DEST or cp SRC ID:DEST, as docker cp: into a directory that\n"
+        "exists, else as DEST itself; - for a tar on stdin or stdout. With a task,\n"
+        "what its processes see; without one, the snapshot or the spec's root.",
+        add_cp_arguments,
+    ),
     "images": ("_images:images", "list images", None, _format_option),
     "rmi": ("_images:rmi", "remove images", None, _rmi),
     "import": ("_images:import_", "import an OCI layout or docker save tar", None, _import),

@@ -146,6 +146,8 @@ def _spooled(data: object) -> tuple[tarfile.TarFile, IO[bytes]]:
     object copied to an unnamed temporary file when it cannot seek)."""
     if isinstance(data, bytes | bytearray | memoryview):
         source: IO[bytes] = io.BytesIO(bytes(data))
+    elif hasattr(data, "read") and getattr(data, "seekable", lambda: False)():
+        source = data  # type: ignore[assignment]
     elif hasattr(data, "read"):
         source = tempfile.TemporaryFile()
         shutil.copyfileobj(data, source)
@@ -155,7 +157,8 @@ def _spooled(data: object) -> tuple[tarfile.TarFile, IO[bytes]]:
     try:
         return tarfile.open(fileobj=source, mode="r:*"), source
     except (tarfile.TarError, EOFError, OSError) as exc:
-        source.close()
+        if source is not data:
+            source.close()
         raise errors.InvalidArgument(f"archive refused: not a tar archive: {exc}") from None
 
 

@@ -104,19 +104,37 @@ def _entry(
         at.close()
 
 
+def _renamed(name: str, rename: tuple[str, str] | None) -> str:
+    if rename is None:
+        return name
+    old, new = rename
+    head, sep, rest = name.partition("/")
+    return new + sep + rest if head == old else name
+
+
 def extract(
-    root_fd: int, path: str, tar: tarfile.TarFile, checkpoint: Callable[[], None]
+    root_fd: int,
+    path: str,
+    tar: tarfile.TarFile,
+    checkpoint: Callable[[], None],
+    rename: tuple[str, str] | None = None,
 ) -> None:
     """Extract ``tar`` into the directory ``path`` (which must exist) of the
     root at ``root_fd``. Every member is checked before the first is written
     (:func:`~._members.checked_members`); ``checkpoint`` is called between
-    members (it raises to stop).
+    members (it raises to stop). ``rename`` = ``(old, new)`` writes the
+    members under a first component ``old`` under ``new`` instead (what
+    ``cp SRC DEST`` does when ``DEST`` does not exist).
 
     Raises:
         InvalidArgument: the archive is refused. OSError: ``path`` is
             missing or not a directory, or writing failed.
     """
-    members = list(checked_members(tar))
+    members = [(_renamed(n, rename), m) for n, m in checked_members(tar)]
+    if rename is not None:
+        for _, member in members:
+            if member.islnk():
+                member.linkname = _renamed(member_name(member.linkname), rename)
     top = resolve(root_fd, path, follow_last=True)
     try:
         if top.name:
