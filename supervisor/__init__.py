@@ -23,7 +23,8 @@ the code to it)::
                     fake, runhcs options, health checks, the named-pipe channel,
                     a blocking List reader without grpclib (the command's ps)
     fifo/           stdio: Linux FIFOs, Windows served named pipes, log files
-                    (client-side pump or shim-run logger), reattaching
+                    (client-side pump or shim-run logger; raw or CRI format,
+                    rotated, read back), reattaching
     spec/           OCI specs and their checks, resources, bundle directories
     stats/          the stats model, the shared sampler, per-process summaries
     oci/            OCI image values: descriptors, manifests, digests, platforms,

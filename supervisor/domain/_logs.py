@@ -37,10 +37,12 @@ __all__ = [
     "LogArgs",
     "checked_log_args",
     "container_logs",
+    "container_log",
     "forget_container_log",
     "logs_method",
     "read_logs",
     "record_container_log",
+    "task_log",
 ]
 
 # In the bundle directory, beside the FIFOs (whose names never take this form).
@@ -118,15 +120,19 @@ async def container_logs(container: _Logged, path: Path, query: LogQuery) -> Asy
     """The lines of ``container``'s log at ``path`` that ``query`` asks for;
     following, until its task has exited and everything it wrote is in the
     file."""
-    if not query.follow:
-        async for line in read_log_file(path, query):
-            yield line
-        return
-    task: _Waitable | None
-    try:
-        task = await container.task()
-    except errors.NotFound:
-        task = None
+    task: _Waitable | None = None
+    if query.follow:
+        try:
+            task = await container.task()
+        except errors.NotFound:
+            task = None
+    async for line in task_log(path, query, task):
+        yield line
+
+
+def task_log(path: Path, query: LogQuery, task: _Waitable | None) -> AsyncIterator[LogLine]:
+    """The lines of the log at ``path``; following, until ``task`` (if
+    any) has exited and everything it wrote is in the file."""
 
     async def done() -> bool:
         if task is None:
@@ -137,8 +143,7 @@ async def container_logs(container: _Logged, path: Path, query: LogQuery) -> Asy
             return True
         return False
 
-    async for line in read_log_file(path, query, done):
-        yield line
+    return read_log_file(path, query, done if query.follow else None)
 
 
 class LogArgs(TypedDict, total=False):
@@ -163,8 +168,8 @@ def logs_method(
     """The container's output read back from its log file, line by line,
     with each line's stream and time (:class:`~supervisor.LogLine`).
 
-    The file is the one its latest task was created with (``log_path=``
-    and ``log_format="cri"``), recorded with the container: it reads
+    The file is the one its latest task created with a ``log_path=`` was
+    given (in ``log_format="cri"``), recorded with the container: it reads
     while the task runs, after it exited or was deleted, and from another
     application (after a restart). Rotated files are read too, oldest
     first. See ``docs/logs.md``.
