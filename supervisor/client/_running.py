@@ -87,13 +87,9 @@ class RunCalls(ContainerCalls):
         )
         try:
             task = await container.new_task(
-                stdin=stdin,
-                terminal=terminal,
-                log_path=log_path,
-                output=output,
-                log_writer=log_writer,
-                **log_args,
-            )
+                stdin=stdin, terminal=terminal, log_path=log_path, output=output,
+                log_writer=log_writer, **log_args,
+            )  # fmt: skip
             try:
                 await task.start()
                 yield task
