@@ -36,13 +36,15 @@ if TYPE_CHECKING:
 
 __all__ = ["add_log_arguments", "logs", "parse_log_time", "show_log_while"]
 
+_FRACTION = re.compile(r"\.(\d+)")
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-def parse_log_time(text: str) -> dt.datetime | dt.timedelta:
+def parse_log_time(text: str) -> dt.datetime | dt.timedelta | int:
     """``--since``/``--until``: an RFC 3339 time (``2026-12-07T10:02:00Z``;
-    without a zone, local time), seconds since the epoch, or a duration
-    before now (``10m``, ``1h30m``, ``45s``)."""
+    without a zone, local time; to the nanosecond, as ``-t`` prints it),
+    seconds since the epoch, or a duration before now (``10m``, ``1h30m``,
+    ``45s``)."""
     value = text.strip()
     match = _DURATION.fullmatch(value)
     if value and match is not None and any(match.groups()):
@@ -52,15 +54,20 @@ def parse_log_time(text: str) -> dt.datetime | dt.timedelta:
         return dt.datetime.fromtimestamp(float(value), dt.UTC)
     except (ValueError, OverflowError, OSError):
         pass
+    # fromisoformat takes at most microseconds: the fraction is added apart,
+    # so that a time -t printed selects exactly from that line on.
+    match = _FRACTION.search(value)
+    whole = value if match is None else value[: match.start()] + value[match.end() :]
     try:
-        # fromisoformat takes at most microseconds: cut a longer fraction.
-        cut = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("z", "Z"))
-        when = dt.datetime.fromisoformat(cut)
+        when = dt.datetime.fromisoformat(whole.replace("z", "Z"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"bad time {text!r} (e.g. 2026-12-07T10:02:00Z, 1765101720, 10m, 1h30m)"
         ) from None
-    return when if when.tzinfo is not None else when.astimezone()
+    when = when if when.tzinfo is not None else when.astimezone()
+    if match is None:
+        return when
+    return int(when.timestamp()) * 1_000_000_000 + int(match.group(1).ljust(9, "0")[:9])
 
 
 def _count(text: str) -> int:

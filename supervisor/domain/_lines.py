@@ -55,7 +55,21 @@ async def _either_readable(streams: dict[Stream, ByteReceiveStream]) -> None:
             tg.start_soon(one, _fd(stream))
 
 
-def _read(streams: dict[Stream, ByteReceiveStream], pending: dict[Stream, bytes]) -> list[LogLine]:
+class _Clock:
+    """The time lines are read, never earlier than the line before (a wall
+    clock stepped back must not reorder what was read in order)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def now(self) -> int:
+        self.last = max(time.time_ns(), self.last)
+        return self.last
+
+
+def _read(
+    streams: dict[Stream, ByteReceiveStream], pending: dict[Stream, bytes], clock: _Clock
+) -> list[LogLine]:
     """What the streams hold now, as whole lines (a stream at its end gives
     its unfinished line too, and leaves ``streams``)."""
     lines: list[LogLine] = []
@@ -71,7 +85,7 @@ def _read(streams: dict[Stream, ByteReceiveStream], pending: dict[Stream, bytes]
                     break
                 except OSError:
                     data = b""
-            now = time.time_ns()
+            now = clock.now()
             if not data:
                 del streams[name]
                 rest = pending.pop(name, b"")
@@ -95,8 +109,9 @@ async def merged_lines(
     for stream in streams.values():
         _fd(stream)  # refused before anything is read
     pending: dict[Stream, bytes] = {}
+    clock = _Clock()
     while streams:
-        lines = _read(streams, pending)
+        lines = _read(streams, pending, clock)
         for line in lines:
             yield line
         if streams and not lines:
