@@ -11,6 +11,8 @@ the code to it)::
     ---- the core (never imports daemon/, cli/ or testing/) ----
     client/         connect() and Client: one namespace; containers, run/running,
                     restore, and the image calls handed to images/
+    supervision/    restart policies and health checks, enforced by the
+                    client holding the state directory's lock
     images/         pull, import/export, unpack; a container's snapshot as its
                     root filesystem (a plug-in: loaded on first use)
     network/        CNI networks: namespaces, plugins, ports, DNS files (a plug-in)
