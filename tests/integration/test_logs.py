@@ -6,6 +6,7 @@ it exited, after the application restarted and after the container is gone;
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -346,3 +347,27 @@ async def test_an_exec_writes_the_cri_format_too(
         await proc.delete()
     lines = [x async for x in supervisor.read_logs(log)]
     assert sorted((x.stream, x.text) for x in lines) == [("stderr", "err"), ("stdout", "out")]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+async def test_a_log_file_swapped_after_the_run_is_refused(
+    client: supervisor.Client, rootfs: str, tmp_path: Path, kind: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("2026-12-07T04:09:40.1Z stdout F not for you\n")
+    log = tmp_path / "swapped.log"
+    container = await _run_logged(client, rootfs, f"swap-{kind}", "echo mine", log, "logger")
+    await (await container.task()).delete()
+    log.unlink()
+    if kind == "symlink":
+        log.symlink_to(secret)
+    elif kind == "fifo":
+        os.mkfifo(log)  # a reader that opened it blocking would wait forever
+    else:
+        log.mkdir()
+    before = open_fds()
+    with anyio.fail_after(30), pytest.raises(errors.InvalidArgument):
+        async for _ in container.logs(follow=True):
+            pass
+    assert open_fds() == before
+    await container.delete()
