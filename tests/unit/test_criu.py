@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import supervisor
 from supervisor import errors
 from supervisor.domain import _criu
+from tests.unit.conftest import spec
 
 
 def _fake(directory: Path, script: str) -> str:
@@ -88,3 +90,30 @@ def test_criu_failure_quotes_criu_log(tmp_path: Path) -> None:
     assert "criu failed" in str(_criu.criu_failure(gone, "dump the task", container_id="c"))
     other = errors.NotFound("no such task")
     assert _criu.criu_failure(other, "dump the task", container_id="c") is other
+
+
+@pytest.mark.asyncio
+async def test_on_the_fake_a_checkpoint_is_refused_before_anything(
+    client: supervisor.Client,
+) -> None:
+    # Without containerd's content store there is nowhere to put one; a
+    # terminal is refused first, by what the spec says.
+    container = await client.new_container("tty", spec(["sh"], terminal=True))
+    task = await container.new_task(terminal=True)
+    await task.start()
+    with pytest.raises(errors.FailedPrecondition, match="terminal"):
+        await task.checkpoint("tty-1")
+    plain = await client.new_container("plain", spec())
+    other = await plain.new_task()
+    await other.start()
+    with pytest.raises(errors.FailedPrecondition, match="containerd transport"):
+        await other.checkpoint("plain-1")
+    with pytest.raises(errors.FailedPrecondition, match="containerd transport"):
+        await client.checkpoints()
+    with pytest.raises(errors.InvalidArgument):
+        await other.checkpoint("bad name")
+    with pytest.raises(errors.InvalidArgument, match="timeout"):
+        await other.checkpoint("plain-1", timeout=0)
+    assert await other.status() is supervisor.ProcessState.RUNNING
+    for t in (task, other):
+        await t.delete(force=True)
