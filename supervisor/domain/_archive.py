@@ -251,7 +251,9 @@ class ArchiveMethods:
             await container.put_archive("/tmp", tar_bytes)
         """
         where = _path(path)
-        tar, source = await anyio.to_thread.run_sync(_spooled, data)
+        spooled: list[tuple[tarfile.TarFile, IO[bytes]]] = []  # not the result: see below
+        await anyio.to_thread.run_sync(lambda: spooled.append(_spooled(data)))
+        tar, source = spooled.pop()
         try:
             root_fd = await self._open_root(write=True)
             try:
@@ -285,7 +287,11 @@ class ArchiveMethods:
         where = _path(path)
         root_fd = await self._open_root(write=False)
         try:
-            chunks = await anyio.to_thread.run_sync(_Tar, root_fd, where)
+            # Handed over in a list, not as the thread's result: anyio's
+            # worker keeps its last result alive, and with it the fds, until
+            # its next job (a cancelled caller never takes it).
+            made: list[_Tar] = []
+            await anyio.to_thread.run_sync(lambda: made.append(_Tar(root_fd, where)))
         except OSError as exc:
             raise _os_error(exc, f"cannot read {where}", self.id) from exc
-        return ArchiveStream(chunks, self.id), chunks.stat
+        return ArchiveStream(made[0], self.id), made[0].stat

@@ -74,7 +74,7 @@ def checked_members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo
             members.append((name, member))
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
         raise refuse(f"unreadable tar: {exc}") from None
-    # Parents before children, as tar writes them; a member under a name
-    # that is not a directory of the archive is written through what the
-    # container has there (a directory, or a link resolved within its root).
+    # A member below a name the archive does not make a directory goes
+    # through whatever the container has there: a directory, or a link that
+    # _walk resolves within the container's root.
     return iter(members)

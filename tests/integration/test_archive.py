@@ -199,3 +199,36 @@ async def test_bad_arguments(client: supervisor.Client, own_rootfs: Path) -> Non
         await container.get_archive("")
     with pytest.raises(errors.NotFound):
         await container.put_archive("/no/such/dir", _tar(_file("x", b"")))
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_an_abandoned_or_cancelled_copy_holds_nothing(
+    client: supervisor.Client, image: str
+) -> None:
+    import anyio
+
+    container = await client.new_container("cp-abandon", image=image)
+    before = _fds()
+    # Closed after the first chunk of a tree larger than one chunk.
+    stream, _ = await container.get_archive("/bin")
+    async with stream:
+        async for _chunk in stream:
+            break
+    # Cancelled while the copy is being made (at its first checkpoint).
+    with anyio.move_on_after(0):
+        stream, _ = await container.get_archive("/bin")
+        await stream.read()
+    with anyio.move_on_after(0):
+        await container.put_archive("/tmp", _tar(_file("x", b"x")))
+    # Never read nor closed: dropping it releases the snapshot too.
+    stream, _ = await container.get_archive("/bin")
+    del stream
+    import gc
+
+    gc.collect()
+    assert _fds() == before
+    assert ".archive" not in Path("/proc/self/mountinfo").read_text()
+    await container.delete()
