@@ -127,6 +127,16 @@ def table(results: dict[str, Any]) -> str:
                 f"{cri['lines_lost']} of {cri['lines_expected']} "
                 f"({cri['lifecycles']} lifecycles, {cri['in_flight']} in flight)"
             )
+    loop = results.get("crashloop_cpu")
+    if loop:
+        c, p = loop["crashloop"], loop["probed"]
+        lines.append(
+            f"crash loop at a {c['cap_s']:g} s back-off cap: {c['cpu_percent_of_one_core']:.2f}% "
+            f"of one core in the library ({c['restarts']} restarts in {c['window_s']:g} s, "
+            f"{c['cpu_ms_per_restart']:.1f} ms CPU each; at docker's 60 s cap "
+            f"{c['cpu_percent_at_60s_cap']:.3f}%); a probe a second: "
+            f"{p['cpu_percent_of_one_core']:.2f}%"
+        )
     cost = results.get("log_cost")
     if cost:
         ms, r = cost["log_lifecycle_ms"], cost["log_lifecycle_ratio"]
@@ -189,7 +199,7 @@ def main() -> int:
         "--only",
         action="append",
         help="run only these sections (rpcs, lifecycle, exec, memory, queue, latency, "
-        "daemon, log, network, ps, import, cli, pull, stats)",
+        "daemon, log, network, ps, import, cli, pull, stats, crashloop)",
     )
     parser.add_argument(
         "--log-lifecycles",
@@ -255,6 +265,12 @@ def main() -> int:
 
         results["log_cost"] = anyio.run(
             log_cost.main, str(Path(args.address).resolve()), str(Path(args.rootfs).resolve()), 15
+        )
+    if not args.only or "crashloop" in args.only:
+        from benchmarks import crashloop_cpu
+
+        results["crashloop_cpu"] = anyio.run(
+            crashloop_cpu.main, str(Path(args.address).resolve()), str(Path(args.rootfs).resolve())
         )
     if (not args.only or "network" in args.only) and network_cost_runs():
         from benchmarks import network_cost

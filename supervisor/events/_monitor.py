@@ -179,6 +179,13 @@ class EventMonitor:
         elif topic is Topic.OOM:
             tracker.oom(cid)
         elif topic is Topic.DELETE:
+            pid, process_id = event.pid, event.process_id
+            if pid and tracker.knows(cid, process_id, pid):
+                if not tracker.exited_known(cid, process_id):
+                    # Deleted by containerd itself (its shim gone while it was
+                    # down) without a TaskExit: the delete's status is the exit.
+                    code, at = event.exit_code, event.exited_at
+                    self._exited(cid, process_id, pid, code, at, event.timestamp)
             if event.process_id == cid:
                 # The task is gone, and every exec with it: none of their
                 # exits can be found again, by this client or after a restart.
