@@ -447,7 +447,10 @@ async def test_a_hanging_plugin_is_bounded_and_leaves_nothing(
 ) -> None:
     make: Any = custom
     pids = tmp_path / "pids"
-    async with make({"type": "fake-a", "mode": "hang", "pids": str(pids)}, timeout=1.0) as nm:
+    # The bound is each plugin's: the real bridge plugin before fake-a must
+    # finish within it, also on an emulated CPU (the cgroup v2 lane's VM took
+    # over a second there).
+    async with make({"type": "fake-a", "mode": "hang", "pids": str(pids)}, timeout=5.0) as nm:
         with pytest.raises(errors.DeadlineExceeded, match="fake-a"):
             await nm.attach("web", network="custom")
         assert custom_leftovers(nm, make.subnet, make.bridge) == {}
@@ -680,7 +683,8 @@ async def test_a_subnet_in_use_on_the_host_is_refused(tmp_path: Path) -> None:
         for u in await host_networks()
         if u.network.version == 4 and u.dev != "lo" and u.network.prefixlen <= 30
     ]
-    assert used, "the host has an IPv4 network"
+    if not used:
+        pytest.skip("the host has no IPv4 network of its own (the cgroup v2 guest has no NIC)")
     taken = str(used[0].network)
     async with NetworkManager(tmp_path / "s", subnet=taken) as nm:
         with pytest.raises(errors.AlreadyExists, match="in use"):

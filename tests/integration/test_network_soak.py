@@ -34,10 +34,11 @@ from supervisor.network import NetworkManager
 from tests._containerd import short_tmpdir
 from tests.integration.test_network_bridge import bridge_exists, iptables_lines, leftovers
 
+# Not marked `network`: on the cgroup v2 lane's emulated CPU a life takes
+# seconds, and the soak's stretches of progress would need minutes each.
 pytestmark = [
     pytest.mark.asyncio,
     pytest.mark.disruptive,
-    pytest.mark.network,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and iptables need root"),
     pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), reason="no CNI plugins"),
 ]
