@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import shutil
 import tarfile
 import tempfile
@@ -178,16 +179,7 @@ class ArchiveMethods:
         except errors.NotFound:
             record = None
         if record is not None:
-            if record.state is ProcessState.STOPPED or record.pid <= 0:
-                raise errors.FailedPrecondition(
-                    "the container's task has exited: delete it to reach the files",
-                    container_id=self.id,
-                )
-            where = f"/proc/{record.pid}/root"
-            try:
-                return os.open(where, _ROOT)
-            except OSError as exc:
-                raise _os_error(exc, f"cannot open {where}", self.id) from exc
+            return await self._task_root(record.pid, record.state)
         if self.rootfs is not None:
             mounts = await self.rootfs.mounts()
             scratch = self._session.state_dir / ".archive"
@@ -206,6 +198,39 @@ class ArchiveMethods:
                 raise
             return opened[0]
         return self._spec_root(write)
+
+    async def _task_root(self, pid: int, state: ProcessState) -> int:
+        """``/proc/<pid>/root`` of the task's init process, made sure to be
+        that process's: a pidfd pins whichever process has ``pid`` before
+        the open; if it is still alive afterwards and containerd still
+        names ``pid`` as the live task, the two are one (two live processes
+        never share a pid), so a pid reused after an exit is never read."""
+        exited = errors.FailedPrecondition(
+            "the container's task has exited: delete it to reach the files", container_id=self.id
+        )
+        if state is ProcessState.STOPPED or pid <= 0:
+            raise exited
+        where = f"/proc/{pid}/root"
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise exited from None
+        try:
+            root_fd = os.open(where, _ROOT)
+        except OSError as exc:
+            os.close(pidfd)
+            raise _os_error(exc, f"cannot open {where}", self.id) from exc
+        try:
+            again = await self._session.transport.get_task(self.id)
+            alive = not select.select([pidfd], [], [], 0)[0]
+            if not alive or again.pid != pid or again.state is ProcessState.STOPPED:
+                raise exited
+        except BaseException:
+            os.close(root_fd)
+            raise
+        finally:
+            os.close(pidfd)
+        return root_fd
 
     def _spec_root(self, write: bool) -> int:
         root = self.spec.get("root")

@@ -232,3 +232,17 @@ async def test_an_abandoned_or_cancelled_copy_holds_nothing(
     assert _fds() == before
     assert ".archive" not in Path("/proc/self/mountinfo").read_text()
     await container.delete()
+
+
+async def test_an_exited_task_is_refused(client: supervisor.Client, rootfs: str) -> None:
+    container = await client.new_container("cp-exited", supervisor.default_spec(["true"], rootfs))
+    task = await container.new_task(output="null")
+    await task.start()
+    await task.wait()
+    with pytest.raises(errors.FailedPrecondition):
+        await container.get_archive("/etc")
+    await task.delete()
+    stream, stat = await container.get_archive("/etc/passwd")  # the spec's root now
+    await stream.aclose()
+    assert stat.name == "passwd"
+    await container.delete()
