@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import supervisor
@@ -290,4 +291,42 @@ async def test_a_sweep_spares_a_create_in_flight_elsewhere(
     # Its create never came (the process died): the next sweep releases it.
     async with supervisor_client_factory() as after:
         await after.restore()
+    assert left(client) == {}
+
+
+@pytest.mark.parametrize("when", ["pending", "record", "attached"])
+async def test_a_cancelled_create_leaves_nothing(
+    client: supervisor.Client, own_rootfs: str, when: str
+) -> None:
+    # Cancelled as soon as the create is that far (wherever it then really
+    # is: a later point must leave nothing either).
+    root = client.state_dir / ".network" / client.namespace
+    record = root / "network" / "containers" / "cancelled.json"
+
+    def reached() -> bool:
+        if when == "pending":
+            return (root / "pending" / "cancelled").exists()
+        if when == "record":
+            return record.exists()
+        return record.exists() and '"attached": true' in record.read_text()
+
+    made: list[supervisor.Container] = []
+
+    async def create() -> None:
+        made.append(
+            await client.new_container(
+                "cancelled", spec(own_rootfs, "true"), network="bridge", ports=["127.0.0.1:0:80"]
+            )
+        )
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(create)
+            while not reached():
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+    # Finished before the cancellation came (rarely): then it is deleted.
+    for container in made:
+        await container.delete()
+    assert await client.containers() == []
     assert left(client) == {}
