@@ -10,9 +10,26 @@ network layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["AttachedNetwork", "NetworkAttachment"]
+__all__ = ["AttachedNetwork", "NetworkAttachment", "PublishedPort"]
+
+
+class PublishedPort(Protocol):
+    """One published port (a :class:`supervisor.network.PortMapping`)."""
+
+    @property
+    def host_ip(self) -> str: ...
+
+    @property
+    def host_port(self) -> int: ...
+
+    @property
+    def container_port(self) -> int: ...
+
+    @property
+    def protocol(self) -> str: ...
 
 
 class AttachedNetwork(Protocol):
@@ -42,6 +59,9 @@ class AttachedNetwork(Protocol):
 
     @property
     def hostname(self) -> str | None: ...
+
+    @property
+    def ports(self) -> Sequence[PublishedPort]: ...
 
     def host_port(self, container_port: int, protocol: str = "tcp") -> int:
         """The host port published for ``container_port``/``protocol``."""
