@@ -4,7 +4,6 @@ outcome stayed unknown undone first, so that a restart happens once."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -41,17 +40,25 @@ async def delete_stopped(old: Task) -> None:
 async def new_started(container: Container, settings: dict[str, Any]) -> Task:
     """The task made as ``settings`` say and started; a containerd that does
     not answer is waited for (cancellable)."""
-    for pause in backoff(0.05, 2.0):
+    for attempt, pause in enumerate(backoff(0.05, 2.0)):
         try:
             task = await container.new_task(**settings)
-        except errors.AlreadyExists:
+        except errors.AlreadyExists as exc:
             # A task left by an earlier attempt whose answer was lost: ours,
             # or (rarely) one the caller made in that instant. Either way
             # the restart replaces it, so that one task runs.
-            with contextlib.suppress(errors.NotFound):
+            try:
                 await discard(await container.task(attach=False))
-        except _UNKNOWN:
-            pass  # new_task undid what it may have made
+            except errors.NotFound:
+                # containerd says the task exists and that it does not: its
+                # leftover of a task it lost (it is told again and again).
+                if attempt % 20 == 0:
+                    _log.warning(
+                        "supervision.task_wedged", container_id=container.id, error=str(exc)
+                    )
+        except _UNKNOWN as exc:
+            if attempt % 20 == 0:
+                _log.info("supervision.waiting", container_id=container.id, error=str(exc))
         else:
             started = await _start(container, task)
             if started is not None:

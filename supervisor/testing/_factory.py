@@ -36,7 +36,8 @@ _KEEP_LINES = 20_000
 _CLEANUP_TIMEOUT = 30.0
 # new_container's own arguments that containers.run() sets itself.
 # containers.run()'s keywords that go to new_container, not into the spec.
-_NETWORK_OPTIONS = frozenset({"network", "ports", "cni_conf_dir"})
+# Options for client.new_container, not for the spec (supervision's too).
+_NETWORK_OPTIONS = frozenset({"network", "ports", "cni_conf_dir", "restart", "healthcheck"})
 _SET_HERE = frozenset({"id", "spec", "image", "args", "runtime", "runtime_options", "labels"})
 
 
@@ -302,6 +303,7 @@ class Containers:
             spec_options: passed to :func:`supervisor.default_spec` (``env``,
                 ``cwd``, ...); with ``image``, to ``client.new_container``;
                 ``network``, ``ports`` always to it (then :meth:`RunningContainer.host_port`).
+                ``restart``, ``healthcheck`` too; ``wait_healthy=True``: returns once healthy.
 
         Returns:
             The started container; its output is being captured.
@@ -314,6 +316,7 @@ class Containers:
             raise errors.FailedPrecondition("the containers fixture has been torn down")
         if not args and image is None:
             raise errors.InvalidArgument("containers.run() needs args, an image, or both")
+        wait_healthy = bool(spec_options.pop("wait_healthy", False))
         self._count += 1
         id = id if id is not None else self._new_id(args, image)
         labels = {**(labels or {}), **self._labels}
@@ -329,9 +332,17 @@ class Containers:
         task = await container.new_task(stdin=stdin, terminal=terminal)
         running = RunningContainer(container, task, args or [f"(image {image})"])
         self._started.append(running)
+        return await self._start(running, wait_healthy)
+
+    async def _start(self, running: RunningContainer, wait_healthy: bool) -> RunningContainer:
+        assert self._group is not None
+        task = running.task
         self._group.start_soon(running._pump, "stdout", task.stdout)
         self._group.start_soon(running._pump, "stderr", task.stderr)
         await task.start()
+        if wait_healthy:
+            # Bounded: a check that never passes fails the test, not hangs it.
+            await task.wait_healthy(timeout=60)
         return running
 
     def _new_id(self, args: Sequence[str] | None, image: str | None) -> str:
