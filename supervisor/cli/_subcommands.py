@@ -199,7 +199,7 @@ def _stats(p: argparse.ArgumentParser) -> None:
 
 
 def _logs(p: argparse.ArgumentParser) -> None:
-    from ._logs import add_log_arguments
+    from ._log_args import add_log_arguments
 
     add_log_arguments(p)
 

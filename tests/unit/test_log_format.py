@@ -13,7 +13,7 @@ import pytest
 
 import supervisor
 from supervisor import errors
-from supervisor.cli._logs import parse_log_time
+from supervisor.cli._log_args import parse_log_time
 from supervisor.fifo._log_options import LogOptions, checked_log_options
 from supervisor.fifo._log_writer import FormattedLog, cri_time
 
