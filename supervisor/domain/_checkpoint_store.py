@@ -179,12 +179,16 @@ async def load_checkpoint(session: Session, name: str) -> SavedCheckpoint:
         raise errors.InvalidArgument(
             f"checkpoint {name!r} has no CRIU image or no spec (containerd issue #7980?)"
         )
-    config = by_type[CONFIG_MEDIA_TYPE]
-    spec = _json(decode_config(await images.read_all(config["digest"], _CONFIG_LIMIT)), name)
-    criu = by_type[CRIU_MEDIA_TYPE]
+    config, criu = by_type[CONFIG_MEDIA_TYPE], by_type[CRIU_MEDIA_TYPE]
+    try:
+        config_digest = str(config["digest"])
+        criu_desc = Descriptor(CRIU_MEDIA_TYPE, str(criu["digest"]), int(criu["size"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(f"checkpoint {name!r} has a bad descriptor: {exc}") from exc
+    spec = _json(decode_config(await images.read_all(config_digest, _CONFIG_LIMIT)), name)
     return SavedCheckpoint(
         checkpoint=_checkpoint(record),
-        criu=Descriptor(CRIU_MEDIA_TYPE, str(criu["digest"]), int(criu["size"])),
+        criu=criu_desc,
         spec=spec,
         runtime=str(annotations.get(RUNTIME_ANNOTATION, "")),
         image=str(annotations.get(IMAGE_ANNOTATION, "")),

@@ -10,6 +10,8 @@ are skipped elsewhere with the reason ``criu check`` gives.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
 import signal
@@ -394,3 +396,42 @@ async def test_containerd_killed_during_a_checkpoint(
         assert (names, content, leases) == before
         await task.delete(force=True)
         await container.delete()
+
+
+async def test_a_record_that_is_no_checkpoint_is_refused(client: supervisor.Client) -> None:
+    # An index without CRIU's image (what containerd #7980 made), and a
+    # checkpoint-labelled record of anything else: refused before anything
+    # is made; an image without the label is no checkpoint at all.
+    from contextlib import asynccontextmanager
+
+    from supervisor.oci._digest import sha256_digest
+    from supervisor.oci._manifest import OCI_INDEX, Descriptor
+
+    _, images = stores(client._session)
+    lease = await images.create_lease("cp-bad-lease", datetime.timedelta(minutes=5))
+    data = json.dumps({"schemaVersion": 2, "manifests": [], "annotations": {}}).encode()
+    desc = Descriptor(OCI_INDEX, sha256_digest(data), len(data))
+
+    @asynccontextmanager
+    async def source(offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data[offset:]
+
+        yield chunks()
+
+    await images.write_content("cp-bad", desc, source, lease=lease)
+    await images.put_image("cp-bad", desc, {"containerd.io/checkpoint": "true"})
+    await images.put_image("cp-plain", desc, {})
+    await images.delete_lease(lease)
+    with pytest.raises(errors.InvalidArgument, match="no CRIU image"):
+        await client.restore_checkpoint("cp-bad", "cp-bad-new")
+    with pytest.raises(errors.NotFound, match="not a checkpoint"):
+        await client.restore_checkpoint("cp-plain", "cp-bad-new")
+    with pytest.raises(errors.NotFound, match="not a checkpoint"):
+        await client.remove_checkpoint("cp-plain")
+    with pytest.raises(errors.NotFound):
+        await client.load_container("cp-bad-new")
+    assert [c.name for c in await client.checkpoints()] == ["cp-bad"]
+    await client.remove_checkpoint("cp-bad")
+    assert await client.checkpoints() == []
+    await images.delete_image("cp-plain", sync=True)
