@@ -299,3 +299,68 @@ def test_times_never_go_back_when_the_clock_does(
         "1970-01-01T00:00:05.000000000Z",
         "1970-01-01T00:00:06.000000000Z",
     ]
+
+
+def _run_logger(tmp_path: Path, record: bytes | None, out: bytes, err: bytes) -> Path:
+    """The logger script as the shim runs it (pipes as fds 3 and 4, ready
+    on fd 5), fed ``out`` and ``err``, to its end; its log file."""
+    import subprocess
+    import sys
+
+    from supervisor.fifo._logger import LOGGER_SOURCE
+
+    script = tmp_path / "logger.py"
+    script.write_text(LOGGER_SOURCE)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "out.log"
+    prefix = tmp_path / "init.0123abcd"
+    if record is not None:
+        (tmp_path / "init.0123abcd-log").write_bytes(record)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+
+    def fds() -> None:
+        for want, fd in ((3, out_r), (4, err_r), (5, ready_w)):
+            os.dup2(fd, want)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-IS", str(script), str(log), str(prefix)],
+        preexec_fn=fds,
+        pass_fds=(3, 4, 5),
+        close_fds=True,
+    )
+    os.close(ready_w)
+    os.read(ready_r, 1)
+    for fd in (ready_r, out_r, err_r):
+        os.close(fd)
+    for fd, data in ((out_w, out), (err_w, err)):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+    assert proc.wait(30) == 0
+    return log
+
+
+def test_the_logger_writes_the_format_and_rotation_its_record_names(tmp_path: Path) -> None:
+    options = LogOptions("cri", 4096, 2).encode()
+    out = b"".join(b"line %04d\n" % i for i in range(500))
+    log = _run_logger(tmp_path, b"/x\n1:2\n" + options, out, b"oops\n")
+    assert sorted(p.name for p in log.parent.iterdir()) == ["out.log", "out.log.1"]
+    assert all(p.stat().st_size <= 4096 for p in log.parent.iterdir())
+    records = [
+        line.split(" ", 3)
+        for p in (log.with_name("out.log.1"), log)
+        for line in p.read_text().splitlines()
+    ]
+    numbers = [int(r[3].split()[1]) for r in records if r[1] == "stdout"]
+    assert numbers == list(range(numbers[0], 500))
+    assert all(r[2] == "F" for r in records)
+
+
+def test_the_logger_without_options_writes_raw(tmp_path: Path) -> None:
+    log = _run_logger(tmp_path, None, b"a\nb", b"c\n")
+    # The bytes alone, as read: either stream first.
+    assert log.read_bytes() in (b"a\nbc\n", b"c\na\nb", b"a\nc\nb")
