@@ -1,5 +1,5 @@
 """The ``containers`` fixture on a network: ``containers.run(...,
-network="bridge", ports=["80"])`` and ``RunningContainer.host_port(80)``, as
+network="bridge", ports=["127.0.0.1::80"])`` and ``RunningContainer.host_port(80)``, as
 testcontainers' ``get_exposed_port``; a container the test leaves on the
 network is released at teardown, also one the namespace's purge removed.
 Run as in ``test_plugin.py``.
@@ -48,7 +48,9 @@ def test_host_port_of_a_published_port(
         )
 
         async def test_server(containers, supervisor_client):
-            web = await containers.run(["sh", "-c", SERVER], network="bridge", ports=["80"])
+            web = await containers.run(
+                ["sh", "-c", SERVER], network="bridge", ports=["127.0.0.1::80"]
+            )
             await web.wait_for_line("ready", timeout=30)
             host, port = web.host_port(80)
             assert host == "127.0.0.1" and port > 0
