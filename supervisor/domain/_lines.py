@@ -15,7 +15,7 @@ from anyio.abc import ByteReceiveStream
 
 from .. import errors
 from .._cleanup import task_group
-from ..fifo._log_read import LogLine, Stream
+from ..fifo._log_read import MAX_LINE, LogLine, Stream
 from ._pipes import read_lines
 
 
@@ -94,6 +94,8 @@ def _read(
                 break
             *whole, pending[name] = (pending.get(name, b"") + data).split(b"\n")
             lines.extend(LogLine(name, now, line.rstrip(b"\r")) for line in whole)
+            if len(pending[name]) >= MAX_LINE:
+                lines.append(LogLine(name, now, pending.pop(name), partial=True))
     return lines
 
 

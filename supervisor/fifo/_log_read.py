@@ -35,6 +35,11 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _CHUNK = 1 << 20
 _POLL = 0.1
 _MAX_ROTATED = 1000
+
+MAX_LINE = 1 << 20
+"""The longest line given whole: a longer one comes in parts of this size
+(so that neither a process's endless line nor a hostile file's endless
+partial records can take a reader's memory)."""
 _TIME = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
@@ -46,8 +51,9 @@ class LogLine:
         stream: ``"stdout"`` or ``"stderr"``.
         time_ns: when the library read it, in nanoseconds since the epoch.
         data: the line's bytes, without the newline.
-        partial: the process had not ended the line when its output ended
-            (the last line of a stream without a newline).
+        partial: the line was cut: its stream ended without a newline, or
+            it ran past :data:`MAX_LINE` bytes (the rest comes as the next
+            lines of the stream).
     """
 
     stream: Stream
@@ -157,6 +163,7 @@ class _Parser:
     def __init__(self, timestamps: bool) -> None:
         self._timestamps = timestamps
         self._pending: dict[Stream, tuple[int, list[bytes]]] = {}
+        self._sizes: dict[Stream, int] = {}
         self._second = b""
         self._epoch = 0
 
@@ -198,12 +205,18 @@ class _Parser:
         pending = self._pending.get(stream)
         if tag == b"P":
             if pending is None:
-                self._pending[stream] = (ns, [data])
-            else:
-                pending[1].append(data)
-            return None
+                pending = self._pending[stream] = (ns, [])
+            pending[1].append(data)
+            self._sizes[stream] = size = self._sizes.get(stream, 0) + len(data)
+            if size < MAX_LINE:
+                return None
+            self._sizes[stream] = 0
+            del self._pending[stream]
+            joined = b"".join(pending[1])
+            return LogLine(stream, pending[0], joined, partial=True, timestamps=self._timestamps)
         if pending is not None:
             del self._pending[stream]
+            self._sizes[stream] = 0
             ns, data = pending[0], b"".join([*pending[1], data])
         return LogLine(stream, ns, data, timestamps=self._timestamps)
 
@@ -214,6 +227,7 @@ class _Parser:
             for stream, (ns, parts) in self._pending.items()
         ]
         self._pending.clear()
+        self._sizes.clear()
         return sorted(lines, key=lambda line: line.time_ns)
 
 
@@ -271,6 +285,7 @@ class _Reader:
         self.dir_fd = _open_dir(path)
         self.fd = -1
         self.pending = b""
+        self.skipping = False
 
     def close(self) -> None:
         for attr in ("fd", "dir_fd"):
@@ -280,26 +295,32 @@ class _Reader:
                 os.close(fd)
 
     def read_records(self) -> list[bytes]:
-        """Whole records appended to the open file since the last call."""
+        """Whole records appended to the open file since the last call
+        (empty only at the end of the file; at most about 16 chunks' worth)."""
         if os.fstat(self.fd).st_size < os.lseek(self.fd, 0, os.SEEK_CUR):
             os.lseek(self.fd, 0, os.SEEK_SET)  # truncated (max_files=1): from the top
-            self.pending = b""
-        chunks = []
-        while True:
+            self.pending, self.skipping = b"", False
+        records: list[bytes] = []
+        chunks = 0
+        while not records or chunks < 16:
             data = os.read(self.fd, _CHUNK)
             if not data:
                 break
-            chunks.append(data)
-            if len(chunks) >= 16:
-                break
-        data = self.pending + b"".join(chunks)
-        *records, self.pending = data.split(b"\n")
+            chunks += 1
+            *new, self.pending = (self.pending + data).split(b"\n")
+            if self.skipping and new:
+                new, self.skipping = new[1:], False  # the end of an overlong record
+            records += new
+            if len(self.pending) > MAX_LINE + 4096:
+                # No record of ours is that long: whatever it is, it is
+                # skipped rather than held in memory until a newline comes.
+                self.pending, self.skipping = b"", True
         return records
 
     def switch(self, name: str) -> None:
         fd = _open_file(name, self.dir_fd, self.path)
         old, self.fd = self.fd, fd
-        self.pending = b""
+        self.pending, self.skipping = b"", False
         if old >= 0:
             os.close(old)
 

@@ -364,3 +364,36 @@ def test_the_logger_without_options_writes_raw(tmp_path: Path) -> None:
     log = _run_logger(tmp_path, None, b"a\nb", b"c\n")
     # The bytes alone, as read: either stream first.
     assert log.read_bytes() in (b"a\nbc\n", b"c\na\nb", b"a\nc\nb")
+
+
+@pytest.mark.asyncio
+async def test_an_endless_line_comes_in_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.fifo._log_read as read_module
+
+    monkeypatch.setattr(read_module, "MAX_LINE", 1000)
+    log = tmp_path / "long.log"
+    out, dir_fd = _writer(log, fmt="cri")
+    for _ in range(25):
+        out.write("stdout", b"x" * 100)  # 2500 bytes, no newline: P records
+    out.write("stdout", b"end\n")
+    out.close()
+    os.close(dir_fd)
+    lines = await _read(log)
+    assert [(len(x.data), x.partial) for x in lines] == [(1000, True), (1000, True), (503, False)]
+    assert b"".join(x.data for x in lines) == b"x" * 2500 + b"end"
+
+
+@pytest.mark.asyncio
+async def test_a_record_too_long_for_any_writer_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.fifo._log_read as read_module
+
+    monkeypatch.setattr(read_module, "MAX_LINE", 1000)
+    monkeypatch.setattr(read_module, "_CHUNK", 512)
+    log = tmp_path / "hostile.log"
+    good = b"2026-12-07T04:09:40.1Z stdout F ok\n"
+    log.write_bytes(good + b"2026-12-07T04:09:40.1Z stdout F " + b"y" * 100_000 + b"\n" + good)
+    assert [x.text for x in await _read(log)] == ["ok", "ok"]
