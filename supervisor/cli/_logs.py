@@ -57,7 +57,9 @@ async def logs(args: argparse.Namespace) -> int:
     # The state directory's own client: the container's log record is in
     # its bundle directory. Its task is only looked at (attach=False): the
     # logger writes the file, and a process's FIFOs stay with their reader.
-    async with open_client(args) as client:
+    # Following hears the exit from events: the pauses between two looks at
+    # the file then cost no call to containerd.
+    async with open_client(args, events=args.follow) as client:
         container = await client.load_container(args.container)
         try:
             path = container_log(container.bundle_dir, container.id)

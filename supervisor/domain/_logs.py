@@ -137,7 +137,9 @@ def task_log(path: Path, query: LogQuery, task: _Waitable | None) -> AsyncIterat
     async def done() -> bool:
         if task is None:
             return True
-        # Waiting is also the pause between two looks at the file.
+        # Waiting is also the pause between two looks at the file (from a
+        # client with events, a wait costs no call to containerd; without,
+        # each one asks containerd again).
         with anyio.move_on_after(_POLL):
             await task.wait()
             return True
