@@ -60,7 +60,7 @@ async def _ctr_restore(client: supervisor.Client, address: str, namespace: str, 
     argv = ["ctr", "-a", address, "-n", namespace, "containers", "restore", "--live", "--rw"]
     t0 = time.perf_counter()
     async with await anyio.open_process(
-        [*argv, f"ctr-{r}", "cp-ctr"], stdin=subprocess.DEVNULL, stdout=None, stderr=None
+        [*argv, "cp-ctr", f"ctr-{r}"], stdin=subprocess.DEVNULL, stdout=None, stderr=None
     ) as ctr:
         while True:
             try:
