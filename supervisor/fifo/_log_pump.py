@@ -8,7 +8,9 @@ only a warning in containerd's log. So the output comes through FIFOs, as in
 pipe mode, and the library appends it to the file.
 
 The copy runs in the event loop's reader callbacks, one chunk per wake-up: a
-chunk is written as soon as it is read, with no await in between, so there
+chunk is written as soon as it is read (raw, or as CRI records stamped with
+the time of the read, rotated as asked: :mod:`._log_writer`, which the
+shim-run logger runs too), with no await in between, so there
 is no moment at which a cancellation or a close could drop bytes already
 taken out of a FIFO. Whatever has not been read stays in the FIFO, which the
 shim keeps open while the process is known to containerd: a later reader
