@@ -16,6 +16,7 @@ import io
 import os
 import select
 import shutil
+import sys
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,7 @@ from .._types import ProcessState
 from ..files._get import ArchiveStat, stat_of, tar_chunks
 from ..files._mount import open_detached
 from ..files._put import extract
+from ..files._walk import open_flags
 
 if TYPE_CHECKING:
     from ._rootfs import Rootfs
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ArchiveMethods", "ArchiveStat", "ArchiveStream"]
 
-_ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_ROOT = open_flags("O_RDONLY", "O_DIRECTORY", "O_CLOEXEC")
 
 
 def _checkpoint() -> None:
@@ -173,6 +175,10 @@ class ArchiveMethods:
 
     async def _open_root(self, *, write: bool) -> int:
         """An owned fd of the directory that is the container's root now."""
+        if not sys.platform.startswith("linux"):
+            raise errors.FailedPrecondition(
+                "copying files in and out of a container is for Linux only", container_id=self.id
+            )
         transport = self._session.transport
         try:
             record = await transport.get_task(self.id)

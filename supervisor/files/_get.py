@@ -11,13 +11,13 @@ import tarfile
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
-from ._walk import resolve
+from ._walk import open_flags, resolve
 
 __all__ = ["ArchiveStat", "stat_of", "tar_chunks"]
 
 _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_READ = open_flags("O_RDONLY", "O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC")
 
 
 @dataclass(frozen=True, slots=True)

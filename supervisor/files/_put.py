@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import IO
 
 from ._members import checked_members, member_name
-from ._walk import Resolved, resolve
+from ._walk import Resolved, open_flags, resolve
 
 __all__ = ["extract"]
 
 _CHUNK = 1 << 20
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR = open_flags("O_RDONLY", "O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC")
+_NEW_FILE = open_flags("O_WRONLY", "O_CREAT", "O_EXCL", "O_NOFOLLOW", "O_CLOEXEC")
 
 
 def _clear(at: Resolved, keep_dir: bool) -> None:

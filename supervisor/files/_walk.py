@@ -14,11 +14,22 @@ import os
 import stat
 from collections import deque
 
-__all__ = ["MAX_LINKS", "Resolved", "close_all", "resolve"]
+__all__ = ["MAX_LINKS", "Resolved", "close_all", "open_flags", "resolve"]
 
 # As the kernel's own limit on links followed in one lookup.
 MAX_LINKS = 40
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_flags(*names: str) -> int:
+    """The ``os.O_*`` flags named; one this platform lacks is 0 (the package
+    is imported on Windows too, where the copying itself is not offered)."""
+    flags = 0
+    for name in names:
+        flags |= getattr(os, name, 0)
+    return flags
+
+
+_DIR_FLAGS = open_flags("O_RDONLY", "O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC")
 
 
 class Resolved:
