@@ -186,6 +186,12 @@ class ArchiveMethods:
             record = None
         if record is not None:
             return await self._task_root(record.pid, record.state)
+        root = self.spec.get("root")
+        if write and isinstance(root, dict) and root.get("readonly", False):
+            # As its processes would find it (and docker cp refuses it).
+            raise errors.FailedPrecondition(
+                "the container's root filesystem is read-only", container_id=self.id
+            )
         if self.rootfs is not None:
             mounts = await self.rootfs.mounts()
             scratch = self._session.state_dir / ".archive"
@@ -203,7 +209,7 @@ class ArchiveMethods:
                     os.close(fd)
                 raise
             return opened[0]
-        return self._spec_root(write)
+        return self._spec_root()
 
     async def _task_root(self, pid: int, state: ProcessState) -> int:
         """``/proc/<pid>/root`` of the task's init process, made sure to be
@@ -238,17 +244,13 @@ class ArchiveMethods:
             os.close(pidfd)
         return root_fd
 
-    def _spec_root(self, write: bool) -> int:
+    def _spec_root(self) -> int:
         root = self.spec.get("root")
         path = root.get("path") if isinstance(root, dict) else None
         if not isinstance(path, str) or not os.path.isabs(path):
             raise errors.FailedPrecondition(
                 "the spec's root is not an absolute directory: start a task to reach the files",
                 container_id=self.id,
-            )
-        if write and root.get("readonly", False):  # type: ignore[union-attr]
-            raise errors.FailedPrecondition(
-                f"the container's root {path} is read-only", container_id=self.id
             )
         try:
             return os.open(Path(path), _ROOT)

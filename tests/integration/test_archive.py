@@ -102,6 +102,12 @@ async def test_image_container_without_a_task(client: supervisor.Client, image: 
     # The snapshot was mounted only while it was used: nothing is left mounted.
     assert ".archive" not in Path("/proc/self/mountinfo").read_text()
     assert list((client.state_dir / ".archive").iterdir()) == []
+    read_only = await client.new_container(
+        "cp-image-ro", image=image, spec={"root": {"readonly": True}}
+    )
+    with pytest.raises(errors.FailedPrecondition):
+        await read_only.put_archive("/root", _tar(_file("x", b"")))
+    await read_only.delete()
     task = await container.new_task()
     await task.start()
     proc = await task.exec("cat", ["cat", "/root/note"])
