@@ -30,6 +30,7 @@ import pytest
 import supervisor
 from supervisor import DaemonTimeouts
 from supervisor.daemon import Daemon
+from supervisor.daemon._orphans import shims_of
 from supervisor.network import NetworkManager
 from tests._containerd import short_tmpdir
 from tests.integration.test_network_bridge import bridge_exists, iptables_lines, leftovers
@@ -165,6 +166,13 @@ async def test_network_soak_leaves_nothing(base: Path) -> None:
                 for container, _ in restored:
                     await container.delete(force=True)
                 assert await client.containers() == []
+        # A shim whose task a killed containerd never recorded (a create it
+        # died in) is killed by the Daemon while containerd runs: none may
+        # outlive the test (nor its process, in a namespace of ours).
+        with anyio.move_on_after(30):
+            while shims_of(daemon.address):
+                await anyio.sleep(0.2)
+        assert shims_of(daemon.address) == []
         print(
             f"network soak: {app.done} lives, {app.disturbed} disturbed, {kills} containerd "
             f"SIGKILLs ({daemon.restarts} restarts), {app.generation - 1} application SIGKILLs"
