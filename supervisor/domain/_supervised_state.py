@@ -242,6 +242,10 @@ def deleting(session: Session, container_id: str) -> None:
     hooks = _HOOKS.get(session)
     if hooks is not None:
         hooks.deleting(container_id)
+    else:
+        # Deleted through a client that supervises nothing: the record goes
+        # all the same (the enforcing client, if any, sees the task go).
+        remove_record(session.state_dir, session.namespace, container_id)
 
 
 def record_for(session: Session, container_id: str) -> Record | None:

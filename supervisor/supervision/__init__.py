@@ -70,6 +70,9 @@ async def restored(session: Session, pairs: list[tuple[Container, Task | None]])
     (those with a record) supervised again, if this client takes the lock."""
     sup = supervisor_for(session)
     found = False
+    # Containers this client supervises already are left as they are: a
+    # second restore() decides nothing twice.
+    pairs = [(c, t) for c, t in pairs if not sup.watching(c.id)]
     for container, _task in pairs:
         record = state.read_record(session.state_dir, session.namespace, container.id)
         if record is not None:

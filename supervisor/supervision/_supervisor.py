@@ -206,6 +206,10 @@ class Supervisor:
         self._records[container.id] = record
         self._containers[container.id] = container
 
+    def watching(self, container_id: str) -> bool:
+        """True while a watcher of this client looks after the container."""
+        return container_id in self._watchers
+
     def adopt(self, container: Container, record: state.Record) -> None:
         self._records[container.id] = record
         self._containers[container.id] = container

@@ -64,9 +64,14 @@ async def test_on_failure_restarts_up_to_its_count(
         task = await container.new_task(output="null")
         await task.start()
         await rec.wait_for(lambda: rec.exits()[("crash", "crash")] == 3)
-        await _poll(lambda: container.last_exit is not None and container.restart_count == 2)
-        last = rec.of("crash")[-1][1]
-        await _poll(lambda: container.last_exit.exited_at == last.exited_at)  # type: ignore[union-attr]
+        await rec.wait_for(lambda: len(_restarts(rec, "crash")) == 2)
+        last = [i for e, i in rec.of("crash") if e is EventType.EXIT][-1]
+        # The third exit decided on (not restarted: the count is reached).
+        await _poll(
+            lambda: (
+                container.last_exit is not None and container.last_exit.exited_at == last.exited_at
+            )
+        )
         assert [i.attempt for i in _restarts(rec, "crash")] == [1, 2]
         assert container.last_exit is not None
         assert container.last_exit.exit_code == 3 and not container.last_exit.by_caller
@@ -96,6 +101,7 @@ async def test_on_failure_does_not_restart_a_clean_exit_always_does(
         task = await always.new_task(output="null")
         await task.start()
         await rec.wait_for(lambda: len(_restarts(rec, "always")) >= 2)
+        await _poll(lambda: len((data / "always").read_text().splitlines()) >= 3)
         await always.delete(force=True)
         count = len((data / "always").read_text().splitlines())
         # Deleted: nothing restarts it any more (the task is gone for good).
@@ -144,6 +150,8 @@ async def test_back_off_doubles_between_restarts(
         task = await container.new_task(output="null")
         await task.start()
         await rec.wait_for(lambda: len(_restarts(rec, "loop")) >= 5)
+        # The events of the fifth restart's task, which may come after its report.
+        await rec.wait_for(lambda: [e for e, _ in rec.of("loop")].count(EventType.START) >= 6)
         await container.delete(force=True)
     events = rec.of("loop")
     restarts = _restarts(rec, "loop")[:5]
@@ -385,3 +393,41 @@ async def test_a_restart_made_but_not_started_by_a_dead_run_is_finished_once(
         assert container.restart_count == 1
         assert (await (await container.task()).status()) is supervisor.ProcessState.RUNNING
         await container.delete(force=True)
+
+
+async def test_closing_the_client_mid_probe_leaves_no_probe(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    spec = _spec(rootfs, "exec sleep 600", data)
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as client:
+        check = HealthCheck(["CMD", "sleep", "600"], interval=0.01, timeout=600)
+        container = await client.new_container("probed", spec, healthcheck=check)
+        task = await container.new_task(output="null")
+        await task.start()
+        await _poll(lambda: len(task.execs) == 1)  # a probe is running
+    # Closed mid-probe: the probe was killed and deleted on the way out.
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir, events=False
+    ) as other:
+        container = await other.load_container("probed")
+        task = await container.task(attach=False)
+        assert task.execs == {}
+        assert len(await task.pids()) == 1
+        await container.delete(force=True)
+    assert not (state_dir / ".supervision" / namespace / "probed.json").exists()
+
+
+async def test_nothing_of_supervision_without_a_policy(
+    client: supervisor.Client, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    container = await client.new_container("plain", _spec(rootfs, "exit 1", data))
+    task = await container.new_task(output="null")
+    await task.start()
+    await task.wait()
+    assert "supervisor.restart" not in container.labels
+    assert container.restart_count == 0 and container.last_exit is None
+    assert task.health().status == "none"
+    assert not (state_dir / ".supervision").exists()
+    await container.delete(force=True)
