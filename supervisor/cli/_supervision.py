@@ -95,4 +95,7 @@ def check_restart(args: argparse.Namespace) -> str | None:
         raise CliError(f"--restart {value}: {exc}") from None
     if args.rm and value != "no":
         raise CliError("--restart cannot be combined with --rm")
+    if not args.detach and value != "no":
+        # A foreground run deletes the task it waited for: nothing to restart.
+        raise CliError("--restart needs -d: the policy is for a container that stays")
     return str(value)

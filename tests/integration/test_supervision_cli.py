@@ -72,6 +72,7 @@ async def test_run_restart_is_enforced_by_the_application_and_shown(
         (["--restart", "sometimes"], "--restart sometimes"),
         (["--restart", "on-failure:-1"], "--restart on-failure:-1"),
         (["--restart", "always", "--rm"], "--restart cannot be combined with --rm"),
+        (["--restart", "always"], "--restart needs -d"),
     ],
 )
 async def test_run_refuses_a_bad_restart(cli: Cli, flags: list[str], message: str) -> None:
