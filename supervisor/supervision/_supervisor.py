@@ -67,6 +67,8 @@ class Supervisor:
         # the Container/Task hooks then are not the caller's doing.
         self._acting: set[str] = set()
         self._unhealthy_kill: set[str] = set()
+        # Set (and made anew) whenever a task's health state is installed.
+        self._health_made = anyio.Event()
         self.closed = False
 
     # -- the lock and the task group ------------------------------------------
@@ -282,7 +284,7 @@ class Supervisor:
                 await hs.changed.wait()
             else:
                 # Between two tasks: the next one's state comes with its start.
-                await anyio.sleep(0.05)
+                await self._health_made.wait()
 
     # -- the watcher ----------------------------------------------------------
 
@@ -315,6 +317,8 @@ class Supervisor:
             return await task.wait()
         hs = HealthState(check)
         self._health[cid] = hs
+        self._health_made.set()
+        self._health_made = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._probe_loop, cid, task, hs)
             status = await task.wait()
