@@ -11,10 +11,11 @@ times and streams of the CRI format that ``run --log-path`` now writes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -41,9 +42,10 @@ def _print(line: LogLine) -> None:
     write_all(2 if line.stream == "stderr" else 1, text + end)
 
 
-async def _print_lines(lines: AsyncIterator[LogLine]) -> None:
-    async for line in lines:
-        _print(line)
+async def _print_lines(lines: AsyncGenerator[LogLine, None]) -> None:
+    async with contextlib.aclosing(lines):
+        async for line in lines:
+            _print(line)
 
 
 async def _until_interrupted(scope: anyio.CancelScope) -> None:

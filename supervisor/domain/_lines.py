@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Literal, Protocol, overload
 
 import anyio
@@ -101,7 +101,7 @@ def _read(
 
 async def merged_lines(
     stdout: ByteReceiveStream, stderr: ByteReceiveStream | None
-) -> AsyncIterator[LogLine]:
+) -> AsyncGenerator[LogLine, None]:
     """Lines of both streams as they are read, until both ended. Each line's
     time is when it was read; lines of one stream keep their order, and the
     two streams are interleaved as their reads came."""
@@ -125,12 +125,12 @@ def aiter_lines_method(self: _Piped, *, stderr: Literal[False] = False) -> Async
 
 
 @overload
-def aiter_lines_method(self: _Piped, *, stderr: Literal[True]) -> AsyncIterator[LogLine]: ...
+def aiter_lines_method(self: _Piped, *, stderr: Literal[True]) -> AsyncGenerator[LogLine, None]: ...
 
 
 def aiter_lines_method(
     self: _Piped, *, stderr: bool = False
-) -> AsyncIterator[str] | AsyncIterator[LogLine]:
+) -> AsyncIterator[str] | AsyncGenerator[LogLine, None]:
     """The process's stdout line by line (UTF-8, undecodable bytes
     replaced, line endings removed) until it ends.
 

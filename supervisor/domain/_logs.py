@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol, TypedDict
 
@@ -116,7 +116,9 @@ def container_log(bundle_dir: Path, container_id: str) -> Path:
     return path
 
 
-async def container_logs(container: _Logged, path: Path, query: LogQuery) -> AsyncIterator[LogLine]:
+async def container_logs(
+    container: _Logged, path: Path, query: LogQuery
+) -> AsyncGenerator[LogLine, None]:
     """The lines of ``container``'s log at ``path`` that ``query`` asks for;
     following, until its task has exited and everything it wrote is in the
     file."""
@@ -126,11 +128,13 @@ async def container_logs(container: _Logged, path: Path, query: LogQuery) -> Asy
             task = await container.task()
         except errors.NotFound:
             task = None
-    async for line in task_log(path, query, task):
-        yield line
+    # Closed with this generator, not when collected: it holds the file open.
+    async with contextlib.aclosing(task_log(path, query, task)) as lines:
+        async for line in lines:
+            yield line
 
 
-def task_log(path: Path, query: LogQuery, task: _Waitable | None) -> AsyncIterator[LogLine]:
+def task_log(path: Path, query: LogQuery, task: _Waitable | None) -> AsyncGenerator[LogLine, None]:
     """The lines of the log at ``path``; following, until ``task`` (if
     any) has exited and everything it wrote is in the file."""
 
@@ -166,7 +170,7 @@ def logs_method(
     timestamps: bool = False,
     stdout: bool = True,
     stderr: bool = True,
-) -> AsyncIterator[LogLine]:
+) -> AsyncGenerator[LogLine, None]:
     """The container's output read back from its log file, line by line,
     with each line's stream and time (:class:`~supervisor.LogLine`).
 
@@ -221,7 +225,7 @@ def read_logs(
     timestamps: bool = False,
     stdout: bool = True,
     stderr: bool = True,
-) -> AsyncIterator[LogLine]:
+) -> AsyncGenerator[LogLine, None]:
     """The lines of a CRI-format log file (``log_format="cri"``) and of its
     rotated files, with no container needed: after the container was
     deleted, or a file from elsewhere (kubelet writes the same format).

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -351,7 +351,7 @@ Done = Callable[[], Awaitable[bool]]
 
 async def read_log_file(
     path: Path, query: LogQuery, done: Done | None = None
-) -> AsyncIterator[LogLine]:
+) -> AsyncGenerator[LogLine, None]:
     """The lines of the CRI log at ``path`` (and its rotated files) that
     ``query`` asks for. Following, it ends once ``await done()`` is true
     (the writer finished) and the file holds nothing more; ``done`` also
@@ -399,7 +399,7 @@ async def read_log_file(
 
 async def _follow(
     reader: _Reader, parser: _Parser, query: LogQuery, done: Done | None
-) -> AsyncIterator[LogLine]:
+) -> AsyncGenerator[LogLine, None]:
     while True:
         async for line in _available(reader, parser, query):
             yield line
@@ -416,7 +416,9 @@ async def _follow(
             return
 
 
-async def _available(reader: _Reader, parser: _Parser, query: LogQuery) -> AsyncIterator[LogLine]:
+async def _available(
+    reader: _Reader, parser: _Parser, query: LogQuery
+) -> AsyncGenerator[LogLine, None]:
     """The lines appended since the last look, following the file's
     rotations."""
     while True:

@@ -6,6 +6,7 @@ it exited, after the application restarted and after the container is gone;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
@@ -370,4 +371,28 @@ async def test_a_log_file_swapped_after_the_run_is_refused(
         async for _ in container.logs(follow=True):
             pass
     assert open_fds() == before
+    await container.delete()
+
+
+async def test_leaving_or_cancelling_a_follow_leaves_nothing_open(
+    client: supervisor.Client, rootfs: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "left.log"
+    script = "while :; do echo tick; usleep 10000; done"
+    spec = supervisor.default_spec(["sh", "-c", script], rootfs)
+    container = await client.new_container("left", spec)
+    task = await container.new_task(log_path=log, log_format="cri")
+    await task.start()
+    before = open_fds()
+    with anyio.fail_after(30):
+        async with contextlib.aclosing(container.logs(follow=True)) as lines:
+            async for _ in lines:
+                break
+        assert open_fds() == before
+        with anyio.CancelScope() as scope:
+            async with contextlib.aclosing(container.logs(follow=True, tail=0)) as lines:
+                async for _ in lines:
+                    scope.cancel()
+        assert open_fds() == before
+    await task.delete(force=True)
     await container.delete()
