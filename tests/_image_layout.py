@@ -4,6 +4,7 @@ for importing into containerd without a registry."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -14,24 +15,41 @@ from tests._registry import _blob, busybox_layer, digest
 _LAYER: bytes | None = None
 
 
-def image_tar(path: Path, ref: str, config: dict[str, Any]) -> Path:
+def _files_layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def image_tar(
+    path: Path, ref: str, config: dict[str, Any], files: dict[str, bytes] | None = None
+) -> Path:
     """Write an OCI layout tar holding one linux/amd64 busybox image named
-    ``ref`` whose ``config`` object is ``config``; returns ``path``."""
+    ``ref`` whose ``config`` object is ``config`` (and, with ``files``, a
+    second layer of those files); returns ``path``."""
     global _LAYER
     if _LAYER is None:
         _LAYER = busybox_layer()
     root = path.with_suffix(".d")
     (root / "blobs" / "sha256").mkdir(parents=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    layer = {
-        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-        **_blob(root, gzip.compress(_LAYER, mtime=0)),
-    }
+    tars = [_LAYER] + ([_files_layer(files)] if files else [])
+    layers = [
+        {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            **_blob(root, gzip.compress(data, mtime=0)),
+        }
+        for data in tars
+    ]
     body = {
         "architecture": "amd64",
         "os": "linux",
         "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [digest(_LAYER)]},
+        "rootfs": {"type": "layers", "diff_ids": [digest(data) for data in tars]},
     }
     cfg = {
         "mediaType": "application/vnd.oci.image.config.v1+json",
@@ -41,7 +59,7 @@ def image_tar(path: Path, ref: str, config: dict[str, Any]) -> Path:
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": cfg,
-        "layers": [layer],
+        "layers": layers,
     }
     desc = {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -19,6 +19,7 @@ Loaded on first use (``Client.pull`` and the other image methods), never by
     _archive.py     importing OCI layout and docker save tars
     _export.py      exporting an image as an OCI layout docker load takes
     _containers.py  a container's own snapshot on its image
+    _users.py       user and group names looked up in the image's own files
     _service.py     what Client's image methods call
     _types.py       values crossing the boundary to containerd
 

@@ -13,9 +13,10 @@ from .._log import get_logger
 from ..domain._graceful import with_stop_signal
 from ..oci._types import Mount
 from ..spec._settings import ProcessSettings
-from ._image_spec import spec_from_image
+from ._image_spec import spec_from_image, user_to_resolve
 from ._pull import lease
 from ._service import ImageService
+from ._users import resolve_user
 
 if TYPE_CHECKING:
     from ..domain._container import Container
@@ -47,14 +48,20 @@ async def new_image_container(
     local = await service.local(image)
     name = await service.snapshotter(snapshotter)
     top = await service.ensure_unpacked(local, name)
-    body = spec_from_image(local.config.config, overrides=spec, settings=settings)
-    body = with_stop_signal(body, local.config.config)
+    config = local.config.config
+    body = spec_from_image(config, overrides=spec, settings=settings, resolve_names=True)
+    named = user_to_resolve(config, settings, spec)
+    body = with_stop_signal(body, config)
     store = service.store
     # Under a lease until the container record points at the snapshot: GC
     # may run at any moment in between.
     async with lease(store, "container", service.cleanup) as lease_id:
         mounts = await store.prepare_snapshot(name, container_id, top, lease=lease_id)
         try:
+            if named is not None:
+                scratch = session.state_dir / ".archive"
+                user = await resolve_user(mounts, named, scratch, container_id)
+                body["process"]["user"] = user
             container = await create(body, (name, container_id, mounts), local.record.name)
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(service.cleanup):

@@ -9,7 +9,7 @@ from .. import errors
 from ..spec._builder import DEFAULT_ENV, default_spec, json_copy
 from ..spec._settings import ProcessSettings, checked_settings, merge_env
 
-__all__ = ["spec_from_image"]
+__all__ = ["spec_from_image", "user_to_resolve"]
 
 
 def _strings(value: Any) -> list[str]:
@@ -38,9 +38,11 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return base
 
 
-def _check_user_given(overrides: Mapping[str, Any] | None, image_user: object) -> None:
+def _check_user_given(
+    overrides: Mapping[str, Any] | None, image_user: object, resolve_names: bool
+) -> None:
     caller = (overrides or {}).get("process", {})
-    if not (isinstance(caller, Mapping) and "user" in caller):
+    if not (isinstance(caller, Mapping) and "user" in caller) and not resolve_names:
         raise errors.InvalidArgument(
             f"the image runs as user {image_user!r}: names are not resolved; "
             "pass user='uid[:gid]'"
@@ -54,6 +56,7 @@ def spec_from_image(
     overrides: Mapping[str, Any] | None = None,
     rootfs: str = "rootfs",
     settings: ProcessSettings | None = None,
+    resolve_names: bool = False,
 ) -> dict[str, Any]:
     """A runtime spec for a container of an image, as ``docker run`` makes it.
 
@@ -66,9 +69,12 @@ def spec_from_image(
     snapshot). Every key of ``overrides`` then wins, mappings merged key by
     key and anything else (a list such as ``process.args``) replaced whole.
 
+    With ``resolve_names``, a user given by name is left for the caller to
+    look up (:func:`user_to_resolve`): the spec runs as root until then.
+
     Raises:
-        InvalidArgument: no command at all, or a user name (not a number)
-            that neither ``user`` nor ``overrides`` replaces.
+        InvalidArgument: no command at all, or (without ``resolve_names``)
+            a user name that neither ``user`` nor ``overrides`` replaces.
     """
     given = settings or checked_settings(args=args)
     if given.entrypoint is not None:
@@ -95,8 +101,24 @@ def spec_from_image(
     process = spec.get("process")
     if not isinstance(process, dict):
         raise errors.InvalidArgument("spec.process must be a mapping")
-    if user is None and given.user is None:
-        _check_user_given(overrides, user_text)
+    if user is None and given.user is None and given.user_name is None:
+        _check_user_given(overrides, user_text, resolve_names)
     if not process.get("args"):
         raise errors.InvalidArgument("the image has no Entrypoint or Cmd: pass args=")
     return spec
+
+
+def user_to_resolve(
+    config: Mapping[str, Any], settings: ProcessSettings, overrides: Mapping[str, Any] | None
+) -> str | None:
+    """The user name :func:`spec_from_image` left to look up in the image
+    (``user=`` by name, else the image's ``User`` by name), or None."""
+    if settings.user_name is not None:
+        return settings.user_name
+    caller = (overrides or {}).get("process", {})
+    if settings.user is not None or (isinstance(caller, Mapping) and "user" in caller):
+        return None
+    text = config.get("User")
+    if isinstance(text, str) and _user(text) is None:
+        return text
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +204,9 @@ class ProcessSettings:
     env: list[str] | None = None
     workdir: str | None = None
     user: dict[str, int] | None = None
+    # A user given by name ("app", "app:staff"): looked up in an image's
+    # /etc/passwd and /etc/group once its snapshot exists.
+    user_name: str | None = None
 
     def apply(self, process: dict[str, Any]) -> None:
         """Put the settings onto an OCI ``process`` in place (``entrypoint``
@@ -242,8 +246,23 @@ def checked_settings(
         entrypoint=_argv(entrypoint, "entrypoint"),
         env=None if env is None else check_env(env),
         workdir=None if workdir is None else check_path(workdir, "workdir"),
-        user=None if user is None else parse_user(user),
+        user=None if user is None or _named(user) else parse_user(user),
+        user_name=user if _named(user) else None,  # type: ignore[arg-type]
     )
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?")
+
+
+def _named(user: object) -> bool:
+    """``user`` is ``name[:group]`` or ``uid:group`` with a name in it
+    (anything else, numbers and ``root`` included, is parse_user's)."""
+    if not isinstance(user, str):
+        return False
+    parts = user.split(":", 1)
+    if not all(p.isdigit() or _NAME.fullmatch(p) for p in parts):
+        return False
+    return any(not p.isdigit() and p != "root" for p in parts)
 
 
 def with_settings(spec: Mapping[str, Any], settings: ProcessSettings) -> Mapping[str, Any]:
@@ -253,6 +272,10 @@ def with_settings(spec: Mapping[str, Any], settings: ProcessSettings) -> Mapping
         return spec
     if settings.entrypoint is not None:
         raise InvalidArgument("entrypoint is for a container made from an image")
+    if settings.user_name is not None:
+        raise InvalidArgument(
+            f"user {settings.user_name!r}: names are looked up in an image only; give 'uid[:gid]'"
+        )
     process = spec.get("process") if isinstance(spec, Mapping) else None
     if not isinstance(process, Mapping):
         raise InvalidArgument("spec.process must be a mapping")

@@ -142,3 +142,56 @@ async def test_entrypoint_needs_an_image(client: supervisor.Client, rootfs: str)
     with pytest.raises(errors.InvalidArgument):
         await client.new_container("ep-spec", spec, entrypoint=["echo"])
     assert await client.containers() == []
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1500:1600:app:/home/app:/bin/sh\n"
+GROUP = b"root:x:0:\napp:x:1600:\nstaff:x:50:app\n"
+
+
+@pytest_asyncio.fixture
+async def named_image(client: supervisor.Client, tmp_path: Path) -> AsyncIterator[str]:
+    ref = "example.com/settings/named:1"
+    config = {"Cmd": ["sh", "-c", "id -u; id -g"], "User": "app"}
+    files = {"etc/passwd": PASSWD, "etc/group": GROUP}
+    path = image_tar(tmp_path / "named.tar", ref, config, files)
+    await client.import_image(path, name=ref)
+    yield ref
+    for found in await client.images():
+        await client.remove_image(found.name)
+
+
+@pytest.mark.parametrize(
+    "kwargs,out",
+    [
+        ({}, "1500\n1600\n"),
+        ({"user": "app:staff"}, "1500\n50\n"),
+        ({"user": "7:staff"}, "7\n50\n"),
+        ({"user": "root"}, "0\n0\n"),
+        ({"user": "8:9"}, "8\n9\n"),
+    ],
+)
+async def test_user_names_are_looked_up_in_the_image(
+    client: supervisor.Client, named_image: str, kwargs: dict[str, Any], out: str
+) -> None:
+    assert await _output(client, "named-user", image=named_image, **kwargs) == out
+
+
+@pytest.mark.parametrize("user", ["nobody", "app:nogroup"])
+async def test_an_unknown_name_creates_nothing(
+    client: supervisor.Client, named_image: str, user: str
+) -> None:
+    from supervisor.images._service import ImageService
+
+    with pytest.raises(errors.InvalidArgument):
+        await client.new_container("unknown-user", image=named_image, user=user)
+    assert await client.containers() == []
+    service = ImageService(client._session)
+    assert not await service.store.snapshot_exists(await service.snapshotter(None), "unknown-user")
+    assert ".archive" not in Path("/proc/self/mountinfo").read_text()
+
+
+async def test_names_are_for_images_only(client: supervisor.Client, rootfs: str) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        spec = supervisor.default_spec(["id"], rootfs)
+        await client.new_container("named-spec", spec, user="app")
+    assert await client.containers() == []
