@@ -431,3 +431,43 @@ async def test_nothing_of_supervision_without_a_policy(
     assert task.health().status == "none"
     assert not (state_dir / ".supervision").exists()
     await container.delete(force=True)
+
+
+async def test_back_off_starts_over_after_the_task_stayed_up(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    rec = Recorder()
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, backend=rec, state_dir=state_dir
+    ) as client:
+        spec = _spec(rootfs, "sleep 0.4; exit 1", data)
+        policy = RestartPolicy("always", initial_delay=0.05, max_delay=1.0, reset_after=0.3)
+        container = await client.new_container("steady", spec, restart=policy)
+        task = await container.new_task(output="null")
+        await task.start()
+        await rec.wait_for(lambda: len(_restarts(rec, "steady")) >= 3)
+        await container.delete(force=True)
+    # Each task stayed up longer than reset_after: no doubling.
+    assert [r.delay for r in _restarts(rec, "steady")[:3]] == [0.05, 0.05, 0.05]
+
+
+async def test_last_exit_says_oom(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    async with supervisor.connect(
+        containerd_address, namespace=namespace, state_dir=state_dir
+    ) as client:
+        spec = supervisor.default_spec(
+            ["sh", "-c", "exec dd if=/dev/zero of=/tmp/fill bs=1M count=64"],
+            rootfs,
+            memory_limit=16 << 20,
+        )
+        container = await client.new_container("oom", spec, restart="on-failure:1")
+        task = await container.new_task(output="null")
+        await task.start()
+        status = await task.wait()
+        assert status.oom_killed
+        await _poll(lambda: container.last_exit is not None)
+        assert container.last_exit is not None and container.last_exit.oom_killed
+        assert container.last_exit.exit_code == 137
+        await container.delete(force=True)
