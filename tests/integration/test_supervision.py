@@ -471,3 +471,31 @@ async def test_last_exit_says_oom(
         assert container.last_exit is not None and container.last_exit.oom_killed
         assert container.last_exit.exit_code == 137
         await container.delete(force=True)
+
+
+async def test_an_image_healthcheck_applies_unless_one_is_given(
+    client: supervisor.Client, tmp_path: Path
+) -> None:
+    from tests._image_layout import image_tar
+
+    ref = "example.com/supervision/probed:1"
+    config = {
+        "Cmd": ["sh", "-c", "touch /tmp/ok; exec sleep 60"],
+        "Healthcheck": {"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 100_000_000},
+    }
+    await client.import_image(image_tar(tmp_path / "probed.tar", ref, config), name=ref)
+    try:
+        container = await client.new_container("from-image", image=ref)
+        task = await container.new_task(output="null")
+        await task.start()
+        health = await task.wait_healthy(timeout=30)
+        assert health.status == "healthy"
+        await container.delete(force=True)
+        # The caller's own check wins; ["NONE"] turns the image's off.
+        plain = await client.new_container("no-check", image=ref, healthcheck={"test": ["NONE"]})
+        task = await plain.new_task(output="null")
+        await task.start()
+        assert task.health().status == "none"
+        await plain.delete(force=True)
+    finally:
+        await client.remove_image(ref)
