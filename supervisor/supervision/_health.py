@@ -134,5 +134,10 @@ async def clear(leftovers: list[Process]) -> None:
     """Delete the probes an outage left (waiting for containerd as long as
     it takes, cancellable): never two probes of a container at once."""
     while leftovers:
-        await discard(leftovers[0])
+        try:
+            await discard(leftovers[0])
+        except errors.SupervisorError as exc:
+            # Refused for good (not an outage): nothing more to do from
+            # here, and no reason to stop probing.
+            _log.warning("supervision.probe_left", process_id=leftovers[0].id, error=str(exc))
         leftovers.pop(0)

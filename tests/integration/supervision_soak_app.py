@@ -115,11 +115,24 @@ async def _final(client: supervisor.Client, data: Path, state: Path) -> None:
     steady_task = await _retry((await _retry(lambda: client.load_container("steady"))).task)
     pids = [p.pid for p in await _retry(steady_task.pids)]
     execs = sorted(steady_task.execs)
+    procs = {}
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = next(
+                line.split()[1]
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("PPid:")
+            )
+            procs[pid] = f"{cmd} (ppid {ppid})"
+        except OSError as exc:
+            procs[pid] = repr(exc)
     seen = {
         "counts": {c.id: c.restart_count for c in loopers},
         "starts": {c.id: _starts(data, c.id) for c in loopers},
         "steady_pids": pids,
         "steady_execs": execs,
+        "steady_procs": procs,
         "steady_restarts": containers["steady"].restart_count,
     }
     for c in containers.values():
