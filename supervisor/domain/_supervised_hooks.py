@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._types import ExitStatus
 from . import _supervised_state as state
 from ._process import Process
+from ._stop import check_signal
 from ._supervised import Health, LastExit, RestartPolicy
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class SupervisedTask(Process):
         """Send ``signal`` (see :meth:`Process.kill`). For a supervised
         container, the exit that follows is a stop by the caller: no
         failure, and no restart (``docs/supervision.md``)."""
+        check_signal(signal, self.container.id, self.id)  # a refused call marks nothing
         state.caller_stop(self._session, self.container.id)
         await super().kill(signal, all=all)
 

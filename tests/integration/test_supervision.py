@@ -499,3 +499,19 @@ async def test_an_image_healthcheck_applies_unless_one_is_given(
         await plain.delete(force=True)
     finally:
         await client.remove_image(ref)
+
+
+async def test_a_refused_kill_marks_no_stop(
+    client: supervisor.Client, state_dir: Path, rootfs: str, data: Path
+) -> None:
+    from supervisor.domain._supervised_state import read_record
+
+    spec = _spec(rootfs, "exec sleep 600", data)
+    container = await client.new_container("refused", spec, restart="unless-stopped")
+    task = await container.new_task(output="null")
+    await task.start()
+    with pytest.raises(supervisor.errors.InvalidArgument):
+        await task.kill(0)
+    record = read_record(state_dir, client.namespace, "refused")
+    assert record is not None and not record.caller_stopped
+    await container.delete(force=True)
