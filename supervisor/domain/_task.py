@@ -26,8 +26,8 @@ from ._graceful import graceful_stop
 from ._logs import LogArgs
 from ._output import LogWriter, Output, checked_output
 from ._process import Process
-from ._supervised_hooks import SupervisedTask
 from ._stats_stream import stats_stream
+from ._supervised_hooks import SupervisedTask
 
 if TYPE_CHECKING:
     from ..stats._summary import ProcessSummary
