@@ -187,6 +187,15 @@ def test_files_and_functions_stay_small(name: str, path: Path) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             length = (node.end_lineno or node.lineno) - start + 1
+            # The docstring documents the call (a public one with many
+            # arguments needs many lines); the limit is on what it does.
+            first = node.body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                length -= (first.end_lineno or first.lineno) - first.lineno + 1
             if length > MAX_FUNCTION_LINES:
                 long.append(f"{node.name}: {length} lines")
     assert long == []
