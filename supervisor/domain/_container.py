@@ -179,7 +179,7 @@ class Container(SupervisedContainer, ArchiveMethods):
         task = await self._new_task(stdin=stdin, terminal=terminal, log_path=path,
             output=output, log_writer=log_writer, **log_args)  # fmt: skip
         _log.debug("task.create", container_id=cid, pid=task.pid)
-        self._note_task_made(stdin, terminal, path, output, log_writer)
+        self._note_task_made(stdin, terminal, path, output, log_writer, **log_args)
         await undo_if_cancelled(
             lambda: task.delete(force=True), limit=session.timeouts.cleanup, what="task"
         )

@@ -78,11 +78,19 @@ class SupervisedContainer:
         return await self.task()  # type: ignore[attr-defined]
 
     def _note_task_made(
-        self, stdin: bool, terminal: bool, log_path: Any, output: str, log_writer: str
+        self,
+        stdin: bool,
+        terminal: bool,
+        log_path: Any,
+        output: str,
+        log_writer: str,
+        **log_args: Any,
     ) -> None:
-        # How the caller made the task: a restart makes it the same way.
-        settings = {"stdin": stdin, "terminal": terminal, "output": output}
+        # How the caller made the task: a restart makes it the same way,
+        # log format and rotation included.
+        settings: dict[str, Any] = {"stdin": stdin, "terminal": terminal, "output": output}
         settings.update(log_writer=log_writer, log_path=None if log_path is None else str(log_path))
+        settings.update(log_args)
         state.task_made(self._session, self, settings)
 
     def _note_deleting(self) -> None:
