@@ -26,8 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
-
 from .. import _paths, errors
 from .._log import get_logger
 from ._supervised import (
@@ -265,6 +263,8 @@ def health_of(session: Session, container_id: str) -> Health:
 
 async def wait_healthy(session: Session, container_id: str, timeout: float | None) -> Health:  # noqa: ASYNC109
     """Until the task is healthy (see :meth:`Task.wait_healthy`)."""
+    import anyio  # here: the command's ps reads records without an event loop library
+
     hooks = _HOOKS.get(session)
     if hooks is None or hooks.health(container_id) is None:
         raise errors.FailedPrecondition(
