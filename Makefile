@@ -70,7 +70,7 @@ test: deps rootfs
 # The cgroup-touching integration tests on a pure cgroup v2 kernel: a throw-away
 # QEMU VM (TCG) with its own containerd and runc, the guest image cached in
 # .build/cgroup2/ (docs/cgroup2.md). PYTEST_ARGS default to `-m "cgroup or network or criu" tests/integration`;
-# CGROUP2_TIMEOUT (1500 s) bounds the whole VM run.
+# CGROUP2_TIMEOUT (2700 s) bounds the whole VM run.
 test-cgroup2: rootfs
 	scripts/cgroup2/run.sh $(PYTEST_ARGS)
 

@@ -4,7 +4,7 @@
 #   scripts/cgroup2/run.sh [PYTEST ARGS...]   (paths relative to the repo root;
 #                              default: -m "cgroup or network or criu" tests/integration)
 # Environment:
-#   CGROUP2_TIMEOUT  seconds for the whole VM run before QEMU is killed (1500)
+#   CGROUP2_TIMEOUT  seconds for the whole VM run before QEMU is killed (2700)
 #   CGROUP2_MEM      guest memory in MiB (2048)
 #   CGROUP2_SMP      guest CPUs (2)
 #   CGROUP2_GUEST_CMD  a shell command to run in the guest (in the repo, containerd
@@ -17,7 +17,7 @@ repo=$(cd "$here/../.." && pwd)
 out=$repo/.build/cgroup2
 venv=$out/venv
 rootfs=$repo/.build/rootfs
-timeout_s=${CGROUP2_TIMEOUT:-1500}
+timeout_s=${CGROUP2_TIMEOUT:-2700}
 mem=${CGROUP2_MEM:-2048}
 smp=${CGROUP2_SMP:-2}
 
