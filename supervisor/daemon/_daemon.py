@@ -9,7 +9,9 @@ Layout under the two directories given to :class:`Daemon`::
     state_dir/containerd.pid   the pid of the containerd we run or adopted
     state_dir/containerd.log   its output, followed into logging
     state_dir/supervisor.lock  held (flock; msvcrt.locking) by the one Daemon running it
-    state_dir/daemon/          containerd's state directory
+    state_dir/daemon/          containerd's state directory (task directories a
+                               killed containerd left half made are removed
+                               before each start: ``_leftovers``)
     state_dir/runc/            runc's state (``--root``) of this containerd's containers
     state_dir/runtimes/        wrapper scripts of runtimes with arguments
 
@@ -49,6 +51,7 @@ from . import _containerd_toml, _platform_parts
 from ._config import ConfigStore, DaemonConfig
 from ._files import owned_dir
 from ._launcher import Launcher
+from ._leftovers import TaskDirs
 from ._log_follower import LogFollower
 from ._runtimes import ResolvedRuntime, clean_stale_wrappers
 from ._timeouts import DaemonTimeouts
@@ -190,6 +193,9 @@ class Daemon:
                 ),
                 health=parts.health(self._address),
                 timeouts=self._timeouts,
+                tasks=TaskDirs(self._root, self._state / "daemon", self._address)
+                if parts.unix_sockets
+                else None,
             )
         )
         self._lock = parts.lock(self._state / "supervisor.lock")

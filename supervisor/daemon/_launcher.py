@@ -21,6 +21,7 @@ import anyio.abc
 
 from .. import errors
 from .._log import get_logger
+from ._leftovers import TaskDirs, remove_leftover_tasks
 from ._log_follower import LogFollower
 from ._platform_parts import DaemonChild, DaemonParts, HealthProbe
 from ._timeouts import DaemonTimeouts
@@ -56,6 +57,9 @@ class Launcher:
             failed to start go into the error).
         health: the health check over ``address``.
         timeouts: the Daemon's timings.
+        tasks: containerd's task directories, cleared of what a killed
+            containerd left half made before each start (see ``_leftovers``);
+            None where there is no such clean-up (Windows).
     """
 
     parts: DaemonParts
@@ -66,6 +70,7 @@ class Launcher:
     follower: LogFollower
     health: HealthProbe
     timeouts: DaemonTimeouts
+    tasks: TaskDirs | None = None
 
     async def adopt(self, tg: anyio.abc.TaskGroup) -> DaemonChild | None:
         """The containerd the pid file names, watched in ``tg``, once it
@@ -105,6 +110,9 @@ class Launcher:
             # lock). A named pipe goes with the process that served it.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address)
+        if self.tasks is not None:
+            # Before containerd loads its tasks: a half-made one wedges its id.
+            await anyio.to_thread.run_sync(remove_leftover_tasks, self.tasks)
         # The follower takes its place in the log before containerd writes,
         # so that the lines of a containerd that dies at once are ours to show.
         self.follower.drain()
