@@ -226,9 +226,11 @@ def _remove(dirs: TaskDirs) -> list[str]:
             continue
         work = dirs.root / TASK_PLUGIN / ns / cid
         try:
-            shutil.rmtree(bundle)
+            # The work directory first: while the bundle stands, no create of
+            # this id gets as far as making its own.
             if _is_plain_dir(work):
                 shutil.rmtree(work)
+            shutil.rmtree(bundle)
         except OSError as exc:
             _log.warning("daemon.leftover_task_not_removed", path=str(bundle), error=str(exc))
             continue
