@@ -21,6 +21,7 @@ from ._lines import aiter_lines_method
 from ._output import LogWriter, Output
 from ._pipes import check_terminal_size, exchange
 from ._stop import asked_exit, check_signal, failed_start_status, force_stop
+from ._tty_input import end_input, ends_by_key
 
 if TYPE_CHECKING:
     from ..events._tracker import Slot
@@ -236,7 +237,7 @@ class Process:
             _log.debug("process.start", container_id=cid, process_id=self.id, pid=pid)
             if self._stdin_close_pending:
                 self._stdin_close_pending = False
-                await transport.close_stdin(cid, self._exec_id)
+                await end_input(self._fifos, lambda: transport.close_stdin(cid, self._exec_id))
 
     def _check_startable(self) -> None:
         if self._started:
@@ -332,13 +333,16 @@ class Process:
         """Close the process's standard input: it reads end-of-file.
 
         Safe before :meth:`start`: the shim is told once the process exists
-        (telling it earlier would leave an exec hanging).
+        (telling it earlier would leave an exec hanging). On a terminal it
+        types the terminal's EOF key (^D) after what was sent instead, as
+        closing would hang the terminal up and lose output.
         """
-        transport = self._session.transport
-        if self._fifos is not None and self._fifos.stdin is not None:
+        transport, cid = self._session.transport, self.container.id
+        typed = ends_by_key(self._fifos)  # a terminal's end of input: see _tty_input
+        if self._fifos is not None and self._fifos.stdin is not None and not typed:
             await self._fifos.stdin.aclose()
         if self._started:
-            await transport.close_stdin(self.container.id, self._exec_id)
+            await end_input(self._fifos, lambda: transport.close_stdin(cid, self._exec_id))
         else:
             self._stdin_close_pending = True
 

@@ -200,7 +200,11 @@ async def test_task_calls_reach_containerd(client: supervisor.Client, fake: Fake
     await task.close_stdin()  # before start: held back until the process exists
     assert not fake.controls.stdin_closed("calls")
     await task.start()
-    assert fake.controls.stdin_closed("calls")
+    # A terminal's input ends by its EOF key: CloseIO would hang it up.
+    assert not fake.controls.stdin_closed("calls")
+    assert task.stdin is not None
+    with pytest.raises(anyio.ClosedResourceError):  # our end is closed
+        await task.stdin.send(b"more")
     await task.resize(80, 25)
     assert fake.controls.terminal_size("calls") == (80, 25)
     await task.pause()
