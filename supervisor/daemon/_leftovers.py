@@ -29,7 +29,6 @@ nothing if it is held. Linux only (``/proc``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -189,6 +188,8 @@ def remove_leftover_tasks(dirs: TaskDirs) -> list[str]:
     killed containerd left half done and whose shim is gone; the
     ``namespace/id`` of each removed. Nothing is removed while containerd
     runs (its metadata database is locked)."""
+    import fcntl  # Linux only: the module is imported on Windows too
+
     try:
         db = os.open(dirs.root / METADATA_DB, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
