@@ -54,6 +54,7 @@ from ._decode import (
 )
 from ._grpc_errors import map_grpc_errors
 from ._label_filter import label_filter
+from ._leftover import raise_if_leftover
 from .base import EventStream
 
 if TYPE_CHECKING:
@@ -265,7 +266,12 @@ class ContainerdTransport:
             stderr=stdio.stderr,
             terminal=stdio.terminal,
         )
-        reply = await self._call(lambda: self._tasks.create(request), container_id, container_id)
+        create = self._tasks.create
+        try:
+            reply = await self._call(lambda: create(request), container_id, container_id)
+        except errors.AlreadyExists as exc:
+            await raise_if_leftover(exc, container_id, self._where, self.get_task)
+            raise
         return int(reply.pid)
 
     async def exec(
