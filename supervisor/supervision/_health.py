@@ -24,12 +24,13 @@ from ..domain._supervised import (
     ProbeResult,
 )
 from ._remake import discard
+from ._strays import kill_strays, probe_process
 
 if TYPE_CHECKING:
     from ..domain._process import Process
     from ..domain._task import Task
 
-__all__ = ["PROBE_PREFIX", "HealthState", "clear", "probe"]
+__all__ = ["PROBE_PREFIX", "HealthState", "clear", "last_probe", "probe"]
 
 # Probe execs are named so: one an application killed mid-probe left behind
 # is found and removed by the next run (Supervisor.resume).
@@ -108,7 +109,8 @@ async def probe(
     code = -1
     try:
         with anyio.move_on_after(check.timeout) as scope:
-            proc = await task.exec(f"{PROBE_PREFIX}{secrets.token_hex(6)}", check.argv)
+            exec_id = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
+            proc = await task.exec(exec_id, probe_process(task, exec_id, check.argv))
             await proc.start()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_read_bounded, proc.stdout, out)
@@ -130,9 +132,11 @@ async def probe(
     return ProbeResult(code, text, start, _now())
 
 
-async def clear(leftovers: list[Process]) -> None:
+async def clear(leftovers: list[Process], task: Task | None = None) -> None:
     """Delete the probes an outage left (waiting for containerd as long as
-    it takes, cancellable): never two probes of a container at once."""
+    it takes, cancellable), and with ``task`` kill the processes of its
+    probes that containerd no longer knows of (see ``_strays``): never two
+    probes of a container at once."""
     while leftovers:
         try:
             await discard(leftovers[0])
@@ -141,3 +145,16 @@ async def clear(leftovers: list[Process]) -> None:
             # here, and no reason to stop probing.
             _log.warning("supervision.probe_left", process_id=leftovers[0].id, error=str(exc))
         leftovers.pop(0)
+    if task is not None:
+        await kill_strays(task)
+
+
+def last_probe(health: Health) -> str:
+    """What the failing probes said, for an error."""
+    if not health.log:
+        return f"{health.failing_streak} probes failed"
+    last = health.log[-1]
+    said = last.output.strip()[-200:]
+    return f"{health.failing_streak} probes failed, the last exited {last.exit_code}" + (
+        f": {said}" if said else ""
+    )

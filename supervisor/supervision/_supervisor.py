@@ -30,7 +30,7 @@ from .._types import ExitStatus, ProcessState
 from ..domain import _supervised_state as state
 from ..domain._supervised import Health, LastExit
 from ..events._types import EventInfo, EventType
-from ._health import PROBE_PREFIX, HealthState, clear, probe
+from ._health import PROBE_PREFIX, HealthState, clear, last_probe, probe
 from ._remake import delete_stopped, discard, new_started
 from ._rules import next_delay, should_restart
 
@@ -273,7 +273,7 @@ class Supervisor:
                 return hs.health()
             if hs is not None and hs.status == "unhealthy":
                 raise errors.FailedPrecondition(
-                    f"the container is unhealthy: {hs.log[-1].output if hs.log else ''}",
+                    f"the container is unhealthy: {last_probe(hs.health())}",
                     container_id=container_id,
                 )
             if container_id not in self._records:
@@ -339,7 +339,7 @@ class Supervisor:
     ) -> None:
         while True:
             await anyio.sleep(hs.check.interval)
-            await clear(leftovers)
+            await clear(leftovers, task)
             result = await probe(task, hs.check, cleanup, leftovers)
             if hs.add(result):
                 self._health_changed(cid, hs)

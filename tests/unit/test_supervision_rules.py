@@ -158,3 +158,17 @@ def test_health_verdicts_follow_docker() -> None:
     for _ in range(10):
         state.add(_result(1))
     assert len(state.health().log) == 5
+
+
+def test_an_unhealthy_verdict_says_what_the_last_probe_said() -> None:
+    from datetime import UTC, datetime
+
+    from supervisor.domain._supervised import Health, ProbeResult
+    from supervisor.supervision._health import last_probe
+
+    now = datetime.now(UTC)
+    failed = ProbeResult(1, "  no such file\n", now, now)
+    assert last_probe(Health("unhealthy", 3, (failed,))) == (
+        "3 probes failed, the last exited 1: no such file"
+    )
+    assert last_probe(Health("unhealthy", 2, ())) == "2 probes failed"
