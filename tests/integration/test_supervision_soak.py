@@ -173,10 +173,12 @@ async def test_no_restart_doubled_or_lost_under_chaos(base: Path, rootfs: str) -
             await _purge(daemon.address, ns, state)
     seen = json.loads((data / "final.json").read_text())
     reports = [json.loads(line) for line in (data / "reports").read_text().splitlines()]
+    # Probe processes no exec named any more, killed by the supervisor.
+    strays = (data / "app.log").read_text().count("supervision.probe_stray")
     print(
         f"supervision soak: {dict(done)}, {daemon.restarts} containerd restarts, "
         f"{app.generations} application runs, {len(reports)} restarts reported, "
-        f"wedged by containerd {wedged}, {seen}"
+        f"wedged by containerd {wedged}, {strays} stray probes killed, {seen}"
     )
     for k in range(LOOPERS):
         cid = f"loop-{k}"
