@@ -161,6 +161,8 @@ class Container(SupervisedContainer, ArchiveMethods):
         Raises:
             AlreadyExists: the container has a task already (the existing
                 task and its stdio are left untouched).
+            FailedPrecondition: a task directory a killed containerd left
+                holds the id (the message says what to do; docs/daemon.md).
             InvalidArgument: ``terminal`` disagrees with the spec.
             Unavailable, DeadlineExceeded: containerd could not be reached or
                 did not answer in time. Whether it made the task is asked
