@@ -15,11 +15,16 @@ it removes such directories, and only those, under its own containerd state
 directory: a directory of the exact shape, no symlink, without ``runtime``
 nor ``init.pid`` (so ``runc create`` never ran: no container, no runc state
 and no exit to report), with nothing mounted in it, and whose shim is gone:
-no process has it as its working directory (the shim and its ``start``
-command do), no shim process names its id, and the socket its ``address``
-file names accepts no connection. A directory with ``runtime`` is left to
-containerd, whose own clean-up runs ``runc delete`` and reports the task's
-exit. The matching work directory under containerd's root goes with it.
+no other process has it as its working directory, no shim's ``start`` or
+``delete`` command runs for it, and the socket its ``address`` file names
+accepts no connection. A shim of ours that still serves such a directory
+(containerd was killed after it started the shim, before the shim's create)
+is killed first, with what it started: its create can never end, and the
+containerd started next would load it, find no task in it, have it reaped
+(see ``_orphans``), and then fail to clean its directory up, wedging the id
+while it runs. A directory with ``runtime`` is left to containerd, whose own
+clean-up runs ``runc delete`` and reports the task's exit. The matching work
+directory under containerd's root goes with it.
 
 containerd must not run meanwhile: the removal holds the lock bbolt takes on
 containerd's metadata database for as long as containerd runs, and does
@@ -32,8 +37,10 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +55,7 @@ METADATA_DB = Path("io.containerd.metadata.v1.bolt") / "meta.db"
 # Written by the shim when it creates the container, before runc create.
 _MARKERS = ("runtime", "init.pid")
 _CONNECT_TIMEOUT = 1.0
+_KILL_WAIT = 5.0
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
@@ -111,27 +119,84 @@ def _mounted_within(path: Path, points: list[str]) -> bool:
     return False
 
 
-def _processes_holding(paths: set[str], address: str) -> set[str]:
-    """The paths of ``paths`` some process has as its working directory, and
-    ``namespace/id`` of every shim of ``address``."""
-    held: set[str] = set()
+@dataclass(frozen=True, slots=True)
+class _Holders:
+    """Who holds what, read from ``/proc`` once."""
+
+    cwd: dict[str, set[int]]  # a bundle path: the processes working there
+    shims: dict[str, set[int]]  # "namespace/id": its shim processes of our address
+    busy: set[str]  # "namespace/id": a shim's start or delete command runs for it
+
+
+def _argv(pid: str) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _holders(paths: set[str], address: str) -> _Holders:
+    holders = _Holders({}, {}, set())
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError):
             cwd = os.readlink(f"/proc/{entry}/cwd")
             if cwd in paths:
-                held.add(cwd)
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
+                holders.cwd.setdefault(cwd, set()).add(int(entry))
+        argv = _argv(entry)
+        if not argv or not os.path.basename(argv[0]).startswith("containerd-shim"):
             continue
-        if argv and os.path.basename(argv[0]).startswith("containerd-shim"):
-            options = dict(zip(argv[1::2], argv[2::2], strict=False))
-            if options.get("-address") == address:
-                held.add(f"{options.get('-namespace')}/{options.get('-id')}")
-    return held
+        options = dict(zip(argv[1::2], argv[2::2], strict=False))
+        if options.get("-address") != address:
+            continue
+        name = f"{options.get('-namespace')}/{options.get('-id')}"
+        if argv[-1] in ("start", "delete"):
+            holders.busy.add(name)
+        else:
+            holders.shims.setdefault(name, set()).add(int(entry))
+    return holders
+
+
+def _alive(pid: int) -> bool:
+    # A zombie counts as gone: nobody may reap the shims of a dead containerd.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 :][:1] != b"Z"
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    data = f.read()
+                fields = data[data.rfind(b")") + 2 :].split()
+                if len(fields) > 1 and fields[1] == str(pid).encode():
+                    found.append(int(entry))
+    return found
+
+
+def _kill_shims(pids: set[int]) -> bool:
+    """SIGKILL the shims ``pids`` and what they started; whether all of them
+    are gone within a bound."""
+    for pid in pids:
+        for child in _children(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + _KILL_WAIT
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _socket_answers(bundle: Path) -> bool:
@@ -210,16 +275,35 @@ def remove_leftover_tasks(dirs: TaskDirs) -> list[str]:
         os.close(db)  # releases the lock
 
 
+def _shim_gone(holders: _Holders, ns: str, cid: str, bundle: Path) -> bool:
+    """Whether no shim holds ``bundle`` any more: a shim of ours for it, whose
+    create can never end now that its containerd is dead, is killed."""
+    name = f"{ns}/{cid}"
+    shims = holders.shims.get(name, set())
+    if name in holders.busy or holders.cwd.get(str(bundle), set()) - shims:
+        return False  # a shim command runs, or someone else works there
+    if shims:
+        # The containerd started next would load it, find no task in it and
+        # have it reaped, and then fail to clean its directory up.
+        if not _kill_shims(shims):
+            return False
+        _log.warning(
+            "daemon.leftover_shim_killed", namespace=ns, container_id=cid, pids=sorted(shims)
+        )
+        if any(os.path.lexists(bundle / m) for m in _MARKERS):
+            return False  # it got as far as its create meanwhile: containerd's
+    return not _socket_answers(bundle)
+
+
 def _remove(dirs: TaskDirs) -> list[str]:
     candidates = _candidates(dirs)
     if not candidates:
         return []
-    held = _processes_holding({str(b) for _, _, b in candidates}, dirs.address)
+    holders = _holders({str(b) for _, _, b in candidates}, dirs.address)
     points = _mount_points()
     removed: list[str] = []
     for ns, cid, bundle in candidates:
-        name = f"{ns}/{cid}"
-        if name in held or str(bundle) in held or _socket_answers(bundle):
+        if not _shim_gone(holders, ns, cid, bundle):
             _log.info("daemon.leftover_task_kept", namespace=ns, container_id=cid, why="shim")
             continue
         if _mounted_within(bundle, points):
@@ -238,5 +322,5 @@ def _remove(dirs: TaskDirs) -> list[str]:
         _log.warning(
             "daemon.leftover_task_removed", namespace=ns, container_id=cid, path=str(bundle)
         )
-        removed.append(name)
+        removed.append(f"{ns}/{cid}")
     return removed

@@ -1,14 +1,16 @@
 """A task directory that a containerd killed mid-create left behind no longer
 wedges its container id: the Daemon removes it before it starts containerd
-again, and never removes one whose shim is alive.
+again (killing the shim that served it, whose create can never end), and
+leaves the directories of tasks alone.
 
 containerd 1.6 killed between making a task's bundle directory and the
 shim's create leaves the directory without the ``runtime`` file; its
 successor's clean-up needs that file, fails, and every later create of a task
 for that id fails ("mkdir ...: file exists"). The tests make a real task and
 then take away what the shim's create wrote (``runtime``, ``init.pid``,
-``options.json``, ``log.json`` and runc's state), which leaves the directory
-as that kill does; killing that mid-create moment itself cannot be timed.
+``options.json``, ``log.json`` and runc's state) and what it started, which
+leaves the directory (and the shim, or not) as that kill does; killing that
+mid-create moment itself cannot be timed.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ async def _restarted(daemon: Daemon, before: int) -> None:
             await anyio.sleep(0.05)
 
 
+@pytest.mark.parametrize("shim", ["dead", "alive"])
 async def test_a_task_left_half_made_by_a_killed_containerd_does_not_wedge_its_id(
-    base: Path, rootfs: str
+    base: Path, rootfs: str, shim: str
 ) -> None:
-    ns, cid = f"left-{os.getpid()}", "wedged"
+    # With its shim alive, containerd would load it, find no task, have it
+    # reaped, fail to clean up after it, and refuse the id while it runs.
+    ns, cid = f"left-{os.getpid()}", f"wedged-{shim}"
     async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
         async with supervisor.connect(
             daemon.address, namespace=ns, state_dir=base / "sv"
@@ -81,9 +86,9 @@ async def test_a_task_left_half_made_by_a_killed_containerd_does_not_wedge_its_i
             spec = supervisor.default_spec(["sleep", "600"], rootfs)
             container = await client.new_container(cid, spec)
             await container.new_task(output="null")
-            (shim,) = shims_of(daemon.address)
+            (served,) = shims_of(daemon.address)
             _as_a_kill_mid_create_leaves(base, ns, cid)
-            for pid in [*_children(shim.pid), shim.pid]:
+            for pid in [*_children(served.pid), *([served.pid] if shim == "dead" else [])]:
                 os.kill(pid, signal.SIGKILL)
             await _restarted(daemon, 0)
             # As containerd 1.6 would have it, this create fails for good.
@@ -101,8 +106,7 @@ async def test_a_task_left_half_made_by_a_killed_containerd_does_not_wedge_its_i
         assert not (base / "root" / "io.containerd.runtime.v2.task" / ns / cid).exists()
 
 
-async def test_the_directory_of_a_live_shim_is_never_removed(base: Path, rootfs: str) -> None:
-    # Even without what marks a create as done: its shim is alive.
+async def test_the_directory_of_a_live_task_is_left_alone(base: Path, rootfs: str) -> None:
     ns, cid = f"left-{os.getpid()}", "alive"
     async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
         async with supervisor.connect(
@@ -110,23 +114,18 @@ async def test_the_directory_of_a_live_shim_is_never_removed(base: Path, rootfs:
         ) as client:
             spec = supervisor.default_spec(["sleep", "600"], rootfs)
             container = await client.new_container(cid, spec)
-            task = await container.new_task(output="null")
-            await task.start()
-            bundle = _bundle(base, ns, cid)
-            kept = {name: (bundle / name).read_bytes() for name in CREATE_WROTE}
-            for name in CREATE_WROTE:
-                (bundle / name).unlink()
+            created = await container.new_task(output="null")
+            running = await (await client.new_container("running", spec)).new_task(output="null")
+            await running.start()
             await _restarted(daemon, 0)
-            assert bundle.is_dir()
-            # Put back, so that containerd can delete the task as usual.
-            for name, data in kept.items():
-                (bundle / name).write_bytes(data)
+            assert _bundle(base, ns, cid).is_dir() and _bundle(base, ns, "running").is_dir()
             with anyio.fail_after(60):
                 while True:
                     try:
-                        status = await task.status()
+                        states = (await created.status(), await running.status())
                         break
                     except (errors.Unavailable, errors.DeadlineExceeded):
                         await anyio.sleep(0.1)
-            assert status is supervisor.ProcessState.RUNNING
+            assert states == (supervisor.ProcessState.CREATED, supervisor.ProcessState.RUNNING)
             await container.delete(force=True)
+            await running.container.delete(force=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,21 +78,13 @@ def test_only_a_half_made_task_without_a_shim_is_removed(
     assert (dirs.root / TASK_PLUGIN / "ns" / "made").is_dir()
 
 
-def test_a_shim_that_names_the_task_or_answers_on_its_socket_keeps_it(
-    dirs: TaskDirs, tmp_path: Path
-) -> None:
-    named = _plant(dirs, "ns", "named")
-    shim = Mimic(
-        [
-            "/usr/bin/containerd-shim-runc-v2",
-            "-namespace",
-            "ns",
-            "-id",
-            "named",
-            "-address",
-            ADDRESS,
-        ]
-    )
+def _shim_argv(cid: str, address: str = ADDRESS) -> list[str]:
+    return ["/usr/bin/containerd-shim-runc-v2", "-namespace", "ns", "-id", cid, "-address", address]
+
+
+def test_a_shim_command_or_an_answering_socket_keeps_it(dirs: TaskDirs, tmp_path: Path) -> None:
+    starting = _plant(dirs, "ns", "starting")
+    command = Mimic([*_shim_argv("starting"), "start"])
     answering = _plant(dirs, "ns", "answering")
     path = tmp_path / "shim.sock"
     with socket.socket(socket.AF_UNIX) as listener:
@@ -102,9 +95,27 @@ def test_a_shim_that_names_the_task_or_answers_on_its_socket_keeps_it(
         (dead / "address").write_text(f"unix://{tmp_path / 'gone.sock'}")
         try:
             assert remove_leftover_tasks(dirs) == ["ns/dead"]
+            assert command.process.poll() is None
         finally:
-            shim.stop()
-    assert named.is_dir() and answering.is_dir()
+            command.stop()
+    assert starting.is_dir() and answering.is_dir()
+
+
+def test_our_shim_of_a_create_that_never_ran_is_killed_and_its_directory_removed(
+    dirs: TaskDirs,
+) -> None:
+    ours = _plant(dirs, "ns", "ours")
+    shim = Mimic(_shim_argv("ours"), cwd=ours)
+    theirs = _plant(dirs, "ns", "theirs")
+    other = Mimic(_shim_argv("theirs", "/run/other/containerd.sock"), cwd=theirs)
+    try:
+        assert remove_leftover_tasks(dirs) == ["ns/ours"]
+        assert shim.process.wait(timeout=10) == -signal.SIGKILL
+        assert other.process.poll() is None
+    finally:
+        shim.stop()
+        other.stop()
+    assert not ours.exists() and theirs.is_dir()
 
 
 def test_nothing_is_removed_while_containerd_holds_its_database(dirs: TaskDirs) -> None:
