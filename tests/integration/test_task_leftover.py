@@ -63,6 +63,7 @@ async def test_a_create_refused_by_a_leftover_says_so_and_leaves_it(
             await container.new_task(output="null")
         assert str(bundle) in str(caught.value)
         assert caught.value.container_id == cid
+        assert isinstance(caught.value.__cause__, errors.AlreadyExists)  # containerd's words
         assert bundle.is_dir()
         with pytest.raises(errors.NotFound):
             await container.task()
