@@ -6,9 +6,10 @@ run as a process of its own so that the test can SIGKILL it.
 probe), later ones take them up with ``restore()``; then it supervises until
 killed. Every RESTART its backend hears is appended to ``DATA/reports``.
 
-``final``: takes them up, waits until every crash-looper made its N restarts
-and stopped, writes what it saw to ``DATA/final.json``, deletes everything
-and says what was left.
+``final:SECONDS``: takes them up, waits until every crash-looper made its N
+restarts and stopped (at most SECONDS from its start: then it writes what
+it found to ``DATA/stuck.json`` and fails), writes what it saw to
+``DATA/final.json``, deletes everything and says what was left.
 
     python -m tests.integration.supervision_soak_app ADDRESS NS STATE ROOTFS DATA MODE
 """
@@ -100,12 +101,12 @@ def _starts(data: Path, cid: str) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.startswith("start"))
 
 
-async def _final(client: supervisor.Client, data: Path, state: Path) -> None:
+async def _final(client: supervisor.Client, data: Path, state: Path, deadline: float) -> None:
     pairs = await _retry(client.restore)
     containers = {c.id: c for c, _ in pairs}
     loopers = [containers[f"loop-{k}"] for k in range(LOOPERS)]
     try:
-        with anyio.fail_after(120):
+        with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):
             while not all([await _done(c) for c in loopers]):
                 await anyio.sleep(0.1)
     except TimeoutError:
@@ -182,6 +183,8 @@ async def _done(container: supervisor.Container) -> bool:
 async def main(address: str, ns: str, state: str, rootfs: str, data: str, mode: str) -> None:
     data_dir = Path(data)
     backend = Reports(data_dir / "reports")
+    mode, _, budget = mode.partition(":")
+    deadline = anyio.current_time() + float(budget or 120)
 
     async def connect() -> Any:
         return supervisor.connect(address, namespace=ns, backend=backend, state_dir=state)
@@ -192,7 +195,7 @@ async def main(address: str, ns: str, state: str, rootfs: str, data: str, mode: 
                 if mode == "run":
                     await _run(client, rootfs, data_dir)
                 else:
-                    await _final(client, data_dir, Path(state))
+                    await _final(client, data_dir, Path(state), deadline)
                 return
         except OUTAGE:
             await anyio.sleep(0.2)  # containerd is being restarted
