@@ -14,7 +14,11 @@ fresh token on the logger's control FIFO (``<prefix>-ctl``, made by the
 library) makes it read both pipes until they are empty and then write ``ok``
 into ``<prefix>-ack-<token>``, a FIFO the library opened for reading first.
 Once the process has exited nothing more can arrive, so an empty pipe means
-every byte is in the file. The logger exits when the shim closes the pipes
+every byte is in the file. On a terminal the process writes to the
+terminal, not to the pipe, and the shim copies the terminal's output into the
+pipe, after the exit too: there the line is ``<token> eof``, and the logger
+answers once stdout reached end-of-file (the shim closes it when that copy
+ends). The logger exits when the shim closes the pipes
 (the task's delete, which waits for it) and ignores SIGTERM, which the shim
 sends after closing them, so it always drains to the end first.
 """
@@ -22,11 +26,9 @@ sends after closing them, so it always drains to the end first.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -34,7 +36,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .. import errors
-from .._log import get_logger
 from ._log_options import RAW_OPTIONS, LogOptions
 
 if TYPE_CHECKING:
@@ -47,11 +48,6 @@ __all__ = [
     "logger_stdio_for",
     "make_logger_stdio",
 ]
-
-_log = get_logger("process")
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 _LOGGER_MAIN = r"""
 import re, select, signal, sys
@@ -91,6 +87,11 @@ def _drain(streams, out):
                 os.close(fd)
                 break
             out.write(_NAMES.get(fd, "stdout"), data)
+
+
+def _ack_all(prefix, tokens):
+    while tokens:
+        _ack(prefix, tokens.pop())
 
 
 def _ack(prefix, token):
@@ -171,10 +172,16 @@ def main():
     for fd in streams:
         os.set_blocking(fd, False)
     pending = b""
+    # Drains asked to wait for stdout's end-of-file (a terminal's output,
+    # which the shim copies out of the terminal after the exit is known).
+    at_eof = []
     while streams:
         if _stopping:
             _drain(streams, out)
+            _ack_all(prefix, at_eof)
             return
+        if 3 not in streams:
+            _ack_all(prefix, at_eof)
         watched = list(streams) + ([ctl] if ctl >= 0 else [])
         try:
             ready, _, _ = select.select(watched, [], [], 0.5)
@@ -191,10 +198,17 @@ def main():
                 continue
             *lines, pending = pending.split(b"\n")
             pending = pending[-64:]
-            for token in lines:
-                if _TOKEN.fullmatch(token):
+            for line in lines:
+                token, _, wait = line.partition(b" ")
+                if _TOKEN.fullmatch(token) and wait in (b"", b"eof"):
                     _drain(streams, out)
-                    _ack(prefix, token)
+                    if wait and 3 in streams:
+                        at_eof.append(token)
+                    else:
+                        _ack(prefix, token)
+    _ack_all(prefix, at_eof)
+    if ctl >= 0:
+        os.close(ctl)  # what asks from now on learns at once that we are gone
 
 
 main()
@@ -325,48 +339,11 @@ class LoggerStdio:
         """Ask the logger to empty the pipes into the file and wait for its
         answer, at most ``limit`` seconds; whether it answered (a logger that
         is gone has written everything it ever will)."""
-        import anyio
+        from ._logger_drain import ask_drained
 
-        token = secrets.token_hex(8)
-        ack = Path(f"{self._prefix}-ack-{token}")
-        try:
-            os.mkfifo(ack, 0o600)
-        except OSError as exc:
-            _log.warning("process.log_drain_failed", path=str(ack), error=str(exc))
-            return False
-        try:
-            # Read-write: the FIFO never reads as end-of-file while the
-            # logger has not opened it, and its open never blocks.
-            reply = os.open(ack, os.O_RDWR | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
-            try:
-                try:
-                    ctl = os.open(self._ctl, os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
-                except OSError as exc:
-                    if exc.errno == errno.ENXIO:
-                        return True  # no logger reads it any more: it finished
-                    # Removed or replaced behind our back: nothing can tell
-                    # whether the logger has written everything.
-                    _log.warning("process.log_drain_unknown", path=str(self._ctl), error=str(exc))
-                    return False
-                try:
-                    os.write(ctl, f"{token}\n".encode())
-                except OSError:
-                    return True
-                finally:
-                    os.close(ctl)
-                with anyio.move_on_after(limit):
-                    while True:
-                        await anyio.wait_readable(reply)
-                        with contextlib.suppress(BlockingIOError):
-                            if os.read(reply, 16):
-                                return True
-                _log.warning("process.log_not_drained", limit=limit, path=str(self.log_path))
-                return False
-            finally:
-                os.close(reply)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(ack)
+        return await ask_drained(
+            self._prefix, terminal=self.terminal, limit=limit, log_path=self.log_path
+        )
 
 
 def make_logger_stdio(

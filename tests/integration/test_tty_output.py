@@ -9,10 +9,16 @@ as a user at a keyboard would type it."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from pathlib import Path
+
 import anyio
 import pytest
 
 import supervisor
+from supervisor.fifo._logger import make_logger_stdio
+from tests._logs import capture_logs
 
 pytestmark = pytest.mark.asyncio
 
@@ -122,3 +128,169 @@ async def test_an_exec_on_a_terminal_gets_its_input_and_ends(
         await container.delete()
     assert _lines(out) == ["x", "x", "after"], out
     assert status.exit_code == 0
+
+
+# -- log_writer="logger" on a terminal ----------------------------------------------
+
+
+def _high(fd: int) -> int:
+    # Out of the way of 3, 4 and 5, which the logger gets them as.
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    finally:
+        os.close(fd)
+
+
+def _spawn_logger(script: Path, log: Path, prefix: Path) -> tuple[int, int]:
+    """The logger as the shim starts it on a terminal: stdout and stderr
+    pipes as fds 3 and 4, its readiness pipe as fd 5; our write end of
+    stdout (the shim's copy out of the terminal), and its pid."""
+    out_r, out_w = (_high(fd) for fd in os.pipe())
+    err_r, err_w = (_high(fd) for fd in os.pipe())
+    ready_r, ready_w = (_high(fd) for fd in os.pipe())
+    actions = [(os.POSIX_SPAWN_DUP2, fd, n) for fd, n in ((out_r, 3), (err_r, 4), (ready_w, 5))]
+    pid = os.posix_spawn(
+        str(script), [str(script), str(log), str(prefix)], {}, file_actions=actions
+    )
+    for fd in (out_r, err_r, ready_w, err_w):
+        # The shim drops its stderr write end on a terminal: nothing goes there.
+        os.close(fd)
+    try:
+        while os.read(ready_r, 1):
+            pass  # ready when it closes fd 5
+    finally:
+        os.close(ready_r)
+    return out_w, pid
+
+
+def _reap(pid: int) -> None:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+
+
+async def test_the_logger_answers_a_terminal_s_drain_after_stdout_ended(
+    tmp_path: Path,
+) -> None:
+    # The shim copies a terminal's output into the logger's pipe after the
+    # exit is known; a drain that answered at an empty pipe lost its tail.
+    log = tmp_path / "out.log"
+    stdio = make_logger_stdio(tmp_path / "state", tmp_path, "init.0123abcd", log, terminal=True)
+    script = next((tmp_path / "state" / ".logger").iterdir())
+    out_w, pid = _spawn_logger(script, log, tmp_path / "init.0123abcd")
+    try:
+        os.write(out_w, b"head\n")
+        seen: list[tuple[bool, bytes]] = []
+        answered = anyio.Event()
+
+        async def drain() -> None:
+            drained = await stdio.wait_drained(30)
+            seen.append((drained, log.read_bytes()))
+            answered.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            # A logger that answers at once does so well within this bound;
+            # the tail follows either way.
+            with anyio.move_on_after(1):
+                await answered.wait()
+            os.write(out_w, b"tail\n")
+            os.close(out_w)
+            out_w = -1
+        assert seen == [(True, b"head\ntail\n")]
+    finally:
+        if out_w >= 0:
+            os.close(out_w)
+        _reap(pid)
+        stdio.remove()
+
+
+async def test_a_logger_that_exits_without_answering_counts_as_drained(
+    tmp_path: Path,
+) -> None:
+    # On a terminal the logger ends by itself once both pipes reached
+    # end-of-file, which may be just after our request went in: it never
+    # answers, and the caller waited the whole bound for nothing.
+    log = tmp_path / "out.log"
+    stdio = make_logger_stdio(tmp_path / "state", tmp_path, "init.0123abcd", log, terminal=True)
+    logger = os.open(tmp_path / "init.0123abcd-ctl", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        requests: list[bytes] = []
+        results: list[bool] = []
+
+        async def drain() -> None:
+            results.append(await stdio.wait_drained(10))
+
+        with capture_logs() as logs, anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                await anyio.wait_readable(logger)
+                requests.append(os.read(logger, 100))
+                os.close(logger)  # gone, without an answer
+                logger = -1
+        assert results == [True]
+        assert requests[0].endswith(b" eof\n"), requests
+        assert [e for e in logs if e["event"].startswith("process.log_")] == []
+    finally:
+        if logger >= 0:
+            os.close(logger)
+        stdio.remove()
+
+
+async def test_a_terminal_s_whole_output_is_in_the_logger_s_file_once_wait_returns(
+    client: supervisor.Client, rootfs: str, tmp_path: Path
+) -> None:
+    # The real shim: its copy out of the terminal ends, so the logger's
+    # answer comes (no drain gives up), with every line in the file.
+    script = "echo out1; echo out2; echo out3"
+    spec = supervisor.default_spec(["sh", "-c", script], rootfs, terminal=True)
+    limiter = anyio.Semaphore(4)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            log = tmp_path / f"{i}.log"
+            container = await client.new_container(f"tty-log-{i}", spec)
+            task = await container.new_task(terminal=True, log_path=log, log_writer="logger")
+            await task.start()
+            status = await task.wait()
+            text = log.read_bytes()
+            await task.delete()
+            await container.delete()
+            assert text == b"out1\r\nout2\r\nout3\r\n", (i, text)
+            assert status.exit_code == 0
+
+    with capture_logs() as logs:
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for i in range(24):
+                    tg.start_soon(one, i)
+    assert [e for e in logs if e["event"].startswith("process.log_")] == []
+
+
+async def test_an_exec_on_a_terminal_through_a_logger(
+    client: supervisor.Client, rootfs: str, tmp_path: Path
+) -> None:
+    spec = supervisor.default_spec(["sleep", "60"], rootfs)
+    container = await client.new_container("tty-log-exec", spec)
+    task = await container.new_task()
+    await task.start()
+    log = tmp_path / "exec.log"
+    try:
+        with capture_logs() as logs:
+            proc = await task.exec(
+                "e1",
+                ["sh", "-c", "echo one; echo two"],
+                terminal=True,
+                log_path=log,
+                log_writer="logger",
+            )
+            await proc.start()
+            with anyio.fail_after(30):
+                status = await proc.wait()
+            text = log.read_bytes()
+            await proc.delete()
+    finally:
+        await task.delete(force=True)
+        await container.delete()
+    assert text == b"one\r\ntwo\r\n"
+    assert status.exit_code == 0
+    assert [e for e in logs if e["event"].startswith("process.log_")] == []
