@@ -56,6 +56,15 @@ async def new_started(container: Container, settings: dict[str, Any]) -> Task:
                     _log.warning(
                         "supervision.task_wedged", container_id=container.id, error=str(exc)
                     )
+        except errors.FailedPrecondition as exc:
+            if not isinstance(exc.__cause__, errors.AlreadyExists):
+                raise
+            # A task directory a killed containerd left behind refuses the
+            # create until it is removed (the Daemon's next start of
+            # containerd does, or an operator): waited out, so that the
+            # restart is made once it can be, not lost.
+            if attempt % 20 == 0:
+                _log.warning("supervision.task_wedged", container_id=container.id, error=str(exc))
         except _UNKNOWN as exc:
             if attempt % 20 == 0:
                 _log.info("supervision.waiting", container_id=container.id, error=str(exc))
