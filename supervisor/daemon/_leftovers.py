@@ -52,7 +52,8 @@ _log = get_logger("daemon")
 
 TASK_PLUGIN = "io.containerd.runtime.v2.task"
 METADATA_DB = Path("io.containerd.metadata.v1.bolt") / "meta.db"
-# Written by the shim when it creates the container, before runc create.
+# What the shim's create leaves: ``runtime`` before runc create, ``init.pid``
+# by it.
 _MARKERS = ("runtime", "init.pid")
 _CONNECT_TIMEOUT = 1.0
 _KILL_WAIT = 5.0
