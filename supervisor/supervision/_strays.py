@@ -9,10 +9,12 @@ its process runs on. A probe killed at its timeout leaves its own children
 running too. Such a process counts against "never two probes at once" and
 can run for ever, and no exec names it any more.
 
-Each probe carries :data:`MARKER` in its environment (its exec id as the
-value, inherited by whatever it starts); before each probe, when none of
-the container's own probes runs, every process of the task that carries it
-is a stray and is killed. The marker is read from ``/proc``, through a
+Each probe carries :data:`MARKER` in its environment (``namespace/container
+id/exec id`` as the value, inherited by whatever it starts); before each
+probe, when none of the container's own probes runs, every process of the
+task that carries it with the container's own namespace and id is a stray
+and is killed (a pid that names some other process by the time it is read,
+or another container's probe, is not). The marker is read from ``/proc``, through a
 pidfd opened first, so that a pid used again meanwhile is never signalled.
 """
 
@@ -52,8 +54,12 @@ def probe_process(task: Task, exec_id: str, argv: Sequence[str]) -> dict[str, An
     exec`` runs it, with :data:`MARKER` added to its environment."""
     body = inherited_process(task.container.spec, list(argv))
     env = [e for e in body.get("env") or [] if not str(e).startswith(f"{MARKER}=")]
-    body["env"] = [*env, f"{MARKER}={exec_id}"]
+    body["env"] = [*env, f"{MARKER}={_owner(task)}{exec_id}"]
     return body
+
+
+def _owner(task: Task) -> str:
+    return f"{task._session.namespace}/{task.container.id}/"
 
 
 async def kill_strays(task: Task) -> int:
@@ -64,6 +70,7 @@ async def kill_strays(task: Task) -> int:
     if not hasattr(os, "pidfd_open"):
         return 0  # no /proc to read the marker from
     cid = task.container.id
+    owner = _owner(task)
     for pause in backoff(0.05, 2.0):
         try:
             infos = await task._session.transport.pids(cid)
@@ -79,16 +86,17 @@ async def kill_strays(task: Task) -> int:
     for info in infos:
         if info.pid <= 0 or info.pid == task.pid:
             continue
-        probe_id = await _kill_if_marked(info.pid)
+        probe_id = await _kill_if_marked(info.pid, owner)
         if probe_id is not None:
             killed += 1
             _log.warning("supervision.probe_stray", container_id=cid, pid=info.pid, probe=probe_id)
     return killed
 
 
-async def _kill_if_marked(pid: int) -> str | None:
-    """The probe id of ``pid`` if it carries the marker (it is then
-    killed, and waited for until it has exited, within a bound), else None."""
+async def _kill_if_marked(pid: int, owner: str) -> str | None:
+    """The probe id of ``pid`` if it carries the marker naming ``owner``
+    (it is then killed, and waited for until it has exited, within a
+    bound), else None."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
@@ -97,14 +105,14 @@ async def _kill_if_marked(pid: int) -> str | None:
         # Read after the pidfd is open: if the pid now names another
         # process, the signal below goes to the pidfd's, which is gone.
         probe_id = _marker_of(pid)
-        if probe_id is None:
+        if probe_id is None or not probe_id.startswith(owner):
             return None
         signal.pidfd_send_signal(fd, signal.SIGKILL)
         # A pidfd reads as ready once its process has exited: the next
         # probe starts only after this one is gone.
         with anyio.move_on_after(_EXIT_BOUND):
             await anyio.wait_readable(fd)
-        return probe_id
+        return probe_id[len(owner) :]
     except OSError:
         return None
     finally:

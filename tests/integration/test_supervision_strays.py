@@ -105,8 +105,12 @@ async def test_a_probe_process_no_exec_names_is_killed_before_the_next_probe(
         await task.start()
         await _probe_after(task, _now())
         stray = await _plant_stray(task, "health-lost1")
+        # Another container's probe (in a shared pid namespace, say), or a
+        # process that only looks like one: not ours to kill.
+        foreign = await _plant_stray(task, "health-x", owner=f"{namespace}/other/")
         await _probe_after(task, _now())
         assert not await _alive_in(task, stray)
+        assert await _alive_in(task, foreign)
         await container.delete(force=True)
 
 
@@ -142,11 +146,14 @@ async def test_a_probe_process_left_by_an_earlier_run_is_killed(
         await container.delete(force=True)
 
 
-async def _plant_stray(task: supervisor.Task, probe_id: str) -> int:
+async def _plant_stray(task: supervisor.Task, probe_id: str, owner: str | None = None) -> int:
     """A process with the probes' marker that no exec names: started in
     the background by an exec that then ends and is deleted. Its pid in
     the container (the probes may kill it at once: looked at from inside)."""
-    out = await _run_in(task, f"{MARKER}={probe_id} sleep 998 </dev/null >/dev/null 2>&1 & echo $!")
+    if owner is None:
+        owner = f"{task._session.namespace}/{task.container.id}/"
+    marker = f"{MARKER}={owner}{probe_id}"
+    out = await _run_in(task, f"{marker} sleep 998 </dev/null >/dev/null 2>&1 & echo $!")
     return int(out)
 
 
