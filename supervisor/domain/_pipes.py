@@ -26,8 +26,8 @@ async def exchange(
     wait: Callable[[], Awaitable[object]],
 ) -> tuple[bytes, bytes]:
     """Feed ``input`` then end-of-file, read stdout and stderr to their end
-    at once (so neither pipe can fill and block the process), then
-    ``wait``: the whole output."""
+    at once (so neither pipe can fill and block the process), and ``wait``:
+    the whole output. Input the process left unread is dropped."""
     out: list[bytes] = []
     err: list[bytes] = []
 
@@ -48,10 +48,14 @@ async def exchange(
         await close_stdin()
 
     async with task_group() as tg:
-        tg.start_soon(drain, fifos.stdout, out)
-        tg.start_soon(drain, fifos.stderr, err)
         tg.start_soon(feed)
-    await wait()
+        async with task_group() as readers:
+            readers.start_soon(drain, fifos.stdout, out)
+            readers.start_soon(drain, fifos.stderr, err)
+            await wait()
+        # Exited, and its output ended: input it never read is not waited
+        # for (on a terminal the shim's copy into it blocks for good).
+        tg.cancel_scope.cancel()
     return b"".join(out), b"".join(err)
 
 

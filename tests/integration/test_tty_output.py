@@ -84,6 +84,22 @@ async def test_communicate_without_input_ends_the_input(
     assert status.exit_code == 0
 
 
+async def test_communicate_ends_when_the_process_leaves_input_unread(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # More input than the FIFO and the terminal hold, never read: the shim's
+    # copy into the terminal blocks for good once the process is gone, so
+    # our write never finished.
+    container, task = await _started(client, rootfs, "tty-unread", "echo marker")
+    with anyio.fail_after(60):
+        out, _ = await task.communicate(b"x" * 300_000 + b"\n")
+        status = await task.wait()
+    await task.delete()
+    await container.delete()
+    assert b"marker\r\n" in out
+    assert status.exit_code == 0
+
+
 async def test_close_stdin_before_start_ends_the_input_once_started(
     client: supervisor.Client, rootfs: str
 ) -> None:
