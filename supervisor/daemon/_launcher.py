@@ -21,7 +21,7 @@ import anyio.abc
 
 from .. import errors
 from .._log import get_logger
-from ._leftovers import TaskDirs, remove_leftover_tasks
+from ._leftovers import TaskDirs, has_leftover_tasks, remove_leftover_tasks
 from ._log_follower import LogFollower
 from ._platform_parts import DaemonChild, DaemonParts, HealthProbe
 from ._timeouts import DaemonTimeouts
@@ -110,13 +110,15 @@ class Launcher:
             # lock). A named pipe goes with the process that served it.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address)
-        if self.tasks is not None:
-            # Before containerd loads its tasks: a half-made one wedges its id.
-            await anyio.to_thread.run_sync(remove_leftover_tasks, self.tasks)
         # The follower takes its place in the log before containerd writes,
         # so that the lines of a containerd that dies at once are ours to show.
         self.follower.drain()
         self.follower.tail.clear()
+        if self.tasks is not None and has_leftover_tasks(self.tasks):
+            # Before containerd loads its tasks: a half-made one wedges its
+            # id. Off the loop, as its shim may have to be killed first; only
+            # then, so that a start is otherwise what it always was.
+            await anyio.to_thread.run_sync(remove_leftover_tasks, self.tasks)
         started = time.monotonic()
         child = await self.parts.spawn(
             self.binary,

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from .._log import get_logger
 
-__all__ = ["TaskDirs", "remove_leftover_tasks"]
+__all__ = ["TaskDirs", "has_leftover_tasks", "remove_leftover_tasks"]
 
 _log = get_logger("daemon")
 
@@ -247,6 +247,15 @@ def _candidates(dirs: TaskDirs) -> list[tuple[str, str, Path]]:
                 continue
             found.append((ns, cid, bundle))
     return found
+
+
+def has_leftover_tasks(dirs: TaskDirs) -> bool:
+    """Whether a bundle directory of the shape :func:`remove_leftover_tasks`
+    looks further at is there (a few ``stat`` calls; never raises)."""
+    try:
+        return bool(_candidates(dirs))
+    except OSError:
+        return True  # let the removal look, and say what it found
 
 
 def remove_leftover_tasks(dirs: TaskDirs) -> list[str]:
