@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal as _signal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,7 +238,7 @@ class Process:
             _log.debug("process.start", container_id=cid, process_id=self.id, pid=pid)
             if self._stdin_close_pending:
                 self._stdin_close_pending = False
-                await end_input(self._fifos, lambda: transport.close_stdin(cid, self._exec_id))
+                await end_input(self._fifos, partial(transport.close_stdin, cid, self._exec_id))
 
     def _check_startable(self) -> None:
         if self._started:
@@ -342,7 +343,8 @@ class Process:
         if self._fifos is not None and self._fifos.stdin is not None and not typed:
             await self._fifos.stdin.aclose()
         if self._started:
-            await end_input(self._fifos, lambda: transport.close_stdin(cid, self._exec_id))
+            close_io = partial(transport.close_stdin, cid, self._exec_id)
+            await end_input(self._fifos, close_io, exited=self._wait_exit)
         else:
             self._stdin_close_pending = True
 

@@ -27,6 +27,7 @@ from typing import TypeGuard
 import anyio
 
 from .. import _platform
+from .._cleanup import task_group
 from ..fifo import StdioSet
 
 __all__ = ["end_input", "end_terminal_input", "ends_by_key"]
@@ -46,23 +47,49 @@ def ends_by_key(fifos: StdioSet | None) -> TypeGuard[StdioSet]:
     )
 
 
-async def end_terminal_input(fifos: StdioSet) -> None:
+async def end_terminal_input(
+    fifos: StdioSet, exited: Callable[[], Awaitable[object]] | None
+) -> None:
     """Type the EOF key after everything sent so far, then close our end
-    (idempotent: a closed end types nothing more). Like any write to the
-    terminal it waits while the terminal's buffer is full, that is until
-    the process reads or exits."""
+    (idempotent: a closed end types nothing more).
+
+    Like any write to the terminal it waits while the FIFO is full, until
+    the process reads or ``exited`` returns: once the process is gone the
+    shim's copy into the terminal blocks for good, and so would we. With
+    ``exited`` None it waits for nothing: what does not fit at once is not
+    typed (a shielded start must not wait for the process to read).
+    """
     stdin = fifos.stdin
     if stdin is None:
         return
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await stdin.send(_EOF_KEYS)
+        if exited is None:
+            # Our FIFO stream writes what fits before its first checkpoint.
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await stdin.send(_EOF_KEYS)
+        else:
+            async with task_group() as tg:
+
+                async def gone() -> None:
+                    await exited()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(gone)
+                await stdin.send(_EOF_KEYS)
+                tg.cancel_scope.cancel()
     await stdin.aclose()
 
 
-async def end_input(fifos: StdioSet | None, close_io: Callable[[], Awaitable[None]]) -> None:
-    """End a started process's input: the EOF key on a terminal of ours,
-    else ``close_io`` (containerd's CloseIO)."""
+async def end_input(
+    fifos: StdioSet | None,
+    close_io: Callable[[], Awaitable[None]],
+    exited: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """End a started process's input: the EOF key on a terminal of ours
+    (see :func:`end_terminal_input` for ``exited``), else ``close_io``
+    (containerd's CloseIO)."""
     if ends_by_key(fifos):
-        await end_terminal_input(fifos)
+        await end_terminal_input(fifos, exited)
     else:
         await close_io()

@@ -100,6 +100,26 @@ async def test_communicate_ends_when_the_process_leaves_input_unread(
     assert status.exit_code == 0
 
 
+async def test_close_stdin_ends_when_the_process_is_gone_and_the_input_full(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # The EOF key goes after the input; with the FIFO full and the process
+    # gone, the shim never takes it, and close_stdin must not wait for that.
+    container, task = await _started(client, rootfs, "tty-full", "sleep 600")
+    assert task.stdin is not None
+    await task.kill(9)
+    status = await task.wait()
+    # The shim's copy into the terminal of a process that is gone waits for
+    # good: after its first chunk the FIFO fills, and a send blocks there.
+    with anyio.move_on_after(2):
+        await task.stdin.send(b"x" * 1_000_000)
+    with anyio.fail_after(60):
+        await task.close_stdin()
+    await task.delete()
+    await container.delete()
+    assert status.exit_code == 137
+
+
 async def test_close_stdin_before_start_ends_the_input_once_started(
     client: supervisor.Client, rootfs: str
 ) -> None:
