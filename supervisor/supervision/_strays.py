@@ -2,12 +2,16 @@
 
 containerd cannot always kill what a probe started. Killed (or found hung
 and killed) while an exec's start is under way, it takes the shim's request
-with it: the shim kills ``runc exec`` half way, after the probe's process
+with it (the shim's ttrpc server cancels the requests of a connection that
+closes): the shim kills ``runc exec`` half way, after the probe's process
 may already run, and keeps the exec as never started (no pid), so that the
 force delete of the probe finds nothing to kill and removes the exec while
-its process runs on. A probe killed at its timeout leaves its own children
-running too. Such a process counts against "never two probes at once" and
-can run for ever, and no exec names it any more.
+its process runs on. The soak finds such processes in one run of three or
+so, each started around a SIGKILL of containerd or of the application,
+and not deleted with the probes a killed run left. A probe killed at its
+timeout leaves its own children running too. Such a process counts against
+"never two probes at once" and can run for ever, and no exec names it any
+more.
 
 Each probe carries :data:`MARKER` in its environment (``namespace/container
 id/exec id`` as the value, inherited by whatever it starts); before each
@@ -23,6 +27,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -86,10 +91,18 @@ async def kill_strays(task: Task) -> int:
     for info in infos:
         if info.pid <= 0 or info.pid == task.pid:
             continue
+        # When it started says which fault left it.
+        started = _started_at(info.pid)
         probe_id = await _kill_if_marked(info.pid, owner)
         if probe_id is not None:
             killed += 1
-            _log.warning("supervision.probe_stray", container_id=cid, pid=info.pid, probe=probe_id)
+            _log.warning(
+                "supervision.probe_stray",
+                container_id=cid,
+                pid=info.pid,
+                probe=probe_id,
+                started=started,
+            )
     return killed
 
 
@@ -129,3 +142,16 @@ def _marker_of(pid: int) -> str | None:
     prefix = f"{MARKER}=".encode()
     found = next((v for v in environ.split(b"\0") if v.startswith(prefix)), None)
     return None if found is None else found[len(prefix) :].decode("utf-8", "replace")
+
+
+def _started_at(pid: int) -> str | None:
+    """When the process started (UTC, ISO 8601), if /proc says."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    at = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
