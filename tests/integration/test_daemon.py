@@ -520,6 +520,15 @@ async def test_a_log_file_that_cannot_be_opened_is_retried_and_followed_again(ba
         async with Daemon(base / "root", base / "state", timeouts=FAST) as daemon:
             old = daemon.pid
             assert old is not None
+
+            def booted() -> int:
+                return sum(
+                    str(e.get("msg", "")).startswith("containerd successfully booted") for e in logs
+                )
+
+            # The follower has the first file open (and read its boot line)
+            # before the file goes: what it reads later comes from the new one.
+            await wait_until(lambda: booted() == 1, 10, "the first containerd's boot line")
             log = base / "state" / "containerd.log"
             log.unlink()
             log.mkdir()  # the next containerd's output has nowhere to go
@@ -531,17 +540,7 @@ async def test_a_log_file_that_cannot_be_opened_is_retried_and_followed_again(ba
             log.rmdir()
             await wait_until(lambda: daemon.restarts == 1 and daemon.pid is not None, 30, "back")
             # the new log file is followed from its first line
-            await wait_until(
-                lambda: (
-                    sum(
-                        str(e.get("msg", "")).startswith("containerd successfully booted")
-                        for e in logs
-                    )
-                    == 2
-                ),
-                10,
-                "the new containerd's boot line",
-            )
+            await wait_until(lambda: booted() == 2, 10, "the new containerd's boot line")
     failed = [e for e in logs if e["event"] == "daemon.restart_failed"]
     assert "containerd.log" in failed[0]["error"]
 
