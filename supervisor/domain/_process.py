@@ -169,7 +169,9 @@ class Process:
         process), and wait for the exit: asyncio's ``communicate``.
 
         Call it after :meth:`start`. With a terminal, everything arrives on
-        stdout and the second item is empty.
+        stdout, the second item is empty, and the input ends with the
+        terminal's EOF key (see :meth:`close_stdin`). Input the process
+        leaves unread when it exits is dropped.
 
         Returns:
             ``(stdout, stderr)``.
