@@ -4,12 +4,15 @@ names these tests use (``namespace``, ``client``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 import supervisor
 from supervisor.testing._namespaces import purge
+from tests.integration.cli_runner import Cli
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,3 +47,13 @@ def fifo_files(state_dir: Path) -> list[Path]:
     if not state_dir.exists():
         return []
     return [p for p in state_dir.rglob("*") if p.is_fifo()]
+
+
+@pytest_asyncio.fixture
+async def cli(
+    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
+) -> AsyncIterator[Cli]:
+    """The command against the suite's containerd, on the test's namespace
+    (purged afterwards)."""
+    yield Cli(containerd_address, namespace, state_dir, rootfs)
+    await purge_namespace(containerd_address, namespace)

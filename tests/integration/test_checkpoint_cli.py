@@ -6,28 +6,18 @@ whole round trip is the VM lane's (``criu`` marker)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
-from tests.integration.conftest import purge_namespace
+from tests.integration.cli_runner import Cli
 from tests.integration.test_checkpoint import _UNUSABLE, requires_criu
-from tests.integration.test_cli import Cli
 
 pytestmark = pytest.mark.asyncio
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done"
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 async def _counting(cli: Cli, cid: str, log: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import supervisor
-from tests.integration.test_cli import Cli, cli  # noqa: F401  (the fixture)
+from tests.integration.cli_runner import Cli
 
 pytestmark = pytest.mark.asyncio
 

@@ -26,7 +26,7 @@ from tests._registry import (
     start_tls_registry,
     stop,
 )
-from tests.integration.test_cli import Cli, clean_env
+from tests.integration.cli_runner import Cli, clean_env
 
 pytestmark = pytest.mark.asyncio
 

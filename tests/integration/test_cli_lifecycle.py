@@ -8,26 +8,16 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
 import supervisor
-from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli
+from tests.integration.cli_runner import Cli
 
 pytestmark = pytest.mark.asyncio
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 async def detach(cli: Cli, cid: str, *args: str) -> None:

@@ -3,24 +3,14 @@ CRI log file that ``run --log-path`` writes, and on an older raw one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli
+from tests.integration.cli_runner import Cli
 
 pytestmark = pytest.mark.asyncio
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 async def _ran(cli: Cli, cid: str, log: Path, script: str) -> None:

@@ -4,16 +4,13 @@ restart that starts a new task as ``start`` does."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
 from tests._image_layout import image_tar
-from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli
+from tests.integration.cli_runner import Cli
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,13 +18,6 @@ pytestmark = pytest.mark.asyncio
 IGNORES_TERM = "trap '' TERM; echo started; while :; do sleep 0.1; done"
 ENDS_ON_TERM = "trap 'echo bye; exit 0' TERM; echo started; while :; do sleep 0.1; done"
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 async def _detach(cli: Cli, cid: str, log: Path, script: str) -> None:

@@ -13,29 +13,19 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
 from tests._containerd import REPO
-from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli, clean_env
+from tests.integration.cli_runner import Cli, clean_env
 
 pytestmark = pytest.mark.asyncio
 
 # Generous: this is about "returns without a key press", not about speed.
 _EXIT_BOUND = 10.0
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:

@@ -27,8 +27,8 @@ import pytest_asyncio
 import supervisor
 from supervisor import errors
 from tests._registry import build_layout, busybox_layer, digest
-from tests.integration.conftest import fifo_files, purge_namespace
-from tests.integration.test_cli import Cli
+from tests.integration.cli_runner import Cli
+from tests.integration.conftest import fifo_files
 
 pytestmark = pytest.mark.asyncio
 
@@ -380,13 +380,6 @@ async def test_restores_racing_each_other_and_a_delete_share_and_release_the_fds
 
 # -- 5. what the command prints of stored data --------------------------------------
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 def _raw_controls(text: str) -> list[str]:

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from supervisor.network import NetworkManager
+from tests.integration.cli_runner import Cli
 from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli
 from tests.integration.test_network_api import http_get
 from tests.integration.test_network_bridge import leftovers
 

@@ -4,26 +4,16 @@ restarts and the health."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
 import supervisor
-from tests.integration.conftest import purge_namespace
-from tests.integration.test_cli import Cli
+from tests.integration.cli_runner import Cli
 
 pytestmark = pytest.mark.asyncio
 
-
-@pytest_asyncio.fixture
-async def cli(
-    containerd_address: str, namespace: str, state_dir: Path, rootfs: str
-) -> AsyncIterator[Cli]:
-    yield Cli(containerd_address, namespace, state_dir, rootfs)
-    await purge_namespace(containerd_address, namespace)
 
 
 async def test_run_restart_is_enforced_by_the_application_and_shown(

@@ -12,7 +12,7 @@ import pytest
 
 import supervisor
 from supervisor import errors
-from tests.integration.test_cli import run_raw
+from tests.integration.cli_runner import run_raw
 
 pytestmark = pytest.mark.asyncio
 
