@@ -251,21 +251,9 @@ class ContainerdTransport:
     async def create_task(
         self, container_id: str, stdio: StdioPaths, *, rootfs: Sequence[Mount] = ()
     ) -> int:
-        from .._proto.containerd import types as pb_types
+        from ._task_request import create_task_request
 
-        request = pb_tasks.CreateTaskRequest(
-            container_id=container_id,
-            rootfs=[
-                pb_types.Mount(
-                    type=m.type, source=m.source, target=m.target, options=list(m.options)
-                )
-                for m in rootfs
-            ],
-            stdin=stdio.stdin,
-            stdout=stdio.stdout,
-            stderr=stdio.stderr,
-            terminal=stdio.terminal,
-        )
+        request = create_task_request(container_id, stdio, rootfs)
         create = self._tasks.create
         try:
             reply = await self._call(lambda: create(request), container_id, container_id)

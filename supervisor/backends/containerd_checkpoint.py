@@ -28,6 +28,7 @@ from ..oci._manifest import Descriptor
 from ..oci._types import Mount
 from ._channel import LEASE_HEADER, NAMESPACE_HEADER, channel_address
 from ._grpc_errors import map_grpc_errors
+from ._task_request import create_task_request
 
 __all__ = ["ContainerdCheckpoints", "CRIU_MEDIA_TYPE", "CONFIG_MEDIA_TYPE", "decode_config"]
 
@@ -129,25 +130,13 @@ class ContainerdCheckpoints:
     ) -> int:
         """A task created from ``checkpoint`` (a CRIU image): its start
         restores the processes instead of running the spec's."""
-        request = pb_tasks.CreateTaskRequest(
-            container_id=container_id,
-            rootfs=[
-                pb_types.Mount(
-                    type=m.type, source=m.source, target=m.target, options=list(m.options)
-                )
-                for m in rootfs
-            ],
-            stdin=stdio.stdin,
-            stdout=stdio.stdout,
-            stderr=stdio.stderr,
-            terminal=stdio.terminal,
-            checkpoint=pb_types.Descriptor(
-                media_type=checkpoint.media_type,
-                digest=checkpoint.digest,
-                size=checkpoint.size,
-                annotations=dict(checkpoint.annotations),
-            ),
+        descriptor = pb_types.Descriptor(
+            media_type=checkpoint.media_type,
+            digest=checkpoint.digest,
+            size=checkpoint.size,
+            annotations=dict(checkpoint.annotations),
         )
+        request = create_task_request(container_id, stdio, rootfs, checkpoint=descriptor)
         reply = await self._call(lambda: self._tasks.create(request), container_id)
         return int(reply.pid)
 
