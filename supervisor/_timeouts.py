@@ -47,7 +47,6 @@ class Timeouts:
     output_drain: float = 5.0
     failure_yield: float = 0.001
 
-
     @property
     def shield(self) -> float:
         """The bound of one shielded step (a few calls and their clean-up):

@@ -120,18 +120,6 @@ class ProcessInfo:
     pid: int
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 class Topic(enum.Enum):
     """The task event topics containerd publishes."""
 

@@ -47,9 +47,7 @@ class NamedPipeChannel(Channel):
 
     async def _create_connection(self) -> H2Protocol:
         loop = asyncio.get_running_loop()
-        connect = cast(
-            "Callable[..., Any] | None", getattr(loop, "create_pipe_connection", None)
-        )
+        connect = cast("Callable[..., Any] | None", getattr(loop, "create_pipe_connection", None))
         if connect is None:
             raise OSError(
                 f"named pipe {self._pipe!r} needs asyncio's proactor event loop (Windows)"

@@ -18,6 +18,7 @@ from ._timeouts import cli_timeouts
 
 __all__ = ["open_client"]
 
+
 @contextlib.asynccontextmanager
 async def open_client(
     args: argparse.Namespace,

@@ -22,6 +22,7 @@ from ._timeouts import cli_timeouts
 
 __all__ = ["ps"]
 
+
 def _status(task: TaskRecord | None) -> str:
     if task is None:
         return "stopped"  # no task: created, or stopped and its task deleted

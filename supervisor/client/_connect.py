@@ -167,9 +167,7 @@ class _Connection:
             raise self._failure or self._as_error(error)
 
     def _as_error(self, exc: BaseException) -> errors.SupervisorError:
-        return errors.as_library_error(
-            exc, f"the event monitor of namespace {self._namespace!r}"
-        )
+        return errors.as_library_error(exc, f"the event monitor of namespace {self._namespace!r}")
 
     def _failed(self, exc: BaseException) -> None:
         # Called at once when the event machinery dies (Background.fail):

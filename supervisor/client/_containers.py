@@ -143,7 +143,12 @@ class ContainerCalls:
             return await self._create_container(id, body, *options, rootfs, name)
 
         return await new_image_container(
-            self._session, id, image, spec, settings=settings, snapshotter=snapshotter,
+            self._session,
+            id,
+            image,
+            spec,
+            settings=settings,
+            snapshotter=snapshotter,
             create=create,
         )
 

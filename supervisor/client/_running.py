@@ -77,13 +77,21 @@ class RunCalls(ContainerCalls):
         container = await self.new_container(
             id,
             spec,
-            image=image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+            image=image,
+            args=args,
+            entrypoint=entrypoint,
+            env=env,
+            workdir=workdir,
+            user=user,
             runtime=runtime,
             runtime_options=runtime_options,
             labels=labels,
             replace=replace,
-            network=network, ports=ports, cni_conf_dir=cni_conf_dir,
-            restart=restart, healthcheck=healthcheck,
+            network=network,
+            ports=ports,
+            cni_conf_dir=cni_conf_dir,
+            restart=restart,
+            healthcheck=healthcheck,
         )
         try:
             task = await container.new_task(
@@ -160,7 +168,12 @@ class RunCalls(ContainerCalls):
         async with self.running(
             id,
             spec,
-            image=image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+            image=image,
+            args=args,
+            entrypoint=entrypoint,
+            env=env,
+            workdir=workdir,
+            user=user,
             stdin=input is not None,
             terminal=terminal,
             runtime=runtime,

@@ -347,9 +347,7 @@ class Container(SupervisedContainer, ArchiveMethods):
         proc = self._adopted(Process, exec_id, record, attach)
         self._live.add_exec(task, exec_id, proc)
 
-    def _adopted(
-        self, kind: type[_P], process_id: str, record: TaskRecord, attach: bool
-    ) -> _P:
+    def _adopted(self, kind: type[_P], process_id: str, record: TaskRecord, attach: bool) -> _P:
         """A Task or Process object for containerd's record of a live
         process, its slot watched and its stdio reopened (or recorded)."""
         slot = self._session.tracker.started(self.id, process_id, record.pid)

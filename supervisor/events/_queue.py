@@ -132,7 +132,5 @@ class Queue:
                 self._idle = anyio.Event()
                 await self._idle.wait()
             return
-        _log.error(
-            "queue.drain_timeout", keys=sorted(self._pending)[:20], seconds=limit
-        )
+        _log.error("queue.drain_timeout", keys=sorted(self._pending)[:20], seconds=limit)
         tg.cancel_scope.cancel()

@@ -44,8 +44,7 @@ def _check_user_given(
     caller = (overrides or {}).get("process", {})
     if not (isinstance(caller, Mapping) and "user" in caller) and not resolve_names:
         raise errors.InvalidArgument(
-            f"the image runs as user {image_user!r}: names are not resolved; "
-            "pass user='uid[:gid]'"
+            f"the image runs as user {image_user!r}: names are not resolved; pass user='uid[:gid]'"
         )
 
 

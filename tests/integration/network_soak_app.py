@@ -32,9 +32,7 @@ async def _retry(action, what: str):  # type: ignore[no-untyped-def]
 
 async def _life(client: supervisor.Client, rootfs: str, cid: str) -> None:
     spec = supervisor.default_spec(["sh", "-c", "cat /etc/hostname"], rootfs)
-    container = await client.new_container(
-        cid, spec, network="bridge", ports=["127.0.0.1:0:80"]
-    )
+    container = await client.new_container(cid, spec, network="bridge", ports=["127.0.0.1:0:80"])
     task = await container.new_task(output="null")
     await task.start()
     with anyio.fail_after(30):

@@ -148,8 +148,18 @@ async def test_spec_container_without_a_task(
         [_file("ok", b"fine"), _special("dev", tarfile.BLKTYPE)],
         [_special("l", tarfile.SYMTYPE, "/etc"), _special("h", tarfile.LNKTYPE, "l/passwd")],
     ],
-    ids=["absolute", "climbs", "climbs-inside", "chardev", "fifo", "hardlink-abs",
-         "hardlink-out", "twice", "late-device", "hardlink-via-symlink"],
+    ids=[
+        "absolute",
+        "climbs",
+        "climbs-inside",
+        "chardev",
+        "fifo",
+        "hardlink-abs",
+        "hardlink-out",
+        "twice",
+        "late-device",
+        "hardlink-via-symlink",
+    ],
 )
 async def test_hostile_archives_write_nothing(
     client: supervisor.Client, own_rootfs: Path, members: list[Any]

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.asyncio
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done"
 
 
-
 async def _counting(cli: Cli, cid: str, log: Path) -> None:
     code, out, err = await cli(
         "run", "--rootfs", cli.rootfs, "-d", "--name", cid, "--log-path", str(log),

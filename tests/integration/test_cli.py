@@ -26,10 +26,6 @@ from tests.integration.cli_runner import Cli, run_raw
 pytestmark = pytest.mark.asyncio
 
 
-
-
-
-
 async def lines(stream: object) -> AsyncIterator[str]:
     """Lines of a process's text output as they arrive."""
     buffer = ""

@@ -51,7 +51,9 @@ async def test_cp_needs_one_container_side(cli: Cli, tmp_path: Path) -> None:  #
 
 
 async def test_what_comes_out_stays_in_the_destination(
-    cli: Cli, client: supervisor.Client, tmp_path: Path  # noqa: F811
+    cli: Cli,
+    client: supervisor.Client,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     # A container whose files try to lead a copy out: a link to / and a
     # file through it, made inside the container.

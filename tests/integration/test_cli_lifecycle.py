@@ -19,7 +19,6 @@ from tests.integration.cli_runner import Cli
 pytestmark = pytest.mark.asyncio
 
 
-
 async def detach(cli: Cli, cid: str, *args: str) -> None:
     code, out, err = await cli("run", "--rootfs", cli.rootfs, "-d", "--name", cid, *args)
     assert (code, out) == (0, f"{cid}\n"), err

@@ -12,7 +12,6 @@ from tests.integration.cli_runner import Cli
 pytestmark = pytest.mark.asyncio
 
 
-
 async def _ran(cli: Cli, cid: str, log: Path, script: str) -> None:
     code, _, err = await cli(
         "run", "--rootfs", cli.rootfs, "--name", cid, "--log-path", str(log),

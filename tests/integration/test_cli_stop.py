@@ -19,7 +19,6 @@ IGNORES_TERM = "trap '' TERM; echo started; while :; do sleep 0.1; done"
 ENDS_ON_TERM = "trap 'echo bye; exit 0' TERM; echo started; while :; do sleep 0.1; done"
 
 
-
 async def _detach(cli: Cli, cid: str, log: Path, script: str) -> None:
     code, out, err = await cli(
         "run", "--rootfs", cli.rootfs, "-d", "--name", cid, "--log-path", str(log),

@@ -27,7 +27,6 @@ pytestmark = pytest.mark.asyncio
 _EXIT_BOUND = 10.0
 
 
-
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 

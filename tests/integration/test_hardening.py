@@ -462,7 +462,5 @@ async def test_state_dir_of_another_user_or_writable_by_others_is_refused(
     (tmp_path / "elsewhere").mkdir()
     for bad in (open_dir, foreign, link):
         with pytest.raises(errors.FailedPrecondition):
-            async with supervisor.connect(
-                containerd_address, namespace=namespace, state_dir=bad
-            ):
+            async with supervisor.connect(containerd_address, namespace=namespace, state_dir=bad):
                 pass

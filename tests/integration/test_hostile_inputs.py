@@ -381,7 +381,6 @@ async def test_restores_racing_each_other_and_a_delete_share_and_release_the_fds
 # -- 5. what the command prints of stored data --------------------------------------
 
 
-
 def _raw_controls(text: str) -> list[str]:
     return [ch for ch in text if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F]
 

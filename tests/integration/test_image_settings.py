@@ -88,9 +88,7 @@ async def test_args_replace_cmd_and_keep_the_entrypoint(
     assert out == "args image\n"
 
 
-async def test_entrypoint_replaces_it_and_drops_cmd(
-    client: supervisor.Client, image: str
-) -> None:
+async def test_entrypoint_replaces_it_and_drops_cmd(client: supervisor.Client, image: str) -> None:
     assert await _output(client, "ep", image=image, entrypoint=["echo"]) == "\n"
     out = await _output(client, "ep-args", image=image, entrypoint=["echo"], args=["a", "b"])
     assert out == "a b\n"

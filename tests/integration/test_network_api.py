@@ -223,9 +223,7 @@ async def test_bad_network_arguments(
     )
     refused = supervisor.errors
     await assert_refused(client, refused.NotFound, own_rootfs, network="nowhere")
-    await assert_refused(
-        client, refused.NotFound, own_rootfs, network="nowhere", cni_conf_dir=conf
-    )
+    await assert_refused(client, refused.NotFound, own_rootfs, network="nowhere", cni_conf_dir=conf)
     await assert_refused(
         client, refused.InvalidArgument, own_rootfs, network="broken", cni_conf_dir=conf
     )
@@ -255,9 +253,7 @@ async def test_create_refused_after_attach_is_undone(
     await existing.delete()
 
 
-async def test_replace_a_container_on_a_network(
-    client: supervisor.Client, own_rootfs: str
-) -> None:
+async def test_replace_a_container_on_a_network(client: supervisor.Client, own_rootfs: str) -> None:
     first = await client.new_container("same", spec(own_rootfs, "true"), network="bridge")
     second = await client.new_container(
         "same", spec(own_rootfs, "true"), network="bridge", replace=True

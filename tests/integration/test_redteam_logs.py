@@ -679,11 +679,7 @@ async def test_closing_the_client_while_wait_drains_ends_the_wait(
     assert _left_in(state_dir) == []
 
 
-
-
-@pytest.mark.parametrize(
-    "writer", ["client", "logger"]
-)
+@pytest.mark.parametrize("writer", ["client", "logger"])
 @pytest.mark.parametrize("kind", ["task", "exec"])
 async def test_deleting_a_logged_process_that_never_started_waits_for_nothing(
     containerd_address: str,

@@ -15,7 +15,6 @@ from tests.integration.cli_runner import Cli
 pytestmark = pytest.mark.asyncio
 
 
-
 async def test_run_restart_is_enforced_by_the_application_and_shown(
     cli: Cli, containerd_address: str, namespace: str, state_dir: Path
 ) -> None:

@@ -92,8 +92,7 @@ def _imports() -> dict[str, set[str]]:
                 # `from pkg import mod` depends on mod; `from pkg import name`
                 # on pkg (its __init__).
                 targets = [
-                    f"{head}.{a.name}" if f"{head}.{a.name}" in names else head
-                    for a in node.names
+                    f"{head}.{a.name}" if f"{head}.{a.name}" in names else head for a in node.names
                 ]
             for target in targets:
                 if not target.startswith("supervisor"):

@@ -58,4 +58,3 @@ async def test_different_failures_at_once_leave_as_unknown_with_the_group_chaine
             tg.start_soon(fail_b)
             tg.start_soon(fail_a)
     assert isinstance(caught.value.__cause__, BaseExceptionGroup)
-

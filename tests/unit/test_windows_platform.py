@@ -381,6 +381,7 @@ def test_a_task_on_windows_gets_served_named_pipes(simulated: dict[str, Any]) ->
 # What needs the lead's wiring (see the issue 14 report): strict, so that it
 # fails the moment the wiring lands and the marker must go.
 
+
 def test_windows_defaults_reach_the_requests(simulated: dict[str, Any]) -> None:
     (create,) = _calls(simulated, "create_container")
     assert create["runtime"] == "io.containerd.runhcs.v1"
