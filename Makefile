@@ -50,6 +50,7 @@ protos: deps
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 typecheck: lint
@@ -58,6 +59,7 @@ typecheck: lint
 # stopped afterwards; tests that kill containerd start their own.
 test: deps rootfs
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	scripts/containerd-private.sh start $(CTRD_DIR)
 	rc=0
