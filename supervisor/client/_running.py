@@ -75,24 +75,11 @@ class RunCalls(ContainerCalls):
                         break
         """
         container = await self.new_container(
-            id,
-            spec,
-            image=image,
-            args=args,
-            entrypoint=entrypoint,
-            env=env,
-            workdir=workdir,
-            user=user,
-            runtime=runtime,
-            runtime_options=runtime_options,
-            labels=labels,
-            replace=replace,
-            network=network,
-            ports=ports,
-            cni_conf_dir=cni_conf_dir,
-            restart=restart,
-            healthcheck=healthcheck,
-        )
+            id, spec, image=image, args=args, entrypoint=entrypoint, env=env, workdir=workdir,
+            user=user, runtime=runtime, runtime_options=runtime_options, labels=labels,
+            replace=replace, network=network, ports=ports, cni_conf_dir=cni_conf_dir,
+            restart=restart, healthcheck=healthcheck,
+        )  # fmt: skip
         try:
             task = await container.new_task(
                 stdin=stdin, terminal=terminal, log_path=log_path, output=output,
