@@ -162,12 +162,22 @@ def _holders(paths: set[str], address: str) -> _Holders:
 
 def _alive(pid: int) -> bool:
     # A zombie counts as gone: nobody may reap the shims of a dead containerd.
+    # Every thread is looked at: a Go program's leading thread turns zombie
+    # while the others still exit, and its files (the shim's socket, still
+    # accepting connections) close only with the last of them.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
-    return data[data.rfind(b")") + 2 :][:1] != b"Z"
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if data[data.rfind(b")") + 2 :][:1] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _children(pid: int) -> list[int]:
