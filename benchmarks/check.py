@@ -86,6 +86,24 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
                 f"{cri['lines_lost']} of {cri['lines_expected']}" if cri else "n/a",
             )
         )
+    net = r.get("network_cost")
+    over = net.get("network_added_over_floor_ms") if net else None
+    out.append(
+        (
+            "network='bridge' adds <= the CNI plugins' own time + 5 ms",
+            over is not None and over <= 5,
+            f"{over:+.1f} ms" if over is not None else "n/a",
+        )
+    )
+    loop = r.get("crashloop_cpu")
+    capped = loop["crashloop"].get("cpu_percent_at_60s_cap") if loop else None
+    out.append(
+        (
+            "a crash loop at docker's 60 s cap < 1% of one core",
+            capped is not None and capped < 1,
+            f"{capped:.3f}%" if capped is not None else "n/a",
+        )
+    )
     return out
 
 
