@@ -12,16 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..backends.containerd_checkpoint import (
-    CONFIG_MEDIA_TYPE,
-    CRIU_MEDIA_TYPE,
-    ContainerdCheckpoints,
-    decode_config,
-)
-from ..backends.containerd_images import ContainerdImages
 from ..oci._manifest import Descriptor
 
 if TYPE_CHECKING:
+    # Imported where used: grpclib and the bindings stay out of `import supervisor`.
+    from ..backends.containerd_checkpoint import ContainerdCheckpoints
+    from ..backends.containerd_images import ContainerdImages
     from ..oci._types import ImageRecord
     from ._session import Session
 
@@ -105,6 +101,9 @@ def stores(session: Session) -> tuple[ContainerdCheckpoints, ContainerdImages]:
     Raises:
         FailedPrecondition: the client does not talk to a real containerd.
     """
+    from ..backends.containerd_checkpoint import ContainerdCheckpoints
+    from ..backends.containerd_images import ContainerdImages
+
     channel = getattr(session.transport, "_channel", None)
     if channel is None:
         raise errors.FailedPrecondition("checkpoints need the containerd transport")
@@ -167,6 +166,8 @@ async def load_checkpoint(session: Session, name: str) -> SavedCheckpoint:
         NotFound: no such checkpoint. InvalidArgument: its index or spec is
         not what a checkpoint holds.
     """
+    from ..backends.containerd_checkpoint import CONFIG_MEDIA_TYPE, CRIU_MEDIA_TYPE, decode_config
+
     _, images = stores(session)
     record = await _record(images, name)
     index = _json(await images.read_all(record.target.digest, _INDEX_LIMIT), name)
