@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from typing import TYPE_CHECKING
 
 from .. import errors
 from .._types import ProcessState
 from ._connection import open_client
-from ._errors import EXIT_FAILED, CliError, describe
+from ._each import each_named
+from ._errors import CliError
 from ._format import rfc3339, table
+
+if TYPE_CHECKING:
+    from ..client._client import Client
 
 __all__ = ["checkpoint", "start"]
 
@@ -63,19 +67,11 @@ async def _ls(args: argparse.Namespace) -> int:
 
 
 async def _rm(args: argparse.Namespace) -> int:
-    failed = False
-    async with open_client(args, observe=True) as client:
-        for name in args.names:
-            try:
-                await client.remove_checkpoint(name)
-            except errors.Unavailable:
-                raise
-            except errors.SupervisorError as exc:
-                failed = True
-                print(describe(exc, args.address), file=sys.stderr)
-                continue
-            print(name, flush=True)
-    return EXIT_FAILED if failed else 0
+    async def one(client: Client, name: str) -> str:
+        await client.remove_checkpoint(name)
+        return name
+
+    return await each_named(args, args.names, one, observe=True)
 
 
 async def start(args: argparse.Namespace) -> int:

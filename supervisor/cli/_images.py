@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import errors
-from ._errors import EXIT_FAILED, CliError, describe
+from ._errors import CliError
 from ._format import human_bytes, rfc3339, table
 
 if TYPE_CHECKING:
@@ -172,21 +172,13 @@ def images(args: argparse.Namespace) -> int:
 async def rmi(args: argparse.Namespace) -> int:
     """Each named image in turn; one that fails is reported, the others
     still removed, and the exit code is then 125."""
-    from ._connection import open_client
+    from ._each import each_named
 
-    failed = False
-    async with open_client(args, observe=True) as client:
-        for ref in args.refs:
-            try:
-                await client.remove_image(ref)
-            except errors.Unavailable:
-                raise
-            except errors.SupervisorError as exc:
-                failed = True
-                print(describe(exc, args.address), file=sys.stderr)
-                continue
-            print(f"Untagged: {ref}", flush=True)
-    return EXIT_FAILED if failed else 0
+    async def one(client: Client, ref: str) -> str:
+        await client.remove_image(ref)
+        return f"Untagged: {ref}"
+
+    return await each_named(args, args.refs, one, observe=True)
 
 
 async def import_(args: argparse.Namespace) -> int:

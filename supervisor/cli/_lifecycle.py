@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 from collections.abc import Awaitable, Callable
 
 from .. import errors
@@ -16,7 +15,8 @@ from ..client._client import Client
 from ..domain._container import Container
 from ..domain._task import Task
 from ._connection import open_client
-from ._errors import EXIT_FAILED, CliError, describe
+from ._each import each_named
+from ._errors import CliError
 from ._logfile import check_log_path, forget_log_path, recorded_log_path
 from ._options import resources
 from ._run import cleanup, foreground
@@ -34,21 +34,12 @@ async def _each(
     quiet: bool = False,
 ) -> int:
     """``action`` on every named container; the ids done are printed."""
-    failed = False
-    async with open_client(args, observe=observe) as client:
-        for cid in args.containers:
-            try:
-                container = await client.load_container(cid)
-                await action(client, container)
-            except errors.Unavailable:
-                raise  # nothing else will work either
-            except (errors.SupervisorError, CliError) as exc:
-                failed = True
-                print(describe(exc, args.address), file=sys.stderr)
-                continue
-            if not quiet:
-                print(cid, flush=True)
-    return EXIT_FAILED if failed else 0
+
+    async def one(client: Client, cid: str) -> str | None:
+        await action(client, await client.load_container(cid))
+        return None if quiet else cid
+
+    return await each_named(args, args.containers, one, observe=observe)
 
 
 async def _task_or_none(container: Container) -> Task | None:
