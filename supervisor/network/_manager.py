@@ -12,6 +12,8 @@ Layout under ``<state_dir>/network/``::
     ipam/                  host-local's leases for the default network
     bridge.json            the default network's subnet
     lock                   shared by attach/detach, exclusive to remove the bridge
+    locks/<id>             held by whoever runs the container's plugins, and
+                           by those plugins (:mod:`._container_lock`)
 
 The default network ``"bridge"`` is a Linux bridge named after the state
 directory (``sv-<hash>``, see :func:`scoped_name`), so two state directories
@@ -39,14 +41,15 @@ from .._log import get_logger
 from .._paths import private_dir
 from ._bridge import DefaultNetwork, host_local_leases, parse_subnet
 from ._cni import CNI
-from ._conflist import ConfList, find_conflist
-from ._dns import DnsConfig, hostname_for, valid_hostname, write_files
+from ._conflist import ConfList
+from ._container_lock import container_locked, drop_lock
+from ._dns import DnsConfig, write_files
 from ._host import file_lock
 from ._info import NetworkInfo, parse_result
 from ._netns import create_netns, list_mounts_under, remove_netns
-from ._ports import PortMapping, PortReservation, hold, parse_port, reserve
-from ._record import Record, Records, has_capability, listdir, reachable
-from ._runtime import valid_ifname
+from ._ports import PortMapping, PortReservation, hold, reserve
+from ._record import Record, Records, listdir, reachable
+from ._request import Resolver, checked_request
 from ._stale import Sweep, release_orphans
 
 __all__ = ["DEFAULT_CNI_PATH", "NetworkManager", "NetworkTimeouts"]
@@ -117,6 +120,7 @@ class NetworkManager:
         self.cni = CNI(cni_path, self.root / "cni", timeout=timeouts.plugin)
         self._default = DefaultNetwork(self.state_dir, self.root, self.cni, fixed, timeouts.lock)
         self.bridge = self._default.name
+        self._resolver = Resolver(self.conf_dir, self._default, self.cni)
         self._records = Records(self.root / "containers", self.bridge)
         self._reservations: dict[str, PortReservation] = {}
         self._busy: set[str] = set()
@@ -125,7 +129,7 @@ class NetworkManager:
     # -- context -------------------------------------------------------------
 
     async def __aenter__(self) -> NetworkManager:
-        for sub in ("", "containers", "netns", "files", "cni", "ipam"):
+        for sub in ("", "containers", "netns", "files", "cni", "ipam", "locks"):
             private_dir(self.root / sub if sub else self.root)
         # Ports published by an earlier run stay held while we run.
         for record in self._records.all():
@@ -196,8 +200,8 @@ class NetworkManager:
         rule, file or record.
         """
         self._require_open()
-        name, mappings, conflist = await self._checked(
-            container_id, network, ports, hostname, ifname, conf_dir
+        name, mappings, conflist = await checked_request(
+            self._resolver, container_id, network, ports, hostname, ifname, conf_dir
         )
         if container_id in self._busy or self._records.path(container_id).exists():
             raise errors.AlreadyExists(
@@ -228,7 +232,7 @@ class NetworkManager:
         self._require_open()
         validate_id(container_id, kind="container id")
         async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
-            await self._teardown(container_id)
+            await self._release(container_id)
 
     async def info(self, container_id: str) -> NetworkInfo | None:
         """The container's network as attached, or ``None`` if it is not."""
@@ -282,13 +286,14 @@ class NetworkManager:
             for record in self._records.all():
                 if stale(record.container_id):
                     cid = record.container_id
-                    await sweep.release(cid, partial(self._teardown, cid))
+                    await sweep.release(cid, partial(self._release, cid))
             await release_orphans(
                 sweep,
                 lambda cid: stale(cid) and not self._records.path(cid).exists(),
                 cni=self.cni,
                 root=self.root,
                 default=self._default,
+                bound=self.timeouts.lock,
             )
         with contextlib.suppress(errors.SupervisorError, OSError):
             await self._remove_idle_bridge()
@@ -305,7 +310,7 @@ class NetworkManager:
             PluginError: a plugin said it is not ready (``Unavailable``).
         """
         self._require_open()
-        conflist = await self._resolve(network)
+        conflist = await self._resolver.resolve(network)
         if conflist is not None:
             await self.cni.status(conflist)
 
@@ -314,35 +319,6 @@ class NetworkManager:
         return [r.info for r in self._records.all() if r.attached]
 
     # -- the work ------------------------------------------------------------
-
-    async def _checked(
-        self,
-        cid: str,
-        network: str,
-        ports: Iterable[str | PortMapping],
-        hostname: str | None,
-        ifname: str,
-        conf_dir: Path | str | None = None,
-    ) -> tuple[str, list[PortMapping], ConfList | None]:
-        """attach's arguments checked: the hostname, the ports, the network."""
-        validate_id(cid, kind="container id")
-        valid_ifname(ifname)
-        name = valid_hostname(hostname) if hostname is not None else hostname_for(cid)
-        mappings = [parse_port(p) for p in ports]
-        conflist = await self._resolve(network, conf_dir)
-        if mappings and (conflist is None or not has_capability(conflist, "portMappings")):
-            raise errors.InvalidArgument(
-                f"network {network!r} cannot publish ports (no plugin with portMappings)",
-                container_id=cid,
-            )
-        if network == "bridge" and any(":" in m.host_ip for m in mappings):
-            # portmap would accept it and publish nothing: the default
-            # network gives containers IPv4 addresses only.
-            raise errors.InvalidArgument(
-                "the default network is IPv4 only: publish on an IPv4 host address",
-                container_id=cid,
-            )
-        return name, mappings, conflist
 
     async def _attach(
         self,
@@ -371,7 +347,11 @@ class NetworkManager:
             args=tuple((str(k), str(v)) for k, v in args),
             attached=False,
         )
-        async with file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock):
+        locks = self.root / "locks"
+        async with (
+            file_lock(self.root / "lock", shared=True, bound=self.timeouts.lock),
+            container_locked(locks, cid, self.timeouts.lock),
+        ):
             self._records.save(record)
             try:
                 if netns is not None:
@@ -391,12 +371,21 @@ class NetworkManager:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeouts.cleanup):
                     try:
                         await self._teardown(cid)
+                        drop_lock(locks, cid)
                     except (errors.SupervisorError, OSError) as exc:
                         log.warning("network.attach_undo_failed", container_id=cid, error=str(exc))
                 raise
         self._reservations[cid] = reservation
         log.info("network.attach", container_id=cid, network=network, ip=record.info.ip)
         return record.info
+
+    async def _release(self, cid: str) -> None:
+        # Waits for plugins still running for the container, a killed
+        # application's included: a DEL racing its ADD loses.
+        locks = self.root / "locks"
+        async with container_locked(locks, cid, self.timeouts.lock):
+            await self._teardown(cid)
+            drop_lock(locks, cid)
 
     async def _teardown(self, cid: str) -> None:
         record = self._records.load(cid)
@@ -415,21 +404,6 @@ class NetworkManager:
             os.unlink(self._records.path(cid))
         log.info("network.detach", container_id=cid)
 
-    async def _resolve(self, network: str, conf_dir: Path | str | None = None) -> ConfList | None:
-        conf = Path(conf_dir) if conf_dir is not None else self.conf_dir
-        if not isinstance(network, str):
-            raise errors.InvalidArgument(f"network must be a string, not {type(network).__name__}")
-        if network in ("none", "host"):
-            return None
-        if network == "bridge":
-            conflist = self._default.placeholder()
-        elif conf is None:
-            raise errors.NotFound(f"unknown network {network!r} (no configuration directory)")
-        else:
-            conflist = await anyio.to_thread.run_sync(find_conflist, conf, network)
-        self.cni.check_plugins(conflist)
-        return conflist
-
     async def _remove_idle_bridge(self) -> None:
         await self._default.remove_if_idle(lambda: bool(self._busy) or bool(self._records.all()))
 
@@ -447,4 +421,5 @@ class NetworkManager:
             "cache": listdir(self.root / "cni"),
             "leases": sorted(cid for cid, _ in host_local_leases(self.root / "ipam")),
             "files": listdir(self.root / "files"),
+            "locks": listdir(self.root / "locks"),
         }

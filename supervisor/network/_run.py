@@ -2,7 +2,9 @@
 bounded and killable.
 
 The plugin runs in a process group of its own so that a kill takes its
-children too (a plugin's iptables, or a hung helper holding the pipes).
+children too (a plugin's iptables, or a hung helper holding the pipes),
+and inherits its container's lock (:mod:`._container_lock`), so that it
+holds it even when the application that ran it is killed.
 Its pipes are non-blocking fds waited on with :func:`anyio.wait_readable`,
 and its exit is a pidfd becoming readable: no helper thread per process
 and no child watcher, which matters when each container's attach and
@@ -22,6 +24,7 @@ from pathlib import Path
 import anyio
 
 from .._timeouts import backoff
+from ._container_lock import INHERITED
 
 __all__ = ["PluginRun", "run_plugin"]
 
@@ -44,6 +47,7 @@ class PluginRun:
 def _spawn(path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     # fork/exec happens on the event loop's thread, as anyio.open_process
     # does too: it takes about a millisecond.
+    held = INHERITED.get()
     proc = subprocess.Popen(
         [str(path)],
         stdin=subprocess.PIPE,
@@ -51,6 +55,7 @@ def _spawn(path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         env=dict(env),
         close_fds=True,
+        pass_fds=() if held is None else (held,),
         start_new_session=True,
     )
     for f in (proc.stdin, proc.stdout, proc.stderr):

@@ -12,6 +12,7 @@ from .. import errors
 from .._log import get_logger
 from ._bridge import DefaultNetwork, host_local_leases
 from ._cni import CNI
+from ._container_lock import container_locked, drop_lock
 from ._netns import remove_netns
 from ._record import listdir, reachable
 from ._runtime import RuntimeConf
@@ -53,25 +54,44 @@ async def release_orphans(
     cni: CNI,
     root: Path,
     default: DefaultNetwork,
+    bound: float,
 ) -> None:
     """Release what no record names: the remains of an attach a crash
-    interrupted between its steps."""
+    interrupted between its steps.  Each under the container's lock, so
+    that plugins the crash left running finish first."""
+    locks = root / "locks"
+
+    def locked(cid: str, step: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with container_locked(locks, cid, bound):
+                await step()
+
+        return run
+
     # ADD results without a record (a crash between the two writes).
     for cached in cni.cache.all():
         cid = cached.runtime.container_id
         if orphan(cid):
             rt = await reachable(cached.runtime)
-            await sweep.release(cid, partial(cni.delete, cached.network, rt))
+            await sweep.release(cid, locked(cid, partial(cni.delete, cached.network, rt)))
     # host-local leases nobody's cache knows of.
     subnet = default.subnet or await default.known_subnet()
     for cid, ifname in host_local_leases(root / "ipam", default.name):
         if orphan(cid) and subnet is not None:
             rt = RuntimeConf(container_id=cid, netns=None, ifname=ifname)
             conf = default.conflist(subnet)
-            await sweep.release(cid, partial(cni.delete, conf, rt))
+            await sweep.release(cid, locked(cid, partial(cni.delete, conf, rt)))
     for entry in listdir(root / "netns"):
         if orphan(entry):
-            await sweep.release(entry, partial(remove_netns, root / "netns" / entry))
+            await sweep.release(entry, locked(entry, partial(remove_netns, root / "netns" / entry)))
     for entry in listdir(root / "files"):
         if orphan(entry):
             shutil.rmtree(root / "files" / entry, ignore_errors=True)
+    # Last, the locks of containers nothing else is left of.
+    for entry in listdir(locks):
+        if orphan(entry):
+
+            async def drop(cid: str = entry) -> None:
+                drop_lock(locks, cid)
+
+            await sweep.release(entry, locked(entry, drop))

@@ -31,7 +31,7 @@ from supervisor import errors
 from supervisor.network import NetworkManager, NetworkTimeouts, PluginError, scoped_name
 from supervisor.network._host import choose_subnet, host_networks
 from supervisor.network._netns import list_mounts_under
-from tests.unit.test_network_cni import write_plugin
+from tests.unit.test_network_cni import alive, write_plugin
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -551,6 +551,70 @@ async def test_release_stale_after_a_crash_mid_attach(
         assert nm.leftovers()["records"] == ["kept.json"]
         assert custom_leftovers(nm, make.subnet, make.bridge).get("custom_veths") is None
         await nm.release_stale([])
+        assert custom_leftovers(nm, make.subnet, make.bridge) == {}
+
+
+ORPHANING_ATTACH = textwrap.dedent(
+    """
+    import anyio, sys
+    from supervisor.network import NetworkManager
+    async def main():
+        nm = NetworkManager(sys.argv[1], conf_dir=sys.argv[2], cni_path=sys.argv[3].split(":"))
+        async with nm:
+            await nm.attach("orphaned", network="custom")  # killed while fake-a runs
+    anyio.run(main)
+    """
+)
+
+
+async def test_a_sweep_waits_for_the_plugins_a_killed_application_left_running(
+    custom: Callable[..., NetworkManager], tmp_path: Path
+) -> None:
+    # A plugin runs in a session of its own: killing the application that
+    # ran it leaves it running.  A sweep that DELs meanwhile races its ADD
+    # (portmap's DEL then failed with its chain still referenced, and the
+    # ADD's rules stayed): the sweep must wait for it, then DEL.
+    make: Any = custom
+    pids, go, marker = tmp_path / "pids", tmp_path / "go", tmp_path / "added"
+    slow = {"type": "fake-a", "mode": "slow", "pids": str(pids), "go": str(go)}
+    nm = make({**slow, "marker": str(marker)})
+    proc = await anyio.open_process(
+        [
+            sys.executable,
+            "-c",
+            ORPHANING_ATTACH,
+            str(nm.state_dir),
+            str(nm.conf_dir),
+            ":".join(str(p) for p in nm.cni.paths),
+        ],
+        cwd=str(Path(__file__).parents[2]),
+    )
+    try:
+        with anyio.fail_after(GUARD):
+            while not pids.exists() or not pids.read_text():
+                await anyio.sleep(0.01)
+    finally:
+        proc.kill()
+        await proc.wait()
+        await proc.aclose()
+    orphan = int(pids.read_text())
+    released: list[list[str]] = []
+
+    async def sweep() -> None:
+        released.append(await nm.release_stale([]))
+
+    async with nm:
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sweep)
+                # The orphan finishes its ADD only now: a sweep that did
+                # not wait for it has DELeted already.
+                await anyio.sleep(0.5)
+                go.touch()
+            while alive(orphan):
+                await anyio.sleep(0.01)
+        assert released == [["orphaned"]]
+        assert not marker.exists(), "the ADD finished after the DEL: its work was left"
         assert custom_leftovers(nm, make.subnet, make.bridge) == {}
 
 

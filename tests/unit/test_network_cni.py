@@ -42,6 +42,17 @@ if cmd == "VERSION":
     print(json.dumps({"cniVersion": conf.get("cniVersion"), "supportedVersions": supported}))
     sys.exit(0)
 mode = conf.get("mode", "ok")
+if mode == "slow" and cmd == "ADD":
+    # Runs on after whoever started it is gone, until the "go" file
+    # appears; then leaves its "marker" (as an ADD leaves rules) for DEL.
+    with open(conf["pids"], "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(conf["go"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    open(conf["marker"], "w").close()
+if mode == "slow" and cmd == "DEL" and os.path.exists(conf["marker"]):
+    os.unlink(conf["marker"])
 if conf.get("fail_if") and not os.path.exists(conf["fail_if"]):
     mode = "ok"  # misbehaves only while that file exists
 if cmd in conf.get("fail_on", ["ADD"]):
