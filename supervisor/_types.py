@@ -99,6 +99,8 @@ class ContainerRecord:
     created_at: datetime | None = None
     snapshotter: str = ""
     snapshot_key: str = ""
+    # The image it was made from (containerd's own field; "" for none).
+    image: str = ""
 
 
 @dataclass(frozen=True, slots=True)

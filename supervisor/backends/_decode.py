@@ -103,6 +103,7 @@ def container_record(c: pb_containers.Container) -> ContainerRecord:
         created_at=c.created_at,
         snapshotter=c.snapshotter,
         snapshot_key=c.snapshot_key,
+        image=c.image,
     )
 
 

@@ -49,6 +49,7 @@ def container_record(
     created_at: datetime | None,
     snapshotter: str,
     snapshot_key: str,
+    image: str = "",
 ) -> ContainerRecord:
     """A stored container; ``spec`` is the raw JSON of its ``spec`` Any."""
     return ContainerRecord(
@@ -59,6 +60,7 @@ def container_record(
         created_at=created_at,
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
+        image=image,
     )
 
 

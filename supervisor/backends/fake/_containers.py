@@ -57,6 +57,7 @@ class ContainerCalls:
             created_at=_now(),
             snapshotter=snapshotter,
             snapshot_key=snapshot_key,
+            image=image,
         )
         ns.runtime_options[container_id] = options
         await self._conn.after("create_container")
@@ -128,4 +129,5 @@ def _copy_record(record: ContainerRecord) -> ContainerRecord:
         created_at=record.created_at,
         snapshotter=record.snapshotter,
         snapshot_key=record.snapshot_key,
+        image=record.image,
     )
