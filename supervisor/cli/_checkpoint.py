@@ -38,7 +38,7 @@ async def _create(args: argparse.Namespace) -> int:
             task = await container.task(attach=False)
         except errors.NotFound:
             raise CliError(f"container {container.id} is not running") from None
-        await task.checkpoint(args.name, exit=not args.leave_running)
+        await task.checkpoint(args.name, exit=not args.leave_running, rw=args.rw)
         if not args.leave_running:
             # As docker's: the container is stopped, ready for start --checkpoint.
             await task.wait()

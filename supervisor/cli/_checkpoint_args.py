@@ -16,6 +16,12 @@ def add_checkpoint_verbs(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the container runs on (default: it is stopped by the checkpoint)",
     )
+    create.add_argument(
+        "--rw",
+        action="store_true",
+        help="save the container's file changes too (a container made from an image), "
+        "so that it can be restored into a new container",
+    )
     create.add_argument("container", metavar="CONTAINER")
     create.add_argument("name", metavar="NAME")
     ls = verbs.add_parser("ls", help="list checkpoints")

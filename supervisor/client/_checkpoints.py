@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import anyio
 
@@ -28,7 +28,12 @@ from ..domain._criu import criu_ready
 from ..domain._logs import LogArgs
 from ..domain._output import LogWriter, Output
 from ..domain._task import Task
+from ._arguments import checked_arguments
+from ._checkpoint_rw import RwPlan, rw_container, rw_plan
 from ._containers import ContainerCalls
+
+if TYPE_CHECKING:
+    from ..images._containers import RootfsSnapshot
 
 __all__ = ["CheckpointCalls"]
 
@@ -72,17 +77,22 @@ class CheckpointCalls(ContainerCalls):
 
         ``id`` may name the checkpoint's own container once its task was
         deleted (the container is used as it is), or a new id (a container is
-        made with the checkpoint's spec and runtime, its own cgroup, and
-        ``labels``/``runtime_options``).
+        made with the checkpoint's spec and runtime, and
+        ``labels``/``runtime_options``). A checkpoint of a container made from
+        an image restores into a new id only if it was taken with ``rw=True``:
+        the new container gets a snapshot of the same image (which must be
+        here, unpacked) with the checkpoint's changes applied.
 
         Raises:
-            FailedPrecondition: CRIU is missing or ``criu check`` fails here
-                (nothing was made), the checkpoint is of a container with its
-                own snapshot (made from an image) restored into a new id, or
-                CRIU could not restore it (nothing is left: no task, and no
-                container if the call made it).
+            FailedPrecondition: CRIU is missing or ``criu check`` fails here,
+                a checkpoint of a container made from an image without its rw
+                layer is restored into a new id, or the image is not unpacked
+                (nothing was made); CRIU could not restore it (nothing is
+                left: no task, and no container or snapshot if the call made
+                them).
             AlreadyExists: container ``id`` exists and has a task.
-            NotFound: no such checkpoint.
+            NotFound: no such checkpoint; the image or the rw layer of a
+                checkpoint restored into a new id is not here.
 
         Example::
 
@@ -94,8 +104,16 @@ class CheckpointCalls(ContainerCalls):
         session.check_open()
         validate_id(id, kind="container id")
         saved = await load_checkpoint(session, name)
+        existing = await self._restorable(id)
+        plan = None
+        if existing is None and saved.snapshotter:
+            plan = await rw_plan(session, id, saved)
         await criu_ready(session.timeouts.cleanup, container_id=id)
-        container, made = await self._restore_container(id, saved, labels, runtime_options)
+        made = existing is None
+        if existing is None:
+            container = await self._new_restored(id, saved, plan, labels, runtime_options)
+        else:
+            container = existing
         try:
             task = await restore_task(
                 container, saved.criu, stdin=stdin, log_path=log_path, output=output,
@@ -110,44 +128,46 @@ class CheckpointCalls(ContainerCalls):
         _log.info("checkpoint.restore", checkpoint=name, container_id=id)
         return container, task
 
-    async def _restore_container(
-        self,
-        id: str,
-        saved: SavedCheckpoint,
-        labels: Mapping[str, str] | None,
-        runtime_options: Mapping[str, Any] | None,
-    ) -> tuple[Container, bool]:
-        """Container ``id`` as it is if it exists without a task, else a new
-        one made from the checkpoint; and whether this call made it."""
+    async def _restorable(self, id: str) -> Container | None:
+        """Container ``id`` if it exists (without a task), else None."""
         try:
             container = await self.load_container(id)
         except errors.NotFound:
-            pass
-        else:
-            if await container._has_task():
-                raise errors.AlreadyExists(
-                    "the container has a task: delete it before restoring into it",
-                    container_id=id,
-                )
-            return container, False
-        if saved.snapshotter:
-            raise errors.FailedPrecondition(
-                "a checkpoint of a container made from an image restores only into "
-                f"that container ({saved.checkpoint.container_id}): its files are not saved",
+            return None
+        if await container._has_task():
+            raise errors.AlreadyExists(
+                "the container has a task: delete it before restoring into it",
                 container_id=id,
             )
+        return container
+
+    async def _new_restored(
+        self,
+        id: str,
+        saved: SavedCheckpoint,
+        plan: RwPlan | None,
+        labels: Mapping[str, str] | None,
+        runtime_options: Mapping[str, Any] | None,
+    ) -> Container:
+        """A new container made from the checkpoint (on a snapshot made by
+        ``plan`` for a container made from an image)."""
         await self._check_cgroup_free(id, saved)
         spec = dict(saved.spec)
         annotations = {k: v for k, v in (spec.get("annotations") or {}).items() if k != SPEC_MARK}
         spec["annotations"] = annotations
-        container = await self.new_container(
-            id,
-            spec,
-            runtime=saved.runtime or "io.containerd.runc.v2",
-            runtime_options=runtime_options,
-            labels=labels,
-        )
-        return container, True
+        runtime = saved.runtime or "io.containerd.runc.v2"
+        if plan is None:
+            return await self.new_container(
+                id, spec, runtime=runtime, runtime_options=runtime_options, labels=labels
+            )
+        label_map = checked_arguments(id, runtime, runtime_options, labels)
+
+        async def create(rootfs: RootfsSnapshot) -> Container:
+            return await self._create_container(
+                id, spec, runtime, runtime_options, label_map, False, None, rootfs, plan.image
+            )
+
+        return await rw_container(self._session, id, plan, create)
 
     async def _check_cgroup_free(self, id: str, saved: SavedCheckpoint) -> None:
         """The restored processes go back into the cgroup they were dumped

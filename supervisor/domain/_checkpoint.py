@@ -14,7 +14,7 @@ import contextlib
 import datetime
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,14 +22,15 @@ import anyio
 from .. import errors
 from .._cleanup import shielded
 from .._log import get_logger
-from .._timeouts import backoff
 from .._types import ProcessState
 from ..oci._digest import sha256_digest
 from ..oci._manifest import OCI_INDEX, Descriptor
+from ._checkpoint_rw import paused, rw_layer, until_done
 from ._checkpoint_store import (
     CHECKPOINT_LABEL,
     CONTAINER_LABEL,
     EXITED_LABEL,
+    IMAGE_ANNOTATION,
     RUNTIME_ANNOTATION,
     SNAPSHOTTER_ANNOTATION,
     SPEC_MARK,
@@ -51,6 +52,11 @@ _log = get_logger("checkpoint")
 
 # What a lease keeps if its owner dies before deleting it.
 _LEASE_EXPIRY = datetime.timedelta(hours=1)
+_NO_SNAPSHOT = (
+    "rw=True saves the changes of a container's own snapshot (one made from an image), "
+    "and this container has none: its rootfs directory is used in place, and is still "
+    "there at restore"
+)
 
 
 def _refusal(task: Process) -> str | None:
@@ -64,7 +70,7 @@ def _refusal(task: Process) -> str | None:
 
 
 async def checkpoint_task(
-    task: Process, name: str | None, *, exit: bool, limit: float
+    task: Process, name: str | None, *, exit: bool, rw: bool, limit: float
 ) -> Checkpoint:
     """:meth:`Task.checkpoint`."""
     session: Session = task._session
@@ -75,6 +81,10 @@ async def checkpoint_task(
     name = checked_name(name)
     if not limit > 0:
         raise errors.InvalidArgument(f"timeout must be positive, not {limit!r}")
+    if not isinstance(rw, bool):
+        raise errors.InvalidArgument(f"rw must be True or False, not {rw!r}", container_id=cid)
+    if rw and getattr(task.container, "snapshot_key", None) is None:
+        raise errors.InvalidArgument(_NO_SNAPSHOT, container_id=cid)
     reason = _refusal(task)
     if reason is not None:
         raise errors.FailedPrecondition(reason, container_id=cid)
@@ -90,10 +100,12 @@ async def checkpoint_task(
         await images.get_image(name)
         raise errors.AlreadyExists(f"an image named {name!r} exists", container_id=cid)
     record = await session.transport.get_container(cid)
+    if rw and not record.snapshot_key:
+        raise errors.InvalidArgument(_NO_SNAPSHOT, container_id=cid)
     # Shielded: a dump cancelled half way would leave runc's CRIU killed
     # with the task frozen; bounded by the caller's timeout.
     with shielded(limit, "checkpointing the task"):
-        made = await _checkpoint(session, record, name, exit=exit)
+        made = await _checkpoint(session, record, name, exit=exit, rw=rw)
     try:
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
@@ -108,25 +120,26 @@ async def checkpoint_task(
 
 
 async def _checkpoint(
-    session: Session, record: ContainerRecord, name: str, *, exit: bool
+    session: Session, record: ContainerRecord, name: str, *, exit: bool, rw: bool
 ) -> Checkpoint:
     dumps, images = stores(session)
     cid = record.id
-    marked: dict[str, Any] = json.loads(json.dumps(record.spec))
-    marked.setdefault("annotations", {})[SPEC_MARK] = secrets.token_hex(16)
     async with _lease(images, session.timeouts.cleanup) as lease:
-        try:
-            # Inside: a mark whose answer was lost is taken out all the same.
-            await dumps.set_spec(cid, marked)
-            criu, config = await dumps.checkpoint(cid, exit=exit, lease=lease)
-        except errors.SupervisorError as exc:
-            raise criu_failure(exc, "dump the task", container_id=cid) from exc
-        finally:
-            await _put_back(session, cid, record.spec)
+        if rw:
+            # Frozen from before the diff until after the dump: the files and
+            # the memory saved are of one moment. The diff comes first, so
+            # that a diff that fails leaves a task that was not stopped.
+            async with paused(session, cid, exit=exit):
+                layer = await rw_layer(session, record, lease)
+                manifests = [*await _dump(session, record, lease, exit=exit), layer]
+        else:
+            manifests = await _dump(session, record, lease, exit=exit)
         annotations = {RUNTIME_ANNOTATION: record.runtime}
         if record.snapshot_key:
             annotations[SNAPSHOTTER_ANNOTATION] = record.snapshotter
-        index = await _write_index(images, lease, [criu, config], annotations)
+        if record.image:
+            annotations[IMAGE_ANNOTATION] = record.image
+        index = await _write_index(images, lease, manifests, annotations)
         labels = {
             CHECKPOINT_LABEL: "true",
             CONTAINER_LABEL: cid,
@@ -136,28 +149,29 @@ async def _checkpoint(
     return Checkpoint(name, cid, index.digest, exit, created)
 
 
-async def _until_done(step: Callable[[], Awaitable[object]], limit: float, what: str) -> None:
-    """``step``, tried again while containerd does not answer (it may be
-    restarting after a crash mid-dump), within ``limit`` (shielded)."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(limit) as scope:
-        for pause in backoff(0.05, 1.0):
-            try:
-                await step()
-                return
-            except (errors.Unavailable, errors.DeadlineExceeded) as exc:
-                last: errors.SupervisorError = exc
-                await anyio.sleep(pause)
-            except errors.SupervisorError as exc:
-                last = exc
-                break
-    reason = "no answer in time" if scope.cancelled_caught else str(last)
-    _log.warning("checkpoint.cleanup_failed", what=what, error=reason)
+async def _dump(
+    session: Session, record: ContainerRecord, lease: str, *, exit: bool
+) -> list[Descriptor]:
+    """CRIU's dump and the spec, written under ``lease``: [criu, config]."""
+    dumps, _ = stores(session)
+    cid = record.id
+    marked: dict[str, Any] = json.loads(json.dumps(record.spec))
+    marked.setdefault("annotations", {})[SPEC_MARK] = secrets.token_hex(16)
+    try:
+        # Inside: a mark whose answer was lost is taken out all the same.
+        await dumps.set_spec(cid, marked)
+        criu, config = await dumps.checkpoint(cid, exit=exit, lease=lease)
+    except errors.SupervisorError as exc:
+        raise criu_failure(exc, "dump the task", container_id=cid) from exc
+    finally:
+        await _put_back(session, cid, record.spec)
+    return [criu, config]
 
 
 async def _put_back(session: Session, cid: str, spec: dict[str, Any]) -> None:
     """The container is left with the spec it had (bounded, shielded)."""
     dumps, _ = stores(session)
-    await _until_done(
+    await until_done(
         lambda: dumps.set_spec(cid, spec), session.timeouts.cleanup, f"the spec of {cid}"
     )
 
@@ -207,6 +221,6 @@ async def _lease(images: ContainerdImages, cleanup: float) -> AsyncIterator[str]
     finally:
         # After a failure, GC runs before the call returns: what the attempt
         # wrote is gone when the caller looks.
-        await _until_done(
+        await until_done(
             lambda: images.delete_lease(lease_id, sync=failed), cleanup, f"lease {lease_id}"
         )

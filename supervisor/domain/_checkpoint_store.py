@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..oci._manifest import Descriptor
+from ..oci._manifest import OCI_LAYER_GZIP, Descriptor
 
 if TYPE_CHECKING:
     # Imported where used: grpclib and the bindings stay out of `import supervisor`.
@@ -79,6 +79,8 @@ class SavedCheckpoint:
     runtime: str
     image: str
     snapshotter: str
+    # The container's read-write layer (a checkpoint taken with rw=True).
+    rw: Descriptor | None = None
 
 
 def checked_name(name: object) -> str:
@@ -181,10 +183,12 @@ async def load_checkpoint(session: Session, name: str) -> SavedCheckpoint:
             f"checkpoint {name!r} has no CRIU image or no spec (containerd issue #7980?)"
         )
     config, criu = by_type[CONFIG_MEDIA_TYPE], by_type[CRIU_MEDIA_TYPE]
+    rw = by_type.get(OCI_LAYER_GZIP)
     try:
         config_digest = str(config["digest"])
         criu_desc = Descriptor(CRIU_MEDIA_TYPE, str(criu["digest"]), int(criu["size"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        rw_desc = None if rw is None else Descriptor.from_json(rw, "its rw layer")
+    except (KeyError, TypeError, ValueError, errors.SupervisorError) as exc:
         raise errors.InvalidArgument(f"checkpoint {name!r} has a bad descriptor: {exc}") from exc
     spec = _json(decode_config(await images.read_all(config_digest, _CONFIG_LIMIT)), name)
     return SavedCheckpoint(
@@ -194,6 +198,7 @@ async def load_checkpoint(session: Session, name: str) -> SavedCheckpoint:
         runtime=str(annotations.get(RUNTIME_ANNOTATION, "")),
         image=str(annotations.get(IMAGE_ANNOTATION, "")),
         snapshotter=str(annotations.get(SNAPSHOTTER_ANNOTATION, "")),
+        rw=rw_desc,
     )
 
 

@@ -194,23 +194,29 @@ class Task(SupervisedTask):
         name: str | None = None,
         *,
         exit: bool = False,
+        rw: bool = False,
         timeout: float = 300.0,  # noqa: ASYNC109 - the dump's own bound, shielded
     ) -> Checkpoint:
         """Save the running task with CRIU as checkpoint ``name`` (made up if
         ``None``) in containerd's content store; :meth:`Client.restore_checkpoint`
         resumes it. ``exit``: the task is stopped by the dump (its exit is
-        reported as any), else it runs on. See ``docs/checkpoint.md``.
+        reported as any), else it runs on. ``rw``: the changes the container
+        made to its own snapshot (a container made from an image) are saved
+        too, so that the checkpoint restores into a new container; the task
+        is paused meanwhile. See ``docs/checkpoint.md``.
 
         Raises:
             FailedPrecondition: CRIU is missing or ``criu check`` fails (the
                 reason named), the task is not running, is on a terminal or on
                 a CNI network; nothing was changed.
+            InvalidArgument: ``rw`` for a container without a snapshot of its
+                own (a rootfs directory); nothing was changed.
             AlreadyExists: an image of that name exists.
             DeadlineExceeded: the dump took longer than ``timeout`` seconds.
         """
         from ._checkpoint import checkpoint_task
 
-        return await checkpoint_task(self, name, exit=exit, limit=timeout)
+        return await checkpoint_task(self, name, exit=exit, rw=rw, limit=timeout)
 
     async def pids(self) -> list[ProcessInfo]:
         """The host pids of every process in the task."""

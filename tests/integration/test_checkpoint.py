@@ -10,6 +10,7 @@ are skipped elsewhere with the reason ``criu check`` gives.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -30,6 +32,8 @@ from supervisor import errors
 from supervisor._types import ProcessState
 from supervisor.domain import _criu
 from supervisor.domain._checkpoint_store import stores
+from supervisor.oci._digest import sha256_digest
+from supervisor.oci._manifest import OCI_INDEX, Descriptor
 from tests._containerd import PrivateContainerd, short_tmpdir
 from tests.integration.helpers import Recorder, read_all
 
@@ -435,3 +439,380 @@ async def test_a_record_that_is_no_checkpoint_is_refused(client: supervisor.Clie
     await client.remove_checkpoint("cp-bad")
     assert await client.checkpoints() == []
     await images.delete_image("cp-plain", sync=True)
+
+
+# -- the read-write layer (rw=True) ---------------------------------------------
+
+RW_REF = "example.com/checkpoint/rw:1"
+# A file on the container's own snapshot (not /tmp, a tmpfs CRIU saves anyway)
+# and a counter in memory.
+RW_COUNTER = [
+    "sh",
+    "-c",
+    "echo kept > /root/saved; i=0; while :; do i=$((i+1)); echo $i; echo $i > /root/count;"
+    " sleep 0.05; done",
+]
+
+
+@pytest_asyncio.fixture
+async def rw_image(client: supervisor.Client, tmp_path: Path) -> AsyncIterator[str]:
+    from tests._image_layout import image_tar
+
+    config = {"Cmd": ["sh"], "Env": ["PATH=/bin"]}
+    await client.import_image(image_tar(tmp_path / "rw.tar", RW_REF, config), name=RW_REF)
+    yield RW_REF
+    with contextlib.suppress(errors.SupervisorError):
+        await client.remove_image(RW_REF)
+
+
+async def _image_counting(
+    client: supervisor.Client, image: str, cid: str
+) -> tuple[supervisor.Container, supervisor.Task]:
+    container = await client.new_container(cid, image=image, args=RW_COUNTER)
+    task = await container.new_task()
+    await task.start()
+    await _count_from(task, 0)  # /root/saved is written by now
+    return container, task
+
+
+async def _snapshots(client: supervisor.Client, snapshotter: str) -> set[str]:
+    _, images = stores(client._session)
+    return set(await images.list_snapshots(snapshotter))
+
+
+async def _blob(images: Any, lease: str, media_type: str, data: bytes) -> Descriptor:
+    desc = Descriptor(media_type, sha256_digest(data), len(data))
+
+    @contextlib.asynccontextmanager
+    async def source(offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data[offset:]
+
+        yield chunks()
+
+    await images.write_content(f"test-{desc.digest}", desc, source, lease=lease)
+    return desc
+
+
+async def _made_up_checkpoint(
+    client: supervisor.Client,
+    name: str,
+    record: Any,
+    layer: Descriptor | None,
+    *,
+    args: list[str] | None = None,
+    snapshotter: str | None = None,
+) -> None:
+    """A checkpoint record of container ``record`` as Task.checkpoint(rw=True)
+    stores it, with an empty CRIU image (CRIU cannot dump here)."""
+    from supervisor._proto.google.protobuf import Any as PbAny
+    from supervisor.backends.containerd import SPEC_TYPE_URL
+    from supervisor.backends.containerd_checkpoint import CONFIG_MEDIA_TYPE, CRIU_MEDIA_TYPE
+
+    _, images = stores(client._session)
+    spec = json.loads(json.dumps(record.spec))
+    if args is not None:
+        spec["process"]["args"] = args
+    lease = await images.create_lease(f"{name}-lease", datetime.timedelta(minutes=5))
+    empty_tar = b"\0" * 1024
+    criu = await _blob(images, lease, CRIU_MEDIA_TYPE, empty_tar)
+    body = bytes(PbAny(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()))
+    config = await _blob(images, lease, CONFIG_MEDIA_TYPE, body)
+    manifests = [criu, config] + ([layer] if layer is not None else [])
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [m.to_json() for m in manifests],
+        "annotations": {
+            "io.containerd.checkpoint.runtime": record.runtime,
+            "snapshotter.name": snapshotter or record.snapshotter,
+            "image.name": record.image,
+        },
+    }
+    target = await _blob(images, lease, OCI_INDEX, json.dumps(index).encode())
+    refs = {f"containerd.io/gc.ref.content.{i}": m.digest for i, m in enumerate(manifests)}
+    await images.set_content_labels(target.digest, refs)
+    labels = {"containerd.io/checkpoint": "true", "io.supervisor.checkpoint.container": record.id}
+    await images.put_image(name, target, labels)
+    await images.delete_lease(lease)
+
+
+async def test_rw_on_a_container_without_a_snapshot_is_refused(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # A rootfs directory is used in place: there is no layer to save.
+    container, task = await _counting(client, rootfs, "cp-rwdir")
+    before = await _store_state(client)
+    with pytest.raises(errors.InvalidArgument, match="rootfs directory") as caught:
+        await task.checkpoint("cp-rwdir-1", rw=True)
+    assert caught.value.container_id == "cp-rwdir"
+    with pytest.raises(errors.InvalidArgument, match="rw must be"):
+        await task.checkpoint("cp-rwdir-1", rw="yes")  # type: ignore[arg-type]
+    assert await task.status() is ProcessState.RUNNING
+    await _count_from(task, 0)
+    assert await _store_state(client) == before
+    await task.delete(force=True)
+    await container.delete()
+
+
+async def test_rw_layer_holds_the_snapshot_changes(
+    client: supervisor.Client, rw_image: str
+) -> None:
+    # What the checkpoint stores as the rw layer (here without CRIU's dump):
+    # the files the container wrote on its own snapshot, as ctr's --rw layer.
+    import gzip
+    import io
+    import tarfile
+
+    from supervisor.domain._checkpoint_rw import rw_layer
+
+    container, task = await _image_counting(client, rw_image, "cp-rwdiff")
+    record = await client._session.transport.get_container("cp-rwdiff")
+    assert record.image == rw_image
+    _, images = stores(client._session)
+    views = await _snapshots(client, record.snapshotter)
+    lease = await images.create_lease("cp-rwdiff-lease", datetime.timedelta(minutes=5))
+    layer = await rw_layer(client._session, record, lease)
+    assert layer.media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert layer.platform is not None and layer.platform.os == "linux"
+    data = await images.read_all(layer.digest, 1 << 20)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        saved = tar.extractfile("root/saved")
+        assert saved is not None and saved.read() == b"kept\n"
+        assert "bin/busybox" not in tar.getnames()  # the image's own files are not in it
+    # The parent's view it was compared with is gone.
+    assert await _snapshots(client, record.snapshotter) == views
+    await images.delete_lease(lease, sync=True)
+    assert await images.content_size(layer.digest) is None
+    await task.delete(force=True)
+    await container.delete()
+
+
+async def test_restore_into_a_new_id_needs_the_rw_layer_and_the_image(
+    client: supervisor.Client, rw_image: str
+) -> None:
+    # Each refusal comes before anything is made (and before CRIU is asked).
+    from supervisor.domain._checkpoint_rw import rw_layer
+
+    container, task = await _image_counting(client, rw_image, "cp-rwref")
+    record = await client._session.transport.get_container("cp-rwref")
+    _, images = stores(client._session)
+    lease = await images.create_lease("cp-rwref-lease", datetime.timedelta(minutes=5))
+    layer = await rw_layer(client._session, record, lease)
+    await _made_up_checkpoint(client, "cp-rwref-plain", record, None)
+    await _made_up_checkpoint(client, "cp-rwref-rw", record, layer)
+    await _made_up_checkpoint(client, "cp-rwref-native", record, layer, snapshotter="native")
+    await images.delete_lease(lease)
+    snaps = await _snapshots(client, record.snapshotter)
+    before = await _store_state(client)
+
+    with pytest.raises(errors.FailedPrecondition, match=r"rw=True") as caught:
+        await client.restore_checkpoint("cp-rwref-plain", "cp-rwref-new")
+    assert caught.value.container_id == "cp-rwref-new"
+    with pytest.raises(errors.FailedPrecondition, match="not unpacked in snapshotter 'native'"):
+        await client.restore_checkpoint("cp-rwref-native", "cp-rwref-new")
+    assert await _snapshots(client, record.snapshotter) == snaps
+    assert await _store_state(client) == before
+    await client.remove_image(rw_image)
+    before = await _store_state(client)
+    with pytest.raises(errors.NotFound, match="pull or import it"):
+        await client.restore_checkpoint("cp-rwref-rw", "cp-rwref-new")
+    with pytest.raises(errors.NotFound):
+        await client.load_container("cp-rwref-new")
+    assert await _snapshots(client, record.snapshotter) == snaps
+    assert await _store_state(client) == before
+    await task.delete(force=True)
+    await container.delete()
+    for name in ("cp-rwref-plain", "cp-rwref-rw", "cp-rwref-native"):
+        await client.remove_checkpoint(name)
+
+
+async def test_rw_restore_puts_the_layer_on_a_new_snapshot(
+    client: supervisor.Client, rw_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CRIU cannot restore everywhere: here the task is started afresh instead
+    # of restored, with a process that shows the new container's files.
+    from supervisor.client import _checkpoints
+    from supervisor.domain._checkpoint_rw import rw_layer
+
+    container, task = await _image_counting(client, rw_image, "cp-rwnew")
+    record = await client._session.transport.get_container("cp-rwnew")
+    _, images = stores(client._session)
+    lease = await images.create_lease("cp-rwnew-lease", datetime.timedelta(minutes=5))
+    layer = await rw_layer(client._session, record, lease)
+    await _made_up_checkpoint(client, "cp-rwnew-1", record, layer, args=["cat", "/root/saved"])
+    await images.delete_lease(lease)
+    await task.delete(force=True)
+
+    async def no_check(limit: float, *, container_id: str | None = None) -> None:
+        return None
+
+    async def started(container: supervisor.Container, criu: object, **kw: Any) -> Any:
+        fresh = await container.new_task()
+        await fresh.start()
+        return fresh
+
+    monkeypatch.setattr(_checkpoints, "criu_ready", no_check)
+    monkeypatch.setattr(_checkpoints, "restore_task", started)
+    new, restored = await client.restore_checkpoint("cp-rwnew-1", "cp-rwnew-2")
+    assert await read_all(restored.stdout) == b"kept\n"
+    assert (await restored.wait()).exit_code == 0
+    loaded = await client._session.transport.get_container("cp-rwnew-2")
+    assert (loaded.snapshotter, loaded.snapshot_key, loaded.image) == (
+        record.snapshotter,
+        "cp-rwnew-2",
+        rw_image,
+    )
+    await restored.delete()
+    await new.delete()
+    assert "cp-rwnew-2" not in await _snapshots(client, record.snapshotter)
+    await container.delete()
+    await client.remove_checkpoint("cp-rwnew-1")
+
+
+async def test_a_failed_or_cancelled_rw_restore_leaves_nothing(
+    client: supervisor.Client, rw_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CRIU image is empty: the restore fails at the task, after the
+    # snapshot, its layer and the container were made; or it is cancelled on
+    # the way. Either way none of them is left, nor any content or lease.
+    from supervisor.client import _checkpoints
+    from supervisor.domain._checkpoint_rw import rw_layer
+
+    container, task = await _image_counting(client, rw_image, "cp-rwfail")
+    record = await client._session.transport.get_container("cp-rwfail")
+    _, images = stores(client._session)
+    lease = await images.create_lease("cp-rwfail-lease", datetime.timedelta(minutes=5))
+    layer = await rw_layer(client._session, record, lease)
+    await _made_up_checkpoint(client, "cp-rwfail-1", record, layer)
+    await images.delete_lease(lease)
+    await task.delete(force=True)
+
+    async def no_check(limit: float, *, container_id: str | None = None) -> None:
+        return None
+
+    monkeypatch.setattr(_checkpoints, "criu_ready", no_check)
+    snaps = await _snapshots(client, record.snapshotter)
+    before = await _store_state(client)
+    for delay in (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.5):
+        with anyio.move_on_after(60 if delay is None else delay):
+            with pytest.raises(errors.SupervisorError):
+                await client.restore_checkpoint("cp-rwfail-1", "cp-rwfail-2")
+        with pytest.raises(errors.NotFound):
+            await client.load_container("cp-rwfail-2")
+        assert await _snapshots(client, record.snapshotter) == snaps
+        assert await _store_state(client) == before
+    # A checkpoint whose layer is gone: refused before anything is made.
+    await images.delete_content(layer.digest)
+    with pytest.raises(errors.NotFound, match="rw layer"):
+        await client.restore_checkpoint("cp-rwfail-1", "cp-rwfail-2")
+    assert await _snapshots(client, record.snapshotter) == snaps
+    await container.delete()
+    await client.remove_checkpoint("cp-rwfail-1")
+
+
+@pytest.mark.skipif(
+    _criu.find_criu() is None or _UNUSABLE is None,
+    reason="needs a CRIU that is installed and fails its check here",
+)
+async def test_an_rw_dump_that_fails_leaves_the_task_running_and_the_store_as_it_was(
+    client: supervisor.Client, rw_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The task is paused for the diff and the dump; the dump fails (CRIU
+    # cannot run here): the task is resumed, the layer and the parent's view
+    # are gone.
+    criu = _criu.find_criu()
+    assert criu is not None
+    monkeypatch.setattr(_criu, "_passed", {criu})
+    container, task = await _image_counting(client, rw_image, "cp-rwdump")
+    record = await client._session.transport.get_container("cp-rwdump")
+    snaps = await _snapshots(client, record.snapshotter)
+    before = await _store_state(client)
+    for exit in (False, True):
+        with pytest.raises(errors.FailedPrecondition, match="CRIU could not dump"):
+            await task.checkpoint("cp-rwdump-1", exit=exit, rw=True)
+        assert await task.status() is ProcessState.RUNNING
+        await _count_from(task, 0)
+        assert await _snapshots(client, record.snapshotter) == snaps
+        assert await _store_state(client) == before
+    await task.delete(force=True)
+    await container.delete()
+
+
+@pytest.mark.criu
+@requires_criu
+async def test_rw_checkpoint_restores_into_a_new_container(
+    recorded: tuple[supervisor.Client, Recorder], rw_image: str, containerd_address: str
+) -> None:
+    from supervisor.domain._checkpoint_store import load_checkpoint
+
+    client, rec = recorded
+    container, task = await _image_counting(client, rw_image, "cp-rwsrc")
+    # Leave-running: the task is paused for the diff and the dump, and goes on.
+    first = await _count_from(task, 3)
+    await task.checkpoint("cp-rw-a", rw=True)
+    assert await task.status() is ProcessState.RUNNING
+    seen = await _count_from(task, first)
+    made = await task.checkpoint("cp-rw-b", exit=True, rw=True)
+    assert (made.container_id, made.exited) == ("cp-rwsrc", True)
+    await task.wait()
+    await rec.wait_for(lambda: rec.exits()[("cp-rwsrc", "cp-rwsrc")] == 1)
+    await task.delete()
+    saved = await load_checkpoint(client._session, "cp-rw-b")
+    assert saved.rw is not None and saved.image == rw_image
+
+    new, restored = await client.restore_checkpoint("cp-rw-b", "cp-rwnew")
+    assert await restored.status() is ProcessState.RUNNING
+    # Its memory came back (the count goes on) and so did its files.
+    assert await _count_from(restored, 0) > seen
+    probe = await restored.exec(None, ["cat", "/root/saved"])
+    await probe.start()
+    assert await read_all(probe.stdout) == b"kept\n"
+    await probe.wait()
+    await probe.delete()
+    record = await client._session.transport.get_container("cp-rwnew")
+    assert (record.snapshot_key, record.image) == ("cp-rwnew", rw_image)
+    await restored.kill(signal.SIGKILL)
+    assert (await restored.wait()).exit_code == 137
+    await rec.wait_for(lambda: rec.exits()[("cp-rwnew", "cp-rwnew")] == 1)
+    await restored.delete()
+    await new.delete()
+    assert "cp-rwnew" not in await _snapshots(client, record.snapshotter)
+    assert rec.exits()[("cp-rwnew", "cp-rwnew")] == 1
+    assert rec.exits()[("cp-rwsrc", "cp-rwsrc")] == 1
+
+    # The leave-running one, restored by ctr (`containers restore --rw --live`).
+    await _ctr_restores(containerd_address, client._session.namespace, "cp-rw-a", "cp-rwctr", first)
+    await container.delete()
+    for name in ("cp-rw-a", "cp-rw-b"):
+        await client.remove_checkpoint(name)
+
+
+async def _ctr_restores(address: str, ns: str, name: str, cid: str, after: int) -> None:
+    """ctr restores a library checkpoint with its rw layer: its files are
+    there and it counts on from where it was."""
+    if shutil.which("ctr") is None:
+        pytest.skip("no ctr here")
+    ctr = ["ctr", "-a", address, "-n", ns]
+    probes = iter(range(1000))
+
+    async def cat(path: str) -> str | None:
+        probe = ["task", "exec", "--exec-id", f"probe-{next(probes)}", cid, "cat", path]
+        done = await anyio.run_process([*ctr, *probe], check=False, stdin=subprocess.DEVNULL)
+        return done.stdout.decode() if done.returncode == 0 else None
+
+    restore = [*ctr, "containers", "restore", "--rw", "--live", cid, name]
+    async with await anyio.open_process(
+        restore, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    ) as process:
+        with anyio.fail_after(120):
+            # Until the restored task answers (ctr may return before or after).
+            while (count := await cat("/root/count")) is None:
+                await anyio.sleep(0.2)
+        assert int(count) > after
+        assert await cat("/root/saved") == "kept\n"
+        await anyio.run_process([*ctr, "task", "kill", "-s", "SIGKILL", cid])
+        with anyio.fail_after(60):
+            await process.wait()
+    await anyio.run_process([*ctr, "task", "rm", "-f", cid], check=False)
+    await anyio.run_process([*ctr, "containers", "rm", cid])

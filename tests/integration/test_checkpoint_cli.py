@@ -79,3 +79,16 @@ async def test_create_ls_start_rm(cli: Cli, tmp_path: Path) -> None:
     assert (code, out) == (0, "cpr-1\n"), err
     code, out, err = await cli("checkpoint", "ls", "--json")
     assert (code, out) == (0, ""), err
+
+
+async def test_create_rw_of_a_container_without_a_snapshot_is_refused(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Refused before CRIU is asked: this runs everywhere.
+    await _counting(cli, "cprw", tmp_path / "cprw.log")
+    code, out, err = await cli("checkpoint", "create", "--rw", "cprw", "cprw-1")
+    assert code == 125 and out == ""
+    assert "rootfs directory" in err, err
+    await cli.wait_status("cprw", "running")
+    code, out, err = await cli("checkpoint", "ls", "--json")
+    assert (code, out) == (0, ""), err
