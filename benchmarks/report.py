@@ -30,6 +30,48 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _checkpoint(cp: dict[str, Any] | None) -> list[str]:
+    """The VM lane's figures (``benchmarks.checkpoint_vm``), or why there are none."""
+    out = ["\n## Checkpoint and restore (cgroup v2 VM, CRIU)\n"]
+    if not cp:
+        out.append(
+            "Not measured in this run (`python -m benchmarks.checkpoint_vm` adds it to the JSON)."
+        )
+        return out
+    if "failed" in cp or "skipped" in cp:
+        what = "the VM step failed" if "failed" in cp else "CRIU could not run in the VM"
+        out.append(
+            f"Not measured: {what}: {cp.get('failed') or cp.get('skipped')}. "
+            "The other sections are the host's and are not affected."
+        )
+        return out
+    versions = ", ".join(f"{k} {v}" for k, v in cp.get("versions", {}).items())
+    out.append(
+        "CRIU cannot dump on this machine's kernel, so these figures come from the "
+        "cgroup v2 VM lane (docs/cgroup2.md: QEMU emulating, no KVM, 2 vCPUs, "
+        f"`-cpu qemu64`; {versions}), booted by `make bench` after the host's "
+        "figures: emulated CPUs, so compare the two sides with each other, not with "
+        "the host's figures above. "
+        f"{cp['rounds']} rounds, interleaved, alternating which side goes first; "
+        "seconds, medians; library/ctr is the median of the per-round ratios, the "
+        "ratio of the medians in brackets.\n"
+    )
+    secs, paired = cp["checkpoint_seconds"], cp["library_over_ctr"]
+    of_medians = cp["library_over_ctr_of_medians"]
+    out.append("| step | library | ctr | library/ctr |")
+    out.append("| --- | ---: | ---: | ---: |")
+    for step in ("checkpoint", "restore"):
+        out.append(
+            f"| {step} | {secs[f'library/{step}']:.2f} | {secs[f'ctr/{step}']:.2f} "
+            f"| {paired[step]:.2f} [{of_medians[step]:.2f}] |"
+        )
+    out.append("")
+    for side, does in cp.get("sides", {}).items():
+        out.append(f"- {side}: {does}.")
+    out.append(f"\nVM step: {cp.get('when', '?')}, {cp.get('vm_seconds', '?')} s, boot included.")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     out = [_INTRO]
     when = results.get("when")
@@ -62,6 +104,7 @@ def render(results: dict[str, Any]) -> str:
                     out.append(f"| {name}: {sub} | {_fmt(item)} |")
             else:
                 out.append(f"| {name} | {_fmt(value)} |")
+    out.extend(_checkpoint(results.get("checkpoint")))
     return "\n".join(out) + "\n"
 
 
