@@ -88,6 +88,7 @@ class CNI:
         # the next release finds the entry and DELs what the plugins made.
         self.cache.put(network, rt, None)
         prev: dict[str, Any] | None = None
+        cached: dict[str, Any] | None = None
         try:
             for i, plugin in enumerate(network.plugins):
                 stdin = network.plugin_config(
@@ -103,12 +104,14 @@ class CNI:
                         container_id=rt.container_id,
                     )
                 prev = out
-                if i < len(network.plugins) - 1:
+                if prev != cached:
                     # What a DEL after an interruption must be given: plugins
                     # (firewall) find their rules by the addresses in it.
+                    # Only when it changed: most plugins after the first
+                    # (portmap, firewall) pass it on as they got it.
                     self.cache.put(network, rt, prev)
+                    cached = prev
             assert prev is not None
-            self.cache.put(network, rt, prev)
             return prev
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._undo_bound(network)):

@@ -81,8 +81,9 @@ if cmd == "ADD":
                            "interface": 0}]}
     else:
         result = dict(prev)
-    result.setdefault("dns", {})
-    result["dns"].setdefault("search", []).append(conf["type"])
+    if prev is None or not conf.get("pass_on"):  # pass_on: as portmap and firewall do
+        result.setdefault("dns", {})
+        result["dns"].setdefault("search", []).append(conf["type"])
     print(json.dumps(result))
 """
 
@@ -178,6 +179,45 @@ async def test_add_chains_results_and_sets_the_environment(
     assert log[1]["conf"]["runtimeConfig"] == {"portMappings": ports}
     assert "runtimeConfig" not in log[0]["conf"] and "runtimeConfig" not in log[2]["conf"]
     cached = cni.cache.get("testnet", "c1", "eth0")
+    assert cached is not None and cached.result == result
+
+
+async def test_the_cache_is_written_again_only_when_a_plugin_changed_the_result(
+    tmp_path: Path, plugins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each write makes a file and renames it over the last: the default
+    # network's portmap and firewall pass bridge's result on as they got it,
+    # and rewriting it after each (and once more at the end) cost an attach
+    # two of its four writes for nothing.
+    cni = CNI([plugins], tmp_path / "cache")
+    writes: list[Any] = []
+    real_put = cni.cache.put
+
+    def put(network: ConfList, runtime: RuntimeConf, result: Any) -> None:
+        writes.append(result)
+        real_put(network, runtime, result)
+
+    monkeypatch.setattr(cni.cache, "put", put)
+    net = conflist(
+        tmp_path,
+        {"type": "fake-a"},
+        {"type": "fake-b", "pass_on": True},
+        {"type": "fake-c", "pass_on": True},
+    )
+    result = await cni.add(net, rt())
+    # The intent before any plugin runs, then fake-a's result: no more.
+    assert writes == [None, result]
+    cached = cni.cache.get("testnet", "c1", "eth0")
+    assert cached is not None and cached.result == result
+    # A plugin that changes it is written (the last one's change included).
+    writes.clear()
+    net = conflist(
+        tmp_path, {"type": "fake-a"}, {"type": "fake-b", "pass_on": True}, {"type": "fake-c"}
+    )
+    result = await cni.add(net, rt(container_id="c2"))
+    assert result["dns"]["search"] == ["fake-a", "fake-c"]
+    assert writes == [None, {**result, "dns": {"search": ["fake-a"]}}, result]
+    cached = cni.cache.get("testnet", "c2", "eth0")
     assert cached is not None and cached.result == result
 
 
