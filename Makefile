@@ -85,12 +85,22 @@ run: deps rootfs
 	$(PY) -m supervisor run --embedded $(BUILD)/embedded --rootfs $(ROOTFS) --rm --id demo \
 	  --log-level info -- sh -c 'for i in 1 2 3 4 5; do echo "tick $$i from $$(hostname)"; sleep 0.3; done'
 
+# The host's figures, then checkpoint/restore against ctr in the cgroup v2 VM
+# lane (CRIU cannot dump on the host's kernel; about 4-6 min with the boot),
+# after the host's run so that the VM does not disturb it. A failed VM step is
+# recorded in latest.json and said in the report, and does not fail the target:
+# the host's figures stand on their own (make bench-check then misses the
+# checkpoint line).
 bench: deps rootfs
 	scripts/containerd-private.sh start $(CTRD_DIR)-bench
 	rc=0
 	$(PY) -m benchmarks --address $(CTRD_DIR)-bench/containerd.sock \
 	  --rootfs $(ROOTFS) --out bench-results/latest.json || rc=$$?
 	scripts/containerd-private.sh stop $(CTRD_DIR)-bench
+	if [ $$rc -eq 0 ]; then
+	  $(PY) -m benchmarks.checkpoint_vm --into bench-results/latest.json \
+	    || echo "bench: the checkpoint step failed (exit $$?); reporting without it" >&2
+	fi
 	if [ $$rc -eq 0 ]; then $(PY) -m benchmarks.report bench-results/latest.json > benchmarks/README.md; fi
 	exit $$rc
 
