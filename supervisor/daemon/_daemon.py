@@ -49,7 +49,7 @@ from .._background import Background
 from .._log import get_logger
 from . import _containerd_toml, _platform_parts
 from ._config import ConfigStore, DaemonConfig
-from ._files import owned_dir
+from ._files import owned_dir, remove_empty_scope_dir
 from ._launcher import Launcher
 from ._leftovers import TaskDirs
 from ._log_follower import LogFollower
@@ -420,4 +420,8 @@ class Daemon:
         try:
             await self._watchdog.run(self._background)
         finally:
-            self._lock.release()
+            try:
+                # Under the lock: no other Daemon runs this containerd now.
+                remove_empty_scope_dir(self._address)
+            finally:
+                self._lock.release()

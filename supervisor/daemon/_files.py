@@ -16,10 +16,10 @@ import os
 import stat
 from pathlib import Path
 
-from .. import errors
+from .. import _platform, errors
 from .._paths import private_dir
 
-__all__ = ["open_regular", "owned_dir"]
+__all__ = ["open_regular", "owned_dir", "remove_empty_scope_dir"]
 
 
 def owned_dir(path: Path, mode: int = 0o711) -> None:
@@ -68,3 +68,28 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def remove_empty_scope_dir(address: str) -> None:
+    """Remove the ``@<scope>`` directory that clients of the containerd at
+    ``address`` make in the default state directory
+    (:func:`supervisor._platform.default_state_dir`), if it is empty and
+    ours; called by a Daemon that stops while it still holds its lock, so no
+    other Daemon can be running that containerd. A directory with anything
+    in it (a container's bundle, an exit record, supervision state) is for
+    the next run and stays; a client that comes later makes it again.
+    """
+    directory = _platform.default_state_dir(address=address)
+    if directory == _platform.default_state_dir():
+        return  # the machine's default containerd's: everybody's
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return
+    geteuid = getattr(os, "geteuid", None)
+    if not stat.S_ISDIR(st.st_mode) or (geteuid is not None and st.st_uid != geteuid()):
+        return
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # not empty (or gone meanwhile): not ours to empty
