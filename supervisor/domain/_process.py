@@ -21,6 +21,7 @@ from ..fifo._logger import LoggerStdio, logger_stdio_for
 from ._lines import aiter_lines_method
 from ._output import LogWriter, Output
 from ._pipes import check_terminal_size, exchange
+from ._stdin import process_input
 from ._stop import asked_exit, check_signal, failed_start_status, force_stop
 from ._tty_input import end_input, ends_by_key
 
@@ -130,8 +131,10 @@ class Process:
 
     @property
     def stdin(self) -> ByteSendStream | None:
-        """The process's standard input, if it was asked for (``stdin=True``)."""
-        return self._fifos_or_raise().stdin
+        """The process's standard input, if it was asked for (``stdin=True``);
+        a send raises ``FailedPrecondition`` (an ``anyio.BrokenResourceError``
+        too) once the process has exited, also while waiting on a full pipe."""
+        return process_input(self, self._fifos_or_raise().stdin)
 
     def _attach_detached(self) -> None:
         """Reopen the stdio of a process loaded without attaching (if it is

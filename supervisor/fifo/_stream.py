@@ -85,27 +85,46 @@ class FdSendStream(ByteSendStream):
     async def send(self, item: bytes) -> None:
         view = memoryview(item)
         while view:
-            fd = self._fd.fd
-            if fd < 0:
-                raise anyio.ClosedResourceError
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                try:
-                    await anyio.wait_writable(fd)
-                except anyio.ClosedResourceError:
-                    raise
-                except OSError as exc:
-                    raise anyio.ClosedResourceError from exc
-                continue
-            except BrokenPipeError as exc:
-                raise anyio.BrokenResourceError from exc
-            except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    raise anyio.ClosedResourceError from exc
-                raise
-            view = view[written:]
+            written = self.write_nowait(view)
+            if written:
+                view = view[written:]
+            else:
+                await self.wait_writable()
         await anyio.lowlevel.checkpoint()
+
+    def write_nowait(self, data: memoryview) -> int:
+        """Write what fits now, without waiting: how much (0 when the pipe is
+        full). Lets a caller wait for room and for something else at once.
+
+        Raises:
+            anyio.ClosedResourceError: our end is closed.
+            anyio.BrokenResourceError: nobody has the other end open.
+        """
+        fd = self._fd.fd
+        if fd < 0:
+            raise anyio.ClosedResourceError
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except BrokenPipeError as exc:
+            raise anyio.BrokenResourceError from exc
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise anyio.ClosedResourceError from exc
+            raise
+
+    async def wait_writable(self) -> None:
+        """Until the pipe has room (or our end is closed: ``ClosedResourceError``)."""
+        fd = self._fd.fd
+        if fd < 0:
+            raise anyio.ClosedResourceError
+        try:
+            await anyio.wait_writable(fd)
+        except anyio.ClosedResourceError:
+            raise
+        except OSError as exc:
+            raise anyio.ClosedResourceError from exc
 
     async def aclose(self) -> None:
         self._fd.close_now()

@@ -1,0 +1,109 @@
+"""Sending to a process's stdin ends, whatever the process does: once it
+has exited nothing reads its input any more (the shim keeps the FIFO open,
+so a full pipe gives no EPIPE, only a write that would wait for good), and
+a send then raises ``FailedPrecondition``, also one already waiting on a
+full pipe when the process exits."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import anyio
+import pytest
+
+import supervisor
+from supervisor import errors
+
+pytestmark = pytest.mark.asyncio
+
+# Well past what the FIFO, the shim's copy and a terminal's buffers hold.
+_LARGE = b"x" * (4 << 20)
+
+
+async def _started(
+    client: supervisor.Client, rootfs: str, cid: str, script: str, terminal: bool
+) -> tuple[supervisor.Container, supervisor.Task]:
+    spec = supervisor.default_spec(["sh", "-c", script], rootfs, terminal=terminal)
+    container = await client.new_container(cid, spec)
+    task = await container.new_task(stdin=True, terminal=terminal)
+    await task.start()
+    return container, task
+
+
+async def _finish(container: supervisor.Container, task: supervisor.Task) -> None:
+    with anyio.fail_after(60):
+        await task.delete(force=True)
+        await container.delete()
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["tty", "pipe"])
+async def test_a_send_to_a_process_that_exited_raises(
+    client: supervisor.Client, rootfs: str, terminal: bool
+) -> None:
+    container, task = await _started(client, rootfs, "gone", "exit 3", terminal)
+    try:
+        with anyio.fail_after(30):
+            assert (await task.wait()).exit_code == 3
+        stdin = task.stdin
+        assert stdin is not None
+        # Bounded only so that a hang fails the test instead of the suite.
+        with anyio.fail_after(60), pytest.raises(errors.FailedPrecondition, match="exited"):
+            await stdin.send(_LARGE)
+        # Still a broken stream to anyio's eyes (what its users catch).
+        with anyio.fail_after(60), pytest.raises(anyio.BrokenResourceError):
+            await stdin.send(b"more")
+    finally:
+        await _finish(container, task)
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "no-events"])
+@pytest.mark.parametrize("terminal", [True, False], ids=["tty", "pipe"])
+async def test_a_send_waiting_on_a_full_pipe_ends_when_the_process_exits(
+    supervisor_client_factory: Callable[..., AbstractAsyncContextManager[supervisor.Client]],
+    rootfs: str,
+    terminal: bool,
+    events: bool,
+) -> None:
+    async with supervisor_client_factory(events=events) as client:
+        # It never reads its input: the send fills every buffer and waits.
+        container, task = await _started(client, rootfs, "full", "exec sleep 600", terminal)
+        try:
+            stdin = task.stdin
+            assert stdin is not None
+            outcome: list[BaseException | None] = []
+
+            async def send() -> None:
+                try:
+                    await stdin.send(_LARGE)
+                except errors.FailedPrecondition as exc:
+                    outcome.append(exc)
+                else:
+                    outcome.append(None)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send)
+                    await task.kill(signal.SIGKILL)
+                    assert (await task.wait()).exit_code == 137
+            assert len(outcome) == 1 and isinstance(outcome[0], errors.FailedPrecondition)
+        finally:
+            await _finish(container, task)
+
+
+async def test_a_caller_deadline_ends_a_send_to_a_process_that_does_not_read(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # A pipe, not a terminal: a terminal in canonical mode drops what
+    # overflows its line, so a send to it never waits.
+    container, task = await _started(client, rootfs, "slow", "exec sleep 600", False)
+    try:
+        stdin = task.stdin
+        assert stdin is not None
+        with anyio.move_on_after(0.5) as scope:
+            await stdin.send(_LARGE)
+        assert scope.cancelled_caught
+        assert await task.status() is supervisor.ProcessState.RUNNING
+    finally:
+        await _finish(container, task)
