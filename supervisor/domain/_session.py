@@ -137,17 +137,17 @@ class Session:
         """From now on every call fails with Closed and every wait wakes."""
         self.closed = True
         self.tracker.close()
-        self._stop_copying()
+        self._close_stdio()
 
-    def _stop_copying(self) -> None:
-        # A closed client copies no more log output: what is unread stays in
-        # the FIFOs (the shim keeps them) for the next client that attaches.
-        from ..fifo._log_pump import LogPump
-
+    def _close_stdio(self) -> None:
+        # A closed client keeps no fd of the processes it did not delete (an
+        # application that reconnects would pile them up) and copies no more
+        # log output. The files stay, and the shim keeps its own ends of
+        # every FIFO (stdin's too, so the process reads no end of input):
+        # what is unread waits there for the next client that attaches.
         for sets in self.stdio.values():
             for stdio in sets:
-                if isinstance(stdio, LogPump):
-                    stdio.close()
+                stdio.close()
 
     def fail(self, error: errors.SupervisorError) -> None:
         """The client's background machinery died: from now on every call,

@@ -26,8 +26,9 @@ it does nothing until a test asks for one of its fixtures:
 
 A failing test's report shows its containers' output, what processes it
 made through its clients left unread in their pipes, and the library's log
-lines of its namespace; a test that leaves a live task, an open FIFO or a
-pending asyncio task behind fails at teardown, naming it. See
+lines of its namespace; a test that leaves a live task, an exited task it
+never deleted, an open FIFO or a pending asyncio task behind fails at
+teardown, naming it. See
 ``docs/pytest-plugin.md``.
 
 Importing this package (and the plugin) loads neither grpclib nor the daemon.

@@ -179,7 +179,10 @@ async def purge(address: str, namespace: str, state_dir: Path | None = None) -> 
     another state directory never reopens (and so never holds) its FIFOs.
 
     Returns:
-        What was still live (created, running or paused), one line each.
+        What the test had left to the purge, one line each: a task still
+        live (created, running or paused), killed and deleted, and an
+        exited task never deleted (with it its stdio FIFOs, whose fds a
+        client lets go of when it closes), deleted.
     """
     # Imported here: the plugin's import must stay cheap.
     import supervisor
@@ -197,7 +200,15 @@ async def purge(address: str, namespace: str, state_dir: Path | None = None) -> 
                 with contextlib.suppress(errors.NotFound):
                     state = (await task.status()).value
                     if state in _LIVE:
-                        live.append(f"task of container {container.id!r} ({state}, pid {task.pid})")
+                        live.append(
+                            f"task of container {container.id!r} ({state}, pid {task.pid}),"
+                            " killed and deleted"
+                        )
+                    else:
+                        live.append(
+                            f"task of container {container.id!r} ({state}), never deleted,"
+                            " deleted with its stdio"
+                        )
                 with contextlib.suppress(errors.NotFound):
                     await task.delete(force=True)
             with contextlib.suppress(errors.NotFound):

@@ -219,7 +219,7 @@ def supervisor_namespace(
                 blocking(release_networks, supervisor_state_dir, namespace)
             except errors.SupervisorError as exc:
                 live = [f"cannot empty namespace {namespace}: {exc}"]
-            record.leaks += [f"{line}, killed and deleted" for line in live]
+            record.leaks += live
         finally:
             record.leave()
         # A test that failed halfway leaves things behind as a matter of
