@@ -51,7 +51,7 @@ def _any_value(message: bytes) -> bytes:
 
 
 def _container(message: bytes) -> ContainerRecord:
-    id = runtime = snapshotter = snapshot_key = ""
+    id = image = runtime = snapshotter = snapshot_key = ""
     spec = b""
     labels: dict[str, str] = {}
     created_at: datetime | None = None
@@ -61,6 +61,8 @@ def _container(message: bytes) -> ContainerRecord:
         elif num == 2:
             key, value = _pair(raw(field))
             labels[key] = value
+        elif num == 3:
+            image = text(field)
         elif num == 4:
             runtime = _runtime_name(raw(field))
         elif num == 5:
@@ -73,6 +75,7 @@ def _container(message: bytes) -> ContainerRecord:
             created_at = timestamp(field)
     return _records.container_record(
         id=id,
+        image=image,
         spec=spec,
         runtime=runtime,
         labels=labels,
