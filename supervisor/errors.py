@@ -9,7 +9,9 @@
     │   ├── CommandNotFound      the process's executable does not exist
     │   └── CommandNotExecutable the process's executable cannot be run
     ├── FailedPrecondition   the object is in the wrong state for the call
-    │   └── Closed               the client was closed
+    │   ├── Closed               the client was closed
+    │   └── StdinNotRead         a send to a process that exited (also an
+    │                            ``anyio.BrokenResourceError``)
     ├── Unavailable          containerd cannot be reached (or went away mid-call)
     ├── Cancelled            containerd cancelled the call on its side
     ├── DeadlineExceeded     a call ran past its deadline
@@ -40,6 +42,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "StdinNotRead",
     "SupervisorError",
     "Unavailable",
     "Unknown",
@@ -106,6 +109,13 @@ class FailedPrecondition(SupervisorError):
 
 class Closed(FailedPrecondition):
     """The client (or the object's client) was closed; nothing more can be done through it."""
+
+
+class StdinNotRead(FailedPrecondition):
+    """A send to the standard input of a process that has exited, whose pipe
+    nobody empties any more. What the library raises is an
+    ``anyio.BrokenResourceError`` too (what anyio streams raise when their
+    reader is gone)."""
 
 
 class Unavailable(SupervisorError):

@@ -118,6 +118,8 @@ class Process:
 
         Ends (``anyio.EndOfStream``) once the process and its children closed it.
         Read it: a process whose output nobody reads blocks once the pipe is full.
+        Closed with the client (``anyio.ClosedResourceError``; line iterators
+        end): what is unread stays in the FIFO for the next client.
 
         Raises:
             FailedPrecondition: the process was loaded without attaching its stdio.
@@ -126,14 +128,15 @@ class Process:
 
     @property
     def stderr(self) -> ByteReceiveStream | None:
-        """The process's standard error; ``None`` with a terminal (it goes to stdout)."""
+        """Standard error as :attr:`stdout`; ``None`` with a terminal (it goes to stdout)."""
         return self._fifos_or_raise().stderr
 
     @property
     def stdin(self) -> ByteSendStream | None:
         """The process's standard input, if it was asked for (``stdin=True``);
-        a send raises ``FailedPrecondition`` (an ``anyio.BrokenResourceError``
-        too) once the process has exited, also while waiting on a full pipe."""
+        a send raises ``errors.StdinNotRead`` (a ``FailedPrecondition`` and an
+        ``anyio.BrokenResourceError``) when the process has exited and the pipe
+        stays full, also one already waiting on it."""
         return process_input(self, self._fifos_or_raise().stdin)
 
     def _attach_detached(self) -> None:

@@ -107,3 +107,34 @@ async def test_a_caller_deadline_ends_a_send_to_a_process_that_does_not_read(
         assert await task.status() is supervisor.ProcessState.RUNNING
     finally:
         await _finish(container, task)
+
+
+async def test_a_child_that_still_reads_gets_what_is_sent_after_the_exit(
+    client: supervisor.Client, rootfs: str
+) -> None:
+    # An exec that leaves a background job holding its stdin: the exec's
+    # exit does not mean nobody reads, and a send must not refuse then.
+    container, task = await _started(client, rootfs, "parent", "exec sleep 600", False)
+    try:
+        script = "exec 3<&0; (wc -c <&3 >/tmp/got) & exit 0"
+        process = await task.exec("e1", ["sh", "-c", script], stdin=True)
+        await process.start()
+        with anyio.fail_after(30):
+            assert (await process.wait()).exit_code == 0
+        stdin = process.stdin
+        assert stdin is not None
+        with anyio.fail_after(60):
+            await stdin.send(_LARGE)  # far more than the pipes hold: it is read
+            await process.close_stdin()
+            while True:  # until the job has counted to the end of its input
+                probe = await task.exec("probe", ["cat", "/tmp/got"])
+                await probe.start()
+                out, _ = await probe.communicate()
+                await probe.delete()
+                if out.strip():
+                    break
+                await anyio.sleep(0.1)
+        assert int(out) == len(_LARGE)
+        await process.delete()
+    finally:
+        await _finish(container, task)
