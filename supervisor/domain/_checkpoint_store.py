@@ -41,8 +41,8 @@ EXITED_LABEL = "io.supervisor.checkpoint.exited"
 SPEC_MARK = "io.supervisor.checkpoint.mark"
 # The Go client's index annotations, which ctr's restore reads.
 RUNTIME_ANNOTATION = "io.containerd.checkpoint.runtime"
-IMAGE_ANNOTATION = "image.name"
-SNAPSHOTTER_ANNOTATION = "snapshotter.name"
+IMAGE_ANNOTATION = "org.opencontainers.image.ref.name"
+SNAPSHOTTER_ANNOTATION = "io.containerd.checkpoint.snapshotter"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,254}")
 _INDEX_LIMIT = 1 << 20
