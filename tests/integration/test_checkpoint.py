@@ -31,7 +31,12 @@ import supervisor
 from supervisor import errors
 from supervisor._types import ProcessState
 from supervisor.domain import _criu
-from supervisor.domain._checkpoint_store import stores
+from supervisor.domain._checkpoint_store import (
+    IMAGE_ANNOTATION,
+    RUNTIME_ANNOTATION,
+    SNAPSHOTTER_ANNOTATION,
+    stores,
+)
 from supervisor.oci._digest import sha256_digest
 from supervisor.oci._manifest import OCI_INDEX, Descriptor
 from tests._containerd import PrivateContainerd, short_tmpdir
@@ -524,9 +529,9 @@ async def _made_up_checkpoint(
         "mediaType": OCI_INDEX,
         "manifests": [m.to_json() for m in manifests],
         "annotations": {
-            "io.containerd.checkpoint.runtime": record.runtime,
-            "snapshotter.name": snapshotter or record.snapshotter,
-            "image.name": record.image,
+            RUNTIME_ANNOTATION: record.runtime,
+            SNAPSHOTTER_ANNOTATION: snapshotter or record.snapshotter,
+            IMAGE_ANNOTATION: record.image,
         },
     }
     target = await _blob(images, lease, OCI_INDEX, json.dumps(index).encode())
@@ -588,21 +593,30 @@ async def test_rw_layer_holds_the_snapshot_changes(
     await container.delete()
 
 
+@contextlib.asynccontextmanager
+async def _with_rw_layer(
+    client: supervisor.Client, rw_image: str, cid: str
+) -> AsyncIterator[tuple[supervisor.Container, supervisor.Task, Any, Descriptor]]:
+    """A counting container of the image, its record and its rw layer, held
+    by a lease until the block ends (checkpoints made in it hold the layer)."""
+    from supervisor.domain._checkpoint_rw import rw_layer
+
+    container, task = await _image_counting(client, rw_image, cid)
+    record = await client._session.transport.get_container(cid)
+    _, images = stores(client._session)
+    lease = await images.create_lease(f"{cid}-lease", datetime.timedelta(minutes=5))
+    yield container, task, record, await rw_layer(client._session, record, lease)
+    await images.delete_lease(lease)
+
+
 async def test_restore_into_a_new_id_needs_the_rw_layer_and_the_image(
     client: supervisor.Client, rw_image: str
 ) -> None:
     # Each refusal comes before anything is made (and before CRIU is asked).
-    from supervisor.domain._checkpoint_rw import rw_layer
-
-    container, task = await _image_counting(client, rw_image, "cp-rwref")
-    record = await client._session.transport.get_container("cp-rwref")
-    _, images = stores(client._session)
-    lease = await images.create_lease("cp-rwref-lease", datetime.timedelta(minutes=5))
-    layer = await rw_layer(client._session, record, lease)
-    await _made_up_checkpoint(client, "cp-rwref-plain", record, None)
-    await _made_up_checkpoint(client, "cp-rwref-rw", record, layer)
-    await _made_up_checkpoint(client, "cp-rwref-native", record, layer, snapshotter="native")
-    await images.delete_lease(lease)
+    async with _with_rw_layer(client, rw_image, "cp-rwref") as (container, task, record, layer):
+        await _made_up_checkpoint(client, "cp-rwref-plain", record, None)
+        await _made_up_checkpoint(client, "cp-rwref-rw", record, layer)
+        await _made_up_checkpoint(client, "cp-rwref-native", record, layer, snapshotter="native")
     snaps = await _snapshots(client, record.snapshotter)
     before = await _store_state(client)
 
@@ -633,15 +647,10 @@ async def test_rw_restore_puts_the_layer_on_a_new_snapshot(
     # CRIU cannot restore everywhere: here the task is started afresh instead
     # of restored, with a process that shows the new container's files.
     from supervisor.client import _checkpoints
-    from supervisor.domain._checkpoint_rw import rw_layer
 
-    container, task = await _image_counting(client, rw_image, "cp-rwnew")
-    record = await client._session.transport.get_container("cp-rwnew")
-    _, images = stores(client._session)
-    lease = await images.create_lease("cp-rwnew-lease", datetime.timedelta(minutes=5))
-    layer = await rw_layer(client._session, record, lease)
-    await _made_up_checkpoint(client, "cp-rwnew-1", record, layer, args=["cat", "/root/saved"])
-    await images.delete_lease(lease)
+    async with _with_rw_layer(client, rw_image, "cp-rwnew") as (container, task, record, layer):
+        args = ["cat", "/root/saved"]
+        await _made_up_checkpoint(client, "cp-rwnew-1", record, layer, args=args)
     await task.delete(force=True)
 
     async def no_check(limit: float, *, container_id: str | None = None) -> None:
