@@ -12,13 +12,17 @@ outage) serves nothing any containerd will ever load again.
 So after each (re)start, and now and then while containerd runs, a shim of
 *our* containerd's address whose task this containerd does not know is such
 an orphan, and is killed with what it started, if it was already running
-when this containerd started or if its bundle (the shim's working
-directory) is gone. A look that containerd could not answer leaves the shim
-for the next look.
+when this containerd started, if its bundle (the shim's working directory)
+is gone, or if its container is gone too (an application killed in the
+middle of a task's create can leave the shim of a task containerd never
+recorded), or if it has served no task for longer than any create takes
+(``lost_create``: the same leftover, its container kept; containerd would
+refuse a new task of that id while the shim's bundle is there). A look
+that containerd could not answer leaves the shim for the next look.
 
 Only such shims: one this containerd started for a create in flight is
-younger than it and has its bundle (made before the shim), and one it loaded
-after the restart is a task it knows. The shim's own ``start`` and
+younger than it and has its bundle and its container (both made before the
+shim), and one it loaded after the restart is a task it knows. The shim's own ``start`` and
 ``delete`` commands are never counted. Linux only (``/proc``); the scans of
 ``/proc`` run off the event loop.
 """
@@ -29,11 +33,15 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .. import errors
 from .._log import get_logger
+
+if TYPE_CHECKING:
+    from ..backends.containerd import ContainerdTransport
 
 __all__ = ["Shim", "reap_orphans", "shims_of"]
 
@@ -131,38 +139,78 @@ def _kill(shim: Shim) -> None:
         os.kill(shim.pid, signal.SIGKILL)
 
 
-async def reap_orphans(address: str, containerd_pid: int, rpc_timeout: float) -> int:
+async def reap_orphans(
+    address: str,
+    containerd_pid: int,
+    rpc_timeout: float,
+    pending: dict[tuple[int, int], float] | None = None,
+    lost_create: float = 120.0,
+) -> int:
     """Kill the shims of ``address`` whose task containerd ``containerd_pid``
-    does not know and that are older than it or lost their bundle; how many
-    were killed."""
+    does not know and that are older than it, lost their bundle, serve a
+    container containerd does not know either, or were seen without a task
+    ``lost_create`` seconds ago already (in ``pending``, which the caller
+    keeps from one look to the next); how many were killed."""
     born = _start_ticks(containerd_pid)
     if born is None:
         return 0
     shims = await anyio.to_thread.run_sync(shims_of, address)
-    suspects = [s for s in shims if s.started < born or s.bundle_gone]
-    if not suspects:
+    if pending is None:
+        pending = {}
+    alive = {(s.pid, s.started) for s in shims}
+    for key in [k for k in pending if k not in alive]:
+        del pending[key]
+    if not shims:
         return 0
     from ..backends.containerd import ContainerdTransport
 
     killed = 0
-    for namespace in sorted({s.namespace for s in suspects}):
+    for namespace in sorted({s.namespace for s in shims}):
         transport = ContainerdTransport.open(address, namespace, rpc_timeout=rpc_timeout)
         try:
-            for shim in (s for s in suspects if s.namespace == namespace):
-                try:
-                    await transport.get_task(shim.container_id)
-                except errors.NotFound:
-                    await anyio.to_thread.run_sync(_kill, shim)
-                    killed += 1
-                    _log.warning(
-                        "daemon.orphaned_shim_killed",
-                        pid=shim.pid,
-                        namespace=namespace,
-                        container_id=shim.container_id,
-                        bundle_gone=shim.bundle_gone,
-                    )
-                except errors.SupervisorError:
-                    continue  # not sure: leave it for the next look
+            try:
+                known = {t.container_id for t in await transport.list_tasks()}
+            except errors.SupervisorError:
+                continue  # not sure: leave them for the next look
+            for shim in shims:
+                if shim.namespace != namespace:
+                    continue
+                key = (shim.pid, shim.started)
+                if shim.container_id in known:
+                    pending.pop(key, None)
+                    continue
+                first = pending.setdefault(key, anyio.current_time())
+                stuck = anyio.current_time() - first >= lost_create
+                if not stuck and not await _lost(transport, shim, born):
+                    continue
+                pending.pop(key, None)
+                await anyio.to_thread.run_sync(_kill, shim)
+                killed += 1
+                _log.warning(
+                    "daemon.orphaned_shim_killed",
+                    pid=shim.pid,
+                    namespace=namespace,
+                    container_id=shim.container_id,
+                    bundle_gone=shim.bundle_gone,
+                )
         finally:
             await transport.aclose()
     return killed
+
+
+async def _lost(transport: ContainerdTransport, shim: Shim, born: int) -> bool:
+    # ``shim`` serves no task this containerd knows.
+    if shim.started < born or shim.bundle_gone:
+        return True
+    # Younger than containerd, with its bundle: a create in flight, unless
+    # its container is gone too (containerd makes the container before the
+    # shim; an application killed mid-create can leave the shim of a task
+    # containerd never recorded, and its container deleted since) or it has
+    # been so for longer than any create takes (the caller's pending).
+    try:
+        await transport.get_container(shim.container_id)
+    except errors.NotFound:
+        return True
+    except errors.SupervisorError:
+        return False  # not sure: leave it for the next look
+    return False

@@ -35,6 +35,9 @@ class DaemonTimeouts:
         log_poll: how often containerd's log file is read.
         reap_interval: how often, while containerd runs, shims an earlier
             containerd lost are looked for (also after every start).
+        lost_create: how long a shim this containerd started may serve no
+            task it knows (a create in flight) before it is taken for the
+            leftover of a create whose caller was killed, and killed.
 
     Raises:
         InvalidArgument: a value is not a finite, non-negative number, a
@@ -55,6 +58,7 @@ class DaemonTimeouts:
     dump_grace: float = 0.2
     log_poll: float = 0.1
     reap_interval: float = 5.0
+    lost_create: float = 120.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -84,6 +88,7 @@ class DaemonTimeouts:
             "restart_initial",
             "log_poll",
             "reap_interval",
+            "lost_create",
         )
         for name in positive:
             if getattr(self, name) == 0:

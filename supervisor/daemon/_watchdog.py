@@ -52,6 +52,8 @@ class Watchdog:
         # One reap at a time: the one after a restart and the periodic one
         # would otherwise look at (and kill) the same shims.
         self._reaping = anyio.Lock()
+        # Shims seen serving no task, and since when (see _orphans).
+        self._pending_shims: dict[tuple[int, int], float] = {}
 
     async def run(self, background: Background) -> None:
         """The body of ``background``: start or adopt containerd, say
@@ -145,7 +147,13 @@ class Watchdog:
         try:
             async with self._reaping:
                 with anyio.move_on_after(t.start):
-                    await reap_orphans(launcher.address, child.pid, t.health_timeout)
+                    await reap_orphans(
+                        launcher.address,
+                        child.pid,
+                        t.health_timeout,
+                        self._pending_shims,
+                        t.lost_create,
+                    )
         except Exception as exc:  # noqa: BLE001 - reaping must never stop the watchdog
             _log.warning("daemon.reap_failed", error=str(exc) or type(exc).__name__)
 

@@ -84,24 +84,71 @@ async def test_a_shim_whose_task_containerd_forgets_later_is_reaped(
         lost.stop()
 
 
-async def test_a_younger_shim_is_reaped_once_its_bundle_is_gone(base: Path) -> None:
-    # Younger than the running containerd: a create of this containerd's
-    # own may be in flight, until the bundle (made before the shim) is gone.
+async def test_a_younger_shim_is_reaped_once_its_bundle_or_its_container_is_gone(
+    base: Path, rootfs: str
+) -> None:
+    # Younger than the running containerd, with its bundle and its container:
+    # a create of this containerd's own may be in flight, until the bundle
+    # (made before the shim) or the container (made before the bundle) is gone.
+    ns = f"orph-{os.getpid()}"
+    slow = DaemonTimeouts(health_interval=0.2, health_timeout=0.5, stop=5, reap_interval=600)
+    async with Daemon(base / "root", base / "state", timeouts=slow) as daemon:
+        assert daemon.pid is not None
+        async with supervisor.connect(
+            daemon.address, namespace=ns, state_dir=base / "sv"
+        ) as client:
+            spec = supervisor.default_spec(["true"], rootfs)
+            for gone in ("bundle", "container"):
+                container = await client.new_container(f"pending-{gone}", spec)
+                bundle = base / gone
+                bundle.mkdir()
+                lost = Mimic(_shim_argv(daemon.address, ns, container.id), cwd=bundle)
+                try:
+                    assert await reap_orphans(daemon.address, daemon.pid, 5.0) == 0
+                    assert lost.process.poll() is None
+                    if gone == "bundle":
+                        bundle.rmdir()
+                    else:
+                        await container.delete()
+                    assert await reap_orphans(daemon.address, daemon.pid, 5.0) == 1
+                    assert lost.process.wait(timeout=10) == -signal.SIGKILL
+                finally:
+                    lost.stop()
+                if gone == "bundle":
+                    await container.delete()
+
+
+async def test_a_younger_shim_without_a_task_for_too_long_is_reaped(
+    base: Path, rootfs: str
+) -> None:
+    # Its bundle and its container are there (the caller of the create was
+    # killed, its container kept): once it has served no task for longer
+    # than lost_create across looks, it is a leftover.
     ns = f"orph-{os.getpid()}"
     bundle = base / "bundle"
     bundle.mkdir()
     slow = DaemonTimeouts(health_interval=0.2, health_timeout=0.5, stop=5, reap_interval=600)
     async with Daemon(base / "root", base / "state", timeouts=slow) as daemon:
         assert daemon.pid is not None
-        lost = Mimic(_shim_argv(daemon.address, ns, "unknown"), cwd=bundle)
-        try:
-            assert await reap_orphans(daemon.address, daemon.pid, 5.0) == 0
-            assert lost.process.poll() is None
-            bundle.rmdir()
-            assert await reap_orphans(daemon.address, daemon.pid, 5.0) == 1
-            assert lost.process.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            lost.stop()
+        async with supervisor.connect(
+            daemon.address, namespace=ns, state_dir=base / "sv"
+        ) as client:
+            container = await client.new_container(
+                "stuck", supervisor.default_spec(["true"], rootfs)
+            )
+            lost = Mimic(_shim_argv(daemon.address, ns, container.id), cwd=bundle)
+            pending: dict[tuple[int, int], float] = {}
+            try:
+                # First seen now: a create in flight, for all we know.
+                assert await reap_orphans(daemon.address, daemon.pid, 5.0, pending, 0.5) == 0
+                assert lost.process.poll() is None and len(pending) == 1
+                await anyio.sleep(0.6)  # past lost_create since the first look
+                assert await reap_orphans(daemon.address, daemon.pid, 5.0, pending, 0.5) == 1
+                assert lost.process.wait(timeout=10) == -signal.SIGKILL
+                assert pending == {}
+            finally:
+                lost.stop()
+            await container.delete()
 
 
 async def test_a_shims_own_start_and_delete_commands_are_not_shims(base: Path) -> None:
