@@ -23,7 +23,7 @@ import pytest
 import supervisor
 from supervisor.network import NetworkManager
 from tests.integration.helpers import read_all
-from tests.integration.test_network_bridge import leftovers
+from tests.integration.test_network_bridge import host_rules_before, leftovers  # noqa: F401 - autouse
 
 pytestmark = [
     pytest.mark.asyncio,

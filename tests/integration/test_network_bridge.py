@@ -75,9 +75,31 @@ CLIENT = textwrap.dedent(
 )
 
 
-def iptables_lines(*needles: str) -> list[str]:
+def _iptables_save() -> list[str]:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if any(n in line for n in needles)]
+    return out.splitlines()
+
+
+# The host's rules as the test found them. Another run's leftovers (a run
+# killed halfway) may name the subnet this test's manager picks, whose start
+# point is a hash of its state directory's path: they are not the test's.
+_RULES_BEFORE: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def host_rules_before() -> None:
+    """Note the host's rules before the test (autouse wherever it is imported)."""
+    _RULES_BEFORE.clear()
+    _RULES_BEFORE.update(line for line in _iptables_save() if not line.startswith("#"))
+
+
+def iptables_lines(*needles: str) -> list[str]:
+    """The host's rules naming any of ``needles`` that the test did not find there."""
+    return [
+        line
+        for line in _iptables_save()
+        if any(n in line for n in needles) and line not in _RULES_BEFORE
+    ]
 
 
 def veths_on(bridge: str) -> list[str]:

@@ -19,7 +19,7 @@ from supervisor.network import NetworkManager
 from tests.integration.cli_runner import Cli
 from tests.integration.conftest import purge_namespace
 from tests.integration.test_network_api import http_get
-from tests.integration.test_network_bridge import leftovers
+from tests.integration.test_network_bridge import host_rules_before, leftovers  # noqa: F401 - autouse
 
 pytestmark = [
     pytest.mark.asyncio,

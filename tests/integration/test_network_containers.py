@@ -21,7 +21,7 @@ import pytest_asyncio
 import supervisor
 from supervisor.network import NetworkManager, apply_network
 from tests.integration.helpers import read_all
-from tests.integration.test_network_bridge import leftovers
+from tests.integration.test_network_bridge import host_rules_before, leftovers  # noqa: F401 - autouse
 
 pytestmark = [
     pytest.mark.asyncio,
