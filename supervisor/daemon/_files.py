@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from .. import _platform, errors
-from .._paths import private_dir
+from .._paths import check_owned, private_dir
 
 __all__ = ["open_regular", "owned_dir", "remove_empty_scope_dir"]
 
@@ -83,13 +83,9 @@ def remove_empty_scope_dir(address: str) -> None:
     if directory == _platform.default_state_dir():
         return  # the machine's default containerd's: everybody's
     try:
-        st = os.lstat(directory)
-    except OSError:
-        return
-    geteuid = getattr(os, "geteuid", None)
-    if not stat.S_ISDIR(st.st_mode) or (geteuid is not None and st.st_uid != geteuid()):
-        return
-    try:
+        check_owned(directory)
         os.rmdir(directory)
+    except errors.FailedPrecondition:
+        pass  # a link, not a directory, or not ours
     except OSError:
         pass  # not empty (or gone meanwhile): not ours to empty
