@@ -32,6 +32,7 @@ import anyio
 from .. import errors
 
 if TYPE_CHECKING:
+    from .._types import TaskRecord
     from ..backends.blocking import Channel
 
 __all__ = [
@@ -192,35 +193,38 @@ async def purge(address: str, namespace: str, state_dir: Path | None = None) -> 
     async with supervisor.connect(
         address, namespace=namespace, events=False, state_dir=state_dir
     ) as client:
-        with_fifos = {
-            t.container_id
-            for t in await client._session.transport.list_tasks()
-            # A FIFO is a path; a shim-run logger or a file is a URI.
-            if any(p and "://" not in p for p in (t.stdio.stdin, t.stdio.stdout, t.stdio.stderr))
-        }
+        # One snapshot of every task's state and stdio, for the report.
+        records = {t.container_id: t for t in await client._session.transport.list_tasks()}
         for container in await client.containers():
             try:
                 task = await container.task()
             except errors.NotFound:
                 task = None
             if task is not None:
-                with contextlib.suppress(errors.NotFound):
-                    state = (await task.status()).value
-                    if state in _LIVE:
-                        live.append(
-                            f"task of container {container.id!r} ({state}, pid {task.pid}),"
-                            " killed and deleted"
-                        )
-                    elif container.id in with_fifos:
-                        live.append(
-                            f"task of container {container.id!r} ({state}), never deleted,"
-                            " deleted with its stdio"
-                        )
+                record = records.get(container.id)
+                if record is not None:
+                    live.extend(_left_task(container.id, record))
                 with contextlib.suppress(errors.NotFound):
                     await task.delete(force=True)
             with contextlib.suppress(errors.NotFound):
                 await container.delete()
     return live
+
+
+def _left_task(container_id: str, record: TaskRecord) -> list[str]:
+    """The line :func:`purge` reports for a task it found, if any."""
+    state = record.state.value
+    if state in _LIVE:
+        return [
+            f"task of container {container_id!r} ({state}, pid {record.pid}), killed and deleted"
+        ]
+    # A FIFO is a path; a shim-run logger or a file is a URI.
+    stdio = record.stdio
+    if any(p and "://" not in p for p in (stdio.stdin, stdio.stdout, stdio.stderr)):
+        return [
+            f"task of container {container_id!r} ({state}), never deleted, deleted with its stdio"
+        ]
+    return []
 
 
 def remove_emptied(address: str, namespaces: Namespaces, name: str, admin_dir: Path) -> None:
