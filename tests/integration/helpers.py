@@ -79,3 +79,15 @@ class Recorder:
         with anyio.fail_after(timeout):
             while not pred():
                 await self._changed.wait()
+
+
+async def started_with_stdin(
+    client: supervisor.Client, rootfs: str, cid: str, script: str, *, terminal: bool
+) -> tuple[supervisor.Container, supervisor.Task]:
+    """A container running ``sh -c script`` with its stdin open (on a
+    terminal if ``terminal``), started."""
+    spec = supervisor.default_spec(["sh", "-c", script], rootfs, terminal=terminal)
+    container = await client.new_container(cid, spec)
+    task = await container.new_task(stdin=True, terminal=terminal)
+    await task.start()
+    return container, task

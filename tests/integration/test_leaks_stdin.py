@@ -6,8 +6,9 @@ full pipe when the process exits."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import anyio
@@ -15,6 +16,7 @@ import pytest
 
 import supervisor
 from supervisor import errors
+from tests.integration.helpers import started_with_stdin
 
 pytestmark = pytest.mark.asyncio
 
@@ -22,28 +24,25 @@ pytestmark = pytest.mark.asyncio
 _LARGE = b"x" * (4 << 20)
 
 
-async def _started(
+@contextlib.asynccontextmanager
+async def _running(
     client: supervisor.Client, rootfs: str, cid: str, script: str, terminal: bool
-) -> tuple[supervisor.Container, supervisor.Task]:
-    spec = supervisor.default_spec(["sh", "-c", script], rootfs, terminal=terminal)
-    container = await client.new_container(cid, spec)
-    task = await container.new_task(stdin=True, terminal=terminal)
-    await task.start()
-    return container, task
-
-
-async def _finish(container: supervisor.Container, task: supervisor.Task) -> None:
-    with anyio.fail_after(60):
-        await task.delete(force=True)
-        await container.delete()
+) -> AsyncIterator[tuple[supervisor.Container, supervisor.Task]]:
+    """A started container with its stdin open, deleted (forced) at the end."""
+    container, task = await started_with_stdin(client, rootfs, cid, script, terminal=terminal)
+    try:
+        yield container, task
+    finally:
+        with anyio.fail_after(60):
+            await task.delete(force=True)
+            await container.delete()
 
 
 @pytest.mark.parametrize("terminal", [True, False], ids=["tty", "pipe"])
 async def test_a_send_to_a_process_that_exited_raises(
     client: supervisor.Client, rootfs: str, terminal: bool
 ) -> None:
-    container, task = await _started(client, rootfs, "gone", "exit 3", terminal)
-    try:
+    async with _running(client, rootfs, "gone", "exit 3", terminal) as (container, task):
         with anyio.fail_after(30):
             assert (await task.wait()).exit_code == 3
         stdin = task.stdin
@@ -54,8 +53,6 @@ async def test_a_send_to_a_process_that_exited_raises(
         # Still a broken stream to anyio's eyes (what its users catch).
         with anyio.fail_after(60), pytest.raises(anyio.BrokenResourceError):
             await stdin.send(b"more")
-    finally:
-        await _finish(container, task)
 
 
 @pytest.mark.parametrize("events", [True, False], ids=["events", "no-events"])
@@ -68,8 +65,10 @@ async def test_a_send_waiting_on_a_full_pipe_ends_when_the_process_exits(
 ) -> None:
     async with supervisor_client_factory(events=events) as client:
         # It never reads its input: the send fills every buffer and waits.
-        container, task = await _started(client, rootfs, "full", "exec sleep 600", terminal)
-        try:
+        async with _running(client, rootfs, "full", "exec sleep 600", terminal) as (
+            container,
+            task,
+        ):
             stdin = task.stdin
             assert stdin is not None
             outcome: list[BaseException | None] = []
@@ -88,8 +87,6 @@ async def test_a_send_waiting_on_a_full_pipe_ends_when_the_process_exits(
                     await task.kill(signal.SIGKILL)
                     assert (await task.wait()).exit_code == 137
             assert len(outcome) == 1 and isinstance(outcome[0], errors.FailedPrecondition)
-        finally:
-            await _finish(container, task)
 
 
 async def test_a_caller_deadline_ends_a_send_to_a_process_that_does_not_read(
@@ -97,16 +94,13 @@ async def test_a_caller_deadline_ends_a_send_to_a_process_that_does_not_read(
 ) -> None:
     # A pipe, not a terminal: a terminal in canonical mode drops what
     # overflows its line, so a send to it never waits.
-    container, task = await _started(client, rootfs, "slow", "exec sleep 600", False)
-    try:
+    async with _running(client, rootfs, "slow", "exec sleep 600", False) as (container, task):
         stdin = task.stdin
         assert stdin is not None
         with anyio.move_on_after(0.5) as scope:
             await stdin.send(_LARGE)
         assert scope.cancelled_caught
         assert await task.status() is supervisor.ProcessState.RUNNING
-    finally:
-        await _finish(container, task)
 
 
 async def test_a_child_that_still_reads_gets_what_is_sent_after_the_exit(
@@ -114,8 +108,7 @@ async def test_a_child_that_still_reads_gets_what_is_sent_after_the_exit(
 ) -> None:
     # An exec that leaves a background job holding its stdin: the exec's
     # exit does not mean nobody reads, and a send must not refuse then.
-    container, task = await _started(client, rootfs, "parent", "exec sleep 600", False)
-    try:
+    async with _running(client, rootfs, "parent", "exec sleep 600", False) as (container, task):
         script = "exec 3<&0; (wc -c <&3 >/tmp/got) & exit 0"
         process = await task.exec("e1", ["sh", "-c", script], stdin=True)
         await process.start()
@@ -136,5 +129,3 @@ async def test_a_child_that_still_reads_gets_what_is_sent_after_the_exit(
                 await anyio.sleep(0.1)
         assert int(out) == len(_LARGE)
         await process.delete()
-    finally:
-        await _finish(container, task)

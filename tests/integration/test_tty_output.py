@@ -19,22 +19,13 @@ import pytest
 import supervisor
 from supervisor.fifo._logger import make_logger_stdio
 from tests._logs import capture_logs
+from tests.integration.helpers import started_with_stdin
 
 pytestmark = pytest.mark.asyncio
 
 # Both need the input's end: ``cat`` ends only at end-of-file, and the
 # shell's last word is only written after that.
 _CAT_THEN = "cat; echo after"
-
-
-async def _started(
-    client: supervisor.Client, rootfs: str, cid: str, script: str
-) -> tuple[supervisor.Container, supervisor.Task]:
-    spec = supervisor.default_spec(["sh", "-c", script], rootfs, terminal=True)
-    container = await client.new_container(cid, spec)
-    task = await container.new_task(stdin=True, terminal=True)
-    await task.start()
-    return container, task
 
 
 def _lines(out: bytes) -> list[str]:
@@ -44,7 +35,7 @@ def _lines(out: bytes) -> list[str]:
 async def test_communicate_with_input_gives_all_output_and_the_real_exit_code(
     client: supervisor.Client, rootfs: str
 ) -> None:
-    container, task = await _started(client, rootfs, "tty-comm", _CAT_THEN)
+    container, task = await started_with_stdin(client, rootfs, "tty-comm", _CAT_THEN, terminal=True)
     with anyio.fail_after(30):
         out, err = await task.communicate(b"hello\nworld\n")
         status = await task.wait()
@@ -59,7 +50,9 @@ async def test_communicate_with_input_gives_all_output_and_the_real_exit_code(
 async def test_input_without_a_final_newline_still_ends(
     client: supervisor.Client, rootfs: str
 ) -> None:
-    container, task = await _started(client, rootfs, "tty-partial", "read x; echo got $x")
+    container, task = await started_with_stdin(
+        client, rootfs, "tty-partial", "read x; echo got $x", terminal=True
+    )
     with anyio.fail_after(30):
         out, _ = await task.communicate(b"abc")
         status = await task.wait()
@@ -74,7 +67,9 @@ async def test_input_without_a_final_newline_still_ends(
 async def test_communicate_without_input_ends_the_input(
     client: supervisor.Client, rootfs: str
 ) -> None:
-    container, task = await _started(client, rootfs, "tty-noinput", _CAT_THEN)
+    container, task = await started_with_stdin(
+        client, rootfs, "tty-noinput", _CAT_THEN, terminal=True
+    )
     with anyio.fail_after(30):
         out, _ = await task.communicate()
         status = await task.wait()
@@ -90,7 +85,9 @@ async def test_communicate_ends_when_the_process_leaves_input_unread(
     # More input than the FIFO and the terminal hold, never read: the shim's
     # copy into the terminal blocks for good once the process is gone, so
     # our write never finished.
-    container, task = await _started(client, rootfs, "tty-unread", "echo marker")
+    container, task = await started_with_stdin(
+        client, rootfs, "tty-unread", "echo marker", terminal=True
+    )
     with anyio.fail_after(60):
         out, _ = await task.communicate(b"x" * 300_000 + b"\n")
         status = await task.wait()
@@ -105,7 +102,9 @@ async def test_close_stdin_ends_when_the_process_is_gone_and_the_input_full(
 ) -> None:
     # The EOF key goes after the input; with the FIFO full and the process
     # gone, the shim never takes it, and close_stdin must not wait for that.
-    container, task = await _started(client, rootfs, "tty-full", "sleep 600")
+    container, task = await started_with_stdin(
+        client, rootfs, "tty-full", "sleep 600", terminal=True
+    )
     assert task.stdin is not None
     await task.kill(9)
     status = await task.wait()
