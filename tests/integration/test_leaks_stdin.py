@@ -7,6 +7,8 @@ full pipe when the process exits."""
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -15,7 +17,8 @@ import anyio
 import pytest
 
 import supervisor
-from supervisor import errors
+from supervisor import Daemon, DaemonTimeouts, errors
+from tests._containerd import short_tmpdir
 from tests.integration.helpers import started_with_stdin
 
 pytestmark = pytest.mark.asyncio
@@ -129,3 +132,47 @@ async def test_a_child_that_still_reads_gets_what_is_sent_after_the_exit(
                 await anyio.sleep(0.1)
         assert int(out) == len(_LARGE)
         await process.delete()
+
+
+async def test_a_send_ends_when_the_process_exits_after_containerd_was_away(
+    rootfs: str,
+) -> None:
+    # Without events the send asks containerd for the exit; a containerd
+    # killed (and restarted by the Daemon) while it waits must not leave the
+    # send waiting on a pipe nobody will empty.
+    base = short_tmpdir("sv-stdin-")
+    timeouts = DaemonTimeouts(health_interval=0.2, health_timeout=0.5, stop=5)
+    try:
+        async with Daemon(base / "root", base / "state", timeouts=timeouts) as daemon:
+            async with supervisor.connect(
+                daemon.address, namespace="stdin-away", state_dir=base / "sv", events=False
+            ) as client:
+                async with _running(client, rootfs, "away", "exec sleep 600", False) as (_, task):
+                    stdin = task.stdin
+                    assert stdin is not None
+                    outcome: list[BaseException] = []
+
+                    async def send() -> None:
+                        try:
+                            await stdin.send(_LARGE)
+                        except errors.FailedPrecondition as exc:
+                            outcome.append(exc)
+
+                    with anyio.fail_after(60):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(send)
+                            await anyio.wait_all_tasks_blocked()
+                            before = daemon.pid
+                            assert before is not None
+                            os.kill(before, signal.SIGKILL)
+                            while daemon.pid in (None, before):  # noqa: ASYNC110 - no event for it
+                                await anyio.sleep(0.05)
+                            while True:  # until the new containerd answers the kill
+                                try:
+                                    await task.kill(signal.SIGKILL)
+                                    break
+                                except (errors.Unavailable, errors.DeadlineExceeded):
+                                    await anyio.sleep(0.05)
+                    assert len(outcome) == 1 and isinstance(outcome[0], errors.StdinNotRead)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
